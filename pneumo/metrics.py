@@ -1,0 +1,67 @@
+"""The metric vocabulary: every metric name pneumo logs, defined once.
+
+Tuner objective, MLflow metrics, the leaderboard, promotion gates and the UI
+columns all import these names, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+# Keras compiles the model with metrics of these names; Keras prefixes "val_".
+AUC = "auc"
+AUPRC = "auprc"
+ACCURACY = "accuracy"
+LOSS = "loss"
+
+VAL_AUC = "val_" + AUC
+VAL_LOSS = "val_" + LOSS
+
+# Final, once-only evaluation on the test split (threshold chosen on validation).
+TEST_METRICS = (
+    "test_auc",
+    "test_auprc",
+    "test_accuracy",
+    "test_sensitivity",
+    "test_specificity",
+    "test_precision",
+    "test_npv",
+    "test_f1",
+    "test_brier",
+)
+THRESHOLD = "threshold"
+
+# Direction of every metric a user may sort or gate on: True = higher is better.
+HIGHER_IS_BETTER = {
+    VAL_AUC: True,
+    VAL_LOSS: False,
+    **{name: True for name in TEST_METRICS},
+    "test_brier": False,
+}
+
+
+def ci_names(metric: str) -> tuple[str, str]:
+    """Names of the 95% bootstrap interval bounds logged next to `metric`."""
+    return f"{metric}_ci_low", f"{metric}_ci_high"
+
+
+def higher_is_better(metric: str) -> bool:
+    try:
+        return HIGHER_IS_BETTER[metric]
+    except KeyError:
+        known = ", ".join(sorted(HIGHER_IS_BETTER))
+        raise ValueError(f"unknown metric {metric!r}; known metrics: {known}") from None
+
+
+# Names of what a job leaves in MLflow, shared by tracking (writer) and registry (reader).
+MODEL_NAME = "pneumonia-classifier"
+CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
+PREDICTIONS_ARTIFACT = "evaluation/test_predictions.csv"
+
+# Run tags.
+TAG_ROLE = "pneumo.role"  # "job" (parent run) or "trial" (child run)
+TAG_JOB_KEY = "pneumo.job_key"  # hash of the resolved config: identifies a job across restarts
+TAG_DATA_DIGEST = "pneumo.data_digest"
+TAG_TEST_DIGEST = "pneumo.test_digest"  # identity of the test images (promotion compares on it)
+TAG_TRIAL_ID = "pneumo.trial_id"
+TAG_SWEEP = "pneumo.sweep"
+TAG_JOB_NUM = "pneumo.job_num"
+TAG_OVERRIDES = "pneumo.overrides"

@@ -1,0 +1,16 @@
+"""The project root, resolved once: Hydra changes the working directory per job."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(os.environ.get("PNEUMO_ROOT", Path(__file__).resolve().parent.parent))
+CONF_DIR = ROOT / "conf"
+SWEEPS_DIR = ROOT / "sweeps"
+
+
+def local_tracking_uri(store: str | Path | None = None) -> str:
+    """sqlite URI of the local store (MLflow 3 refuses a plain folder of files)."""
+    store = Path(store) if store else ROOT / "mlruns"
+    return f"sqlite:///{store.resolve() / 'mlflow.db'}"

@@ -1,0 +1,188 @@
+"""Typed schemas for every config group (Hydra structured configs).
+
+Types live here, values in conf/*.yaml. Each YAML option names its schema in
+its defaults list, so a misspelled key or a wrong type in an override fails
+at composition, naming the key, before any data is loaded or model trained.
+Fields that may hold a search space (see `pneumo.space`) are typed Any.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+from pneumo import paths
+
+
+@dataclass
+class Paths:
+    root: str = MISSING
+    cache: str = MISSING
+
+
+@dataclass
+class DataConfig:
+    source: str = MISSING  # synthetic | folder | kaggle
+    root: Optional[str] = None  # folder: the Kaggle-layout root; synthetic/kaggle: where it is written
+    dataset: str = "paultimothymooney/chest-xray-pneumonia"  # kaggle only
+    n_images: int = 600  # synthetic only
+    image_px: int = 128  # synthetic only: side of the generated JPEGs
+    normal_fraction: float = 0.26  # synthetic only: Kermany's train split is 26% NORMAL
+    seed: int = 0  # synthetic images and the split
+    val_fraction: float = 0.15  # of train patients, carved patient-disjoint
+    test_fraction: float = 0.15  # only when the source has no test/
+    fold_kaggle_val: bool = True  # the 16-image Kaggle val/ is too small to select on
+    cache_dir: str = MISSING
+    workers: int = 0  # decode processes; 0 = one per core
+
+
+@dataclass
+class CNNConfig:
+    _target_: str = "pneumo.models.cnn"
+    filters: Any = 32
+    blocks: Any = 3
+    kernel_size: Any = 3
+    dense_units: Any = 128
+    dropout: Any = 0.5
+
+
+@dataclass
+class ResNetConfig:
+    _target_: str = "pneumo.models.resnet"
+    filters: Any = 32
+    stages: Any = 3
+    blocks_per_stage: Any = 1
+    dropout: Any = 0.3
+
+
+@dataclass
+class TransferConfig:
+    _target_: str = "pneumo.models.transfer"
+    backbone: Any = "MobileNetV2"
+    weights: Optional[str] = None  # "imagenet" needs a download
+    trainable: Any = False  # False: frozen backbone, only the head trains
+    input_scale: float = 2.0  # backbone input = pixel/255 * scale + offset
+    input_offset: float = -1.0
+    dropout: Any = 0.2
+
+
+@dataclass
+class OptimizerConfig:
+    _target_: str = MISSING
+    learning_rate: Any = 1e-3
+    rho: Any = None  # rmsprop
+    momentum: Any = None  # rmsprop, sgd
+    nesterov: Optional[bool] = None  # sgd
+    beta_1: Any = None  # adam
+    beta_2: Any = None  # adam
+    weight_decay: Any = None
+
+
+@dataclass
+class AugmentationConfig:
+    _target_: str = "pneumo.models.augmentation"
+    flip: Any = False  # horizontal: moves the heart; off by default
+    rotation: Any = 0.0  # fraction of a full turn
+    zoom: Any = 0.0
+    translation: Any = 0.0
+    contrast: Any = 0.0
+
+
+@dataclass
+class TunerConfig:
+    _target_: str = MISSING
+    objective: str = "val_auc"
+    max_trials: Optional[int] = None
+    executions_per_trial: int = 1
+    seed: Optional[int] = None
+    max_retries_per_trial: int = 1
+    max_consecutive_failed_trials: int = 3
+    # bayesian
+    num_initial_points: Optional[int] = None
+    # hyperband
+    max_epochs: Optional[int] = None
+    factor: Optional[int] = None
+    hyperband_iterations: Optional[int] = None
+
+
+@dataclass
+class EarlyStoppingConfig:
+    monitor: str = "val_loss"
+    patience: int = 3
+
+
+@dataclass
+class ReduceLRConfig:
+    monitor: str = "val_loss"
+    factor: float = 0.3
+    patience: int = 2
+    min_lr: float = 1e-6
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 10
+    batch_size: int = 32
+    image_size: int = 128  # px; images are decoded (and cached) at this size
+    class_weight: bool = True  # the data is ~74% PNEUMONIA
+    early_stopping: Optional[EarlyStoppingConfig] = field(default_factory=EarlyStoppingConfig)
+    reduce_lr: Optional[ReduceLRConfig] = field(default_factory=ReduceLRConfig)
+    checkpoint: bool = True  # keep the best epoch's weights (by the tuner objective)
+    precision: str = "float32"  # or mixed_float16 (GPU)
+    jit_compile: Any = "auto"
+    verbose: int = 0
+
+
+@dataclass
+class EvaluationConfig:
+    threshold: str = "youden"  # youden | sensitivity
+    target_sensitivity: float = 0.95  # used by threshold=sensitivity
+    bootstrap: int = 1000  # patient-level resamples for the 95% CIs
+    confidence: float = 0.95
+    seed: int = 0
+
+
+@dataclass
+class TrackingConfig:
+    uri: Optional[str] = None  # None: sqlite store under <root>/mlruns; MLFLOW_TRACKING_URI wins
+    store: str = MISSING  # local store folder (sqlite db + artifacts)
+    register: bool = True
+    model_name: str = "pneumonia-classifier"
+
+
+@dataclass
+class Config:
+    data: DataConfig = MISSING
+    model: Any = MISSING
+    optimizer: OptimizerConfig = MISSING
+    augmentation: AugmentationConfig = MISSING
+    tuner: TunerConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    evaluation: EvaluationConfig = MISSING
+    tracking: TrackingConfig = MISSING
+    paths: Paths = field(default_factory=Paths)
+    seed: int = 42
+    experiment: str = "pneumo"  # MLflow experiment = the sweep
+    restart: bool = False  # discard this job's tuner state and search again
+    fail_on_trial_errors: bool = True  # non-zero exit when the search had failed trials
+
+
+def register() -> None:
+    """Register schemas and resolvers; idempotent (tests call it repeatedly)."""
+    if not OmegaConf.has_resolver("pneumo_root"):
+        OmegaConf.register_new_resolver("pneumo_root", lambda: str(paths.ROOT))
+    cs = ConfigStore.instance()
+    cs.store(name="pneumo_config", node=Config)
+    cs.store(group="data", name="schema", node=DataConfig)
+    cs.store(group="model", name="cnn_schema", node=CNNConfig)
+    cs.store(group="model", name="resnet_schema", node=ResNetConfig)
+    cs.store(group="model", name="transfer_schema", node=TransferConfig)
+    cs.store(group="optimizer", name="schema", node=OptimizerConfig)
+    cs.store(group="augmentation", name="schema", node=AugmentationConfig)
+    cs.store(group="tuner", name="schema", node=TunerConfig)
+    cs.store(group="trainer", name="schema", node=TrainerConfig)
+    cs.store(group="evaluation", name="schema", node=EvaluationConfig)
+    cs.store(group="tracking", name="schema", node=TrackingConfig)
