@@ -1,0 +1,135 @@
+"""Model builders: plain values in, Keras models out. Keras 3 APIs only.
+
+`conf/model/*.yaml` name a builder here by `_target_`; its keys are the
+builder's arguments. `HyperModel` is the only place that sees Keras Tuner's
+`hp`: it resolves the YAML search spaces (pneumo.space) to plain values and
+calls the builders, so each builder is ordinary Keras code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import keras
+import keras_tuner
+from hydra.utils import get_method
+
+from pneumo import metrics, space
+
+# -- bodies: (tensor, **plain values) -> feature tensor ---------------------
+
+
+def cnn(x, *, filters=32, blocks=3, kernel_size=3, dense_units=128, dropout=0.5):
+    """The seed: Conv2D + ReLU + MaxPooling blocks (filters doubling), Dense, Dropout."""
+    for i in range(blocks):
+        x = keras.layers.Conv2D(filters * 2**i, kernel_size, padding="same", activation="relu")(x)
+        x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(dense_units, activation="relu")(x)
+    return keras.layers.Dropout(dropout)(x)
+
+
+def resnet(x, *, filters=32, stages=3, blocks_per_stage=1, dropout=0.3):
+    """A small pre-activation-free residual net: stem, stages of two-conv blocks."""
+    x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False)(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(x)
+    for stage in range(stages):
+        width = filters * 2**stage
+        for block in range(blocks_per_stage):
+            stride = 2 if stage > 0 and block == 0 else 1
+            shortcut = x
+            y = keras.layers.Conv2D(width, 3, strides=stride, padding="same", use_bias=False)(x)
+            y = keras.layers.BatchNormalization()(y)
+            y = keras.layers.ReLU()(y)
+            y = keras.layers.Conv2D(width, 3, padding="same", use_bias=False)(y)
+            y = keras.layers.BatchNormalization()(y)
+            if stride != 1 or shortcut.shape[-1] != width:
+                shortcut = keras.layers.Conv2D(width, 1, strides=stride, use_bias=False)(shortcut)
+                shortcut = keras.layers.BatchNormalization()(shortcut)
+            x = keras.layers.ReLU()(keras.layers.Add()([y, shortcut]))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.layers.Dropout(dropout)(x)
+
+
+def transfer(x, *, backbone="MobileNetV2", weights=None, trainable=False,
+             input_scale=2.0, input_offset=-1.0, dropout=0.2):
+    """A keras.applications backbone; gray input tiled to the 3 channels it expects."""
+    try:
+        app = getattr(keras.applications, backbone)
+    except AttributeError:
+        raise space.ConfigError(f"model.backbone: keras.applications has no {backbone!r}") from None
+    x = keras.layers.Concatenate()([x, x, x])
+    x = keras.layers.Rescaling(input_scale, offset=input_offset)(x)  # x is already in [0, 1]
+    base = app(include_top=False, weights=weights, input_shape=tuple(x.shape[1:]), pooling="avg")
+    base.trainable = bool(trainable)
+    x = base(x, training=False if not trainable else None)
+    return keras.layers.Dropout(dropout)(x)
+
+
+def augmentation(*, flip=False, rotation=0.0, zoom=0.0, translation=0.0, contrast=0.0, seed=None):
+    """Keras preprocessing layers, active only in training (inference passes through)."""
+    layers = []
+    if flip:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
+    if rotation:
+        layers.append(keras.layers.RandomRotation(rotation, fill_mode="constant", seed=seed))
+    if zoom:
+        layers.append(keras.layers.RandomZoom(zoom, fill_mode="constant", seed=seed))
+    if translation:
+        layers.append(keras.layers.RandomTranslation(translation, translation, fill_mode="constant", seed=seed))
+    if contrast:
+        layers.append(keras.layers.RandomContrast(contrast, seed=seed))
+    return keras.Sequential(layers, name="augmentation") if layers else None
+
+
+# -- the whole model ---------------------------------------------------------
+
+
+def build(image_size: int, body, body_kwargs: Mapping, aug_kwargs: Mapping, optimizer, *,
+          jit_compile="auto", seed=None) -> keras.Model:
+    """uint8 gray images in, P(pneumonia) out: rescaling and augmentation live inside."""
+    inputs = keras.Input((image_size, image_size, 1), dtype="uint8", name="image")
+    x = keras.layers.Rescaling(1.0 / 255)(inputs)
+    augment = augmentation(**aug_kwargs, seed=seed)
+    if augment is not None:
+        x = augment(x)
+    x = body(x, **body_kwargs)
+    # float32 output even under mixed_float16: stable sigmoid and loss.
+    outputs = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="pneumonia")(x)
+    model = keras.Model(inputs, outputs, name=body.__name__)
+    model.compile(
+        optimizer=optimizer,
+        loss="binary_crossentropy",
+        metrics=[
+            keras.metrics.AUC(name=metrics.AUC),
+            keras.metrics.AUC(curve="PR", name=metrics.AUPRC),
+            keras.metrics.BinaryAccuracy(name=metrics.ACCURACY),
+        ],
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+class HyperModel(keras_tuner.HyperModel):
+    """Resolves the model / optimizer / augmentation spaces and calls `build`."""
+
+    def __init__(self, model_cfg: Mapping, optimizer_cfg: Mapping, augmentation_cfg: Mapping,
+                 image_size: int, *, jit_compile="auto", seed=None):
+        super().__init__()
+        for prefix, node in (("model", model_cfg), ("optimizer", optimizer_cfg), ("augmentation", augmentation_cfg)):
+            space.validate(node, prefix)
+        self.groups = {"model": model_cfg, "optimizer": optimizer_cfg, "augmentation": augmentation_cfg}
+        self.image_size, self.jit_compile, self.seed = image_size, jit_compile, seed
+
+    def build(self, hp):
+        kw = {g: space.resolve(hp, {k: v for k, v in node.items() if k != "_target_"}, g)
+              for g, node in self.groups.items()}
+        body = get_method(self.groups["model"]["_target_"])
+        optimizer = get_method(self.groups["optimizer"]["_target_"])(**kw["optimizer"])
+        return build(self.image_size, body, kw["model"], kw["augmentation"], optimizer,
+                     jit_compile=self.jit_compile, seed=self.seed)
+
+    def fit(self, hp, model, *args, **kwargs):
+        # kwargs carries the tuner's own callbacks: pass them through untouched.
+        return model.fit(*args, **kwargs)
