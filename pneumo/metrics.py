@@ -65,3 +65,13 @@ TAG_TRIAL_ID = "pneumo.trial_id"
 TAG_SWEEP = "pneumo.sweep"
 TAG_JOB_NUM = "pneumo.job_num"
 TAG_OVERRIDES = "pneumo.overrides"
+
+# Parent-run metrics and params beyond the test metrics (written by the job, read by the leaderboard).
+EPOCHS_TRAINED = "epochs_trained"  # of the best trial
+TRIALS_COMPLETED = "trials_completed"
+TRIALS_FAILED = "trials_failed"
+BEST_HP_PREFIX = "best_hp."  # best trial's hyperparameters as params: best_hp.model.blocks, ...
+TAG_BEST_TRIAL = "best_trial_id"
+
+# Model-version tags set at registration (string values), read by promotion.
+VERSION_TAG_RUN_ID = "run_id"
