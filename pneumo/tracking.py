@@ -1,0 +1,260 @@
+"""MLflow plumbing with a fixed shape: experiment = sweep, parent run = job, child = trial.
+
+Owns the store location, params flattening, tags, secret redaction and the
+bookkeeping that lets a killed job resume without duplicate or dangling runs.
+It decides nothing about which model is best.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import socket
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import mlflow
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from pneumo import metrics, paths
+
+# A key that looks like it holds a credential never has its value recorded.
+SECRET_KEY = re.compile(r"key|token|secret|passw|credential|auth|cookie|session", re.I)
+REDACTED = "***"
+PARAM_MAX = 6000  # MLflow's limit on a param value, in characters
+
+
+def setup(uri: str | None = None, store: str | Path | None = None) -> str:
+    """Point MLflow at the store: MLFLOW_TRACKING_URI wins, then `uri`, then local sqlite."""
+    # A parent's MLFLOW_RUN_ID would hijack our nested runs: never inherit it.
+    os.environ.pop("MLFLOW_RUN_ID", None)
+    resolved = os.environ.get("MLFLOW_TRACKING_URI") or uri
+    if not resolved:
+        store = Path(store) if store else paths.ROOT / "mlruns"
+        store.mkdir(parents=True, exist_ok=True)
+        resolved = paths.local_tracking_uri(store)
+    mlflow.set_tracking_uri(resolved)
+    return resolved
+
+
+def experiment_id(name: str, store: str | Path | None = None) -> str:
+    """Get or create the experiment; local artifacts go under <store>/artifacts/."""
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if store and mlflow.get_tracking_uri().startswith("sqlite:"):
+        location = (Path(store).resolve() / "artifacts" / _slug(name)).as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException:  # a parallel job created it first
+        return client.get_experiment_by_name(name).experiment_id
+
+
+# -- what gets recorded --------------------------------------------------------
+
+
+def secret_values() -> list[str]:
+    """Values of credential-looking environment variables (KAGGLE_KEY, tokens...)."""
+    return [v for k, v in os.environ.items() if SECRET_KEY.search(k) and len(v) >= 4]
+
+
+def scrub(text: str) -> str:
+    for value in secret_values():
+        text = text.replace(value, REDACTED)
+    return text
+
+
+def redact_overrides(overrides: list[str]) -> list[str]:
+    out = []
+    for item in overrides:
+        key, sep, _ = item.partition("=")
+        out.append(f"{key}{sep}{REDACTED}" if sep and SECRET_KEY.search(key) else scrub(item))
+    return out
+
+
+def redact_config(node):
+    """The config with credential-looking keys' values replaced, for artifacts."""
+    if isinstance(node, Mapping):
+        return {k: REDACTED if SECRET_KEY.search(str(k)) and not isinstance(v, Mapping) else redact_config(v)
+                for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [redact_config(v) for v in node]
+    return scrub(node) if isinstance(node, str) else node
+
+
+def flatten(node, prefix: str = "") -> dict[str, str]:
+    """Dotted params from a nested config; search spaces kept as compact JSON."""
+    out: dict[str, str] = {}
+    items = node.items() if isinstance(node, Mapping) else []
+    for key, value in items:
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and not _is_space(value):
+            out.update(flatten(value, name + "."))
+        elif SECRET_KEY.search(str(key)):
+            out[name] = REDACTED
+        else:
+            text = value if isinstance(value, str) else json.dumps(_plain(value))
+            out[name] = scrub(str(text))[:PARAM_MAX]
+    return out
+
+
+def job_key(cfg_plain: Mapping) -> str:
+    """Stable identity of a job: the resolved config minus what does not change results."""
+    ignore = {"restart", "tracking", "paths"}
+    keep = {k: v for k, v in cfg_plain.items() if k not in ignore}
+    blob = json.dumps(keep, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def git_tags(root: Path = paths.ROOT) -> dict[str, str]:
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+
+    try:
+        sha = git("rev-parse", "HEAD")
+        if sha.returncode != 0:
+            return {}
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no").stdout.strip())
+        return {"mlflow.source.git.commit": sha.stdout.strip(), "git.dirty": str(dirty).lower()}
+    except (OSError, subprocess.SubprocessError):
+        return {}
+
+
+def runtime_tags() -> dict[str, str]:
+    import keras  # noqa: PLC0415 -- only jobs pay for it
+
+    import keras_tuner
+
+    tags = {
+        "keras.backend": keras.backend.backend(),
+        "keras.version": keras.__version__,
+        "keras_tuner.version": keras_tuner.__version__,
+        "mlflow.version": mlflow.__version__,
+        "host": socket.gethostname(),
+        "pid": str(os.getpid()),
+    }
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tags["tensorflow.version"] = tf.__version__
+    return tags
+
+
+# -- the job's parent run and its trials -----------------------------------------
+
+
+def find_job(client: MlflowClient, exp_id: str, key: str):
+    """The latest parent run of this job, if any (for resume / skip)."""
+    runs = client.search_runs(
+        [exp_id],
+        f"tags.`{metrics.TAG_JOB_KEY}` = '{key}' and tags.`{metrics.TAG_ROLE}` = 'job'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0] if runs else None
+
+
+def children(client: MlflowClient, exp_id: str, parent_id: str, status: str | None = None):
+    query = f"tags.`mlflow.parentRunId` = '{parent_id}'"
+    if status:
+        query += f" and attributes.status = '{status}'"
+    return client.search_runs([exp_id], query, max_results=5000)
+
+
+def close_stale_trials(client: MlflowClient, exp_id: str, parent_id: str, completed: set[str]) -> int:
+    """A killed process leaves runs RUNNING: end them as what really happened."""
+    n = 0
+    for run in children(client, exp_id, parent_id, "RUNNING"):
+        trial = run.data.tags.get(metrics.TAG_TRIAL_ID)
+        status = "FINISHED" if trial in completed else "KILLED"
+        client.set_terminated(run.info.run_id, status)
+        n += 1
+    return n
+
+
+def start_trial(client: MlflowClient, exp_id: str, parent_id: str, trial_id: str, hp: Mapping,
+                name_prefix: str = "trial") -> str:
+    tags = {
+        "mlflow.parentRunId": parent_id,
+        metrics.TAG_ROLE: "trial",
+        metrics.TAG_TRIAL_ID: trial_id,
+    }
+    run = client.create_run(exp_id, run_name=f"{name_prefix}-{trial_id}", tags=tags)
+    params = [Param(k, scrub(str(v))[:PARAM_MAX]) for k, v in sorted(hp.items())]
+    if params:
+        client.log_batch(run.info.run_id, params=params)
+    return run.info.run_id
+
+
+def log_epoch(client: MlflowClient, run_id: str, epoch: int, logs: Mapping) -> None:
+    now = int(time.time() * 1000)
+    batch = [Metric(k, float(v), now, epoch) for k, v in logs.items() if _finite(v)]
+    if batch:
+        client.log_batch(run_id, metrics=batch)
+
+
+def end_trial(client: MlflowClient, run_id: str, status: str, message: str | None = None) -> None:
+    if message:
+        client.log_text(run_id, scrub(message), "error.txt")
+        client.set_tag(run_id, "error", scrub(message.strip().splitlines()[-1])[:500])
+    client.set_terminated(run_id, status)
+
+
+def log_tags(client: MlflowClient, run_id: str, tags: Mapping[str, str]) -> None:
+    client.log_batch(run_id, tags=[RunTag(k, scrub(str(v))[:PARAM_MAX]) for k, v in tags.items()])
+
+
+def log_params(client: MlflowClient, run_id: str, params: Mapping[str, str]) -> None:
+    """Params are write-once in MLflow: a resumed job skips those already there."""
+    have = client.get_run(run_id).data.params
+    new = [Param(k, v) for k, v in params.items() if k not in have]
+    for i in range(0, len(new), 100):  # log_batch takes at most 100 params a call
+        client.log_batch(run_id, params=new[i : i + 100])
+
+
+def log_dataset(name: str, digest: str, source: str, counts: Mapping) -> None:
+    """Record the data set on the active run: its identity is the index digest."""
+    from mlflow.data.filesystem_dataset_source import FileSystemDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+
+    uri = Path(source).resolve().as_uri() if "://" not in source else source
+    dataset = MetaDataset(source=FileSystemDatasetSource(uri), name=name, digest=digest[:36])
+    mlflow.log_input(dataset, context="training", tags={"counts": json.dumps(counts)})
+
+
+def status_name(status) -> str:
+    return status if isinstance(status, str) else RunStatus.to_string(status)
+
+
+def _is_space(value) -> bool:
+    from pneumo.space import is_space
+
+    return is_space(value)
+
+
+def _plain(value):
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig":
+        return [_plain(v) for v in value]
+    return value
+
+
+def _finite(v) -> bool:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return False
+    return f == f and f not in (float("inf"), float("-inf"))
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "experiment"

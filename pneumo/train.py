@@ -1,0 +1,210 @@
+"""One job: data -> Keras Tuner search -> best model -> threshold on val -> test once -> MLflow.
+
+`train(cfg)` is a plain function (tests call it); `main` is the Hydra entry point.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import hydra  # noqa: E402
+import mlflow  # noqa: E402
+import numpy as np  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from pneumo import data, evaluate, metrics, paths, schema, tracking  # noqa: E402
+
+log = logging.getLogger("pneumo")
+schema.register()
+
+
+def train(cfg: DictConfig) -> float:
+    """Run one job; returns the best trial's validation objective (what a sweeper optimises)."""
+    import keras
+    from mlflow.tracking import MlflowClient
+
+    from pneumo.models import HyperModel
+    from pneumo.tuning import callbacks, completed_trial_ids, make_tuner, trial_counts
+
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    tracking.setup(cfg.tracking.uri, cfg.tracking.store)
+    client = MlflowClient()
+    exp_id = tracking.experiment_id(cfg.experiment, cfg.tracking.store)
+    key = tracking.job_key(plain)
+    prior = tracking.find_job(client, exp_id, key)
+    if prior is not None and prior.info.status == "FINISHED" and not cfg.restart:
+        log.info("job %s already finished as run %s; add restart=true to run it again", key, prior.info.run_id)
+        return prior.data.metrics.get(metrics.VAL_AUC, float("nan"))
+    resume = prior is not None and not cfg.restart
+
+    trainer = cfg.trainer
+    hypermodel = HyperModel(cfg.model, cfg.optimizer, cfg.augmentation, trainer.image_size,
+                            jit_compile=trainer.jit_compile, seed=cfg.seed)  # checks every space first
+    splits = data.load(cfg.data, trainer.image_size)
+    keras.utils.set_random_seed(cfg.seed)
+    keras.mixed_precision.set_global_policy(trainer.precision)
+
+    overrides = tracking.redact_overrides(_hydra_overrides())
+    job = _hydra_job()
+    tags = {
+        metrics.TAG_ROLE: "job",
+        metrics.TAG_JOB_KEY: key,
+        metrics.TAG_SWEEP: cfg.experiment,
+        metrics.TAG_JOB_NUM: str(job.get("num", 0)),
+        metrics.TAG_OVERRIDES: " ".join(overrides),
+        metrics.TAG_DATA_DIGEST: splits.digest,
+        metrics.TAG_TEST_DIGEST: splits.test_digest,
+        **tracking.git_tags(),
+        **tracking.runtime_tags(),
+    }
+    run_name = ",".join(overrides) or "defaults"
+    with mlflow.start_run(run_id=prior.info.run_id if resume else None, experiment_id=exp_id,
+                          run_name=None if resume else run_name) as run:
+        run_id = run.info.run_id
+        tracking.log_tags(client, run_id, tags)
+        tracking.log_params(client, run_id, tracking.flatten(plain))
+        redacted = tracking.redact_config(plain)
+        mlflow.log_text(OmegaConf.to_yaml(OmegaConf.create(redacted)), "config/config.yaml")
+        mlflow.log_text("\n".join(overrides) + "\n", "config/overrides.txt")
+        if not resume:
+            counts = {s: int(len(getattr(splits, s))) for s in ("train", "val", "test")}
+            tracking.log_dataset(cfg.data.source, splits.digest, splits.root, counts)
+
+        tuner = make_tuner(cfg.tuner, hypermodel, directory=Path(cfg.paths.cache) / "tuner" / cfg.experiment,
+                           project_name=key, overwrite=not resume, client=client, experiment_id=exp_id,
+                           parent_run_id=run_id)
+        stale = tracking.close_stale_trials(client, exp_id, run_id, completed_trial_ids(tuner))
+        if stale:
+            log.info("resumed job %s: closed %d trial run(s) left RUNNING by a killed process", key, stale)
+        tuner.search(
+            splits.train.x, splits.train.y,
+            validation_data=(splits.val.x, splits.val.y),
+            epochs=trainer.epochs,
+            batch_size=trainer.batch_size,
+            class_weight=_class_weight(splits.train.y) if trainer.class_weight else None,
+            callbacks=callbacks(trainer),
+            verbose=trainer.verbose,
+        )
+        counts = trial_counts(tuner)
+        mlflow.log_metrics({k: float(v) for k, v in counts.items()})
+        if counts["trials_completed"] == 0:
+            raise RuntimeError(f"no trial completed ({counts['trials_failed']} failed): see the FAILED trial runs")
+
+        best = tuner.oracle.get_best_trials(1)[0]
+        model = tuner.load_model(best)
+        tracking.log_params(client, run_id, {f"best_hp.{k}": str(v) for k, v in best.hyperparameters.values.items()})
+        mlflow.set_tag("best_trial_id", best.trial_id)
+        mlflow.log_metrics({metrics.VAL_AUC: float(best.score), "epochs_trained": float((best.best_step or 0) + 1)})
+
+        # The test split is touched here, once; the threshold comes from validation.
+        p_val = model.predict(splits.val.x, batch_size=trainer.batch_size, verbose=0).reshape(-1)
+        ev = cfg.evaluation
+        threshold = evaluate.choose_threshold(splits.val.y, p_val, ev.threshold, ev.target_sensitivity)
+        p_test = model.predict(splits.test.x, batch_size=trainer.batch_size, verbose=0).reshape(-1)
+        results = evaluate.evaluate(splits.test.y, p_test, splits.test.patients, threshold,
+                                    bootstrap=ev.bootstrap, confidence=ev.confidence, seed=ev.seed)
+        mlflow.log_metrics({k: float(v) for k, v in results.items() if np.isfinite(v)})
+
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            evaluate.write_report(tmp / "evaluation", splits.test.y, p_test, threshold, _history(best))
+            _predictions_csv(tmp / "evaluation" / Path(metrics.PREDICTIONS_ARTIFACT).name, splits.test, p_test)
+            mlflow.log_artifacts(str(tmp / "evaluation"), "evaluation")
+            if cfg.tracking.register:
+                _log_and_register(client, model, tmp, run_id, cfg.tracking.model_name, splits, threshold, results)
+        log.info("job %s: val_auc %.4f, test_auc %.4f (run %s)", run_name, best.score,
+                 results.get("test_auc", float("nan")), run_id)
+    return float(best.score)
+
+
+def _log_and_register(client, model, tmp: Path, run_id: str, name: str, splits, threshold: float, results) -> None:
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    if client.search_model_versions(f"name='{name}' and run_id='{run_id}'"):
+        log.info("run %s already has a registered version of %s", run_id, name)
+        return
+    model.save(tmp / "model.keras")
+    (tmp / "meta.json").write_text(json.dumps({"image_size": splits.image_size, "threshold": threshold}))
+    signature = ModelSignature(
+        inputs=Schema([ColSpec("binary", "image")]),
+        outputs=Schema([ColSpec("double", "probability"), ColSpec("string", "label"), ColSpec("string", "error")]),
+    )
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(paths.ROOT / "pneumo" / "serving.py"),
+        artifacts={"keras_model": str(tmp / "model.keras"), "meta": str(tmp / "meta.json")},
+        code_paths=[str(paths.ROOT / "pneumo")],
+        signature=signature,
+        pip_requirements=_requirements(),
+    )
+    version_tags = {
+        "run_id": run_id,
+        metrics.TAG_DATA_DIGEST: splits.digest,
+        metrics.TAG_TEST_DIGEST: splits.test_digest,
+        metrics.THRESHOLD: str(threshold),
+        **{m: str(results[m]) for m in metrics.TEST_METRICS if m in results},
+    }
+    mv = mlflow.register_model(info.model_uri, name, tags=version_tags)
+    mlflow.set_tag("registered_version", mv.version)
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    pkgs = ["mlflow", "keras", "numpy", "pandas", "pillow"]
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        pkgs.append("tensorflow")
+    return [f"{p}=={version(p)}" for p in pkgs]
+
+
+def _class_weight(y: np.ndarray) -> dict[int, float]:
+    from sklearn.utils.class_weight import compute_class_weight
+
+    classes = np.unique(y)
+    return {int(c): float(w) for c, w in zip(classes, compute_class_weight("balanced", classes=classes, y=y))}
+
+
+def _history(trial) -> dict[str, list[float]]:
+    out = {}
+    for name in ("loss", "val_loss", metrics.AUC, metrics.VAL_AUC):
+        if trial.metrics.exists(name):
+            out[name] = [float(o.value[0]) for o in trial.metrics.get_history(name)]
+    return out
+
+
+def _predictions_csv(path: Path, subset, prob) -> None:
+    import csv
+
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["hash", "patient", "y_true", "probability"])
+        w.writerows(zip(subset.hashes, subset.patients, subset.y.tolist(), np.round(prob, 6).tolist()))
+
+
+def _hydra_overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def _hydra_job() -> dict:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return {}
+    job = HydraConfig.get().job
+    return {"num": job.get("num", 0)}
+
+
+@hydra.main(config_path=str(paths.CONF_DIR), config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> float:
+    return train(cfg)

@@ -1,0 +1,117 @@
+"""Keras Tuner at the edge: the tuner factory and the MLflow-aware tuner.
+
+Every trial is a nested MLflow child run of the job's parent run, opened and
+closed through Keras Tuner's own hooks (on_trial_begin / on_epoch_end /
+on_trial_end), so what MLflow says matches what the oracle recorded, also
+across a kill and resume. A trial that raises is recorded FAILED with its
+traceback and Keras Tuner's retry / consecutive-failure policy carries on.
+Never evaluates on test.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import keras
+import keras_tuner
+from hydra.utils import get_class
+
+from pneumo import metrics, tracking
+from pneumo.space import ConfigError
+
+TRIAL_STATUS = {"COMPLETED": "FINISHED", "FAILED": "FAILED", "INVALID": "FAILED"}
+
+
+class TrackedTuner:
+    """Mixin put in front of a Keras Tuner class; see `make_tuner`."""
+
+    mlflow_client = None
+    experiment_id: str = ""
+    parent_run_id: str = ""
+
+    def on_trial_begin(self, trial):
+        super().on_trial_begin(trial)
+        self._trial_run = tracking.start_trial(
+            self.mlflow_client, self.experiment_id, self.parent_run_id, trial.trial_id,
+            trial.hyperparameters.values,
+        )
+
+    def on_epoch_end(self, trial, model, epoch, logs=None):
+        super().on_epoch_end(trial, model, epoch, logs=logs)
+        logs = dict(logs or {})
+        logs["learning_rate"] = _learning_rate(model)
+        tracking.log_epoch(self.mlflow_client, self._trial_run, epoch, logs)
+
+    def on_trial_end(self, trial):
+        try:
+            super().on_trial_end(trial)  # the oracle scores, retries or fails the trial here
+        finally:
+            status = TRIAL_STATUS.get(str(trial.status), "FAILED")
+            message = trial.message if status == "FAILED" else None
+            if status == "FAILED" and not message:
+                message = f"trial {trial.trial_id} ended {trial.status} (objective missing or NaN)"
+            tracking.end_trial(self.mlflow_client, self._trial_run, status, message)
+
+
+def make_tuner(tuner_cfg: Mapping, hypermodel, *, directory: Path, project_name: str,
+               overwrite: bool, client, experiment_id: str, parent_run_id: str):
+    """Instantiate the configured Keras Tuner class, tracked by MLflow."""
+    kwargs = {k: v for k, v in tuner_cfg.items() if k != "_target_" and v is not None}
+    name = kwargs.pop("objective")
+    try:
+        direction = "max" if metrics.higher_is_better(name) else "min"
+    except ValueError as e:
+        raise ConfigError(f"tuner.objective: {e}") from None
+    base = get_class(tuner_cfg["_target_"])
+    cls = type(f"Tracked{base.__name__}", (TrackedTuner, base), {})
+    try:
+        tuner = cls(
+            hypermodel=hypermodel,
+            objective=keras_tuner.Objective(name, direction),
+            directory=str(directory),
+            project_name=project_name,
+            overwrite=overwrite,
+            **kwargs,
+        )
+    except (json.JSONDecodeError, KeyError, RuntimeError) as e:
+        raise ConfigError(
+            f"the tuner state in {Path(directory) / project_name} cannot be reloaded ({e}); "
+            "rerun with restart=true to discard it and search again"
+        ) from None
+    tuner.mlflow_client, tuner.experiment_id, tuner.parent_run_id = client, experiment_id, parent_run_id
+    return tuner
+
+
+def callbacks(trainer_cfg: Mapping) -> list:
+    """The seed's callbacks. The best-epoch checkpoint is Keras Tuner's own (per trial)."""
+    out = []
+    if trainer_cfg.get("early_stopping"):
+        es = trainer_cfg["early_stopping"]
+        out.append(keras.callbacks.EarlyStopping(monitor=es["monitor"], patience=es["patience"]))
+    if trainer_cfg.get("reduce_lr"):
+        rl = trainer_cfg["reduce_lr"]
+        out.append(keras.callbacks.ReduceLROnPlateau(
+            monitor=rl["monitor"], factor=rl["factor"], patience=rl["patience"], min_lr=rl["min_lr"]))
+    out.append(keras.callbacks.TerminateOnNaN())
+    return out
+
+
+def trial_counts(tuner) -> dict[str, int]:
+    statuses = [str(t.status) for t in tuner.oracle.trials.values()]
+    return {
+        "trials_completed": statuses.count("COMPLETED"),
+        "trials_failed": statuses.count("FAILED") + statuses.count("INVALID"),
+    }
+
+
+def completed_trial_ids(tuner) -> set[str]:
+    return {tid for tid, t in tuner.oracle.trials.items() if str(t.status) == "COMPLETED"}
+
+
+def _learning_rate(model) -> float:
+    try:
+        return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    except Exception:  # noqa: BLE001 -- a schedule or a backend without it: skip
+        return float("nan")
