@@ -170,6 +170,34 @@ class Config:
     fail_on_trial_errors: bool = True  # non-zero exit when the search had failed trials
 
 
+GROUP_SCHEMAS = {
+    "data": DataConfig, "optimizer": OptimizerConfig, "augmentation": AugmentationConfig,
+    "tuner": TunerConfig, "trainer": TrainerConfig, "evaluation": EvaluationConfig,
+    "tracking": TrackingConfig,
+}
+MODEL_SCHEMAS = {c._target_: c for c in (CNNConfig, ResNetConfig, TransferConfig)}
+
+
+def check(cfg) -> None:
+    """Refuse keys the schemas do not know, also ones added with `+` (Hydra lets those in)."""
+    from dataclasses import fields
+
+    from pneumo.space import ConfigError
+
+    known_top = {f.name for f in fields(Config)} | {"hydra"}
+    for key in cfg:
+        if key not in known_top:
+            raise ConfigError(f"{key}: unknown config key; known: {sorted(known_top - {'hydra'})}")
+    for group, node in cfg.items():
+        cls = GROUP_SCHEMAS.get(group) or (MODEL_SCHEMAS.get(node.get("_target_")) if group == "model" else None)
+        if cls is None or node is None:
+            continue
+        allowed = {f.name for f in fields(cls)}
+        for key in node:
+            if key not in allowed:
+                raise ConfigError(f"{group}.{key}: unknown key; {group} takes {sorted(allowed - {'_target_'})}")
+
+
 def register() -> None:
     """Register schemas and resolvers; idempotent (tests call it repeatedly)."""
     if not OmegaConf.has_resolver("pneumo_root"):

@@ -32,6 +32,7 @@ def train(cfg: DictConfig) -> float:
     from pneumo.models import HyperModel
     from pneumo.tuning import callbacks, completed_trial_ids, make_tuner, trial_counts
 
+    schema.check(cfg)
     plain = OmegaConf.to_container(cfg, resolve=True)
     tracking.setup(cfg.tracking.uri, cfg.tracking.store)
     client = MlflowClient()

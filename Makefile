@@ -1,0 +1,36 @@
+# The two commands a new user needs: `make demo` and `make test`. Both create
+# the project's virtual environment (.venv) and install into it on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: install demo smoke test test-fast ui bench clean
+
+install: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade --quiet pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+demo: install          ## the main job: the demo sweep on the built-in synthetic data
+	$(BIN)/pneumo sweep demo
+
+smoke: install         ## an install check in about a minute
+	$(BIN)/pneumo sweep smoke
+
+test: install          ## the whole suite (what CI runs)
+	$(BIN)/python -m pytest
+
+test-fast: install     ## everything but the slow (training / server / browser) tests
+	$(BIN)/python -m pytest -m "not slow"
+
+ui: install            ## the MLflow UI on the local store, http://127.0.0.1:5000
+	$(BIN)/pneumo ui
+
+bench: install
+	$(BIN)/python benchmarks/input_pipeline.py
+	$(BIN)/python benchmarks/overhead.py
+
+clean:
+	rm -rf outputs multirun .cache .pytest_cache

@@ -1,0 +1,5 @@
+import sys
+
+from pneumo.cli import main
+
+sys.exit(main())

@@ -1,0 +1,149 @@
+"""The real conf/: every option composes and builds; typos and bad spaces fail early, by name."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from pneumo import paths, schema, space, tracking
+
+schema.register()
+GROUPS = ["data", "model", "optimizer", "augmentation", "tuner", "trainer", "evaluation", "tracking"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (paths.CONF_DIR / group).glob("*.yaml"))
+
+
+def cfg_with(*overrides: str):
+    with initialize_config_dir(config_dir=str(paths.CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_every_option_composes(group):
+    for option in options(group):
+        extra = ["data.root=/tmp/x"] if (group, option) == ("data", "folder") else []
+        cfg = cfg_with(f"{group}={option}", *extra)
+        assert cfg[group] is not None
+
+
+@pytest.mark.parametrize("model", options("model"))
+@pytest.mark.parametrize("optimizer", options("optimizer"))
+def test_every_model_and_optimizer_builds(model, optimizer):
+    import keras_tuner
+
+    from pneumo.models import HyperModel
+
+    cfg = cfg_with(f"model={model}", f"optimizer={optimizer}")
+    built = HyperModel(cfg.model, cfg.optimizer, cfg.augmentation, 32).build(keras_tuner.HyperParameters())
+    assert built.output_shape == (None, 1)
+    assert built.optimizer.__class__.__name__.lower() == optimizer
+
+
+@pytest.mark.parametrize("augmentation", options("augmentation"))
+def test_augmentation_is_active_only_in_training(augmentation):
+    import keras_tuner
+    import numpy as np
+
+    from pneumo.models import HyperModel
+
+    cfg = cfg_with(f"augmentation={augmentation}")
+    model = HyperModel(cfg.model, cfg.optimizer, cfg.augmentation, 32).build(keras_tuner.HyperParameters())
+    x = np.random.default_rng(0).integers(0, 255, (4, 32, 32, 1), dtype=np.uint8)
+    names = [layer.name for layer in model.layers]
+    assert ("augmentation" in names) == (augmentation != "none")
+    np.testing.assert_allclose(model(x, training=False), model(x, training=False))
+
+
+def test_seed_cnn_defaults_reproduce_the_seed():
+    import keras_tuner
+
+    from pneumo.models import HyperModel
+
+    cfg = cfg_with()
+    model = HyperModel(cfg.model, cfg.optimizer, cfg.augmentation, 128).build(keras_tuner.HyperParameters())
+    convs = [layer for layer in model.layers if layer.__class__.__name__ == "Conv2D"]
+    assert [c.filters for c in convs] == [32, 64, 128]
+    assert model.optimizer.__class__.__name__ == "RMSprop"
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize("tuner", options("tuner"))
+def test_every_tuner_builds_a_tracked_search(tuner, tmp_path):
+    from pneumo.models import HyperModel
+    from pneumo.tuning import make_tuner
+
+    cfg = cfg_with(f"tuner={tuner}")
+    hm = HyperModel(cfg.model, cfg.optimizer, cfg.augmentation, 32)
+    t = make_tuner(cfg.tuner, hm, directory=tmp_path, project_name="p", overwrite=True,
+                   client=None, experiment_id="0", parent_run_id="x")
+    assert t.oracle.objective.name == "val_auc" and t.oracle.objective.direction == "max"
+    assert "model.blocks" in t.oracle.hyperparameters.values
+
+
+@pytest.mark.parametrize("override", ["+trainer.epoch=3", "+model.dropot=0.1", "+lr=0.1"])
+def test_keys_added_with_plus_are_refused_before_training(override):
+    cfg = cfg_with(override)
+    with pytest.raises(space.ConfigError, match=override.lstrip("+").split("=")[0].split(".")[-1]):
+        schema.check(cfg)
+    schema.check(cfg_with())  # the real config passes
+
+
+@pytest.mark.parametrize("override, key", [
+    ("trainer.epoch=3", "epoch"),
+    ("model.dropot=0.1", "dropot"),
+])
+def test_misspelled_key_fails_naming_it(override, key):
+    with pytest.raises((ConfigCompositionException, ConfigKeyError)) as e:
+        cfg_with(override)
+    assert key in str(e.value) + str(e.value.__cause__)
+
+
+def test_wrong_type_and_unknown_option_fail():
+    with pytest.raises((ConfigCompositionException, ValidationError)) as e:
+        cfg_with("trainer.epochs=ten")
+    assert "epochs" in str(e.value) + str(e.value.__cause__)
+    with pytest.raises(ConfigCompositionException) as e:
+        cfg_with("model=vgg99")
+    assert "vgg99" in str(e.value)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.blocks={int:[4,2]}", "model.blocks: int range has min 4 > max 2"),
+    ("model.dense_units={choice:[]}", "model.dense_units: choice needs a non-empty list"),
+    ("optimizer.learning_rate={float:[0,0.1],log:true}", "optimizer.learning_rate: log sampling needs min > 0"),
+])
+def test_bad_search_space_fails_before_training(override, message):
+    from pneumo.models import HyperModel
+
+    cfg = cfg_with(override)
+    with pytest.raises(space.ConfigError, match=message.replace("[", r"\[")):
+        HyperModel(cfg.model, cfg.optimizer, cfg.augmentation, 32)
+
+
+def test_params_are_flat_and_secrets_redacted(monkeypatch):
+    monkeypatch.setenv("KAGGLE_KEY", "s3cr3t-kaggle-value")
+    cfg = {"model": {"blocks": {"int": [2, 4]}, "dropout": 0.5},
+           "api_token": "abc", "note": "uses s3cr3t-kaggle-value"}
+    flat = tracking.flatten(cfg)
+    assert flat["model.dropout"] == "0.5"
+    assert flat["model.blocks"] == '{"int": [2, 4]}'
+    assert flat["api_token"] == tracking.REDACTED
+    assert "s3cr3t" not in flat["note"]
+    assert tracking.redact_overrides(["+hub_token=xyz", "model=cnn"]) == ["+hub_token=***", "model=cnn"]
+
+
+def test_help_lists_subcommands_without_importing_tensorflow():
+    code = ("import sys; from pneumo.cli import main\n"
+            "try: main(['--help'])\nexcept SystemExit: pass\n"
+            "print('TF' if 'tensorflow' in sys.modules or 'keras' in sys.modules else 'NO-TF')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    for command in ("train", "sweep", "data", "compare", "promote", "predict", "ui"):
+        assert command in out
+    assert out.strip().endswith("NO-TF")
