@@ -222,11 +222,11 @@ def log_params(client: MlflowClient, run_id: str, params: Mapping[str, str]) -> 
 
 def log_dataset(name: str, digest: str, source: str, counts: Mapping) -> None:
     """Record the data set on the active run: its identity is the index digest."""
-    from mlflow.data.filesystem_dataset_source import FileSystemDatasetSource
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
 
     uri = Path(source).resolve().as_uri() if "://" not in source else source
-    dataset = MetaDataset(source=FileSystemDatasetSource(uri), name=name, digest=digest[:36])
+    dataset = MetaDataset(source=resolve_dataset_source(uri), name=name, digest=digest[:36])
     mlflow.log_input(dataset, context="training", tags={"counts": json.dumps(counts)})
 
 

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -22,6 +23,14 @@ from pneumo import data, evaluate, metrics, paths, schema, tracking  # noqa: E40
 
 log = logging.getLogger("pneumo")
 schema.register()
+# Known-harmless library chatter that would bury a job's own log lines.
+for message in (
+    "Skipping variable loading for optimizer",  # best weights restored into a fresh model: no slots needed
+    "The specified dataset source can be interpreted in multiple ways",
+    ".*type hints to the `predict` method",
+    ".*input example was not provided",
+):
+    warnings.filterwarnings("ignore", message=message)
 
 
 def train(cfg: DictConfig) -> float:

@@ -1,0 +1,129 @@
+"""Named sweeps run end to end at toy size; the MLflow store has the promised shape.
+
+These start the installed `pneumo` app as a subprocess (a real Hydra multirun,
+real Keras Tuner searches, a real sqlite MLflow store in tmp_path).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pneumo import metrics, paths
+
+pytestmark = pytest.mark.slow
+
+TOY = [
+    "data=synthetic", "data.n_images=48", "data.image_px=48",
+    "trainer.epochs=1", "trainer.image_size=32", "trainer.batch_size=16",
+    "tuner.max_trials=1", "evaluation.bootstrap=50",
+]
+
+
+def run_pneumo(args, tmp: Path, env_extra=None, check=True, timeout=900):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update({"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1", **(env_extra or {})})
+    isolate = [f"paths.cache={tmp}/cache", f"tracking.store={tmp}/mlruns",
+               f"hydra.sweep.dir={tmp}/multirun", f"hydra.run.dir={tmp}/outputs"]
+    proc = subprocess.run([sys.executable, "-m", "pneumo", *args, *isolate], env=env, cwd=tmp,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"pneumo {' '.join(args)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def client_for(tmp: Path):
+    import mlflow
+
+    mlflow.set_tracking_uri(paths.local_tracking_uri(tmp / "mlruns"))
+    return mlflow.MlflowClient()
+
+
+def test_smoke_sweep_leaves_the_promised_store(tmp_path):
+    proc = run_pneumo(["sweep", "smoke"], tmp_path)
+    client = client_for(tmp_path)
+    exp = client.get_experiment_by_name("smoke")
+    assert exp is not None
+    jobs = client.search_runs([exp.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'job'")
+    assert len(jobs) == 2  # model=cnn,resnet
+    assert {j.data.params["model._target_"] for j in jobs} == {"pneumo.models.cnn", "pneumo.models.resnet"}
+    versions = client.search_model_versions(f"name='{metrics.MODEL_NAME}'")
+    assert sorted(v.run_id for v in versions) == sorted(j.info.run_id for j in jobs)
+    for job in jobs:
+        assert job.info.status == "FINISHED"
+        assert job.info.run_name.startswith("model=")
+        trials = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{job.info.run_id}'")
+        assert len(trials) == 2 and all(t.info.status == "FINISHED" for t in trials)
+        for t in trials:
+            assert t.data.tags[metrics.TAG_ROLE] == "trial"
+            assert "model.blocks" in t.data.params or "model.stages" in t.data.params
+            history = client.get_metric_history(t.info.run_id, metrics.VAL_AUC)
+            assert [m.step for m in history] == [0, 1]  # per-epoch, trainer.epochs=2
+        m, p, tags = job.data.metrics, job.data.params, job.data.tags
+        for name in metrics.TEST_METRICS:
+            low, high = metrics.ci_names(name)
+            if name in m:  # a metric undefined on a toy test split is left out, not faked
+                assert low in m and high in m and m[low] <= m[name] <= m[high]
+        assert {"test_auc", "test_sensitivity", "test_specificity", metrics.THRESHOLD, metrics.VAL_AUC} <= m.keys()
+        assert m[metrics.TRIALS_COMPLETED] == 2
+        assert p["trainer.epochs"] == "2" and p["tuner.max_trials"] == "2"
+        assert any(k.startswith(metrics.BEST_HP_PREFIX) for k in p)
+        for tag in (metrics.TAG_DATA_DIGEST, metrics.TAG_TEST_DIGEST, metrics.TAG_JOB_KEY, "keras.backend",
+                    "mlflow.source.git.commit", metrics.TAG_BEST_TRIAL, metrics.TAG_SWEEP, metrics.TAG_JOB_NUM):
+            assert tags.get(tag), tag
+        arts = {a.path for a in client.list_artifacts(job.info.run_id, "evaluation")}
+        for name in ("confusion_matrix.png", "confusion_matrix.json", "roc.png", "pr.png", "calibration.png",
+                     "training_curves.png", "classification_report.txt", "test_predictions.csv"):
+            assert f"evaluation/{name}" in arts
+        assert {a.path for a in client.list_artifacts(job.info.run_id, "config")} >= {
+            "config/config.yaml", "config/overrides.txt"}
+        cm = json.loads(Path(client.download_artifacts(job.info.run_id, "evaluation/confusion_matrix.json")).read_text())
+        preds = Path(client.download_artifacts(job.info.run_id, metrics.PREDICTIONS_ARTIFACT)).read_text().splitlines()
+        assert sum(map(sum, cm["matrix"])) == len(preds) - 1 > 0  # every test image, once
+        assert job.inputs.dataset_inputs and job.inputs.dataset_inputs[0].dataset.digest
+    # The multirun ends with a leaderboard and the command that opens the UI.
+    assert "mlflow ui" in proc.stdout + proc.stderr
+
+
+def test_registered_version_predicts_on_a_jpeg(tmp_path):
+    import mlflow
+    import pandas as pd
+
+    run_pneumo(["train", *TOY, "experiment=one"], tmp_path)
+    client_for(tmp_path)
+    model = mlflow.pyfunc.load_model(f"models:/{metrics.MODEL_NAME}/1")
+    jpegs = sorted((tmp_path / "cache").rglob("*.jpeg"))[:3]
+    from PIL import Image
+
+    big_rgb = io.BytesIO()
+    Image.open(jpegs[0]).convert("RGB").resize((300, 260)).save(big_rgb, format="JPEG")
+    out = model.predict(pd.DataFrame({"image": [p.read_bytes() for p in jpegs] + [big_rgb.getvalue(), b"not an image"]}))
+    assert list(out.columns) == ["probability", "label", "error"]
+    assert out["probability"][:4].between(0, 1).all()
+    assert set(out["label"][:4]) <= {"NORMAL", "PNEUMONIA"} and out["error"][:4].eq("").all()
+    assert out["label"][4] == "" and "not an image" in out["error"][4]
+
+
+@pytest.mark.parametrize("sweep", sorted(p.stem for p in paths.SWEEPS_DIR.glob("*.yaml")))
+def test_every_named_sweep_runs_at_toy_size(sweep, tmp_path):
+    extra = list(TOY)
+    if sweep == "kermany":  # a real-data sweep: point it at a tiny Kaggle-layout folder instead
+        from pneumo.data import synthetic
+
+        root = synthetic.generate(tmp_path / "kaggle-like", n_images=48, image_px=48, seed=3)
+        extra = [e for e in extra if not e.startswith("data")] + ["data=folder", f"data.root={root}",
+                                                                   "tuner.max_epochs=2"]
+    if sweep in ("smoke",):
+        extra = ["trainer.epochs=1"]
+    run_pneumo(["sweep", sweep, *extra], tmp_path)
+    client = client_for(tmp_path)
+    exp = client.get_experiment_by_name(sweep)
+    jobs = client.search_runs([exp.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'job'")
+    assert jobs and all(j.info.status == "FINISHED" for j in jobs)
+    assert len(client.search_model_versions(f"name='{metrics.MODEL_NAME}'")) == len(jobs)
