@@ -51,10 +51,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def _hydra(hydra_argv: list[str]) -> int:
     sys.argv = ["pneumo train", *hydra_argv]
+    from pneumo import callbacks
     from pneumo.train import main as hydra_main
 
-    hydra_main()
-    return 0
+    code = 0
+    try:
+        hydra_main()
+    except SystemExit as e:  # Hydra exits 1 after reporting a failed job
+        code = e.code if isinstance(e.code, int) else 1
+    failed = callbacks.summarize()
+    return code or (1 if failed else 0)
 
 
 def _sweep(argv: list[str]) -> int:

@@ -1,0 +1,49 @@
+"""Hydra callback: a multirun ends with a leaderboard, the failed jobs named, and the UI command.
+
+Hydra stops at the first failed job's exception once the whole batch has run
+(other jobs are not stopped), so the summary is printed from the CLI after
+Hydra returns or raises, from what the store says: it works the same for the
+basic and the joblib launcher, whose jobs run in other processes.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+# Filled in the sweeping process by on_multirun_start; read by pneumo.cli after the sweep.
+MULTIRUN: dict = {}
+
+
+class SweepSummary(Callback):
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        MULTIRUN.update(experiment=config.experiment, uri=config.tracking.uri, store=config.tracking.store,
+                        started_ms=int(time.time() * 1000))
+
+
+def summarize(out=sys.stdout) -> int:
+    """Print the sweep's leaderboard; return the number of its jobs that did not finish."""
+    if not MULTIRUN:
+        return 0
+    from pneumo import leaderboard, metrics, tracking
+
+    uri = tracking.setup(MULTIRUN["uri"], MULTIRUN["store"])
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(MULTIRUN["experiment"])
+    if exp is None:
+        return 0
+    since = f"attributes.start_time >= {MULTIRUN['started_ms']}"
+    failed = client.search_runs([exp.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'job' and {since} "
+                                                     "and attributes.status != 'FINISHED'")
+    rows = leaderboard.leaderboard(MULTIRUN["experiment"], client=client)
+    leaderboard.render(rows, "test_auc", "table", out=out)
+    for run in failed:
+        print(f"job FAILED: {run.info.run_name} (run {run.info.run_id}, {run.info.status})", file=out)
+    ui = f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite:") else uri
+    print(f"\nOpen the runs in the MLflow UI:  {ui}  (then http://127.0.0.1:5000)", file=out)
+    return len(failed)
