@@ -1,0 +1,79 @@
+"""Decode cache: every distinct file decoded once per (index digest, size), kept on disk.
+
+One .npz per key under cache_dir/decoded/, written to a temp file and renamed
+into place, so jobs of a sweep racing to fill it never read a half-written file.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from pneumo.data.index import Index
+from pneumo.imaging import ImageError, decode
+
+_IN_PROCESS_BELOW = 256  # files; starting worker processes costs more than decoding so few
+
+
+def cache_path(index: Index, size: int, cache_dir: str | Path) -> Path:
+    return Path(cache_dir) / "decoded" / f"{index.digest[:32]}-{size}px.npz"
+
+
+def _decode_one(job: tuple) -> tuple:
+    path, size = job
+    try:
+        return decode(path, size), None
+    except ImageError as e:
+        return None, str(e)
+
+
+def _decode_all(paths: list, size: int, workers: int, progress: bool) -> list:
+    jobs = [(p, size) for p in paths]
+    bar = dict(total=len(jobs), desc=f"decode {size}px", unit="img", file=sys.stderr,
+               disable=not (progress and sys.stderr.isatty()))
+    workers = workers or os.cpu_count() or 1
+    if workers == 1 or len(jobs) < _IN_PROCESS_BELOW:
+        return [_decode_one(j) for j in tqdm(jobs, **bar)]
+    # spawn, not fork: the caller may hold TensorFlow's threads, which fork can deadlock.
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        chunk = max(1, min(64, len(jobs) // (workers * 8)))
+        return list(tqdm(pool.map(_decode_one, jobs, chunksize=chunk), **bar))
+
+
+def decoded(index: Index, size: int, cache_dir: str | Path, workers: int = 0, progress: bool = True):
+    """(images (m, size, size) uint8, {hash: row}, {hash: reason it cannot be decoded})."""
+    path = cache_path(index, size, cache_dir)
+    if path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                x, good, bad, reasons = z["x"], z["hashes"], z["bad_hashes"], z["bad_reasons"]
+            return x, {h: i for i, h in enumerate(good)}, dict(zip(bad, reasons))
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable cache (disk full when written, older format): decode again
+    first = {}
+    for e in index.entries:  # identical bytes decode identically: once per hash
+        first.setdefault(e.hash, e.path)
+    hashes = list(first)
+    results = _decode_all([index.root / first[h] for h in hashes], size, workers, progress)
+    good = [h for h, (a, _) in zip(hashes, results) if a is not None]
+    bad = {h: r for h, (a, r) in zip(hashes, results) if a is None}
+    x = np.stack([a for a, _ in results if a is not None]) if good else np.zeros((0, size, size), np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, x=x, hashes=np.array(good, dtype="U64"),
+                     bad_hashes=np.array(list(bad), dtype="U64"), bad_reasons=np.array(list(bad.values()), dtype=str))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return x, {h: i for i, h in enumerate(good)}, bad

@@ -1,0 +1,152 @@
+"""The file index: every image under a Kaggle-layout root, with label, patient and content hash.
+
+Layout: ROOT/{train,[val],[test]}/{NORMAL,PNEUMONIA}/*.{jpeg,jpg,png} (any case).
+The real Kaggle archive nests a duplicate tree (chest_xray/chest_xray/) and ships
+macOS metadata (__MACOSX/, ._* AppleDouble files, .DS_Store): the root is found
+past them and the metadata is passed over, never indexed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from pneumo.data.base import CLASSES, DataError
+
+SPLIT_DIRS = ("train", "val", "test")
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
+LAYOUT = "ROOT/train/NORMAL/*.jpeg and ROOT/train/PNEUMONIA/*.jpeg (val/ and test/ optional)"
+_ROOT_SEARCH_DEPTH = 3  # the Kaggle archive puts the real root 1-2 folders down
+
+# Kermany names: personN_bacteria_M / personN_virus_M (independent counters, so the
+# subtype is part of the key), IM-XXXX-YYYY and NORMAL2-IM-XXXX-YYYY (patient = up to XXXX).
+_PERSON = re.compile(r"^person(\d+)_(bacteria|virus)_\d+", re.IGNORECASE)
+_IM = re.compile(r"^((?:NORMAL2-)?IM-\d+)-\d+", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: str  # relative to the root, '/'-separated
+    label: int  # index into CLASSES
+    patient: str
+    split: str  # the source folder: train, val or test
+    hash: str  # sha256 hex of the file bytes
+
+
+@dataclass(frozen=True)
+class Index:
+    root: Path
+    entries: tuple  # Entry, sorted by path
+    skipped: tuple  # (path, reason): files seen but not indexed
+    ignored: int  # OS metadata files passed over (.DS_Store, ._*)
+
+    @property
+    def digest(self) -> str:
+        """Identity of the indexed files: relative paths, labels, source splits, bytes."""
+        h = hashlib.sha256()
+        for e in self.entries:
+            h.update(f"{e.split}\t{e.label}\t{e.path}\t{e.hash}\n".encode())
+        return h.hexdigest()
+
+    def splits(self) -> tuple:
+        return tuple(s for s in SPLIT_DIRS if any(e.split == s for e in self.entries))
+
+
+def patient_id(filename: str) -> str:
+    """Patient key of a Kermany file name; any other name is its own patient (its stem)."""
+    name = Path(filename).name
+    if m := _PERSON.match(name):
+        return f"person{int(m.group(1))}_{m.group(2).lower()}"
+    if m := _IM.match(name):
+        return m.group(1).upper()
+    return Path(name).stem
+
+
+def is_kermany_name(filename: str) -> bool:
+    name = Path(filename).name
+    return bool(_PERSON.match(name) or _IM.match(name))
+
+
+def _is_metadata(name: str) -> bool:
+    return name.startswith(".") or name == "__MACOSX" or name in ("Thumbs.db", "desktop.ini")
+
+
+def find_root(path: str | Path) -> Path:
+    """The folder holding train/: `path` itself or the shallowest one below it."""
+    top = Path(path).expanduser()
+    if not top.is_dir():
+        raise DataError(f"data root {top} does not exist or is not a folder: expected {LAYOUT}")
+    level = [top]
+    for _ in range(_ROOT_SEARCH_DEPTH + 1):
+        found = sorted(d for d in level if (d / "train").is_dir())
+        if len(found) == 1:
+            return found[0].resolve()
+        if len(found) > 1:
+            names = ", ".join(str(d) for d in found)
+            raise DataError(f"{top} holds several data roots ({names}): pass one of them as the root")
+        level = [c for d in level for c in sorted(d.iterdir()) if c.is_dir() and not _is_metadata(c.name)]
+    raise DataError(f"{top} has no train/ folder (searched {_ROOT_SEARCH_DEPTH} levels down): expected {LAYOUT}")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _class_dirs(split_dir: Path) -> dict:
+    dirs = {d.name: d for d in split_dir.iterdir() if d.is_dir() and not _is_metadata(d.name)}
+    unknown = sorted(set(dirs) - set(CLASSES))
+    if unknown:
+        raise DataError(
+            f"{split_dir} has label folder(s) {', '.join(unknown)}: only {' and '.join(CLASSES)} "
+            "are known; rename or remove them"
+        )
+    if not dirs:
+        raise DataError(f"{split_dir} has no class folders: put the images in {split_dir}/NORMAL/ and {split_dir}/PNEUMONIA/")
+    for name in CLASSES:
+        if name not in dirs:
+            raise DataError(f"{split_dir / name} is missing: every split needs both NORMAL/ and PNEUMONIA/")
+    return dirs
+
+
+def scan(root: Path) -> Index:
+    """Index every image under `root` (already found by find_root); hashes every file."""
+    entries, skipped, ignored = [], [], 0
+    for split in SPLIT_DIRS:
+        split_dir = root / split
+        if not split_dir.is_dir():
+            continue
+        for stray in sorted(split_dir.iterdir()):
+            if stray.is_file() and not _is_metadata(stray.name):
+                skipped.append((f"{split}/{stray.name}", "outside a class folder (NORMAL/ or PNEUMONIA/)"))
+        for name, class_dir in sorted(_class_dirs(split_dir).items()):
+            n_images = 0
+            for f in sorted(class_dir.iterdir()):
+                rel = f"{split}/{name}/{f.name}"
+                if _is_metadata(f.name):
+                    ignored += 1
+                elif f.is_dir():
+                    skipped.append((rel + "/", "a folder inside a class folder (not searched)"))
+                elif f.suffix.lower() not in IMAGE_SUFFIXES:
+                    skipped.append((rel, f"not an image file name (expected {', '.join(IMAGE_SUFFIXES)})"))
+                else:
+                    try:
+                        digest = _sha256(f)
+                    except OSError as e:
+                        skipped.append((rel, f"unreadable: {e.strerror or e}"))
+                        continue
+                    # A name that is not Kermany's says nothing about the patient: the file is its
+                    # own patient, keyed by its path so that '1.png' in two folders is not merged.
+                    patient = patient_id(f.name) if is_kermany_name(f.name) else rel.rsplit(".", 1)[0]
+                    entries.append(Entry(rel, CLASSES.index(name), patient, split, digest))
+                    n_images += 1
+            if n_images == 0:
+                raise DataError(f"{class_dir} has no images ({', '.join(IMAGE_SUFFIXES)}): add some or remove the split")
+    if not any(e.split == "train" for e in entries):
+        raise DataError(f"{root} has no train/ folder: expected {LAYOUT}")
+    return Index(root, tuple(sorted(entries, key=lambda e: e.path)), tuple(skipped), ignored)

@@ -1,0 +1,121 @@
+"""Kaggle source: download once with the official client, extract safely, find the root.
+
+`import kaggle` authenticates at import time (older clients raise without
+credentials), so it is imported only inside _download_zip, after a check that
+credentials exist. Credential values are never read into messages or logs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import shutil
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from tqdm import tqdm
+
+from pneumo.data.base import DataError
+from pneumo.data.index import find_root
+
+CREDENTIALS_HELP = (
+    "Kaggle credentials not found: save kaggle.json (Kaggle > Settings > API > Create New Token) as "
+    "~/.kaggle/kaggle.json or in the folder named by $KAGGLE_CONFIG_DIR, or set the environment "
+    "variables KAGGLE_USERNAME and KAGGLE_KEY (newer clients also accept KAGGLE_API_TOKEN); "
+    "or download the archive yourself and use data=folder data.root=<its folder>"
+)
+
+
+def _config_dirs() -> list:
+    if os.environ.get("KAGGLE_CONFIG_DIR"):
+        return [Path(os.environ["KAGGLE_CONFIG_DIR"])]
+    home = Path.home()
+    return [home / ".kaggle", Path(os.environ.get("XDG_CONFIG_HOME", home / ".config")) / "kaggle"]
+
+
+def has_credentials() -> bool:
+    """Whether any credential the kaggle client reads is present (values are not read)."""
+    env = os.environ
+    if (env.get("KAGGLE_USERNAME") and env.get("KAGGLE_KEY")) or env.get("KAGGLE_API_TOKEN"):
+        return True
+    files = ("kaggle.json", "access_token", "credentials.json")
+    return any((d / f).is_file() for d in _config_dirs() for f in files)
+
+
+def _download_zip(dataset: str, dest: Path) -> Path:
+    """The one call to Kaggle's API (tests fake it): the dataset's zip in dest."""
+    if not has_credentials():
+        raise DataError(CREDENTIALS_HELP)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the client prints its own auth help
+            import kaggle
+
+            kaggle.api.authenticate()
+    except (Exception, SystemExit) as e:  # the message may quote config: name the type only
+        raise DataError(f"Kaggle authentication failed ({type(e).__name__}); {CREDENTIALS_HELP}") from None
+    try:
+        kaggle.api.dataset_download_files(dataset, path=str(dest), quiet=False, unzip=False)
+    except Exception as e:
+        raise DataError(f"download of {dataset} failed ({type(e).__name__}): check the network, the "
+                        "dataset name, and that its terms are accepted on kaggle.com") from None
+    archive = dest / (dataset.split("/")[-1] + ".zip")
+    if not archive.is_file():
+        raise DataError(f"the Kaggle client finished but {archive} is missing")
+    return archive
+
+
+def _check_member(name: str, target: Path, archive: Path) -> None:
+    posix = name.replace("\\", "/")
+    if posix.startswith("/") or re.match(r"^[A-Za-z]:", posix):
+        raise DataError(f"{archive}: refused, member {name!r} has an absolute path (unsafe archive)")
+    if ".." in posix.split("/"):
+        raise DataError(f"{archive}: refused, member {name!r} climbs out of the target with '..' (unsafe archive)")
+    if not (target / posix).resolve().is_relative_to(target.resolve()):
+        raise DataError(f"{archive}: refused, member {name!r} resolves outside {target} (unsafe archive)")
+
+
+def extract(archive: Path, target: Path, progress: bool = True) -> Path:
+    """Unzip into target (renamed into place when complete); every member checked first."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = zf.infolist()
+            for m in members:
+                _check_member(m.filename, target, archive)
+            tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".extract-"))
+            try:
+                bar = tqdm(total=sum(m.file_size for m in members), unit="B", unit_scale=True, desc="extract",
+                           file=sys.stderr, disable=not (progress and sys.stderr.isatty()))
+                with bar:
+                    for m in members:
+                        zf.extract(m, tmp)
+                        bar.update(m.file_size)
+                os.replace(tmp, target)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    except zipfile.BadZipFile:
+        raise DataError(f"{archive} is not a valid zip (interrupted download?): delete it and retry") from None
+    return target
+
+
+def ensure(dest: str | Path, dataset: str, progress: bool = True) -> Path:
+    """Download (once) and extract `dataset` under dest; return its Kaggle-layout root."""
+    if not dest:
+        raise DataError("data.root is not set: it names the folder the Kaggle download goes to")
+    dest = Path(dest).expanduser()
+    extracted = dest / "extracted"
+    if not extracted.is_dir():
+        dest.mkdir(parents=True, exist_ok=True)
+        archive = dest / (dataset.split("/")[-1] + ".zip")
+        if not archive.is_file():
+            archive = _download_zip(dataset, dest)
+        try:
+            extract(archive, extracted, progress)
+        except OSError:
+            if not extracted.is_dir():  # else another job extracted it first: use theirs
+                raise
+        archive.unlink(missing_ok=True)  # the extracted tree is what is reused; halves the disk used
+    return find_root(extracted)

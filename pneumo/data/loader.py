@@ -1,0 +1,89 @@
+"""load(): source -> index -> decode cache -> patient-disjoint splits, checked for leakage."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from pneumo.data import kaggle, synthetic
+from pneumo.data.base import CLASSES, DataError, Splits, Subset
+from pneumo.data.cache import decoded
+from pneumo.data.index import Index, find_root, scan
+from pneumo.data.splits import assign, check_leakage
+
+SPLIT_VERSION = 1  # bump when the split algorithm changes: it is part of the digest
+
+
+def _synthetic(cfg, progress: bool) -> Path:
+    args = (cfg.n_images, cfg.image_px, cfg.normal_fraction, cfg.seed)
+    return synthetic.generate(cfg.root or synthetic.default_root(cfg.cache_dir, *args), *args)
+
+
+def _folder(cfg, progress: bool) -> Path:
+    if not cfg.root:
+        raise DataError("data.root is not set: pass data.root=<folder with train/NORMAL/ and train/PNEUMONIA/>")
+    return find_root(cfg.root)
+
+
+def _kaggle(cfg, progress: bool) -> Path:
+    return kaggle.ensure(cfg.root, cfg.dataset, progress)
+
+
+SOURCES = {"synthetic": _synthetic, "folder": _folder, "kaggle": _kaggle}
+
+
+def resolve_root(cfg, progress: bool = True) -> Path:
+    """The Kaggle-layout root of cfg's source, generated or downloaded first if needed."""
+    try:
+        source = SOURCES[cfg.source]
+    except KeyError:
+        raise DataError(f"unknown data source {cfg.source!r}: use one of {', '.join(SOURCES)}") from None
+    return source(cfg, progress)
+
+
+def load(cfg, image_size: int, progress: bool = True) -> Splits:
+    return from_index(scan(resolve_root(cfg, progress)), cfg, image_size, progress)
+
+
+def _subset(entries, groups, positions, x, row, size: int) -> Subset:
+    pick = [entries[i] for i in positions]
+    images = x[[row[e.hash] for e in pick]] if pick else np.zeros((0, size, size), np.uint8)
+    return Subset(
+        x=images[..., None],
+        y=np.array([e.label for e in pick], dtype=np.int64),
+        patients=np.array([groups[i] for i in positions], dtype=str),
+        hashes=np.array([e.hash for e in pick], dtype=str),
+        paths=np.array([e.path for e in pick], dtype=str),
+    )
+
+
+def _digest(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def from_index(index: Index, cfg, image_size: int, progress: bool = True) -> Splits:
+    x, row, bad = decoded(index, image_size, cfg.cache_dir, cfg.workers, progress)
+    usable = [e for e in index.entries if e.hash in row]
+    skipped = list(index.skipped) + [(e.path, bad[e.hash]) for e in index.entries if e.hash in bad]
+    for split in index.splits():
+        for label, name in enumerate(CLASSES):
+            if not any(e.split == split and e.label == label for e in usable):
+                raise DataError(f"{index.root / split / name} has no readable images: see the skipped files "
+                                f"with `pneumo data inspect {index.root}`")
+    params = dict(seed=cfg.seed, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
+                  fold_kaggle_val=cfg.fold_kaggle_val)
+    parts, groups, dropped = assign(usable, **params)
+    subsets = {name: _subset(usable, groups, pos, x, row, image_size) for name, pos in parts.items()}
+    check_leakage(subsets)
+    test = subsets["test"]
+    return Splits(
+        **subsets,
+        digest=_digest(index.digest, params, SPLIT_VERSION),
+        test_digest=_digest(sorted(zip(test.hashes.tolist(), test.y.tolist()))),
+        image_size=image_size,
+        root=str(index.root),
+        skipped=tuple(skipped + dropped),
+    )
