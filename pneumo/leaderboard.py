@@ -1,0 +1,227 @@
+"""The leaderboard: one row per job (parent run), read from MLflow with a constant number of queries.
+
+One paged search_runs over the jobs, ordered by the metric in the store, one
+paged search_model_versions and one get_registered_model (for the aliases,
+which version search may leave empty) joined by run id. No per-run calls, so
+a sweep of thousands of jobs costs a few pages. Works on any tracking store
+(sqlite, a tracking server) through the public client API only.
+
+`experiment=None` reads every active experiment: a job's row names its
+experiment, and jobs of several sweeps rank together (the test digest column
+says which are comparable).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+
+from pneumo import metrics as M
+
+PAGE_SIZE = 1000  # runs per search_runs call (MLflow caps one call at 50 000)
+SHOWN_METRICS = ("test_auc", "test_auprc", "test_sensitivity", "test_specificity", "test_f1", "test_brier")
+
+
+def _num(value):
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def _experiments(client, name: str | None) -> dict[str, str]:
+    if name is not None:
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise LookupError(f"no MLflow experiment named {name!r} at {client.tracking_uri}")
+        return {exp.experiment_id: exp.name}
+    out, token = {}, None
+    while True:
+        page = client.search_experiments(max_results=PAGE_SIZE, page_token=token)
+        out.update({e.experiment_id: e.name for e in page})
+        if not (token := page.token):
+            return out
+
+
+def _versions(client) -> tuple[dict[str, object], dict[str, list[str]]]:
+    """run id -> its latest registered version; version -> aliases."""
+    from mlflow.exceptions import MlflowException
+
+    by_run, token = {}, None
+    while True:
+        page = client.search_model_versions(f"name='{M.MODEL_NAME}'", page_token=token)
+        for mv in page:
+            run_id = mv.run_id or (mv.tags or {}).get(M.VERSION_TAG_RUN_ID)
+            if run_id and (run_id not in by_run or int(mv.version) > int(by_run[run_id].version)):
+                by_run[run_id] = mv
+        if not (token := page.token):
+            break
+    aliases: dict[str, list[str]] = {}
+    if by_run:
+        try:
+            for alias, version in client.get_registered_model(M.MODEL_NAME).aliases.items():
+                aliases.setdefault(str(version), []).append(alias)
+        except MlflowException:
+            pass
+    return by_run, aliases
+
+
+def _row(run, experiment: str, version, aliases: dict[str, list[str]]) -> dict:
+    info, data = run.info, run.data
+    m = {k: _num(v) for k, v in data.metrics.items()}
+    row = {
+        "run_id": info.run_id,
+        "run_name": info.run_name,
+        "experiment": experiment,
+        "overrides": data.tags.get(M.TAG_OVERRIDES, ""),
+        "status": info.status,
+        "test_digest": data.tags.get(M.TAG_TEST_DIGEST),
+        "best_hp": {k[len(M.BEST_HP_PREFIX) :]: v for k, v in sorted(data.params.items())
+                    if k.startswith(M.BEST_HP_PREFIX)},
+        M.VAL_AUC: m.get(M.VAL_AUC),
+    }
+    for name in M.TEST_METRICS:
+        row[name] = m.get(name)
+        for bound in M.ci_names(name):
+            row[bound] = m.get(bound)
+    for name in (M.THRESHOLD, M.EPOCHS_TRAINED, M.TRIALS_COMPLETED, M.TRIALS_FAILED):
+        row[name] = m.get(name)
+    row["duration_s"] = (info.end_time - info.start_time) / 1000 if info.end_time and info.start_time else None
+    row["version"] = int(version.version) if version else None
+    row["aliases"] = sorted(aliases.get(str(row["version"]), [])) if version else []
+    return row
+
+
+def leaderboard(experiment: str | None = None, metric: str = "test_auc", top: int | None = None,
+                client=None, page_size: int = PAGE_SIZE) -> list[dict]:
+    """Jobs ranked by `metric` in its direction; jobs without the metric come last."""
+    higher = M.higher_is_better(metric)  # validates the name before any query
+    if client is None:
+        from pneumo.registry import connect
+
+        client = connect()
+    from mlflow.entities import ViewType
+
+    exps = _experiments(client, experiment)
+    if not exps or top == 0:
+        return []
+    runs, token = [], None
+    while True:
+        want = page_size if top is None else min(page_size, top - len(runs))
+        page = client.search_runs(
+            list(exps),
+            filter_string=f"tags.`{M.TAG_ROLE}` = 'job'",
+            run_view_type=ViewType.ACTIVE_ONLY,
+            max_results=want,
+            order_by=[f"metrics.`{metric}` {'DESC' if higher else 'ASC'}", "attributes.start_time DESC"],
+            page_token=token,
+        )
+        runs.extend(page)
+        token = page.token
+        if not token or (top is not None and len(runs) >= top):
+            break
+    by_run, aliases = _versions(client)
+    rows = [_row(r, exps.get(r.info.experiment_id, ""), by_run.get(r.info.run_id), aliases) for r in runs]
+    # the store already ordered them; re-sorting (stable) guards stores that order nan differently
+    rows.sort(key=lambda r: (r[metric] is None, 0 if r[metric] is None else (-r[metric] if higher else r[metric])))
+    return rows[:top] if top is not None else rows
+
+
+# -- presentation -----------------------------------------------------------------
+
+
+def _fmt(value, digits=3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _with_ci(row: dict, name: str) -> str:
+    low, high = (row.get(b) for b in M.ci_names(name))
+    if row.get(name) is None:
+        return "-"
+    # the interval on its own line keeps 6+ metric columns readable in 120 terminal columns
+    return _fmt(row[name]) + (f"\n[{_fmt(low)}, {_fmt(high)}]" if low is not None and high is not None else "")
+
+
+def _hp(best_hp: dict) -> str:
+    """Compact 'blocks=3 learning_rate=0.001': the last key part unless two would clash."""
+    short = [k.rsplit(".", 1)[-1] for k in best_hp]
+    names = [s if short.count(s) == 1 else k for s, k in zip(short, best_hp)]
+    return "\n".join(f"{n}={v}" for n, v in zip(names, best_hp.values()))
+
+
+def _duration(seconds) -> str:
+    if seconds is None:
+        return "-"
+    minutes, s = divmod(int(round(seconds)), 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{s:02d}s"
+
+
+def table_columns(metric: str) -> list[str]:
+    shown = [metric] + [m for m in SHOWN_METRICS if m != metric and m in M.TEST_METRICS]
+    return ["job", "best hyperparameters", M.VAL_AUC, *shown, "threshold", "epochs", "duration", "version", "aliases"]
+
+
+def table_cells(row: dict, metric: str) -> list[str]:
+    shown = table_columns(metric)[3:-5]
+    job = row["run_name"] or row["run_id"][:8]
+    if row["overrides"]:
+        job += f"\n{row['overrides']}"
+    return [
+        job, _hp(row["best_hp"]), _fmt(row[M.VAL_AUC]),
+        *(_with_ci(row, m) if m in M.TEST_METRICS else _fmt(row.get(m)) for m in shown),
+        _fmt(row[M.THRESHOLD]), "-" if row[M.EPOCHS_TRAINED] is None else str(int(row[M.EPOCHS_TRAINED])),
+        _duration(row["duration_s"]), "-" if row["version"] is None else str(row["version"]),
+        ", ".join(row["aliases"]),
+    ]
+
+
+def flat(row: dict) -> dict:
+    """A CSV record: best_hp.* back as columns, aliases joined."""
+    out = {k: v for k, v in row.items() if k not in ("best_hp", "aliases")}
+    out.update({f"{M.BEST_HP_PREFIX}{k}": v for k, v in row["best_hp"].items()})
+    out["aliases"] = ";".join(row["aliases"])
+    return out
+
+
+def render(rows: list[dict], metric: str, fmt: str, out=None) -> None:
+    out = out or sys.stdout
+    if fmt == "json":
+        json.dump(rows, out, indent=2)
+        out.write("\n")
+    elif fmt == "csv":
+        records = [flat(r) for r in rows]
+        fields = list(dict.fromkeys(k for r in records for k in r))
+        writer = csv.DictWriter(out, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(records)
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"pneumo jobs by {metric} ({'higher' if M.higher_is_better(metric) else 'lower'} is better)")
+        for col in table_columns(metric):
+            table.add_column(col, overflow="fold")
+        for row in rows:
+            table.add_row(*table_cells(row, metric))
+        tty = hasattr(out, "isatty") and out.isatty()
+        Console(file=out, width=None if tty else 200).print(table)  # piped: do not fold to 80 columns
+
+
+def compare_command(args) -> int:
+    try:
+        rows = leaderboard(args.experiment, args.metric, args.top)
+    except LookupError as err:
+        print(f"pneumo compare: {err}", file=sys.stderr)
+        return 1
+    fmt = args.format or ("table" if sys.stdout.isatty() else "json")
+    render(rows, args.metric, fmt)
+    return 0
+
+
+def add_compare(subparsers) -> None:
+    p = subparsers.add_parser("compare", help="leaderboard of the jobs in MLflow, with 95% CIs")
+    p.add_argument("--experiment", help="the sweep (MLflow experiment); default: every experiment")
+    p.add_argument("--metric", default="test_auc", choices=sorted(M.HIGHER_IS_BETTER), help="rank by")
+    p.add_argument("--top", type=int, help="only the best N jobs")
+    p.add_argument("--format", choices=("table", "csv", "json"),
+                   help="default: table on a terminal, json otherwise")
+    p.set_defaults(func=compare_command)

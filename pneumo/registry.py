@@ -1,0 +1,380 @@
+"""Registered versions: promotion behind gates, rollback, and the `compare`/`promote` commands.
+
+Reads only what jobs logged (version tags, run metrics, each run's
+test_predictions.csv); it never trains or scores a model itself. A version
+takes an alias (default `champion`) only if its run FINISHED, its test
+sensitivity clears the floor and, when a champion exists, it was tested on
+the same images and beats the champion in a paired patient-level bootstrap
+(lower CI bound of the improvement above zero: a tie is not a win). Every
+decision is written as `promotion.*` tags on the candidate version.
+
+Rollback swaps: the `previous` version takes the alias back and the displaced
+one becomes `previous`, so a second rollback undoes the first.
+
+MLflow is imported inside functions: the CLI imports this module to build its
+parser and must start fast.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pneumo import metrics as M
+from pneumo import paths
+from pneumo.leaderboard import add_compare, leaderboard  # noqa: F401 -- registry.leaderboard is public API
+
+PAIRED_RESAMPLES = 2000
+PAIRED_SEED = 0
+THRESHOLD_FREE = {"test_auc", "test_auprc", "test_brier"}  # the paired test needs no cut for these
+TAG_PREFIX = "promotion."
+TAG_MAX = 5000  # characters; MLflow's limit on a model-version tag value
+
+
+@dataclass
+class Decision:
+    promoted: bool  # the alias moved (or, with dry_run, would move)
+    version: str | None
+    previous: str | None  # the version displaced from the alias (None: there was none / no move)
+    reasons: list[str]
+    numbers: dict = field(default_factory=dict)
+    alias: str = M.CHAMPION
+    dry_run: bool = False
+    forced: bool = False
+    noop: bool = False  # the candidate already holds the alias
+    rollback: bool = False
+
+    def summary(self) -> str:
+        if self.noop:
+            head = f"nothing to do: version {self.version} already holds '{self.alias}'"
+        else:
+            verb = ("would promote" if self.dry_run else "PROMOTED") if self.promoted else "REFUSED"
+            head = f"{verb} version {self.version} to '{self.alias}'" + (" (forced)" if self.forced else "")
+            if self.rollback:
+                head = f"{'would roll back' if self.dry_run else 'ROLLED BACK'} '{self.alias}' to version {self.version}"
+            if self.previous is not None:
+                head += f"; version {self.previous} becomes '{previous_alias(self.alias)}'"
+            if self.dry_run:
+                head = "[dry run] " + head
+        lines = [head, *(f"  - {r}" for r in self.reasons)]
+        lines += [f"    {k}: {_show(v)}" for k, v in self.numbers.items() if v is not None]
+        return "\n".join(lines)
+
+
+def connect(uri: str | None = None):
+    """MlflowClient on `uri`, else MLFLOW_TRACKING_URI, else the local sqlite store."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        (paths.ROOT / "mlruns").mkdir(parents=True, exist_ok=True)
+        uri = paths.local_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(tracking_uri=uri)
+
+
+client = connect  # the name callers use; functions below take a `client=` argument that shadows it
+
+
+def previous_alias(alias: str) -> str:
+    return M.PREVIOUS if alias == M.CHAMPION else f"{alias}-{M.PREVIOUS}"
+
+
+# -- reading versions --------------------------------------------------------------
+
+
+def _by_alias(c, alias: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return c.get_model_version_by_alias(M.MODEL_NAME, alias)
+    except MlflowException as err:
+        if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise
+
+
+def _all_versions(c) -> list:
+    out, token = [], None
+    while True:
+        page = c.search_model_versions(f"name='{M.MODEL_NAME}'", page_token=token)
+        out.extend(page)
+        if not (token := page.token):
+            return out
+
+
+def _float(value):
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def _logged(mv, run, name: str):
+    """A number the job logged: the run's metric, else the version's tag (string)."""
+    value = _float(run.data.metrics.get(name)) if run is not None else None
+    return value if value is not None else _float((mv.tags or {}).get(name))
+
+
+def _digest(mv, run):
+    return (mv.tags or {}).get(M.TAG_TEST_DIGEST) or (run.data.tags.get(M.TAG_TEST_DIGEST) if run else None)
+
+
+def _run(c, run_id):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return c.get_run(run_id) if run_id else None
+    except MlflowException:
+        return None
+
+
+def _best(c, metric: str, champion):
+    """The READY version ranked first by the metric (version tag, else its run's metric)."""
+    higher = M.higher_is_better(metric)
+    ranked = []
+    for mv in _all_versions(c):
+        if mv.status != "READY":
+            continue
+        value = _float((mv.tags or {}).get(metric))
+        if value is None:  # only versions registered without metric tags cost a call
+            value = _logged(mv, _run(c, mv.run_id), metric)
+        if value is not None:
+            is_champ = champion is not None and str(mv.version) == str(champion.version)
+            ranked.append(((-value if higher else value), not is_champ, int(mv.version), mv))
+    if not ranked:
+        raise LookupError(f"no registered version of {M.MODEL_NAME!r} has a value for {metric}")
+    return min(ranked, key=lambda t: t[:3])[3]
+
+
+def _predictions(c, run_id: str, tmp: str) -> list[tuple[str, str, int, float]]:
+    from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR as BAR
+
+    before = os.environ.get(BAR.name)
+    os.environ[BAR.name] = "false"  # one small CSV: a progress bar is noise in the decision printout
+    try:
+        local = c.download_artifacts(run_id, M.PREDICTIONS_ARTIFACT, tmp)
+    finally:
+        if before is None:
+            os.environ.pop(BAR.name, None)
+        else:
+            os.environ[BAR.name] = before
+    with open(local, newline="") as f:
+        rows = [(r["hash"], r["patient"], int(float(r["y_true"])), float(r["probability"]))
+                for r in csv.DictReader(f)]
+    return sorted(rows)  # aligned by (hash, patient): duplicate images (same bytes) score alike
+
+
+def _paired(c, cand, champ, metric, thresholds, confidence) -> tuple[dict, str | None]:
+    """Paired bootstrap of metric(candidate) - metric(champion) on their common test images."""
+    import numpy as np
+
+    from pneumo.evaluate import paired_bootstrap
+
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+        try:
+            old, new = _predictions(c, champ.run_id, a), _predictions(c, cand.run_id, b)
+        except Exception as err:  # noqa: BLE001 -- any failure to read is a failed gate, reported
+            return {}, f"cannot read {M.PREDICTIONS_ARTIFACT} of both runs: {err}"
+    if [r[:3] for r in old] != [r[:3] for r in new]:
+        return {}, (f"{M.PREDICTIONS_ARTIFACT} of the two runs hold different images or labels "
+                    f"({len(old)} vs {len(new)} rows) despite equal test digests")
+    y = np.array([r[2] for r in new])
+    patients = np.array([r[1] for r in new])
+    res = paired_bootstrap(y, np.array([r[3] for r in old]), np.array([r[3] for r in new]), patients, metric,
+                           thresholds[1], thresholds[0], n=PAIRED_RESAMPLES, confidence=confidence,
+                           seed=PAIRED_SEED)
+    return {"delta": res["delta"], "ci_low": res["ci_low"], "ci_high": res["ci_high"], "p_value": res["p_value"],
+            "confidence": confidence, "n_images": len(y), "n_patients": len(set(patients))}, None
+
+
+# -- promotion -----------------------------------------------------------------------
+
+
+def promote(metric: str = "test_auc", version=None, alias: str = M.CHAMPION, *, confidence: float = 0.95,
+            min_sensitivity: float = 0.9, dry_run: bool = False, force: bool = False, reason: str | None = None,
+            client=None) -> Decision:
+    """Move `alias` to the best version by `metric` (or to `version`) if every gate passes."""
+    from mlflow.exceptions import MlflowException
+
+    if force and not (reason or "").strip():
+        raise ValueError("force=True needs a non-empty reason: it is recorded on the version")
+    if metric not in M.TEST_METRICS:
+        raise ValueError(f"promotion compares test predictions: metric must be one of {', '.join(M.TEST_METRICS)}")
+    c = client or connect()
+    champ = _by_alias(c, alias)
+    if version is not None:
+        try:
+            cand = c.get_model_version(M.MODEL_NAME, str(version))
+        except MlflowException as err:
+            raise LookupError(f"{M.MODEL_NAME} has no version {version}") from err
+    else:
+        cand = _best(c, metric, champ)
+    if champ is not None and str(cand.version) == str(champ.version):
+        return Decision(False, str(cand.version), None, [f"version {cand.version} is already the best and holds '{alias}'"
+                                                    if version is None else f"version {cand.version} holds '{alias}'"],
+                        alias=alias, dry_run=dry_run, noop=True)
+
+    run, higher = _run(c, cand.run_id), M.higher_is_better(metric)
+    nums = {"metric": metric, "candidate_value": _logged(cand, run, metric), "min_sensitivity": min_sensitivity,
+            "sensitivity": _logged(cand, run, "test_sensitivity"), "test_digest": _digest(cand, run),
+            "run_status": run.info.status if run else None}
+    ok, fail = [], []
+    (ok if nums["run_status"] == "FINISHED" else fail).append(f"run {cand.run_id} status {nums['run_status']}"
+                                                              + ("" if nums["run_status"] == "FINISHED"
+                                                                 else " (must be FINISHED)"))
+    sens = nums["sensitivity"]
+    (ok if sens is not None and sens >= min_sensitivity else fail).append(
+        f"test_sensitivity {_show(sens)} {'>=' if sens is not None and sens >= min_sensitivity else 'below'} "
+        f"{min_sensitivity}")
+    if champ is None:
+        ok.append(f"no version holds '{alias}' yet: the best passing version takes it")
+    else:
+        champ_run = _run(c, champ.run_id)
+        nums.update(champion_version=str(champ.version), champion_value=_logged(champ, champ_run, metric),
+                    champion_test_digest=_digest(champ, champ_run))
+        if not nums["test_digest"] or nums["test_digest"] != nums["champion_test_digest"]:
+            fail.append(f"different test set from champion version {champ.version} "
+                        f"({nums['test_digest']} vs {nums['champion_test_digest']}): scores are not comparable")
+        else:
+            ok.append(f"same test set as champion version {champ.version} ({nums['test_digest']})")
+            thr = (_logged(cand, run, M.THRESHOLD), _logged(champ, champ_run, M.THRESHOLD))
+            if None in thr and metric not in THRESHOLD_FREE:
+                fail.append(f"no logged threshold for {'candidate' if thr[0] is None else 'champion'}: "
+                            f"{metric} cannot be recomputed")
+            else:
+                paired, error = _paired(c, cand, champ, metric, [t if t is not None else 0.5 for t in thr],
+                                        confidence)
+                nums.update(paired)
+                if error:
+                    fail.append(error)
+                else:
+                    won = paired["ci_low"] > 0 if higher else paired["ci_high"] < 0
+                    p = paired["p_value"]
+                    text = (f"{metric} change {paired['delta']:+.4f} vs champion, {confidence:.0%} CI "
+                            f"[{paired['ci_low']:+.4f}, {paired['ci_high']:+.4f}], "
+                            f"p{'<' if p * PAIRED_RESAMPLES < 1 else '='}{max(p, 1 / PAIRED_RESAMPLES):.4f} "
+                            f"over {paired['n_images']} paired images ({paired['n_patients']} patients)")
+                    if not higher:
+                        text += " (lower is better)"
+                    if won:
+                        ok.append(f"{text}: improvement shown")
+                    else:
+                        fail.append(f"{text}: no improvement shown (the CI must exclude 0; a tie is not a win)")
+
+    forced = bool(fail) and force
+    promoted = not fail or forced
+    reasons = [f"FAIL: {r}" for r in fail] + [f"pass: {r}" for r in ok]
+    if forced:
+        reasons.append(f"forced past the failed gates: {reason.strip()}")
+    decision = Decision(promoted, str(cand.version), str(champ.version) if promoted and champ else None, reasons,
+                        {k: v for k, v in nums.items() if v is not None}, alias, dry_run, forced)
+    if not dry_run:
+        _record(c, cand, decision, reason.strip() if forced else None)
+        if promoted:
+            if champ is not None:
+                c.set_registered_model_alias(M.MODEL_NAME, previous_alias(alias), champ.version)
+            c.set_registered_model_alias(M.MODEL_NAME, alias, cand.version)
+    return decision
+
+
+def _record(c, mv, d: Decision, forced_reason: str | None) -> None:
+    tags = {f"{TAG_PREFIX}{k}": _show(v) for k, v in d.numbers.items()}
+    tags.update({
+        f"{TAG_PREFIX}decision": "promoted" if d.promoted else "refused",
+        f"{TAG_PREFIX}alias": d.alias,
+        f"{TAG_PREFIX}reason": "; ".join(d.reasons)[:TAG_MAX],
+        f"{TAG_PREFIX}at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    })
+    if forced_reason:
+        tags[f"{TAG_PREFIX}forced_reason"] = forced_reason[:TAG_MAX]
+    for key in (mv.tags or {}):  # drop numbers a previous decision left that this one lacks
+        if key.startswith(TAG_PREFIX) and key not in tags:
+            c.delete_model_version_tag(M.MODEL_NAME, mv.version, key)
+    for key, value in tags.items():
+        c.set_model_version_tag(M.MODEL_NAME, mv.version, key, value)
+
+
+def rollback(alias: str = M.CHAMPION, client=None, *, dry_run: bool = False) -> Decision:
+    """Give `alias` back to the version holding previous_alias(alias); the displaced one becomes previous."""
+    c = client or connect()
+    prev_alias = previous_alias(alias)
+    prev, cur = _by_alias(c, prev_alias), _by_alias(c, alias)
+    if prev is None:
+        raise LookupError(f"no version of {M.MODEL_NAME} holds alias '{prev_alias}': nothing to roll back to")
+    if cur is not None and str(cur.version) == str(prev.version):
+        return Decision(False, str(prev.version), None, [f"version {prev.version} holds both aliases"], alias=alias,
+                        dry_run=dry_run, noop=True)
+    reasons = [f"rollback: version {prev.version} takes '{alias}' back"
+               + (f" from version {cur.version}, which becomes '{prev_alias}'" if cur else "")]
+    if not dry_run:
+        c.set_registered_model_alias(M.MODEL_NAME, alias, prev.version)
+        if cur is not None:
+            c.set_registered_model_alias(M.MODEL_NAME, prev_alias, cur.version)
+        else:
+            c.delete_registered_model_alias(M.MODEL_NAME, prev_alias)
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        c.set_model_version_tag(M.MODEL_NAME, prev.version, "rollback.restored_at", now)
+        if cur is not None:
+            c.set_model_version_tag(M.MODEL_NAME, cur.version, "rollback.displaced_at", now)
+    return Decision(True, str(prev.version), str(cur.version) if cur else None, reasons, alias=alias, dry_run=dry_run,
+                    rollback=True)
+
+
+def _show(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+# -- command line ----------------------------------------------------------------------
+
+
+def promote_command(args) -> int:
+    if args.force and not (args.reason or "").strip():
+        print("pneumo promote: --force needs --reason TEXT (the reason is recorded on the version)", file=sys.stderr)
+        return 2
+    if args.rollback and (args.version is not None or args.force):
+        print("pneumo promote: --rollback takes no --version or --force", file=sys.stderr)
+        return 2
+    try:
+        if args.rollback:
+            decision = rollback(args.alias, dry_run=args.dry_run)
+        else:
+            decision = promote(args.metric, args.version, args.alias, confidence=args.confidence,
+                               min_sensitivity=args.min_sensitivity, dry_run=args.dry_run, force=args.force,
+                               reason=args.reason)
+    except ValueError as err:
+        print(f"pneumo promote: {err}", file=sys.stderr)
+        return 2
+    except LookupError as err:
+        print(f"pneumo promote: {err}", file=sys.stderr)
+        return 1
+    print(decision.summary())
+    return 0 if decision.promoted or decision.noop else 1
+
+
+def add_promote(subparsers) -> None:
+    p = subparsers.add_parser("promote", help="move the champion alias to the best version, behind gates")
+    p.add_argument("--metric", default="test_auc", choices=M.TEST_METRICS, help="rank and compare by")
+    p.add_argument("--version", type=int, help="promote this version instead of the best")
+    p.add_argument("--alias", default=M.CHAMPION)
+    p.add_argument("--confidence", type=float, default=0.95, help="of the paired bootstrap interval")
+    p.add_argument("--min-sensitivity", type=float, default=0.9, help="floor on the candidate's test sensitivity")
+    p.add_argument("--dry-run", action="store_true", help="decide and print, change nothing")
+    p.add_argument("--force", action="store_true", help="override failed gates (needs --reason)")
+    p.add_argument("--reason", help="why a forced promotion is justified; recorded on the version")
+    p.add_argument("--rollback", action="store_true", help="give the alias back to the 'previous' version")
+    p.set_defaults(func=promote_command)
+
+
+def register_cli(subparsers) -> None:
+    """Add `compare` and `promote` to the main CLI's subparsers."""
+    add_compare(subparsers)
+    add_promote(subparsers)

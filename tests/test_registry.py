@@ -1,0 +1,347 @@
+"""registry + leaderboard against a real MLflow sqlite store holding jobs shaped as training writes them.
+
+One store is built per session (creating an MLflow sqlite database takes
+seconds) and copied per test: tests move aliases and write tags freely.
+"""
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import shutil
+import time
+
+import mlflow
+import mlflow.pyfunc
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+
+from pneumo import evaluate, leaderboard, registry
+from pneumo import metrics as M
+
+
+class Echo(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input: list[float], params=None) -> list[float]:
+        return model_input
+
+
+# -- a store of jobs ----------------------------------------------------------------
+
+N_PATIENTS, PER_PATIENT = 300, 2
+
+
+def make_test_set(seed: int, prefix: str = "img"):
+    rng = np.random.default_rng(seed)
+    y = np.repeat(rng.random(N_PATIENTS) < 0.7, PER_PATIENT).astype(int)
+    patients = np.repeat([f"{prefix}-p{k}" for k in range(N_PATIENTS)], PER_PATIENT)
+    hashes = [hashlib.sha256(f"{prefix}{i}".encode()).hexdigest() for i in range(len(y))]
+    noise = rng.normal(0, 1, len(y))
+    return y, patients, hashes, noise
+
+
+def probabilities(y, noise, signal):
+    return 1 / (1 + np.exp(-(signal * (2 * y - 1) + noise)))
+
+
+def make_job(c, exp_id, name, data, p, *, digest="test-A", threshold=None, status="FINISHED", hp=None):
+    """A parent run as a job leaves it, plus its registered version; returns the version number."""
+    y, patients, hashes, _ = data
+    threshold = evaluate.choose_threshold(y, p, "sensitivity", 0.95) if threshold is None else threshold
+    scores = evaluate.evaluate(y, p, patients, threshold, bootstrap=200)
+    tags = {M.TAG_ROLE: "job", M.TAG_OVERRIDES: f"model=cnn job={name}", M.TAG_TEST_DIGEST: digest,
+            M.TAG_DATA_DIGEST: "data-1", M.TAG_JOB_KEY: name, M.TAG_SWEEP: "s", M.TAG_JOB_NUM: "0",
+            M.TAG_BEST_TRIAL: "00"}
+    run_id = c.create_run(exp_id, run_name=name, tags=tags).info.run_id
+    hp = hp or {"model.blocks": "3", "optimizer.learning_rate": "0.001"}
+    c.log_batch(
+        run_id,
+        metrics=[Metric(k, v, 0, 0) for k, v in scores.items()]
+        + [Metric(M.VAL_AUC, scores["test_auc"], 0, 0), Metric(M.EPOCHS_TRAINED, 7, 0, 0),
+           Metric(M.TRIALS_COMPLETED, 3, 0, 0), Metric(M.TRIALS_FAILED, 0, 0, 0)],
+        params=[Param("model._target_", "pneumo.models.cnn")]
+        + [Param(M.BEST_HP_PREFIX + k, v) for k, v in hp.items()],
+    )
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["hash", "patient", "y_true", "probability"])
+    order = np.random.default_rng(len(name)).permutation(len(y))  # row order is arbitrary
+    writer.writerows([hashes[i], patients[i], int(y[i]), float(p[i])] for i in order)
+    c.log_text(run_id, buf.getvalue(), M.PREDICTIONS_ARTIFACT)
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(name="model", python_model=Echo(), pip_requirements=["mlflow"])
+    c.set_terminated(run_id, status)
+    version_tags = {M.VERSION_TAG_RUN_ID: run_id, M.TAG_DATA_DIGEST: "data-1", M.TAG_TEST_DIGEST: digest,
+                    M.THRESHOLD: str(threshold), **{k: str(scores[k]) for k in M.TEST_METRICS}}
+    return str(mlflow.register_model(info.model_uri, M.MODEL_NAME, tags=version_tags).version)
+
+
+@pytest.fixture(scope="session")
+def template(tmp_path_factory):
+    root = tmp_path_factory.mktemp("template")
+    uri = f"sqlite:///{root}/mlflow.db"
+    mlflow.set_tracking_uri(uri)
+    try:
+        c = MlflowClient(uri)
+        exp = c.create_experiment("sweep-a", artifact_location=(root / "artifacts").as_uri())
+        a, b = make_test_set(0), make_test_set(1, prefix="other")
+        noise = a[3]
+        versions = {
+            "good": make_job(c, exp, "good", a, probabilities(a[0], noise, 1.0)),
+            "worse": make_job(c, exp, "worse", a, probabilities(a[0], noise, 0.5)),
+            "tied": make_job(c, exp, "tied", a, probabilities(a[0], noise, 1.0)),
+            "better": make_job(c, exp, "better", a, probabilities(a[0], noise, 1.8)),
+            "other": make_job(c, exp, "other", b, probabilities(b[0], b[3], 1.0), digest="test-B"),
+            "lowsens": make_job(c, exp, "lowsens", a, probabilities(a[0], noise, 1.0), threshold=0.9),
+            "failed": make_job(c, exp, "failed", a, probabilities(a[0], noise, 1.4), status="FAILED"),
+        }
+    finally:
+        mlflow.set_tracking_uri(None)
+    return root, versions
+
+
+@pytest.fixture
+def store(template, tmp_path, monkeypatch):
+    """A private copy of the template store; MLFLOW_TRACKING_URI points at it."""
+    root, versions = template
+    shutil.copy(root / "mlflow.db", tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    yield registry.client(), versions
+    mlflow.set_tracking_uri(None)
+
+
+def aliases(c):
+    return {k: str(x) for k, x in c.get_registered_model(M.MODEL_NAME).aliases.items()}
+
+
+def tags(c, version):
+    return c.get_model_version(M.MODEL_NAME, version).tags
+
+
+def crown(c, version):
+    c.set_registered_model_alias(M.MODEL_NAME, M.CHAMPION, version)
+
+
+def cli(*argv):
+    parser = argparse.ArgumentParser(prog="pneumo")
+    registry.register_cli(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+# -- promotion gates ------------------------------------------------------------------
+
+
+def test_first_promotion_takes_the_best_passing_version(store):
+    c, v = store
+    d = registry.promote()  # no champion yet
+    assert d.promoted and d.version == v["better"] and d.previous is None
+    assert aliases(c) == {M.CHAMPION: v["better"]}
+    t = tags(c, v["better"])
+    assert t["promotion.decision"] == "promoted" and t["promotion.at"].endswith("+00:00")
+    again = registry.promote()
+    assert again.noop and not again.promoted and "already" in again.reasons[0]
+
+
+def test_better_candidate_promoted_and_old_champion_kept_as_previous(store):
+    c, v = store
+    crown(c, v["good"])
+    d = registry.promote()
+    assert d.promoted and d.version == v["better"] and d.previous == v["good"]
+    assert d.numbers["ci_low"] > 0 and d.numbers["delta"] > 0 and d.numbers["n_images"] == 600
+    assert aliases(c) == {M.CHAMPION: v["better"], M.PREVIOUS: v["good"]}
+    assert float(tags(c, v["better"])["promotion.ci_low"]) > 0
+
+
+def test_worse_candidate_refused_with_numbers(store):
+    c, v = store
+    crown(c, v["good"])
+    d = registry.promote(version=v["worse"])
+    assert not d.promoted and d.numbers["delta"] < 0 and d.numbers["ci_high"] < 0
+    assert d.numbers["p_value"] > 0.5 and d.numbers["champion_version"] == v["good"]
+    assert any(r.startswith("FAIL") and "no improvement shown" in r for r in d.reasons)
+    assert aliases(c) == {M.CHAMPION: v["good"]}
+    t = tags(c, v["worse"])
+    assert t["promotion.decision"] == "refused" and float(t["promotion.delta"]) < 0
+    assert "a tie is not a win" in t["promotion.reason"]
+
+
+def test_tie_is_not_a_win(store):
+    c, v = store
+    crown(c, v["good"])
+    d = registry.promote(version=v["tied"])
+    assert not d.promoted and d.numbers["delta"] == 0 and d.numbers["ci_low"] == 0
+    assert aliases(c) == {M.CHAMPION: v["good"]}
+
+
+def test_different_test_set_refused(store):
+    c, v = store
+    crown(c, v["good"])
+    d = registry.promote(version=v["other"])
+    assert not d.promoted and any("different test set" in r for r in d.reasons)
+    assert d.numbers["test_digest"] == "test-B" and d.numbers["champion_test_digest"] == "test-A"
+    assert "delta" not in d.numbers
+
+
+def test_low_sensitivity_and_unfinished_runs_refused(store):
+    c, v = store
+    d = registry.promote(version=v["lowsens"])  # no champion: only FINISHED + sensitivity apply
+    assert not d.promoted and any("test_sensitivity" in r and r.startswith("FAIL") for r in d.reasons)
+    assert d.numbers["sensitivity"] < 0.9
+    failed = registry.promote(version=v["failed"])
+    assert not failed.promoted and any("FAILED" in r and r.startswith("FAIL") for r in failed.reasons)
+    assert M.CHAMPION not in aliases(c)
+
+
+def test_force_needs_a_reason_and_records_it(store):
+    c, v = store
+    crown(c, v["good"])
+    with pytest.raises(ValueError, match="reason"):
+        registry.promote(version=v["worse"], force=True)
+    assert cli("promote", "--version", v["worse"], "--force") == 2
+    d = registry.promote(version=v["worse"], force=True, reason="champion artefact lost")
+    assert d.promoted and d.forced and d.previous == v["good"]
+    assert aliases(c) == {M.CHAMPION: v["worse"], M.PREVIOUS: v["good"]}
+    t = tags(c, v["worse"])
+    assert t["promotion.forced_reason"] == "champion artefact lost" and t["promotion.decision"] == "promoted"
+
+
+def test_dry_run_changes_nothing(store, capsys):
+    c, v = store
+    crown(c, v["good"])
+    before = tags(c, v["better"])
+    d = registry.promote(dry_run=True)
+    assert d.promoted and d.dry_run and d.version == v["better"]
+    assert aliases(c) == {M.CHAMPION: v["good"]} and tags(c, v["better"]) == before
+    assert cli("promote", "--dry-run") == 0
+    assert "[dry run] would promote" in capsys.readouterr().out
+    assert aliases(c) == {M.CHAMPION: v["good"]}
+
+
+def test_rollback_swaps_champion_and_previous(store):
+    c, v = store
+    with pytest.raises(LookupError, match="previous"):
+        registry.rollback()
+    assert cli("promote", "--rollback") == 1
+    crown(c, v["good"])
+    registry.promote()
+    d = registry.rollback()
+    assert d.promoted and d.rollback and d.version == v["good"] and d.previous == v["better"]
+    assert aliases(c) == {M.CHAMPION: v["good"], M.PREVIOUS: v["better"]}
+    registry.rollback()  # a second rollback undoes the first
+    assert aliases(c) == {M.CHAMPION: v["better"], M.PREVIOUS: v["good"]}
+
+
+def test_promote_cli_exit_codes(store, capsys):
+    c, v = store
+    crown(c, v["good"])
+    assert cli("promote", "--version", v["worse"]) == 1
+    out = capsys.readouterr().out
+    assert "REFUSED" in out and "delta" in out
+    assert cli("promote") == 0
+    assert "PROMOTED" in capsys.readouterr().out and aliases(c)[M.CHAMPION] == v["better"]
+    with pytest.raises(SystemExit) as exit_:
+        cli("promote", "--metric", "val_loss")
+    assert exit_.value.code == 2
+
+
+# -- leaderboard ------------------------------------------------------------------------
+
+
+def test_leaderboard_rows_join_versions_and_aliases(store):
+    c, v = store
+    crown(c, v["good"])
+    rows = registry.leaderboard("sweep-a")
+    assert [r["run_name"] for r in rows][0] == "better" and len(rows) == 7
+    good = next(r for r in rows if r["run_name"] == "good")
+    assert good["version"] == int(v["good"]) and good["aliases"] == [M.CHAMPION]
+    assert good["best_hp"] == {"model.blocks": "3", "optimizer.learning_rate": "0.001"}
+    assert good["test_auc_ci_low"] <= good["test_auc"] <= good["test_auc_ci_high"]
+    assert good["epochs_trained"] == 7 and good["duration_s"] >= 0 and good["overrides"] == "model=cnn job=good"
+    with pytest.raises(LookupError):
+        registry.leaderboard("no-such-sweep")
+
+
+class Counting:
+    """Forwards to a client and counts the calls by method name."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, {}
+
+    def __getattr__(self, name):
+        attr = getattr(self.inner, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return attr(*args, **kwargs)
+
+        return call
+
+
+@pytest.fixture(scope="module")
+def big_store(template, tmp_path_factory):
+    """The template plus 300 jobs in a second sweep, written with two calls per run (read-only tests)."""
+    root = tmp_path_factory.mktemp("big")
+    shutil.copy(template[0] / "mlflow.db", root / "mlflow.db")
+    c = MlflowClient(f"sqlite:///{root}/mlflow.db")
+    exp = c.create_experiment("sweep-big")
+    rng = np.random.default_rng(0)
+    for i in range(300):
+        run = c.create_run(exp, run_name=f"job-{i}", tags={M.TAG_ROLE: "job", M.TAG_OVERRIDES: f"model.blocks={i}"})
+        values = {"test_auc": rng.random(), "test_brier": rng.random() / 4, "test_sensitivity": rng.random()}
+        c.log_batch(run.info.run_id, metrics=[Metric(k, x, 0, 0) for k, x in values.items()],
+                    params=[Param("best_hp.model.blocks", str(i))], tags=[RunTag("x", "y")])
+    for i in range(3):  # trials must not appear
+        c.create_run(exp, run_name=f"trial-{i}", tags={M.TAG_ROLE: "trial", "mlflow.parentRunId": "x"})
+    return f"sqlite:///{root}/mlflow.db"
+
+
+@pytest.fixture
+def big(big_store, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", big_store)
+    yield registry.client()
+    mlflow.set_tracking_uri(None)
+
+
+def test_leaderboard_scales_with_pages_not_runs(big):
+    c = big
+    counting = Counting(c)
+    start = time.perf_counter()
+    rows = leaderboard.leaderboard("sweep-big", client=counting, page_size=100)
+    assert time.perf_counter() - start < 10
+    assert len(rows) == 300 and all(r["run_name"].startswith("job-") for r in rows)
+    auc = [r["test_auc"] for r in rows]
+    assert auc == sorted(auc, reverse=True)
+    assert counting.calls["search_runs"] == 3  # pages of 100, not one call per run
+    assert counting.calls.get("search_model_versions") == 1
+    assert not {"get_run", "get_metric_history"} & set(counting.calls)
+
+    brier = leaderboard.leaderboard("sweep-big", metric="test_brier", top=5, client=c)
+    values = [r["test_brier"] for r in brier]
+    assert len(values) == 5 and values == sorted(values)
+    assert values[0] == min(r["test_brier"] for r in rows)
+
+    everything = leaderboard.leaderboard(None, client=c)  # every experiment: 300 + the 7 template jobs
+    assert len(everything) == 307 and {r["experiment"] for r in everything} == {"sweep-a", "sweep-big"}
+
+
+def test_compare_cli_formats(big, capsys):
+    assert cli("compare", "--experiment", "sweep-big", "--top", "4", "--format", "json") == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 4 and rows[0]["test_auc"] >= rows[-1]["test_auc"]
+    assert cli("compare", "--metric", "test_brier", "--format", "csv") == 0
+    records = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    briers = [float(r["test_brier"]) for r in records if r["test_brier"]]
+    assert len(records) == 307 and briers == sorted(briers)
+    assert "best_hp.model.blocks" in records[0]
+    assert cli("compare", "--experiment", "sweep-a") == 0  # not a tty: json by default
+    assert json.loads(capsys.readouterr().out)[0]["run_name"] == "better"
+    assert cli("compare", "--experiment", "sweep-a", "--format", "table") == 0
+    table = capsys.readouterr().out
+    assert "better" in table and "[" in table and "test_auc" in table
+    assert cli("compare", "--experiment", "nope") == 1
