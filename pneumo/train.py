@@ -33,6 +33,10 @@ for message in (
     warnings.filterwarnings("ignore", message=message)
 
 
+# Overrides that say where things go, not what is trained: left out of run names.
+NOT_IN_NAME = ("paths.", "tracking.", "hydra.", "restart", "experiment")
+
+
 def train(cfg: DictConfig) -> float:
     """Run one job; returns the best trial's validation objective (what a sweeper optimises)."""
     import keras
@@ -73,7 +77,7 @@ def train(cfg: DictConfig) -> float:
         **tracking.git_tags(),
         **tracking.runtime_tags(),
     }
-    run_name = ",".join(overrides) or "defaults"
+    run_name = " ".join(o for o in overrides if not o.lstrip("+~").startswith(NOT_IN_NAME)) or "defaults"
     with mlflow.start_run(run_id=prior.info.run_id if resume else None, experiment_id=exp_id,
                           run_name=None if resume else run_name) as run:
         run_id = run.info.run_id
@@ -103,14 +107,14 @@ def train(cfg: DictConfig) -> float:
         )
         counts = trial_counts(tuner)
         mlflow.log_metrics({k: float(v) for k, v in counts.items()})
-        if counts["trials_completed"] == 0:
-            raise RuntimeError(f"no trial completed ({counts['trials_failed']} failed): see the FAILED trial runs")
+        if counts[metrics.TRIALS_COMPLETED] == 0:
+            raise RuntimeError(f"no trial completed ({counts[metrics.TRIALS_FAILED]} failed): see the FAILED trial runs")
 
         best = tuner.oracle.get_best_trials(1)[0]
         model = tuner.load_model(best)
-        tracking.log_params(client, run_id, {f"best_hp.{k}": str(v) for k, v in best.hyperparameters.values.items()})
-        mlflow.set_tag("best_trial_id", best.trial_id)
-        mlflow.log_metrics({metrics.VAL_AUC: float(best.score), "epochs_trained": float((best.best_step or 0) + 1)})
+        tracking.log_params(client, run_id, {f"{metrics.BEST_HP_PREFIX}{k}": str(v) for k, v in best.hyperparameters.values.items()})
+        mlflow.set_tag(metrics.TAG_BEST_TRIAL, best.trial_id)
+        mlflow.log_metrics({metrics.VAL_AUC: float(best.score), metrics.EPOCHS_TRAINED: float((best.best_step or 0) + 1)})
 
         # The test split is touched here, once; the threshold comes from validation.
         p_val = model.predict(splits.val.x, batch_size=trainer.batch_size, verbose=0).reshape(-1)
@@ -146,16 +150,11 @@ def _log_and_register(client, model, tmp: Path, run_id: str, name: str, splits, 
         inputs=Schema([ColSpec("binary", "image")]),
         outputs=Schema([ColSpec("double", "probability"), ColSpec("string", "label"), ColSpec("string", "error")]),
     )
-    info = mlflow.pyfunc.log_model(
-        name="model",
-        python_model=str(paths.ROOT / "pneumo" / "serving.py"),
-        artifacts={"keras_model": str(tmp / "model.keras"), "meta": str(tmp / "meta.json")},
-        code_paths=[str(paths.ROOT / "pneumo")],
-        signature=signature,
-        pip_requirements=_requirements(),
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # type-hint and input-example advice
+        info = _log_model(tmp, signature)
     version_tags = {
-        "run_id": run_id,
+        metrics.VERSION_TAG_RUN_ID: run_id,
         metrics.TAG_DATA_DIGEST: splits.digest,
         metrics.TAG_TEST_DIGEST: splits.test_digest,
         metrics.THRESHOLD: str(threshold),
@@ -163,6 +162,17 @@ def _log_and_register(client, model, tmp: Path, run_id: str, name: str, splits, 
     }
     mv = mlflow.register_model(info.model_uri, name, tags=version_tags)
     mlflow.set_tag("registered_version", mv.version)
+
+
+def _log_model(tmp: Path, signature):
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(paths.ROOT / "pneumo" / "serving.py"),
+        artifacts={"keras_model": str(tmp / "model.keras"), "meta": str(tmp / "meta.json")},
+        code_paths=[str(paths.ROOT / "pneumo")],
+        signature=signature,
+        pip_requirements=_requirements(),
+    )
 
 
 def _requirements() -> list[str]:

@@ -101,8 +101,8 @@ def callbacks(trainer_cfg: Mapping) -> list:
 def trial_counts(tuner) -> dict[str, int]:
     statuses = [str(t.status) for t in tuner.oracle.trials.values()]
     return {
-        "trials_completed": statuses.count("COMPLETED"),
-        "trials_failed": statuses.count("FAILED") + statuses.count("INVALID"),
+        metrics.TRIALS_COMPLETED: statuses.count("COMPLETED"),
+        metrics.TRIALS_FAILED: statuses.count("FAILED") + statuses.count("INVALID"),
     }
 
 
