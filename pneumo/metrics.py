@@ -75,3 +75,17 @@ TAG_BEST_TRIAL = "best_trial_id"
 
 # Model-version tags set at registration (string values), read by promotion.
 VERSION_TAG_RUN_ID = "run_id"
+
+# One name per test metric, for code that needs a particular one (promotion's sensitivity floor, ...).
+TEST_AUC = "test_auc"
+TEST_AUPRC = "test_auprc"
+TEST_ACCURACY = "test_accuracy"
+TEST_SENSITIVITY = "test_sensitivity"
+TEST_SPECIFICITY = "test_specificity"
+TEST_PRECISION = "test_precision"
+TEST_NPV = "test_npv"
+TEST_F1 = "test_f1"
+TEST_BRIER = "test_brier"
+if {TEST_AUC, TEST_AUPRC, TEST_ACCURACY, TEST_SENSITIVITY, TEST_SPECIFICITY, TEST_PRECISION, TEST_NPV, TEST_F1,
+        TEST_BRIER} != set(TEST_METRICS):
+    raise ImportError("pneumo.metrics: the TEST_* names and TEST_METRICS disagree")
