@@ -16,6 +16,7 @@ import numpy as np
 from scipy import sparse
 from sklearn import metrics as skm
 
+from pneumo import metrics as M
 from pneumo.metrics import TEST_METRICS, THRESHOLD, ci_names, higher_is_better
 
 THRESHOLD_POLICIES = ("youden", "sensitivity")
@@ -51,17 +52,16 @@ def score(y, p, threshold) -> dict[str, float]:
     tn, fp, fn, tp = skm.confusion_matrix(y, pred, labels=[0, 1]).ravel()
     both = len(np.unique(y)) == 2
     out = {
-        "test_auc": skm.roc_auc_score(y, p) if both else np.nan,
-        "test_auprc": skm.average_precision_score(y, p) if y.any() else np.nan,
-        "test_accuracy": skm.accuracy_score(y, pred),
-        "test_sensitivity": skm.recall_score(y, pred, zero_division=np.nan),
-        "test_specificity": _ratio(tn, tn + fp),
-        "test_precision": skm.precision_score(y, pred, zero_division=np.nan),
-        "test_npv": _ratio(tn, tn + fn),
-        "test_f1": skm.f1_score(y, pred, zero_division=np.nan),
-        "test_brier": skm.brier_score_loss(y, p) if len(y) else np.nan,
+        M.TEST_AUC: skm.roc_auc_score(y, p) if both else np.nan,
+        M.TEST_AUPRC: skm.average_precision_score(y, p) if y.any() else np.nan,
+        M.TEST_ACCURACY: skm.accuracy_score(y, pred),
+        M.TEST_SENSITIVITY: skm.recall_score(y, pred, zero_division=np.nan),
+        M.TEST_SPECIFICITY: _ratio(tn, tn + fp),
+        M.TEST_PRECISION: skm.precision_score(y, pred, zero_division=np.nan),
+        M.TEST_NPV: _ratio(tn, tn + fn),
+        M.TEST_F1: skm.f1_score(y, pred, zero_division=np.nan),
+        M.TEST_BRIER: skm.brier_score_loss(y, p) if len(y) else np.nan,
     }
-    assert set(out) == set(TEST_METRICS)
     return {k: float(v) for k, v in out.items()}
 
 
@@ -99,15 +99,15 @@ class _Resampler:
         auprc = _ratio(np.sum(pos[:, ::-1] * prec_at, axis=1), n_pos)
         n = n_pos + n_neg
         return {
-            "test_auc": auc,
-            "test_auprc": auprc,
-            "test_accuracy": _ratio(tp + tn, n),
-            "test_sensitivity": _ratio(tp, tp + fn),
-            "test_specificity": _ratio(tn, tn + fp),
-            "test_precision": _ratio(tp, tp + fp),
-            "test_npv": _ratio(tn, tn + fn),
-            "test_f1": _ratio(2 * tp, 2 * tp + fp + fn),
-            "test_brier": _ratio(sq, n),
+            M.TEST_AUC: auc,
+            M.TEST_AUPRC: auprc,
+            M.TEST_ACCURACY: _ratio(tp + tn, n),
+            M.TEST_SENSITIVITY: _ratio(tp, tp + fn),
+            M.TEST_SPECIFICITY: _ratio(tn, tn + fp),
+            M.TEST_PRECISION: _ratio(tp, tp + fp),
+            M.TEST_NPV: _ratio(tn, tn + fn),
+            M.TEST_F1: _ratio(2 * tp, 2 * tp + fp + fn),
+            M.TEST_BRIER: _ratio(sq, n),
         }
 
 
@@ -213,7 +213,7 @@ def write_report(out_dir, y, p, threshold, history: dict | None = None) -> list[
     written.append(out / "classification_report.txt")
 
     if history:
-        pairs = [k for k in ("loss", "auc") if k in history or f"val_{k}" in history]
+        pairs = [k for k in (M.LOSS, M.AUC) if k in history or f"val_{k}" in history]
         fig = Figure(figsize=(4.5 * max(len(pairs), 1), 4))
         for ax, key in zip(np.atleast_1d(fig.subplots(1, max(len(pairs), 1))), pairs):
             for name in (key, f"val_{key}"):

@@ -21,7 +21,7 @@ import sys
 from pneumo import metrics as M
 
 PAGE_SIZE = 1000  # runs per search_runs call (MLflow caps one call at 50 000)
-SHOWN_METRICS = ("test_auc", "test_auprc", "test_sensitivity", "test_specificity", "test_f1", "test_brier")
+SHOWN_METRICS = (M.TEST_AUC, M.TEST_AUPRC, M.TEST_SENSITIVITY, M.TEST_SPECIFICITY, M.TEST_F1, M.TEST_BRIER)
 
 
 def _num(value):
@@ -91,7 +91,7 @@ def _row(run, experiment: str, version, aliases: dict[str, list[str]]) -> dict:
     return row
 
 
-def leaderboard(experiment: str | None = None, metric: str = "test_auc", top: int | None = None,
+def leaderboard(experiment: str | None = None, metric: str = M.TEST_AUC, top: int | None = None,
                 client=None, page_size: int = PAGE_SIZE) -> list[dict]:
     """Jobs ranked by `metric` in its direction; jobs without the metric come last."""
     higher = M.higher_is_better(metric)  # validates the name before any query
@@ -218,9 +218,9 @@ def compare_command(args) -> int:
 
 
 def add_compare(subparsers) -> None:
-    p = subparsers.add_parser("compare", help="leaderboard of the jobs in MLflow, with 95% CIs")
+    p = subparsers.add_parser("compare", help="leaderboard of the jobs in MLflow, with 95%% CIs")
     p.add_argument("--experiment", help="the sweep (MLflow experiment); default: every experiment")
-    p.add_argument("--metric", default="test_auc", choices=sorted(M.HIGHER_IS_BETTER), help="rank by")
+    p.add_argument("--metric", default=M.TEST_AUC, choices=sorted(M.HIGHER_IS_BETTER), help="rank by")
     p.add_argument("--top", type=int, help="only the best N jobs")
     p.add_argument("--format", choices=("table", "csv", "json"),
                    help="default: table on a terminal, json otherwise")

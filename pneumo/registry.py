@@ -32,7 +32,7 @@ from pneumo.leaderboard import add_compare, leaderboard  # noqa: F401 -- registr
 
 PAIRED_RESAMPLES = 2000
 PAIRED_SEED = 0
-THRESHOLD_FREE = {"test_auc", "test_auprc", "test_brier"}  # the paired test needs no cut for these
+THRESHOLD_FREE = {M.TEST_AUC, M.TEST_AUPRC, M.TEST_BRIER}  # the paired test needs no cut for these
 TAG_PREFIX = "promotion."
 TAG_MAX = 5000  # characters; MLflow's limit on a model-version tag value
 
@@ -128,6 +128,10 @@ def _digest(mv, run):
     return (mv.tags or {}).get(M.TAG_TEST_DIGEST) or (run.data.tags.get(M.TAG_TEST_DIGEST) if run else None)
 
 
+def _run_id(mv):
+    return mv.run_id or (mv.tags or {}).get(M.VERSION_TAG_RUN_ID)
+
+
 def _run(c, run_id):
     from mlflow.exceptions import MlflowException
 
@@ -146,7 +150,7 @@ def _best(c, metric: str, champion):
             continue
         value = _float((mv.tags or {}).get(metric))
         if value is None:  # only versions registered without metric tags cost a call
-            value = _logged(mv, _run(c, mv.run_id), metric)
+            value = _logged(mv, _run(c, _run_id(mv)), metric)
         if value is not None:
             is_champ = champion is not None and str(mv.version) == str(champion.version)
             ranked.append(((-value if higher else value), not is_champ, int(mv.version), mv))
@@ -181,7 +185,7 @@ def _paired(c, cand, champ, metric, thresholds, confidence) -> tuple[dict, str |
 
     with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
         try:
-            old, new = _predictions(c, champ.run_id, a), _predictions(c, cand.run_id, b)
+            old, new = _predictions(c, _run_id(champ), a), _predictions(c, _run_id(cand), b)
         except Exception as err:  # noqa: BLE001 -- any failure to read is a failed gate, reported
             return {}, f"cannot read {M.PREDICTIONS_ARTIFACT} of both runs: {err}"
     if [r[:3] for r in old] != [r[:3] for r in new]:
@@ -199,7 +203,7 @@ def _paired(c, cand, champ, metric, thresholds, confidence) -> tuple[dict, str |
 # -- promotion -----------------------------------------------------------------------
 
 
-def promote(metric: str = "test_auc", version=None, alias: str = M.CHAMPION, *, confidence: float = 0.95,
+def promote(metric: str = M.TEST_AUC, version=None, alias: str = M.CHAMPION, *, confidence: float = 0.95,
             min_sensitivity: float = 0.9, dry_run: bool = False, force: bool = False, reason: str | None = None,
             client=None) -> Decision:
     """Move `alias` to the best version by `metric` (or to `version`) if every gate passes."""
@@ -223,22 +227,24 @@ def promote(metric: str = "test_auc", version=None, alias: str = M.CHAMPION, *, 
                                                     if version is None else f"version {cand.version} holds '{alias}'"],
                         alias=alias, dry_run=dry_run, noop=True)
 
-    run, higher = _run(c, cand.run_id), M.higher_is_better(metric)
+    run, higher = _run(c, _run_id(cand)), M.higher_is_better(metric)
     nums = {"metric": metric, "candidate_value": _logged(cand, run, metric), "min_sensitivity": min_sensitivity,
-            "sensitivity": _logged(cand, run, "test_sensitivity"), "test_digest": _digest(cand, run),
+            "sensitivity": _logged(cand, run, M.TEST_SENSITIVITY), "test_digest": _digest(cand, run),
             "run_status": run.info.status if run else None}
     ok, fail = [], []
-    (ok if nums["run_status"] == "FINISHED" else fail).append(f"run {cand.run_id} status {nums['run_status']}"
+    if cand.status != "READY":
+        fail.append(f"version {cand.version} registration status {cand.status} (must be READY)")
+    (ok if nums["run_status"] == "FINISHED" else fail).append(f"run {_run_id(cand)} status {nums['run_status']}"
                                                               + ("" if nums["run_status"] == "FINISHED"
                                                                  else " (must be FINISHED)"))
     sens = nums["sensitivity"]
     (ok if sens is not None and sens >= min_sensitivity else fail).append(
-        f"test_sensitivity {_show(sens)} {'>=' if sens is not None and sens >= min_sensitivity else 'below'} "
+        f"{M.TEST_SENSITIVITY} {_show(sens)} {'>=' if sens is not None and sens >= min_sensitivity else 'below'} "
         f"{min_sensitivity}")
     if champ is None:
         ok.append(f"no version holds '{alias}' yet: the best passing version takes it")
     else:
-        champ_run = _run(c, champ.run_id)
+        champ_run = _run(c, _run_id(champ))
         nums.update(champion_version=str(champ.version), champion_value=_logged(champ, champ_run, metric),
                     champion_test_digest=_digest(champ, champ_run))
         if not nums["test_digest"] or nums["test_digest"] != nums["champion_test_digest"]:
@@ -362,7 +368,7 @@ def promote_command(args) -> int:
 
 def add_promote(subparsers) -> None:
     p = subparsers.add_parser("promote", help="move the champion alias to the best version, behind gates")
-    p.add_argument("--metric", default="test_auc", choices=M.TEST_METRICS, help="rank and compare by")
+    p.add_argument("--metric", default=M.TEST_AUC, choices=M.TEST_METRICS, help="rank and compare by")
     p.add_argument("--version", type=int, help="promote this version instead of the best")
     p.add_argument("--alias", default=M.CHAMPION)
     p.add_argument("--confidence", type=float, default=0.95, help="of the paired bootstrap interval")
