@@ -48,8 +48,10 @@ def _carve(y: np.ndarray, groups: np.ndarray, fraction: float, seed: int, what: 
     n_splits = max(2, round(1 / fraction))  # one fold is carved: fraction ~ 1/n_splits
     if len(set(groups)) < n_splits:
         raise DataError(f"only {len(set(groups))} patients: too few to carve a {what} split of {fraction}")
-    sgkf = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    return next(sgkf.split(np.zeros(len(y)), y, groups))
+    folds = list(StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, groups))
+    # On small sets a fold can miss a class (val AUC is then undefined): take the first that has both.
+    both = [f for f in folds if len(set(y[f[1]])) == len(set(y[f[0]])) == len(set(y))]
+    return (both or folds)[0]
 
 
 def assign(entries, *, seed: int, val_fraction: float, test_fraction: float, fold_kaggle_val: bool):
@@ -85,12 +87,12 @@ def assign(entries, *, seed: int, val_fraction: float, test_fraction: float, fol
 def check_leakage(subsets: dict) -> None:
     """Raise LeakageError if a patient group or a file's bytes appear in two splits."""
     problems = []
-    for field in ("patients", "hashes"):
+    for field, what in (("patients", "patient"), ("hashes", "file sha256")):
         where = {}
         for name, sub in subsets.items():
             for v in np.unique(getattr(sub, field)):
                 if v in where:
-                    problems.append(f"{field[:-1]} {v} in {where[v]} and {name}")
+                    problems.append(f"{what} {v} in {where[v]} and {name}")
                 where.setdefault(v, name)
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
