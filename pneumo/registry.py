@@ -24,7 +24,6 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 
 from pneumo import metrics as M
 from pneumo import paths
