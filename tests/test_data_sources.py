@@ -1,0 +1,212 @@
+"""Folder and Kaggle sources on the real archive's shape and quirks; errors a user can act on."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pneumo.data import DataError, load
+from pneumo.data import kaggle as kaggle_source
+
+# (split, class, file name, how it is written); `broken` files must be skipped with a reason.
+GOOD = [
+    ("train", "NORMAL", "IM-0001-0001.jpeg", "gray"), ("train", "NORMAL", "IM-0001-0002.JPEG", "rgb"),
+    ("train", "NORMAL", "NORMAL2-IM-0002-0001.jpg", "gray"), ("train", "NORMAL", "IM-0003-0001.png", "png"),
+    ("train", "NORMAL", "IM-0004-0001.jpeg", "rgb"), ("train", "NORMAL", "NORMAL2-IM-0005-0001.jpeg", "gray"),
+    ("train", "NORMAL", "IM-0006-0001.jpeg", "gray"),
+    ("train", "PNEUMONIA", "person1_bacteria_1.jpeg", "gray"), ("train", "PNEUMONIA", "person1_bacteria_2.jpeg", "rgb"),
+    ("train", "PNEUMONIA", "person1_virus_1.jpeg", "gray"), ("train", "PNEUMONIA", "person2_virus_2.JPG", "rgb"),
+    ("train", "PNEUMONIA", "person3_bacteria_3.png", "png"), ("train", "PNEUMONIA", "person4_bacteria_4.jpeg", "gray"),
+    ("train", "PNEUMONIA", "person5_virus_5.jpeg", "gray"), ("train", "PNEUMONIA", "person6_bacteria_6.jpeg", "rgb"),
+    ("train", "PNEUMONIA", "person7_bacteria_7.jpeg", "gray"), ("train", "PNEUMONIA", "person8_virus_8.jpeg", "gray"),
+    ("val", "NORMAL", "NORMAL2-IM-1427-0001.jpeg", "gray"), ("val", "PNEUMONIA", "person1946_bacteria_4874.jpeg", "gray"),
+    ("test", "NORMAL", "IM-0020-0001.jpeg", "gray"), ("test", "NORMAL", "IM-0021-0001.jpeg", "rgb"),
+    ("test", "PNEUMONIA", "person20_virus_20.jpeg", "gray"), ("test", "PNEUMONIA", "person21_bacteria_21.jpeg", "gray"),
+]
+BROKEN = {
+    "train/PNEUMONIA/person90_bacteria_1.jpeg": "empty",
+    "train/PNEUMONIA/person91_bacteria_2.jpeg": "truncated",
+    "train/PNEUMONIA/person92_virus_3.jpeg": "text",
+    "train/NORMAL/notes.txt": "text",
+}
+COPY = ("train/PNEUMONIA/person9_bacteria_9.jpeg", "train/PNEUMONIA/person1_bacteria_1.jpeg")  # same bytes
+
+
+def _image_bytes(seed: int, how: str, size: int = 40) -> bytes:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    a = (120 + 60 * np.sin(xx / (3 + seed % 5)) + rng.normal(0, 20, (size, size))).clip(0, 255).astype(np.uint8)
+    img = Image.fromarray(a, "L")
+    buf = io.BytesIO()
+    if how == "rgb":
+        Image.merge("RGB", (img, img, img)).save(buf, "JPEG")
+    else:
+        img.save(buf, "PNG" if how == "png" else "JPEG")
+    return buf.getvalue()
+
+
+def write_kaggle_tree(top: Path, broken: bool = True) -> Path:
+    """The archive's shape: chest_xray/{train,val,test}, a nested chest_xray/chest_xray/ copy, __MACOSX/."""
+    root = top / "chest_xray"
+    for i, (split, cls, name, how) in enumerate(GOOD):
+        (root / split / cls).mkdir(parents=True, exist_ok=True)
+        (root / split / cls / name).write_bytes(_image_bytes(i, how))
+    (root / COPY[0]).write_bytes((root / COPY[1]).read_bytes())
+    if broken:
+        good = _image_bytes(99, "gray")
+        content = {"empty": b"", "truncated": good[: len(good) // 2], "text": b"radiology report, not an image\n"}
+        for rel, kind in BROKEN.items():
+            (root / rel).write_bytes(content[kind])
+    for meta in ("train/.DS_Store", "train/NORMAL/.DS_Store", "train/NORMAL/._IM-0001-0001.jpeg"):
+        (root / meta).write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    for split in ("train", "val", "test"):
+        shutil.copytree(root / split, root / "chest_xray" / split)
+    mac = top / "__MACOSX" / "chest_xray" / "train" / "NORMAL"
+    mac.mkdir(parents=True)
+    (mac / "._IM-0001-0001.jpeg").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    return top
+
+
+def expected_counts() -> dict:
+    out = {}
+    for split, cls, _, _ in GOOD + [("train", "PNEUMONIA", None, None)]:  # + the byte copy
+        out.setdefault(split, {"NORMAL": 0, "PNEUMONIA": 0})[cls] += 1
+    return out
+
+
+def _counts(splits) -> int:
+    return len(splits.train) + len(splits.val) + len(splits.test)
+
+
+def test_folder_with_archive_quirks_counts_true_images_and_reports_each_broken_file(tmp_path, data_cfg):
+    top = write_kaggle_tree(tmp_path / "download")
+    for root in (top, top / "chest_xray"):  # the archive's top folder or the real root
+        splits = load(data_cfg(source="folder", root=str(root)), image_size=32, progress=False)
+        assert splits.root == str((top / "chest_xray").resolve())
+        assert _counts(splits) == sum(sum(c.values()) for c in expected_counts().values())
+        reasons = dict(splits.skipped)
+        assert set(reasons) == set(BROKEN)
+        assert "empty" in reasons["train/PNEUMONIA/person90_bacteria_1.jpeg"]
+        assert "corrupt" in reasons["train/PNEUMONIA/person91_bacteria_2.jpeg"]
+        assert "not an image" in reasons["train/PNEUMONIA/person92_virus_3.jpeg"]
+        assert "not an image file name" in reasons["train/NORMAL/notes.txt"]
+        everything = np.concatenate([splits.train.paths, splits.val.paths, splits.test.paths])
+        assert not any("__MACOSX" in p or "/." in p or "chest_xray" in p for p in everything)
+        assert any(p.startswith("val/") for p in np.concatenate([splits.train.paths, splits.val.paths]))
+
+
+def test_kaggle_val_is_used_as_is_when_not_folded(tmp_path, data_cfg):
+    root = write_kaggle_tree(tmp_path / "d", broken=False)
+    splits = load(data_cfg(source="folder", root=str(root), fold_kaggle_val=False), image_size=32, progress=False)
+    assert splits.val.paths.tolist() == ["val/NORMAL/NORMAL2-IM-1427-0001.jpeg", "val/PNEUMONIA/person1946_bacteria_4874.jpeg"]
+    assert all(p.startswith("train/") for p in splits.train.paths)
+
+
+def test_a_copy_of_a_test_image_in_train_is_dropped_and_reported(tmp_path, data_cfg):
+    root = write_kaggle_tree(tmp_path / "d", broken=False) / "chest_xray"
+    leak = root / "train" / "NORMAL" / "IM-0500-0001.jpeg"
+    leak.write_bytes((root / "test" / "NORMAL" / "IM-0020-0001.jpeg").read_bytes())
+    splits = load(data_cfg(source="folder", root=str(root)), image_size=32, progress=False)
+    assert "train/NORMAL/IM-0500-0001.jpeg" not in set(splits.train.paths) | set(splits.val.paths)
+    assert "test/NORMAL/IM-0020-0001.jpeg" in splits.test.paths
+    assert "test/" in dict(splits.skipped)["train/NORMAL/IM-0500-0001.jpeg"]
+
+
+def _tree(root: Path, spec: dict) -> Path:
+    for rel, n in spec.items():
+        (root / rel).mkdir(parents=True, exist_ok=True)
+        for k in range(n):
+            (root / rel / f"IM-{k:04d}-0001.jpeg").write_bytes(_image_bytes(k, "gray"))
+    return root
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (None, "does not exist"),
+        ({"train": 0}, "no class folders"),
+        ({"train/NORMAL": 0, "train/PNEUMONIA": 2}, "has no images"),
+        ({"train/NORMAL": 2}, "PNEUMONIA is missing"),
+        ({"train/NORMAL": 2, "train/PNEUMONIA": 2, "train/COVID": 1}, "COVID"),
+        ({"images": 3}, "no train/ folder"),
+    ],
+)
+def test_unusable_layouts_raise_one_clear_error_naming_the_path(tmp_path, data_cfg, spec, message):
+    root = tmp_path / "data"
+    if spec is not None:
+        _tree(root, spec)
+    with pytest.raises(DataError, match=message) as err:
+        load(data_cfg(source="folder", root=str(root)), image_size=32, progress=False)
+    assert str(root) in str(err.value)
+
+
+def test_a_class_with_only_broken_files_is_an_error(tmp_path, data_cfg):
+    root = _tree(tmp_path / "d", {"train/NORMAL": 0, "train/PNEUMONIA": 8})
+    (root / "train/NORMAL/IM-0001-0001.jpeg").write_bytes(b"")
+    with pytest.raises(DataError, match=r"train/NORMAL has no readable images"):
+        load(data_cfg(source="folder", root=str(root)), image_size=32, progress=False)
+
+
+def _zip_dir(top: Path, archive: Path) -> Path:
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in sorted(top.rglob("*")):
+            zf.write(p, p.relative_to(top).as_posix())
+    return archive
+
+
+@pytest.fixture
+def fake_download(tmp_path, monkeypatch):
+    """Fakes only the call into Kaggle's API: it 'downloads' a zip built from a Kaggle-shaped tree."""
+    archive = _zip_dir(write_kaggle_tree(tmp_path / "src"), tmp_path / "prepared.zip")
+    calls = []
+
+    def download(dataset, dest):
+        calls.append(dataset)
+        return Path(shutil.copy(archive, Path(dest) / "chest-xray-pneumonia.zip"))
+
+    monkeypatch.setattr(kaggle_source, "_download_zip", download)
+    return calls
+
+
+def test_kaggle_downloads_once_extracts_and_finds_the_root(tmp_path, data_cfg, fake_download):
+    cfg = data_cfg(source="kaggle", root=str(tmp_path / "kaggle"))
+    splits = load(cfg, image_size=32, progress=False)
+    assert fake_download == ["paultimothymooney/chest-xray-pneumonia"]
+    assert splits.root == str((tmp_path / "kaggle" / "extracted" / "chest_xray").resolve())
+    assert _counts(splits) == sum(sum(c.values()) for c in expected_counts().values())
+    assert set(dict(splits.skipped)) == set(BROKEN)
+    again = load(cfg, image_size=32, progress=False)
+    assert fake_download == ["paultimothymooney/chest-xray-pneumonia"] and again.digest == splits.digest
+
+
+@pytest.mark.parametrize("member", ["../evil.txt", "/abs/evil.txt", "chest_xray/../../evil.txt"])
+def test_kaggle_refuses_archive_members_that_escape_the_target(tmp_path, member):
+    archive = tmp_path / "dl" / "chest-xray-pneumonia.zip"
+    archive.parent.mkdir()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("chest_xray/train/NORMAL/IM-0001-0001.jpeg", _image_bytes(0, "gray"))
+        zf.writestr(member, "pwned")
+    with pytest.raises(DataError, match="refused") as err:
+        kaggle_source.ensure(tmp_path / "dl", "paultimothymooney/chest-xray-pneumonia", progress=False)
+    assert member in str(err.value)
+    assert not list(tmp_path.rglob("evil.txt")) and not (tmp_path / "dl" / "extracted").exists()
+
+
+def test_missing_kaggle_credentials_say_where_they_go_without_leaking_values(tmp_path, monkeypatch):
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for name in ("KAGGLE_KEY", "KAGGLE_API_TOKEN", "XDG_CONFIG_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KAGGLE_USERNAME", "secret-user-7f3a")  # half a credential is still none
+    with pytest.raises(DataError) as err:
+        kaggle_source.ensure(tmp_path / "k", "paultimothymooney/chest-xray-pneumonia", progress=False)
+    message = str(err.value)
+    for needed in ("kaggle.json", "KAGGLE_CONFIG_DIR", "KAGGLE_USERNAME", "KAGGLE_KEY"):
+        assert needed in message
+    assert "secret-user-7f3a" not in message
