@@ -6,6 +6,8 @@ with it (union-find over patient keys and sha256). Groups never straddle splits.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from pneumo.data.base import DataError, LeakageError
@@ -48,7 +50,10 @@ def _carve(y: np.ndarray, groups: np.ndarray, fraction: float, seed: int, what: 
     n_splits = max(2, round(1 / fraction))  # one fold is carved: fraction ~ 1/n_splits
     if len(set(groups)) < n_splits:
         raise DataError(f"only {len(set(groups))} patients: too few to carve a {what} split of {fraction}")
-    folds = list(StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, groups))
+    with warnings.catch_warnings():  # "least populated class < n_splits": handled just below
+        warnings.simplefilter("ignore", UserWarning)
+        sgkf = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
+        folds = list(sgkf.split(np.zeros(len(y)), y, groups))
     # On small sets a fold can miss a class (val AUC is then undefined): take the first that has both.
     both = [f for f in folds if len(set(y[f[1]])) == len(set(y[f[0]])) == len(set(y))]
     return (both or folds)[0]
