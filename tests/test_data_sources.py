@@ -210,3 +210,31 @@ def test_missing_kaggle_credentials_say_where_they_go_without_leaking_values(tmp
     for needed in ("kaggle.json", "KAGGLE_CONFIG_DIR", "KAGGLE_USERNAME", "KAGGLE_KEY"):
         assert needed in message
     assert "secret-user-7f3a" not in message
+
+
+@pytest.mark.parametrize("option", ["synthetic", "folder", "kaggle"])
+def test_every_data_option_of_the_real_conf_loads(option, tmp_path, monkeypatch, fake_download):
+    from hydra import compose, initialize_config_dir
+
+    from pneumo import paths, schema
+
+    schema.register()
+    extra = {"synthetic": ["data.n_images=30", "data.image_px=32"], "kaggle": [],
+             "folder": [f"data.root={write_kaggle_tree(tmp_path / 'f')}"]}[option]
+    with initialize_config_dir(config_dir=str(paths.CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"data={option}", f"paths.cache={tmp_path / 'cache'}", *extra])
+    splits = load(cfg.data, image_size=32, progress=False)
+    assert len(splits.train) and len(splits.val) and len(splits.test)
+    assert Path(splits.root).is_relative_to(tmp_path)
+
+
+def test_folder_option_without_root_says_to_set_it(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from pneumo import paths, schema
+
+    schema.register()
+    with initialize_config_dir(config_dir=str(paths.CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["data=folder", f"paths.cache={tmp_path}"])
+    with pytest.raises(DataError, match="data.root"):
+        load(cfg.data, image_size=32, progress=False)

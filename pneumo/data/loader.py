@@ -17,19 +17,28 @@ from pneumo.data.splits import assign, check_leakage
 SPLIT_VERSION = 1  # bump when the split algorithm changes: it is part of the digest
 
 
+def _root(cfg):
+    from omegaconf.errors import MissingMandatoryValue
+
+    try:
+        return cfg.root
+    except MissingMandatoryValue:  # `root: ???` in conf/data/folder.yaml, not overridden
+        return None
+
+
 def _synthetic(cfg, progress: bool) -> Path:
     args = (cfg.n_images, cfg.image_px, cfg.normal_fraction, cfg.seed)
-    return synthetic.generate(cfg.root or synthetic.default_root(cfg.cache_dir, *args), *args)
+    return synthetic.generate(_root(cfg) or synthetic.default_root(cfg.cache_dir, *args), *args)
 
 
 def _folder(cfg, progress: bool) -> Path:
-    if not cfg.root:
+    if not _root(cfg):
         raise DataError("data.root is not set: pass data.root=<folder with train/NORMAL/ and train/PNEUMONIA/>")
-    return find_root(cfg.root)
+    return find_root(_root(cfg))
 
 
 def _kaggle(cfg, progress: bool) -> Path:
-    return kaggle.ensure(cfg.root, cfg.dataset, progress)
+    return kaggle.ensure(_root(cfg), cfg.dataset, progress)
 
 
 SOURCES = {"synthetic": _synthetic, "folder": _folder, "kaggle": _kaggle}
