@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import time
 
+from hydra.core.utils import JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -21,7 +22,13 @@ MULTIRUN: dict = {}
 class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         MULTIRUN.update(experiment=config.experiment, uri=config.tracking.uri, store=config.tracking.store,
-                        started_ms=int(time.time() * 1000))
+                        started_ms=int(time.time() * 1000), failed=[])
+
+    def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
+        # In-process launchers only (basic): catches jobs that failed before opening a run.
+        if MULTIRUN and job_return.status == JobStatus.FAILED:
+            error = str(job_return._return_value).strip().splitlines() or ["?"]
+            MULTIRUN["failed"].append((" ".join(job_return.overrides or []), error[0]))
 
 
 def summarize(out=sys.stdout) -> int:
@@ -36,14 +43,21 @@ def summarize(out=sys.stdout) -> int:
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(MULTIRUN["experiment"])
     if exp is None:
-        return 0
+        for overrides, error in MULTIRUN.get("failed", []):
+            print(f"job FAILED: {overrides}: {error}", file=out)
+        return len(MULTIRUN.get("failed", []))
     since = f"attributes.start_time >= {MULTIRUN['started_ms']}"
     failed = client.search_runs([exp.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'job' and {since} "
                                                      "and attributes.status != 'FINISHED'")
     rows = leaderboard.leaderboard(MULTIRUN["experiment"], client=client)
     leaderboard.render(rows, "test_auc", "table", out=out)
+    named = {run.info.run_name for run in failed}
     for run in failed:
         print(f"job FAILED: {run.info.run_name} (run {run.info.run_id}, {run.info.status})", file=out)
+    for overrides, error in MULTIRUN.get("failed", []):
+        if overrides not in named:
+            print(f"job FAILED: {overrides}: {error}", file=out)
+    n_failed = max(len(failed), len(MULTIRUN.get("failed", [])))
     ui = f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite:") else uri
     print(f"\nOpen the runs in the MLflow UI:  {ui}  (then http://127.0.0.1:5000)", file=out)
-    return len(failed)
+    return n_failed

@@ -130,6 +130,21 @@ class HyperModel(keras_tuner.HyperModel):
         return build(self.image_size, body, kw["model"], kw["augmentation"], optimizer,
                      jit_compile=self.jit_compile, seed=self.seed)
 
+    def check(self) -> None:
+        """Build once with every default (the Keras Tuner guide's habit): a config whose
+        defaults cannot make a model fails here, naming the groups, before any run exists."""
+        try:
+            self.build(keras_tuner.HyperParameters())
+        except space.ConfigError:
+            raise
+        except (ValueError, TypeError) as e:
+            detail = " ".join(str(e).replace("\x1b[1m", "").replace("\x1b[0m", "").split())[:300]
+            raise space.ConfigError(
+                f"model/optimizer/augmentation: the default hyperparameters do not build a model: {detail}"
+            ) from None
+        finally:
+            keras.backend.clear_session()
+
     def fit(self, hp, model, *args, **kwargs):
         # kwargs carries the tuner's own callbacks: pass them through untouched.
         return model.fit(*args, **kwargs)

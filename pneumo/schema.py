@@ -184,6 +184,9 @@ def check(cfg) -> None:
 
     from pneumo.space import ConfigError
 
+    size = cfg.trainer.image_size
+    if not 16 <= size <= 1024:
+        raise ConfigError(f"trainer.image_size: {size} px is out of range; use 16 to 1024 (e.g. 128)")
     known_top = {f.name for f in fields(Config)} | {"hydra"}
     for key in cfg:
         if key not in known_top:

@@ -14,7 +14,10 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import signal  # noqa: E402
+
 import hydra  # noqa: E402
+from hydra.errors import CompactHydraException  # noqa: E402
 import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
@@ -45,7 +48,15 @@ def train(cfg: DictConfig) -> float:
     from pneumo.models import HyperModel
     from pneumo.tuning import callbacks, completed_trial_ids, make_tuner, trial_counts
 
+    # Everything that can be wrong with the config or the data fails here, before the
+    # store is touched: a bad command leaves MLflow exactly as it was.
     schema.check(cfg)
+    trainer = cfg.trainer
+    hypermodel = HyperModel(cfg.model, cfg.optimizer, cfg.augmentation, trainer.image_size,
+                            jit_compile=trainer.jit_compile, seed=cfg.seed)  # checks every space
+    hypermodel.check()
+    splits = data.load(cfg.data, trainer.image_size)
+
     plain = OmegaConf.to_container(cfg, resolve=True)
     tracking.setup(cfg.tracking.uri, cfg.tracking.store)
     client = MlflowClient()
@@ -56,11 +67,6 @@ def train(cfg: DictConfig) -> float:
         log.info("job %s already finished as run %s; add restart=true to run it again", key, prior.info.run_id)
         return prior.data.metrics.get(metrics.VAL_AUC, float("nan"))
     resume = prior is not None and not cfg.restart
-
-    trainer = cfg.trainer
-    hypermodel = HyperModel(cfg.model, cfg.optimizer, cfg.augmentation, trainer.image_size,
-                            jit_compile=trainer.jit_compile, seed=cfg.seed)  # checks every space first
-    splits = data.load(cfg.data, trainer.image_size)
     keras.utils.set_random_seed(cfg.seed)
     keras.mixed_precision.set_global_policy(trainer.precision)
 
@@ -105,6 +111,7 @@ def train(cfg: DictConfig) -> float:
             callbacks=callbacks(trainer),
             verbose=trainer.verbose,
         )
+        fault_point("after_search")
         counts = trial_counts(tuner)
         mlflow.log_metrics({k: float(v) for k, v in counts.items()})
         if counts[metrics.TRIALS_COMPLETED] == 0:
@@ -120,6 +127,7 @@ def train(cfg: DictConfig) -> float:
         p_val = model.predict(splits.val.x, batch_size=trainer.batch_size, verbose=0).reshape(-1)
         ev = cfg.evaluation
         threshold = evaluate.choose_threshold(splits.val.y, p_val, ev.threshold, ev.target_sensitivity)
+        fault_point("during_evaluation")
         p_test = model.predict(splits.test.x, batch_size=trainer.batch_size, verbose=0).reshape(-1)
         results = evaluate.evaluate(splits.test.y, p_test, splits.test.patients, threshold,
                                     bootstrap=ev.bootstrap, confidence=ev.confidence, seed=ev.seed)
@@ -160,6 +168,7 @@ def _log_and_register(client, model, tmp: Path, run_id: str, name: str, splits, 
         metrics.THRESHOLD: str(threshold),
         **{m: str(results[m]) for m in metrics.TEST_METRICS if m in results},
     }
+    fault_point("before_register")
     mv = mlflow.register_model(info.model_uri, name, tags=version_tags)
     mlflow.set_tag("registered_version", mv.version)
 
@@ -225,6 +234,26 @@ def _hydra_job() -> dict:
     return {"num": job.get("num", 0)}
 
 
+class JobError(CompactHydraException):
+    """A job stopped for a reason the user can act on: Hydra prints the message, no traceback."""
+
+
+def fault_point(name: str) -> None:
+    """Reliability tests SIGKILL the job here (PNEUMO_KILL_AT=name): a real, uncatchable kill."""
+    if os.environ.get("PNEUMO_KILL_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 @hydra.main(config_path=str(paths.CONF_DIR), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float:
-    return train(cfg)
+    from pneumo.data import DataError
+    from pneumo.space import ConfigError
+
+    try:
+        return train(cfg)
+    except (ConfigError, DataError) as e:
+        raise JobError(f"pneumo: {e}") from None
+    except RuntimeError as e:
+        if "consecutive failures" in str(e) or "no trial completed" in str(e):
+            raise JobError(f"pneumo: search stopped: {str(e).splitlines()[0]}; see the FAILED trial runs") from None
+        raise

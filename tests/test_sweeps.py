@@ -8,42 +8,14 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import TOY, client_for, run_pneumo
 
 from pneumo import metrics, paths
 
 pytestmark = pytest.mark.slow
-
-TOY = [
-    "data=synthetic", "data.n_images=48", "data.image_px=48",
-    "trainer.epochs=1", "trainer.image_size=32", "trainer.batch_size=16",
-    "tuner.max_trials=1", "evaluation.bootstrap=50",
-]
-
-
-def run_pneumo(args, tmp: Path, env_extra=None, check=True, timeout=900):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env.update({"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1", **(env_extra or {})})
-    isolate = [f"paths.cache={tmp}/cache", f"tracking.store={tmp}/mlruns",
-               f"hydra.sweep.dir={tmp}/multirun", f"hydra.run.dir={tmp}/outputs"]
-    proc = subprocess.run([sys.executable, "-m", "pneumo", *args, *isolate], env=env, cwd=tmp,
-                          capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"pneumo {' '.join(args)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
-    return proc
-
-
-def client_for(tmp: Path):
-    import mlflow
-
-    mlflow.set_tracking_uri(paths.local_tracking_uri(tmp / "mlruns"))
-    return mlflow.MlflowClient()
-
 
 def test_smoke_sweep_leaves_the_promised_store(tmp_path):
     proc = run_pneumo(["sweep", "smoke"], tmp_path)

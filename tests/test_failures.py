@@ -1,0 +1,62 @@
+"""A failing trial is recorded and the search goes on; a policy ends a job; a multirun survives a bad job."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import TOY, client_for, run_pneumo
+
+from pneumo import metrics
+
+pytestmark = pytest.mark.slow
+
+# At 32 px, six or more pooling blocks shrink the map to nothing: those trials raise in build.
+SOMETIMES_BROKEN = "model.blocks={int:[3,7]}"
+
+
+def trials(client, exp_name):
+    exp = client.get_experiment_by_name(exp_name)
+    return client.search_runs([exp.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'trial'")
+
+
+def test_failing_trials_are_recorded_and_the_search_goes_on(tmp_path):
+    proc = run_pneumo(["train", *TOY, "experiment=failing", SOMETIMES_BROKEN, "tuner.max_trials=6", "seed=3",
+                       "tuner.max_retries_per_trial=0", "tuner.max_consecutive_failed_trials=6"], tmp_path)
+    client = client_for(tmp_path)
+    runs = trials(client, "failing")
+    failed = [r for r in runs if r.info.status == "FAILED"]
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    assert failed and finished, [(r.data.params.get("model.blocks"), r.info.status) for r in runs]
+    for run in failed:
+        assert int(run.data.params["model.blocks"]) >= 6
+        error = client.download_artifacts(run.info.run_id, "error.txt")
+        assert "Computed output size would be zero or negative" in open(error).read()
+    job = client.search_runs([runs[0].info.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'job'")[0]
+    assert job.info.status == "FINISHED" and proc.returncode == 0
+    assert job.data.metrics[metrics.TRIALS_FAILED] == len(failed)
+    assert job.data.metrics[metrics.TRIALS_COMPLETED] == len(finished)
+
+
+def test_consecutive_failures_end_the_job_with_a_summary(tmp_path):
+    proc = run_pneumo(["train", *TOY, "experiment=stop", SOMETIMES_BROKEN, "tuner.max_trials=12", "seed=3",
+                       "tuner.max_retries_per_trial=0", "tuner.max_consecutive_failed_trials=1"], tmp_path,
+                      check=False)
+    assert proc.returncode != 0
+    assert "search stopped" in proc.stderr and "consecutive failures" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    client = client_for(tmp_path)
+    runs = trials(client, "stop")
+    assert [r.info.status for r in runs].count("FAILED") == 1
+    job = client.search_runs([runs[0].info.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'job'")[0]
+    assert job.info.status == "FAILED"
+
+
+def test_a_failed_job_does_not_stop_the_multirun(tmp_path):
+    # model.blocks=9 cannot build at 32 px: that job fails up front; the other still runs.
+    proc = run_pneumo(["train", "-m", *TOY, "experiment=grid", "model.blocks=9,3"], tmp_path, check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "job FAILED: model.blocks=9" in out and "do not build a model" in out
+    client = client_for(tmp_path)
+    exp = client.get_experiment_by_name("grid")
+    jobs = client.search_runs([exp.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'job'")
+    assert [j.info.run_name for j in jobs] == ["model.blocks=3"] and jobs[0].info.status == "FINISHED"
