@@ -154,6 +154,19 @@ class TrackingConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """Keras Tuner's own distributed search: one chief (the oracle) and workers running its trials."""
+
+    role: Optional[str] = None  # None: this process searches alone | chief | worker
+    # chief: the interface the oracle listens on (0.0.0.0: all; None: 127.0.0.1).
+    # worker: the chief's address; None: the one the chief published on its parent run.
+    oracle_ip: Optional[str] = None
+    oracle_port: Optional[int] = None  # chief: None = 8000; worker: None = as published
+    worker_id: Optional[str] = None  # unique per worker; None: <host>-<pid>
+    wait_s: float = 600.0  # worker: how long to wait for the chief's parent run to appear
+
+
+@dataclass
 class Config:
     data: DataConfig = MISSING
     model: Any = MISSING
@@ -164,6 +177,7 @@ class Config:
     evaluation: EvaluationConfig = MISSING
     tracking: TrackingConfig = MISSING
     paths: Paths = field(default_factory=Paths)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     seed: int = 42
     experiment: str = "pneumo"  # MLflow experiment = the sweep
     restart: bool = False  # discard this job's tuner state and search again
@@ -173,7 +187,7 @@ class Config:
 GROUP_SCHEMAS = {
     "data": DataConfig, "optimizer": OptimizerConfig, "augmentation": AugmentationConfig,
     "tuner": TunerConfig, "trainer": TrainerConfig, "evaluation": EvaluationConfig,
-    "tracking": TrackingConfig,
+    "tracking": TrackingConfig, "distributed": DistributedConfig,
 }
 MODEL_SCHEMAS = {c._target_: c for c in (CNNConfig, ResNetConfig, TransferConfig)}
 
