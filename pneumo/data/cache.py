@@ -11,6 +11,7 @@ import os
 import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,19 @@ from pneumo.data.index import Index
 from pneumo.imaging import ImageError, decode
 
 _IN_PROCESS_BELOW = 256  # files; starting worker processes costs more than decoding so few
+
+
+def write_atomic(path: Path, write) -> None:
+    """write(binary file) into a temp file beside path, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def cache_path(index: Index, size: int, cache_dir: str | Path) -> Path:
@@ -43,9 +57,13 @@ def _decode_all(paths: list, size: int, workers: int, progress: bool) -> list:
         return [_decode_one(j) for j in tqdm(jobs, **bar)]
     # spawn, not fork: the caller may hold TensorFlow's threads, which fork can deadlock.
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        chunk = max(1, min(64, len(jobs) // (workers * 8)))
-        return list(tqdm(pool.map(_decode_one, jobs, chunksize=chunk), **bar))
+    try:
+        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            chunk = max(1, min(64, len(jobs) // (workers * 8)))
+            return list(tqdm(pool.map(_decode_one, jobs, chunksize=chunk), **bar))
+    except (BrokenProcessPool, OSError) as e:  # e.g. a __main__ that cannot be re-imported (python -)
+        print(f"pneumo: parallel decoding failed ({type(e).__name__}); decoding in this process", file=sys.stderr)
+        return [_decode_one(j) for j in tqdm(jobs, **bar)]
 
 
 def decoded(index: Index, size: int, cache_dir: str | Path, workers: int = 0, progress: bool = True):
@@ -66,14 +84,7 @@ def decoded(index: Index, size: int, cache_dir: str | Path, workers: int = 0, pr
     good = [h for h, (a, _) in zip(hashes, results) if a is not None]
     bad = {h: r for h, (a, r) in zip(hashes, results) if a is None}
     x = np.stack([a for a, _ in results if a is not None]) if good else np.zeros((0, size, size), np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, x=x, hashes=np.array(good, dtype="U64"),
-                     bad_hashes=np.array(list(bad), dtype="U64"), bad_reasons=np.array(list(bad.values()), dtype=str))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: np.savez(
+        f, x=x, hashes=np.array(good, dtype="U64"), bad_hashes=np.array(list(bad), dtype="U64"),
+        bad_reasons=np.array(list(bad.values()), dtype=str)))
     return x, {h: i for i, h in enumerate(good)}, bad
