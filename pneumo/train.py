@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from pneumo import data, evaluate, metrics, paths, schema, tracking  # noqa: E402
+from pneumo import data, distributed, evaluate, metrics, paths, schema, tracking  # noqa: E402
 
 log = logging.getLogger("pneumo")
 schema.register()
@@ -37,7 +38,8 @@ for message in (
 
 
 # Overrides that say where things go, not what is trained: left out of run names.
-NOT_IN_NAME = ("paths.", "tracking.", "hydra.", "restart", "experiment")
+NOT_IN_NAME = ("paths.", "tracking.", "hydra.", "distributed.", "restart", "experiment")
+DATA_LOAD_S = "data_load_s"  # parent-run metric: seconds to load the splits (a decode-cache hit is ~1 s)
 
 
 def train(cfg: DictConfig) -> float:
@@ -46,22 +48,27 @@ def train(cfg: DictConfig) -> float:
     from mlflow.tracking import MlflowClient
 
     from pneumo.models import HyperModel
-    from pneumo.tuning import callbacks, completed_trial_ids, make_tuner, trial_counts
+    from pneumo.tuning import completed_trial_ids, make_tuner, trial_counts
 
     # Everything that can be wrong with the config or the data fails here, before the
     # store is touched: a bad command leaves MLflow exactly as it was.
     schema.check(cfg)
+    distributed.prepare(cfg.distributed)  # before any framework touches a GPU
     trainer = cfg.trainer
     hypermodel = HyperModel(cfg.model, cfg.optimizer, cfg.augmentation, trainer.image_size,
                             jit_compile=trainer.jit_compile, seed=cfg.seed)  # checks every space
     hypermodel.check()
+    started = time.perf_counter()
     splits = data.load(cfg.data, trainer.image_size)
+    load_s = time.perf_counter() - started
 
     plain = OmegaConf.to_container(cfg, resolve=True)
     tracking.setup(cfg.tracking.uri, cfg.tracking.store)
     client = MlflowClient()
     exp_id = tracking.experiment_id(cfg.experiment, cfg.tracking.store)
-    key = tracking.job_key(plain)
+    key = tracking.job_key(distributed.job_config(plain))
+    if cfg.distributed.role == "worker":  # runs trials of the chief's search; the chief owns the parent run
+        return _work(cfg, hypermodel, splits, client, exp_id, key)
     prior = tracking.find_job(client, exp_id, key)
     if prior is not None and prior.info.status == "FINISHED" and not cfg.restart:
         log.info("job %s already finished as run %s; add restart=true to run it again", key, prior.info.run_id)
@@ -95,22 +102,16 @@ def train(cfg: DictConfig) -> float:
         if not resume:
             counts = {s: int(len(getattr(splits, s))) for s in ("train", "val", "test")}
             tracking.log_dataset(cfg.data.source, splits.digest, splits.root, counts)
+        mlflow.log_metric(DATA_LOAD_S, load_s)
 
-        tuner = make_tuner(cfg.tuner, hypermodel, directory=Path(cfg.paths.cache) / "tuner" / cfg.experiment,
-                           project_name=key, overwrite=not resume, client=client, experiment_id=exp_id,
-                           parent_run_id=run_id)
+        tuner = make_tuner(cfg.tuner, hypermodel, directory=_tuner_dir(cfg), project_name=key,
+                           overwrite=not resume, client=client, experiment_id=exp_id, parent_run_id=run_id)
         stale = tracking.close_stale_trials(client, exp_id, run_id, completed_trial_ids(tuner))
         if stale:
             log.info("resumed job %s: closed %d trial run(s) left RUNNING by a killed process", key, stale)
-        tuner.search(
-            splits.train.x, splits.train.y,
-            validation_data=(splits.val.x, splits.val.y),
-            epochs=trainer.epochs,
-            batch_size=trainer.batch_size,
-            class_weight=_class_weight(splits.train.y) if trainer.class_weight else None,
-            callbacks=callbacks(trainer),
-            verbose=trainer.verbose,
-        )
+        distributed.publish(client, run_id, cfg.distributed)
+        tuner.search(**_fit(trainer, splits))  # a chief serves the oracle here until the workers are done
+        distributed.withdraw(client, run_id, cfg.distributed)
         fault_point("after_search")
         counts = trial_counts(tuner)
         mlflow.log_metrics({k: float(v) for k, v in counts.items()})
@@ -143,6 +144,40 @@ def train(cfg: DictConfig) -> float:
         log.info("job %s: val_auc %.4f, test_auc %.4f (run %s)", run_name, best.score,
                  results.get("test_auc", float("nan")), run_id)
     return float(best.score)
+
+
+def _work(cfg, hypermodel, splits, client, exp_id: str, key: str) -> float:
+    """A Keras Tuner worker: runs the trials the chief's oracle hands out, as children of its parent run."""
+    import keras
+
+    from pneumo.tuning import make_tuner
+
+    parent_id = distributed.join(client, exp_id, key, cfg.distributed)
+    keras.utils.set_random_seed(cfg.seed)
+    keras.mixed_precision.set_global_policy(cfg.trainer.precision)
+    tuner = make_tuner(cfg.tuner, hypermodel, directory=_tuner_dir(cfg), project_name=key, overwrite=False,
+                       client=client, experiment_id=exp_id, parent_run_id=parent_id)
+    tuner.search(**_fit(cfg.trainer, splits))
+    return float("nan")  # the job's objective is the chief's to report
+
+
+def _tuner_dir(cfg) -> Path:
+    return Path(cfg.paths.cache) / "tuner" / cfg.experiment  # shared by a chief and its workers
+
+
+def _fit(trainer, splits) -> dict:
+    """What every trial's model.fit gets (Keras Tuner passes it through)."""
+    from pneumo.tuning import callbacks
+
+    return dict(
+        x=splits.train.x, y=splits.train.y,
+        validation_data=(splits.val.x, splits.val.y),
+        epochs=trainer.epochs,
+        batch_size=trainer.batch_size,
+        class_weight=_class_weight(splits.train.y) if trainer.class_weight else None,
+        callbacks=callbacks(trainer),
+        verbose=trainer.verbose,
+    )
 
 
 def _log_and_register(client, model, tmp: Path, run_id: str, name: str, splits, threshold: float, results) -> None:
