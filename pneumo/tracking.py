@@ -162,6 +162,40 @@ def find_job(client: MlflowClient, exp_id: str, key: str):
     return runs[0] if runs else None
 
 
+def reap(client: MlflowClient, exp_id: str, keep: str | None = None) -> int:
+    """End as KILLED the job runs (and their trials) whose process died on this host.
+
+    A SIGKILL leaves MLflow runs RUNNING forever; the next job in the experiment
+    notices (same host, its pid gone) and says what happened. `keep` is the
+    run the caller is about to resume (its trials are reconciled separately).
+    """
+    host, n = socket.gethostname(), 0
+    for run in client.search_runs([exp_id], f"attributes.status = 'RUNNING' and tags.`{metrics.TAG_ROLE}` = 'job'"):
+        tags = run.data.tags
+        if run.info.run_id == keep or tags.get("host") != host or _alive(int(tags.get("pid", "0") or 0)):
+            continue
+        for child in children(client, exp_id, run.info.run_id, "RUNNING"):
+            client.set_terminated(child.info.run_id, "KILLED")
+        client.set_terminated(run.info.run_id, "KILLED")
+        n += 1
+    return n
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a reused pid that is not a pneumo job does not count
+        return b"pneumo" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+
+
 def children(client: MlflowClient, exp_id: str, parent_id: str, status: str | None = None):
     query = f"tags.`mlflow.parentRunId` = '{parent_id}'"
     if status:

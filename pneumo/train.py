@@ -74,6 +74,8 @@ def train(cfg: DictConfig) -> float:
         log.info("job %s already finished as run %s; add restart=true to run it again", key, prior.info.run_id)
         return prior.data.metrics.get(metrics.VAL_AUC, float("nan"))
     resume = prior is not None and not cfg.restart
+    if tracking.reap(client, exp_id, keep=prior.info.run_id if resume else None):
+        log.info("marked job runs of killed processes as KILLED")
     keras.utils.set_random_seed(cfg.seed)
     keras.mixed_precision.set_global_policy(trainer.precision)
 

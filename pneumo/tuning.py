@@ -10,6 +10,7 @@ Never evaluates on test.
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +22,8 @@ from hydra.utils import get_class
 from pneumo import metrics, tracking
 from pneumo.space import ConfigError
 
+# Budget arguments that only some tuners take (the rest go to keras_tuner.Tuner).
+ORACLE_ARGS = ("max_trials", "num_initial_points", "max_epochs", "factor", "hyperband_iterations")
 TRIAL_STATUS = {"COMPLETED": "FINISHED", "FAILED": "FAILED", "INVALID": "FAILED"}
 
 
@@ -65,6 +68,11 @@ def make_tuner(tuner_cfg: Mapping, hypermodel, *, directory: Path, project_name:
     except ValueError as e:
         raise ConfigError(f"tuner.objective: {e}") from None
     base = get_class(tuner_cfg["_target_"])
+    accepted = inspect.signature(base.__init__).parameters
+    for key in ORACLE_ARGS:
+        if key in kwargs and key not in accepted:
+            raise ConfigError(f"tuner.{key} does not apply to {tuner_cfg['_target_']}; set it to null or "
+                              f"use the tuner's own budget ({', '.join(k for k in ORACLE_ARGS if k in accepted)})")
     cls = type(f"Tracked{base.__name__}", (TrackedTuner, base), {})
     try:
         tuner = cls(

@@ -101,3 +101,56 @@ def test_killed_job_resumes_without_rerunning_or_duplicating(tmp_path):
     assert again.returncode == 0 and "already finished" in again.stdout + again.stderr
     assert len(trial_runs(client, exp_id)) == len(runs)
     assert len(client.search_model_versions(f"name='{metrics.MODEL_NAME}'")) == 1
+
+
+SHORT = ["tuner.max_trials=2", "trainer.epochs=1"]
+
+
+@pytest.mark.parametrize("point", ["after_search", "during_evaluation", "before_register"])
+def test_kill_after_the_search_resumes_to_exactly_one_version(tmp_path, point):
+    killed = subprocess.run(command(tmp_path) + SHORT, env={**env(), "PNEUMO_KILL_AT": point}, cwd=tmp_path,
+                            capture_output=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL
+    client = store(tmp_path)
+    exp_id = client.get_experiment_by_name("resume").experiment_id
+    trials_before = {r.info.run_id for r in trial_runs(client, exp_id) if r.info.status == "FINISHED"}
+    assert len(trials_before) == 2
+
+    rerun = subprocess.run(command(tmp_path) + SHORT, env=env(), cwd=tmp_path, capture_output=True, text=True,
+                           timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    jobs = client.search_runs([exp_id], f"tags.`{metrics.TAG_ROLE}` = 'job'")
+    assert len(jobs) == 1 and jobs[0].info.status == "FINISHED"
+    assert {r.info.run_id for r in trial_runs(client, exp_id)} == trials_before  # no trial rerun
+    assert "test_auc" in jobs[0].data.metrics
+    versions = client.search_model_versions(f"name='{metrics.MODEL_NAME}'")
+    assert [v.run_id for v in versions] == [jobs[0].info.run_id]
+
+
+def test_a_killed_job_that_is_not_rerun_is_marked_killed_by_the_next_job(tmp_path):
+    subprocess.run(command(tmp_path) + SHORT, env={**env(), "PNEUMO_KILL_AT": "after_search"}, cwd=tmp_path,
+                   capture_output=True, timeout=600)
+    other = subprocess.run(command(tmp_path) + SHORT + ["seed=7"], env=env(), cwd=tmp_path, capture_output=True,
+                           text=True, timeout=600)
+    assert other.returncode == 0, other.stderr[-4000:]
+    client = store(tmp_path)
+    exp_id = client.get_experiment_by_name("resume").experiment_id
+    statuses = sorted(j.info.status for j in client.search_runs([exp_id], f"tags.`{metrics.TAG_ROLE}` = 'job'"))
+    assert statuses == ["FINISHED", "KILLED"]
+
+
+def test_corrupt_tuner_state_gives_a_way_on(tmp_path):
+    subprocess.run(command(tmp_path) + SHORT, env={**env(), "PNEUMO_KILL_AT": "after_search"}, cwd=tmp_path,
+                   capture_output=True, timeout=600)
+    oracle = next((tmp_path / "cache" / "tuner").rglob("oracle.json"))
+    oracle.write_text(oracle.read_text()[:40])  # half-written
+    broken = subprocess.run(command(tmp_path) + SHORT, env=env(), cwd=tmp_path, capture_output=True, text=True,
+                            timeout=600)
+    assert broken.returncode != 0
+    assert str(oracle.parent) in broken.stderr and "restart=true" in broken.stderr
+    assert "Traceback" not in broken.stderr
+    fresh = subprocess.run(command(tmp_path) + SHORT + ["restart=true"], env=env(), cwd=tmp_path,
+                           capture_output=True, text=True, timeout=600)
+    assert fresh.returncode == 0, fresh.stderr[-4000:]
+    client = store(tmp_path)
+    assert len(client.search_model_versions(f"name='{metrics.MODEL_NAME}'")) == 1

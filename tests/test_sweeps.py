@@ -89,8 +89,8 @@ def test_every_named_sweep_runs_at_toy_size(sweep, tmp_path):
         from pneumo.data import synthetic
 
         root = synthetic.generate(tmp_path / "kaggle-like", n_images=48, image_px=48, seed=3)
-        extra = [e for e in extra if not e.startswith("data")] + ["data=folder", f"data.root={root}",
-                                                                   "tuner.max_epochs=2"]
+        extra = [e for e in extra if not e.startswith(("data", "tuner"))] + [
+            "data=folder", f"data.root={root}", "tuner.max_epochs=2"]
     if sweep in ("smoke",):
         extra = ["trainer.epochs=1"]
     run_pneumo(["sweep", sweep, *extra], tmp_path)
