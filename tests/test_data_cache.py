@@ -40,7 +40,22 @@ def test_second_load_decodes_nothing_and_cache_is_keyed_by_size(synthetic_root, 
         assert np.array_equal(a.x, b.x) and list(a.paths) == list(b.paths)
     with pytest.raises(AssertionError, match="decoded an image"):
         load(cfg, image_size=40, progress=False)  # another size is another cache entry
-    assert [p.name.endswith("-32px.npz") for p in (tmp_path / "cache" / "decoded").iterdir()] == [True]
+    cached = (tmp_path / "cache" / "decoded").iterdir()
+    assert sorted(p.name.split("-")[1] for p in cached) == ["32px.json", "32px.npy"]  # 32 px only
+
+
+def test_an_edited_file_is_hashed_again_and_changes_the_digest(tmp_path, data_cfg, monkeypatch):
+    from pneumo.data import index
+
+    root = write_kaggle_tree(tmp_path / "d", broken=False) / "chest_xray"
+    monkeypatch.setattr(index, "_RACY_NS", 0)  # remember even just-written files, as for old ones
+    before = load(data_cfg(source="folder", root=str(root)), image_size=32, progress=False)
+    edited, other = root / "train/NORMAL/IM-0006-0001.jpeg", root / "train/NORMAL/IM-0004-0001.jpeg"
+    edited.write_bytes(other.read_bytes())
+    after = index.scan(root, data_cfg().cache_dir)
+    hashes = {e.path: e.hash for e in after.entries}
+    assert hashes["train/NORMAL/IM-0006-0001.jpeg"] == hashes["train/NORMAL/IM-0004-0001.jpeg"]
+    assert load(data_cfg(source="folder", root=str(root)), image_size=32, progress=False).digest != before.digest
 
 
 def test_default_synthetic_source_is_generated_once_into_the_cache(data_cfg, monkeypatch):
@@ -57,7 +72,8 @@ def test_concurrent_cold_loads_agree(synthetic_root, data_cfg):
     with ThreadPoolExecutor(2) as pool:
         a, b = pool.map(lambda _: load(cfg, image_size=32, progress=False), range(2))
     assert a.digest == b.digest and np.array_equal(a.train.x, b.train.x)
-    assert not [p for p in Path(cfg.cache_dir, "decoded").iterdir() if p.suffix != ".npz"]  # no temp files left
+    leftovers = [p for p in Path(cfg.cache_dir, "decoded").iterdir() if p.suffix not in (".npy", ".json")]
+    assert not leftovers  # temp files renamed into place, none left behind
 
 
 def _run_cli(argv, capsys):

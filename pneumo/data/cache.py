@@ -1,11 +1,13 @@
 """Decode cache: every distinct file decoded once per (index digest, size), kept on disk.
 
-One .npz per key under cache_dir/decoded/, written to a temp file and renamed
+Per key, cache_dir/decoded/<digest>-<size>px.npy (the images) and .json (their
+hashes, and why the bad files failed), each written to a temp file and renamed
 into place, so jobs of a sweep racing to fill it never read a half-written file.
 """
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import sys
@@ -37,7 +39,7 @@ def write_atomic(path: Path, write) -> None:
 
 
 def cache_path(index: Index, size: int, cache_dir: str | Path) -> Path:
-    return Path(cache_dir) / "decoded" / f"{index.digest[:32]}-{size}px.npz"
+    return Path(cache_dir) / "decoded" / f"{index.digest[:32]}-{size}px.npy"
 
 
 def _decode_one(job: tuple) -> tuple:
@@ -69,13 +71,14 @@ def _decode_all(paths: list, size: int, workers: int, progress: bool) -> list:
 def decoded(index: Index, size: int, cache_dir: str | Path, workers: int = 0, progress: bool = True):
     """(images (m, size, size) uint8, {hash: row}, {hash: reason it cannot be decoded})."""
     path = cache_path(index, size, cache_dir)
-    if path.exists():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                x, good, bad, reasons = z["x"], z["hashes"], z["bad_hashes"], z["bad_reasons"]
-            return x, {h: i for i, h in enumerate(good)}, dict(zip(bad, reasons))
-        except (OSError, ValueError, KeyError):
-            pass  # unreadable cache (disk full when written, older format): decode again
+    meta = path.with_suffix(".json")  # written after the .npy: its presence means both are complete
+    try:
+        info = json.loads(meta.read_text())
+        x = np.load(path, allow_pickle=False)
+        if len(x) == len(info["hashes"]) and x.shape[1:] == (size, size):
+            return x, {h: i for i, h in enumerate(info["hashes"])}, info["bad"]
+    except (OSError, ValueError, KeyError):
+        pass  # not cached yet, or unreadable (disk full when written): decode
     first = {}
     for e in index.entries:  # identical bytes decode identically: once per hash
         first.setdefault(e.hash, e.path)
@@ -84,7 +87,6 @@ def decoded(index: Index, size: int, cache_dir: str | Path, workers: int = 0, pr
     good = [h for h, (a, _) in zip(hashes, results) if a is not None]
     bad = {h: r for h, (a, r) in zip(hashes, results) if a is None}
     x = np.stack([a for a, _ in results if a is not None]) if good else np.zeros((0, size, size), np.uint8)
-    write_atomic(path, lambda f: np.savez(
-        f, x=x, hashes=np.array(good, dtype="U64"), bad_hashes=np.array(list(bad), dtype="U64"),
-        bad_reasons=np.array(list(bad.values()), dtype=str)))
+    write_atomic(path, lambda f: np.save(f, x))  # .npy, not .npz: read back at disk speed
+    write_atomic(meta, lambda f: f.write(json.dumps(dict(hashes=good, bad=bad)).encode()))
     return x, {h: i for i, h in enumerate(good)}, bad

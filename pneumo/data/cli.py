@@ -45,7 +45,7 @@ def report(root: str, size: int, seed: int, cache_dir: str, workers: int = 0, pr
     from pneumo.schema import DataConfig
 
     cfg = DataConfig(source="folder", root=root, seed=seed, cache_dir=cache_dir, workers=workers)
-    index = scan(find_root(root))
+    index = scan(find_root(root), cache_dir)
     _, row, bad = decoded(index, size, cache_dir, workers, progress)  # validates every image once
     usable = [e for e in index.entries if e.hash in row]
     by_hash = Counter(e.hash for e in usable)

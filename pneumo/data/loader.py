@@ -54,7 +54,7 @@ def resolve_root(cfg, progress: bool = True) -> Path:
 
 
 def load(cfg, image_size: int, progress: bool = True) -> Splits:
-    return from_index(scan(resolve_root(cfg, progress)), cfg, image_size, progress)
+    return from_index(scan(resolve_root(cfg, progress), cfg.cache_dir), cfg, image_size, progress)
 
 
 def _subset(entries, groups, positions, x, row, size: int) -> Subset:
