@@ -48,8 +48,11 @@ def test_an_edited_file_is_hashed_again_and_changes_the_digest(tmp_path, data_cf
     from pneumo.data import index
 
     root = write_kaggle_tree(tmp_path / "d", broken=False) / "chest_xray"
-    monkeypatch.setattr(index, "_RACY_NS", 0)  # remember even just-written files, as for old ones
+    monkeypatch.setattr(cache, "_RACY_NS", 0)  # remember even just-written files, as for old ones
     before = load(data_cfg(source="folder", root=str(root)), image_size=32, progress=False)
+    with monkeypatch.context() as m:  # unchanged files are not read again
+        m.setattr(cache, "_sha256", lambda path: pytest.fail(f"re-hashed unchanged {path}"))
+        assert load(data_cfg(source="folder", root=str(root)), image_size=32, progress=False).digest == before.digest
     edited, other = root / "train/NORMAL/IM-0006-0001.jpeg", root / "train/NORMAL/IM-0004-0001.jpeg"
     edited.write_bytes(other.read_bytes())
     after = index.scan(root, data_cfg().cache_dir)

@@ -1,8 +1,11 @@
-"""The data layer's public types: labels, the error users see, and the split arrays."""
+"""The data layer's public types (labels, the error users see, the split arrays) and one file helper."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -39,3 +42,16 @@ class Splits:
     image_size: int
     root: str  # the resolved data root
     skipped: tuple  # ((path, reason), ...): files left out, each with why
+
+
+def write_atomic(path: Path, write) -> None:
+    """write(binary file) into a temp file beside path, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

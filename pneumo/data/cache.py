@@ -1,4 +1,4 @@
-"""Decode cache: every distinct file decoded once per (index digest, size), kept on disk.
+"""Caches: file hashes by stat, and every distinct file decoded once per (index digest, size).
 
 Per key, cache_dir/decoded/<digest>-<size>px.npy (the images) and .json (their
 hashes, and why the bad files failed), each written to a temp file and renamed
@@ -7,11 +7,12 @@ into place, so jobs of a sweep racing to fill it never read a half-written file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
 import sys
-import tempfile
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -19,26 +20,53 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pneumo.data.index import Index
+from pneumo.data.base import write_atomic
 from pneumo.imaging import ImageError, decode
 
+_RACY_NS = 3_000_000_000  # 3 s: coarser than any common filesystem's mtime resolution (FAT: 2 s)
 _IN_PROCESS_BELOW = 256  # files; starting worker processes costs more than decoding so few
 
 
-def write_atomic(path: Path, write) -> None:
-    """write(binary file) into a temp file beside path, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
-def cache_path(index: Index, size: int, cache_dir: str | Path) -> Path:
+class HashMemo:
+    """sha256 per file, remembered by (size, mtime_ns) as git's index does: a warm load reads no file."""
+
+    def __init__(self, root: Path, cache_dir):
+        key = hashlib.sha256(str(root).encode()).hexdigest()[:24]
+        self.path = Path(cache_dir) / "hashes" / f"{key}.json" if cache_dir else None
+        try:
+            self.known = json.loads(self.path.read_text()) if self.path else {}
+        except (OSError, ValueError):
+            self.known = {}
+        self.seen = {}
+
+    def __call__(self, f: Path, rel: str) -> str:
+        st = f.stat()
+        stamp = [st.st_size, st.st_mtime_ns]
+        old = self.known.get(rel)
+        if old and old[:2] == stamp:
+            self.seen[rel] = old
+            return old[2]
+        digest = _sha256(f)
+        # A file modified in the last seconds may change again within the filesystem's
+        # timestamp resolution without its stamp moving ("racy git"): not remembered.
+        racy = time.time_ns() - st.st_mtime_ns < _RACY_NS
+        self.seen[rel] = [-1, -1, digest] if racy else [*stamp, digest]
+        return digest
+
+    def save(self) -> None:
+        if self.path and self.seen != self.known:
+            write_atomic(self.path, lambda fh: fh.write(json.dumps(self.seen).encode()))
+
+
+def cache_path(index, size: int, cache_dir: str | Path) -> Path:
     return Path(cache_dir) / "decoded" / f"{index.digest[:32]}-{size}px.npy"
 
 
@@ -68,7 +96,7 @@ def _decode_all(paths: list, size: int, workers: int, progress: bool) -> list:
         return [_decode_one(j) for j in tqdm(jobs, **bar)]
 
 
-def decoded(index: Index, size: int, cache_dir: str | Path, workers: int = 0, progress: bool = True):
+def decoded(index, size: int, cache_dir: str | Path, workers: int = 0, progress: bool = True):
     """(images (m, size, size) uint8, {hash: row}, {hash: reason it cannot be decoded})."""
     path = cache_path(index, size, cache_dir)
     meta = path.with_suffix(".json")  # written after the .npy: its presence means both are complete

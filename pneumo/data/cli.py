@@ -87,7 +87,8 @@ def _print_tables(rep: dict) -> None:
             table.add_column(name, justify="right")
         for split, c in rep.get(key, {}).items():
             total = c["NORMAL"] + c["PNEUMONIA"]
-            table.add_row(split, str(c["NORMAL"]), str(c["PNEUMONIA"]), str(total), f"{100 * c['NORMAL'] / max(total, 1):.1f}")
+            share = f"{100 * c['NORMAL'] / max(total, 1):.1f}"
+            table.add_row(split, str(c["NORMAL"]), str(c["PNEUMONIA"]), str(total), share)
         console.print(table)
     console.print(f"images {rep['images']}, patients {rep['patients']}, duplicate groups {rep['duplicates']['count']}, "
                   f"metadata files ignored {rep['ignored_metadata_files']}")

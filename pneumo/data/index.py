@@ -9,18 +9,16 @@ past them and the metadata is passed over, never indexed.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from pneumo.data.base import CLASSES, DataError
+from pneumo.data.cache import HashMemo
 
 SPLIT_DIRS = ("train", "val", "test")
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 LAYOUT = "ROOT/train/NORMAL/*.jpeg and ROOT/train/PNEUMONIA/*.jpeg (val/ and test/ optional)"
-_RACY_NS = 3_000_000_000  # 3 s: coarser than any common filesystem's mtime resolution (FAT: 2 s)
 _ROOT_SEARCH_DEPTH = 3  # the Kaggle archive puts the real root 1-2 folders down
 
 # Kermany names: personN_bacteria_M / personN_virus_M (independent counters, so the
@@ -93,14 +91,6 @@ def find_root(path: str | Path) -> Path:
     raise DataError(f"{top} has no train/ folder (searched {_ROOT_SEARCH_DEPTH} levels down): expected {LAYOUT}")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _class_dirs(split_dir: Path) -> dict:
     dirs = {d.name: d for d in split_dir.iterdir() if d.is_dir() and not _is_metadata(d.name)}
     unknown = sorted(set(dirs) - set(CLASSES))
@@ -110,50 +100,19 @@ def _class_dirs(split_dir: Path) -> dict:
             "are known; rename or remove them"
         )
     if not dirs:
-        raise DataError(f"{split_dir} has no class folders: put the images in {split_dir}/NORMAL/ and {split_dir}/PNEUMONIA/")
+        raise DataError(
+            f"{split_dir} has no class folders: put the images in {split_dir}/NORMAL/ and {split_dir}/PNEUMONIA/"
+        )
     for name in CLASSES:
         if name not in dirs:
             raise DataError(f"{split_dir / name} is missing: every split needs both NORMAL/ and PNEUMONIA/")
     return dirs
 
 
-class _Hashes:
-    """sha256 per file, remembered by (size, mtime_ns) as git's index does: a warm load reads no file."""
-
-    def __init__(self, root: Path, cache_dir):
-        key = hashlib.sha256(str(root).encode()).hexdigest()[:24]
-        self.path = Path(cache_dir) / "hashes" / f"{key}.json" if cache_dir else None
-        try:
-            self.known = json.loads(self.path.read_text()) if self.path else {}
-        except (OSError, ValueError):
-            self.known = {}
-        self.seen = {}
-
-    def __call__(self, f: Path, rel: str) -> str:
-        st = f.stat()
-        stamp = [st.st_size, st.st_mtime_ns]
-        old = self.known.get(rel)
-        if old and old[:2] == stamp:
-            self.seen[rel] = old
-            return old[2]
-        digest = _sha256(f)
-        # A file modified in the last seconds may change again within the filesystem's
-        # timestamp resolution without its stamp moving ("racy git"): not remembered.
-        racy = time.time_ns() - st.st_mtime_ns < _RACY_NS
-        self.seen[rel] = [-1, -1, digest] if racy else [*stamp, digest]
-        return digest
-
-    def save(self) -> None:
-        if self.path and self.seen != self.known:
-            from pneumo.data.cache import write_atomic
-
-            write_atomic(self.path, lambda fh: fh.write(json.dumps(self.seen).encode()))
-
-
 def scan(root: Path, cache_dir: str | Path | None = None) -> Index:
     """Index every image under `root` (found by find_root); hashes every file not seen unchanged."""
     entries, skipped, ignored = [], [], 0
-    hashes = _Hashes(root, cache_dir)
+    hashes = HashMemo(root, cache_dir)
     for split in SPLIT_DIRS:
         split_dir = root / split
         if not split_dir.is_dir():
@@ -183,7 +142,8 @@ def scan(root: Path, cache_dir: str | Path | None = None) -> Index:
                     entries.append(Entry(rel, CLASSES.index(name), patient, split, digest))
                     n_images += 1
             if n_images == 0:
-                raise DataError(f"{class_dir} has no images ({', '.join(IMAGE_SUFFIXES)}): add some or remove the split")
+                suffixes = ", ".join(IMAGE_SUFFIXES)
+                raise DataError(f"{class_dir} has no images ({suffixes}): add some or remove the split")
     hashes.save()
     if not any(e.split == "train" for e in entries):
         raise DataError(f"{root} has no train/ folder: expected {LAYOUT}")

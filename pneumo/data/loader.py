@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from pneumo.data import kaggle, synthetic
-from pneumo.data.base import CLASSES, DataError, Splits, Subset
-from pneumo.data.cache import decoded, write_atomic
+from pneumo.data.base import CLASSES, DataError, Splits, Subset, write_atomic
+from pneumo.data.cache import decoded
 from pneumo.data.index import Index, find_root, scan
 from pneumo.data.splits import assign, check_leakage
 
