@@ -35,6 +35,7 @@ log = logging.getLogger("pneumo")
 
 ROLES = (None, "chief", "worker")
 TAG_ORACLE = "pneumo.oracle"  # on the chief's parent run while its oracle serves: host:port
+TAG_TUNER_ID = "pneumo.tuner_id"  # on a trial run of a distributed search: the worker that ran it
 DEFAULT_IP, DEFAULT_PORT = "127.0.0.1", 8000
 ENV = ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT")
 ANY_INTERFACE = ("0.0.0.0", "::", "[::]")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import keras
 import keras_tuner
 from hydra.utils import get_class
 
-from pneumo import metrics, tracking
+from pneumo import distributed, metrics, tracking
 from pneumo.space import ConfigError
 
 # Budget arguments that only some tuners take (the rest go to keras_tuner.Tuner).
@@ -40,6 +41,8 @@ class TrackedTuner:
             self.mlflow_client, self.experiment_id, self.parent_run_id, trial.trial_id,
             trial.hyperparameters.values,
         )
+        if "KERASTUNER_TUNER_ID" in os.environ:  # a distributed search: which process ran the trial
+            self.mlflow_client.set_tag(self._trial_run, distributed.TAG_TUNER_ID, self.tuner_id)
 
     def on_epoch_end(self, trial, model, epoch, logs=None):
         super().on_epoch_end(trial, model, epoch, logs=logs)
@@ -51,6 +54,11 @@ class TrackedTuner:
         try:
             super().on_trial_end(trial)  # the oracle scores, retries or fails the trial here
         finally:
+            if self._is_worker():  # the chief's oracle had the last word (a NaN score fails a trial)
+                try:
+                    trial = self.oracle.get_trial(trial.trial_id)
+                except Exception:  # noqa: BLE001 -- the chief is gone: keep what this worker saw
+                    pass
             status = TRIAL_STATUS.get(str(trial.status), "FAILED")
             message = trial.message if status == "FAILED" else None
             if status == "FAILED" and not message:
