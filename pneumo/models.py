@@ -138,7 +138,8 @@ class HyperModel(keras_tuner.HyperModel):
         except space.ConfigError:
             raise
         except (ValueError, TypeError) as e:
-            detail = " ".join(str(e).replace("\x1b[1m", "").replace("\x1b[0m", "").split())[:300]
+            text = str(e).split("Arguments received")[0].replace("\x1b[1m", "").replace("\x1b[0m", "")
+            detail = " ".join(text.split())[:300]
             raise space.ConfigError(
                 f"model/optimizer/augmentation: the default hyperparameters do not build a model: {detail}"
             ) from None

@@ -10,8 +10,10 @@ Never evaluates on test.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +24,13 @@ from hydra.utils import get_class
 
 from pneumo import distributed, metrics, tracking
 from pneumo.space import ConfigError
+
+# Keras Tuner prints every failed trial's traceback to the console (DEBUG defaults
+# on). The traceback goes to the trial's MLflow run (error.txt) instead, and the
+# console gets one line per failed trial.
+_kt_config = importlib.import_module("keras_tuner.src.config")
+_kt_config.DEBUG = False
+log = logging.getLogger("pneumo")
 
 # Budget arguments that only some tuners take (the rest go to keras_tuner.Tuner).
 ORACLE_ARGS = ("max_trials", "num_initial_points", "max_epochs", "factor", "hyperband_iterations")
@@ -64,6 +73,9 @@ class TrackedTuner:
             if status == "FAILED" and not message:
                 message = f"trial {trial.trial_id} ended {trial.status} (objective missing or NaN)"
             tracking.end_trial(self.mlflow_client, self._trial_run, status, message)
+            if status == "FAILED":
+                last = (message or "").strip().splitlines()[-1:] or [""]
+                log.warning("trial %s FAILED (run %s): %s", trial.trial_id, self._trial_run, last[0][:300])
 
 
 def make_tuner(tuner_cfg: Mapping, hypermodel, *, directory: Path, project_name: str,
