@@ -40,7 +40,23 @@ def setup(uri: str | None = None, store: str | Path | None = None) -> str:
         store.mkdir(parents=True, exist_ok=True)
         resolved = paths.local_tracking_uri(store)
     mlflow.set_tracking_uri(resolved)
+    if resolved.startswith("sqlite:"):
+        _create_sqlite_store(resolved)
     return resolved
+
+
+def _create_sqlite_store(uri: str) -> None:
+    """Create a new sqlite store's tables once, under a lock.
+
+    Parallel jobs (Hydra's joblib launcher) opening a new store at the same time
+    would each create its tables and fail ('table ... already exists').
+    """
+    import fcntl
+
+    db = Path(uri.removeprefix("sqlite:///"))
+    with open(db.with_name(db.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        MlflowClient(uri).search_experiments(max_results=1)
 
 
 def experiment_id(name: str, store: str | Path | None = None) -> str:
@@ -172,7 +188,8 @@ def reap(client: MlflowClient, exp_id: str, keep: str | None = None) -> int:
     host, n = socket.gethostname(), 0
     for run in client.search_runs([exp_id], f"attributes.status = 'RUNNING' and tags.`{metrics.TAG_ROLE}` = 'job'"):
         tags = run.data.tags
-        if run.info.run_id == keep or tags.get("host") != host or _alive(int(tags.get("pid", "0") or 0)):
+        if run.info.run_id == keep or tags.get("host") != host or _alive(int(tags.get("pid", "0") or 0),
+                                                                          run.info.start_time):
             continue
         for child in children(client, exp_id, run.info.run_id, "RUNNING"):
             client.set_terminated(child.info.run_id, "KILLED")
@@ -181,7 +198,7 @@ def reap(client: MlflowClient, exp_id: str, keep: str | None = None) -> int:
     return n
 
 
-def _alive(pid: int) -> bool:
+def _alive(pid: int, run_start_ms: int) -> bool:
     if pid <= 0:
         return False
     try:
@@ -190,10 +207,15 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    try:  # a reused pid that is not a pneumo job does not count
-        return b"pneumo" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
+    # A pid reused since the run started belongs to a process started after it. (Not the
+    # command line: a job under Hydra's joblib launcher runs in a loky worker, named as such.)
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        btime = next(int(x.split()[1]) for x in Path("/proc/stat").read_text().splitlines() if x.startswith("btime"))
+    except (OSError, StopIteration, ValueError):
         return True
+    started_s = btime + int(stat.rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+    return started_s <= run_start_ms / 1000 + 2  # btime has 1 s resolution
 
 
 def children(client: MlflowClient, exp_id: str, parent_id: str, status: str | None = None):
