@@ -8,10 +8,13 @@ basic and the joblib launcher, whose jobs run in other processes.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from pathlib import Path
 
 from hydra.core.utils import JobStatus
+from hydra.types import RunMode
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -23,6 +26,28 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         MULTIRUN.update(experiment=config.experiment, uri=config.tracking.uri, store=config.tracking.store,
                         started_ms=int(time.time() * 1000), failed=[])
+
+    def on_job_start(self, config: DictConfig, **kwargs) -> None:
+        # Hydra has just saved the job's .hydra/*.yaml (and, for a multirun, multirun.yaml)
+        # with the raw overrides: scrub credentials from them before anything else runs.
+        from pneumo.tracking import scrub_text
+
+        hydra = config.hydra
+        files = []
+        if hydra.output_subdir is not None:
+            files += (Path(hydra.runtime.output_dir) / hydra.output_subdir).glob("*.yaml")
+        if hydra.mode == RunMode.MULTIRUN:
+            files.append(Path(hydra.sweep.dir) / "multirun.yaml")
+        for f in files:
+            try:
+                text = f.read_text()
+            except OSError:
+                continue
+            clean = scrub_text(text)
+            if clean != text:
+                tmp = f.with_suffix(".tmp")
+                tmp.write_text(clean)
+                os.replace(tmp, f)
 
     def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
         # In-process launchers only (basic): catches jobs that failed before opening a run.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import socket
@@ -86,6 +87,32 @@ def scrub(text: str) -> str:
     for value in secret_values():
         text = text.replace(value, REDACTED)
     return text
+
+
+_SECRET_ASSIGNMENT = re.compile(
+    r"(?P<key>[\w.+~/-]*(?:key|token|secret|passw|credential|auth|cookie|session)[\w.-]*)(?P<sep>\s*[=:]\s*)"
+    r"(?P<q>['\"]?)(?P<value>[^\s'\",\]]+)",
+    re.I,
+)
+
+
+def scrub_text(text: str) -> str:
+    """`scrub`, plus the value of any `secret_key=value` / `token: value` in free text."""
+    text = scrub(text)
+    return _SECRET_ASSIGNMENT.sub(
+        lambda m: m.group(0) if m.group("value") == REDACTED else
+        f"{m.group('key')}{m.group('sep')}{m.group('q')}{REDACTED}", text)
+
+
+class RedactFilter(logging.Filter):
+    """Logging filter (wired in conf/hydra/*_logging/redacted.yaml): no credential in any log line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = scrub_text(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        return True
 
 
 def redact_overrides(overrides: list[str]) -> list[str]:
