@@ -1,0 +1,140 @@
+"""One real smoke-sweep store per test session, with a `champion`, shared by the serving/predict/UI tests.
+
+Import the fixture into a test module with `from store_fixture import smoke_store  # noqa: F401`.
+pytest registers an imported fixture once per importing module, so a session-scoped
+fixture imported into three modules would still run three times: the store is built
+once here and cached at module level (and so is a failure, to fail fast, not retrain).
+
+Also: the small helpers those tests need to run real servers on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from helpers import client_for, run_pneumo, tracking_uri
+
+from pneumo import metrics
+
+_BUILT: dict = {}
+
+
+def build_smoke_store(tmp: Path) -> Path:
+    """`pneumo sweep smoke` then `pneumo promote` into tmp; returns tmp."""
+    run_pneumo(["sweep", "smoke"], tmp)
+    # Toy data rarely clears the default 0.9 sensitivity floor; the gate itself is
+    # tested elsewhere, here we only need some version to hold the alias.
+    run_pneumo(["promote", "--min-sensitivity", "0"], tmp, hydra=False,
+               env_extra={"MLFLOW_TRACKING_URI": tracking_uri(tmp)})
+    champion = client_for(tmp).get_model_version_by_alias(metrics.MODEL_NAME, metrics.CHAMPION)
+    assert champion.status == "READY", champion
+    return tmp
+
+
+@pytest.fixture(scope="session")
+def smoke_store(tmp_path_factory) -> Path:
+    """A tmp dir holding the smoke sweep's MLflow store (mlruns/), its data cache (cache/) and a champion."""
+    if "error" in _BUILT:
+        pytest.fail(f"the shared smoke store failed to build earlier: {_BUILT['error']}")
+    if "path" not in _BUILT:
+        try:
+            _BUILT["path"] = build_smoke_store(tmp_path_factory.mktemp("smoke-store"))
+        except BaseException as e:
+            _BUILT["error"] = f"{type(e).__name__}: {str(e)[:2000]}"
+            raise
+    return _BUILT["path"]
+
+
+def smoke_jpegs(store: Path, n: int) -> list[Path]:
+    """n real JPEGs of the synthetic set the smoke sweep trained on, both classes."""
+    files = sorted((store / "cache").rglob("*.jpeg"))
+    normal = [f for f in files if f.parent.name == "NORMAL"]
+    pneumonia = [f for f in files if f.parent.name == "PNEUMONIA"]
+    picked = normal[: n // 2] + pneumonia[: n - n // 2]
+    assert len(picked) == n, f"expected {n} JPEGs under {store / 'cache'}"
+    return picked
+
+
+# -- real servers on 127.0.0.1 -------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_env(store: Path) -> dict:
+    """The env of a server process: the store's tracking URI, no inherited MLflow run, the venv's tools on PATH."""
+    from helpers import clean_env
+
+    env = clean_env({"MLFLOW_TRACKING_URI": tracking_uri(store)})  # drops MLFLOW_RUN_ID & co.
+    # `mlflow models serve` / `mlflow server` exec `uvicorn` by name: find the venv's even when not activated.
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def start(cmd: list[str], env: dict, log: Path) -> subprocess.Popen:
+    """Start a server in its own process group (it forks workers), output to a log file."""
+    with open(log, "wb") as out:
+        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+
+
+def wait_until_up(proc: subprocess.Popen, url: str, log: Path, timeout: float = 120) -> None:
+    """Poll url until it answers 200; fail with the server's log if it dies or times out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited {proc.returncode} before answering {url}:\n{tail(log)}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            pass
+        time.sleep(1)
+    pytest.fail(f"no answer from {url} within {timeout:.0f} s:\n{tail(log)}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the server's whole process group (it forks workers), SIGKILL whatever lingers."""
+    for sig, grace in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            proc.poll()  # reap the leader, or the group never looks empty
+            if not _group_alive(proc.pid):
+                break
+            time.sleep(0.2)
+        else:
+            continue
+        break
+    proc.wait(timeout=5)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def tail(log: Path, n: int = 6000) -> str:
+    try:
+        return log.read_text(errors="replace")[-n:]
+    except OSError:
+        return "(no log)"
