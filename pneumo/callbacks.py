@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 from hydra.core.utils import JobStatus
@@ -25,7 +24,7 @@ MULTIRUN: dict = {}
 class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         MULTIRUN.update(experiment=config.experiment, uri=config.tracking.uri, store=config.tracking.store,
-                        started_ms=int(time.time() * 1000), failed=[])
+                        sweep_dir=str(Path(config.hydra.sweep.dir).resolve()), failed=[])
 
     def on_job_start(self, config: DictConfig, **kwargs) -> None:
         # Hydra has just saved the job's .hydra/*.yaml (and, for a multirun, multirun.yaml)
@@ -71,8 +70,8 @@ def summarize(out=sys.stdout) -> int:
         for overrides, error in MULTIRUN.get("failed", []):
             print(f"job FAILED: {overrides}: {error}", file=out)
         return len(MULTIRUN.get("failed", []))
-    since = f"attributes.start_time >= {MULTIRUN['started_ms']}"
-    failed = client.search_runs([exp.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'job' and {since} "
+    ours = f"tags.`{metrics.TAG_MULTIRUN}` = '{MULTIRUN['sweep_dir']}'"
+    failed = client.search_runs([exp.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'job' and {ours} "
                                                      "and attributes.status != 'FINISHED'")
     rows = leaderboard.leaderboard(MULTIRUN["experiment"], client=client)
     leaderboard.render(rows, "test_auc", "table", out=out)

@@ -65,6 +65,7 @@ TAG_TRIAL_ID = "pneumo.trial_id"
 TAG_SWEEP = "pneumo.sweep"
 TAG_JOB_NUM = "pneumo.job_num"
 TAG_OVERRIDES = "pneumo.overrides"
+TAG_MULTIRUN = "pneumo.multirun"  # the multirun's sweep dir: tells concurrent sweeps' jobs apart
 
 # Parent-run metrics and params beyond the test metrics (written by the job, read by the leaderboard).
 EPOCHS_TRAINED = "epochs_trained"  # of the best trial

@@ -86,6 +86,7 @@ def train(cfg: DictConfig) -> float:
         metrics.TAG_JOB_KEY: key,
         metrics.TAG_SWEEP: cfg.experiment,
         metrics.TAG_JOB_NUM: str(job.get("num", 0)),
+        metrics.TAG_MULTIRUN: job.get("multirun", ""),
         metrics.TAG_OVERRIDES: " ".join(overrides),
         metrics.TAG_DATA_DIGEST: splits.digest,
         metrics.TAG_TEST_DIGEST: splits.test_digest,
@@ -267,8 +268,9 @@ def _hydra_job() -> dict:
 
     if not HydraConfig.initialized():
         return {}
-    job = HydraConfig.get().job
-    return {"num": job.get("num", 0)}
+    hc = HydraConfig.get()
+    multirun = str(hc.mode) == "RunMode.MULTIRUN"
+    return {"num": hc.job.get("num", 0), "multirun": str(Path(hc.sweep.dir).resolve()) if multirun else ""}
 
 
 class JobError(CompactHydraException):

@@ -1,0 +1,95 @@
+"""Parallel writers: two sweeps started at the same moment into one experiment lose nothing.
+
+Once against the default sqlite store, once against a real `mlflow server`.
+(Hydra's joblib launcher, 2 jobs at once, is tests/test_launchers.py.)
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from helpers import clean_env, client_for
+
+from pneumo import metrics
+
+pytestmark = pytest.mark.slow
+
+EVALUATION = {"confusion_matrix.png", "confusion_matrix.json", "roc.png", "pr.png", "calibration.png",
+              "training_curves.png", "classification_report.txt", "test_predictions.csv"}
+
+
+def start_sweep(tmp, name, seed, env):
+    argv = [sys.executable, "-m", "pneumo", "sweep", "smoke", "trainer.epochs=1", f"seed={seed}",
+            f"paths.cache={tmp}/cache", f"tracking.store={tmp}/mlruns", f"hydra.sweep.dir={tmp}/{name}"]
+    return subprocess.Popen(argv, env=env, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def run_two_at_once(tmp, env) -> None:
+    procs = [start_sweep(tmp, "a", 1, env), start_sweep(tmp, "b", 2, env)]
+    outs = [p.communicate(timeout=900)[0] for p in procs]
+    for p, out in zip(procs, outs):
+        assert p.returncode == 0, out[-5000:]
+        assert "database is locked" not in out
+
+
+def assert_everything_recorded(client) -> None:
+    exp = client.get_experiment_by_name("smoke")
+    jobs = client.search_runs([exp.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'job'")
+    assert len(jobs) == 4 and {j.info.status for j in jobs} == {"FINISHED"}  # 2 sweeps x model=cnn,resnet
+    trials = client.search_runs([exp.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'trial'")
+    assert len(trials) == 8 and {t.info.status for t in trials} == {"FINISHED"}  # 2 trials a job
+    for t in trials:
+        assert t.data.tags["mlflow.parentRunId"] in {j.info.run_id for j in jobs}
+        assert t.data.params and len(client.get_metric_history(t.info.run_id, metrics.VAL_AUC)) == 1
+    for j in jobs:
+        assert {metrics.VAL_AUC, "test_auc", metrics.THRESHOLD} <= j.data.metrics.keys()
+        assert len(j.data.params) > 40
+        names = {a.path.split("/")[-1] for a in client.list_artifacts(j.info.run_id, "evaluation")}
+        assert names == EVALUATION
+    versions = client.search_model_versions(f"name='{metrics.MODEL_NAME}'")
+    assert sorted(v.run_id for v in versions) == sorted(j.info.run_id for j in jobs)
+
+
+def test_two_sweeps_at_once_into_the_sqlite_store(tmp_path):
+    run_two_at_once(tmp_path, clean_env())
+    assert_everything_recorded(client_for(tmp_path))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_sweeps_at_once_against_a_tracking_server(tmp_path):
+    import mlflow
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
+         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "2"],
+        env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.5)
+        run_two_at_once(tmp_path, clean_env({"MLFLOW_TRACKING_URI": uri}))
+        mlflow.set_tracking_uri(uri)
+        assert_everything_recorded(mlflow.MlflowClient(uri))
+        assert not (tmp_path / "mlruns" / "mlflow.db").exists()  # nothing went to the local store
+    finally:
+        import os
+        import signal
+
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
