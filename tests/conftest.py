@@ -8,8 +8,6 @@ import pytest
 
 from pneumo.schema import DataConfig
 
-REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "kermany-224"  # beside the checkout
-
 
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:

@@ -15,10 +15,10 @@ import pytest
 from pneumo.data import cache, load, synthetic
 from pneumo.data.cli import register
 from pneumo.imaging import decode
-from tests.conftest import REAL_DATA
-from tests.test_data_sources import BROKEN, expected_counts, write_kaggle_tree
+from test_data_sources import BROKEN, expected_counts, write_kaggle_tree
 
 REPO = Path(__file__).resolve().parents[1]
+REAL_DATA = REPO.parent / "shared" / "data" / "kermany-224"  # beside the checkout; absent in a user's clone
 
 
 def _no_decoding(monkeypatch):
