@@ -101,21 +101,38 @@ def extract(archive: Path, target: Path, progress: bool = True) -> Path:
     return target
 
 
+@contextlib.contextmanager
+def _lock(dest: Path):
+    """One download per folder at a time: the jobs of a multirun start together."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock; the temp-then-rename steps still keep files whole
+        yield
+        return
+    with open(dest / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
 def ensure(dest: str | Path, dataset: str, progress: bool = True) -> Path:
     """Download (once) and extract `dataset` under dest; return its Kaggle-layout root."""
     if not dest:
         raise DataError("data.root is not set: it names the folder the Kaggle download goes to")
     dest = Path(dest).expanduser()
     extracted = dest / "extracted"
-    if not extracted.is_dir():
-        dest.mkdir(parents=True, exist_ok=True)
-        archive = dest / (dataset.split("/")[-1] + ".zip")
-        if not archive.is_file():
-            archive = _download_zip(dataset, dest)
-        try:
+    if extracted.is_dir():
+        return find_root(extracted)
+    dest.mkdir(parents=True, exist_ok=True)
+    with _lock(dest):
+        if not extracted.is_dir():  # another job may have finished while we waited
+            archive = dest / (dataset.split("/")[-1] + ".zip")
+            if not archive.is_file():
+                # Into a temp folder first: an interrupted download never sits at the final name.
+                tmp = Path(tempfile.mkdtemp(dir=dest, prefix=".download-"))
+                try:
+                    os.replace(_download_zip(dataset, tmp), archive)
+                finally:
+                    shutil.rmtree(tmp, ignore_errors=True)
             extract(archive, extracted, progress)
-        except OSError:
-            if not extracted.is_dir():  # else another job extracted it first: use theirs
-                raise
-        archive.unlink(missing_ok=True)  # the extracted tree is what is reused; halves the disk used
+            archive.unlink()  # the extracted tree is what is reused; halves the disk used
     return find_root(extracted)
