@@ -87,10 +87,13 @@ def _subset(patients, hashes):
 
 def test_leakage_check_raises_on_a_shared_patient_or_file():
     check_leakage({"train": _subset(["a", "b"], ["1", "2"]), "test": _subset(["c"], ["3"])})
-    with pytest.raises(LeakageError, match="patient b in train and test"):
+    with pytest.raises(LeakageError, match="patient group b in train and test"):
         check_leakage({"train": _subset(["a", "b"], ["1", "2"]), "test": _subset(["b"], ["3"])})
     with pytest.raises(DataError, match="file sha256 2 in train and val"):
         check_leakage({"train": _subset(["a", "b"], ["1", "2"]), "val": _subset(["c"], ["2"])})
+    with pytest.raises(LeakageError, match="patient IM-0001 in train and val"):  # raw keys, if given
+        check_leakage({"train": _subset(["a"], ["1"]), "val": _subset(["c"], ["2"])},
+                      {"train": ["IM-0001"], "val": ["IM-0001"]})
 
 
 def test_load_gives_disjoint_splits_with_stable_digests(synthetic_root, data_cfg):

@@ -103,7 +103,7 @@ def from_index(index: Index, cfg, image_size: int, progress: bool = True) -> Spl
     digest = _digest(index.digest, params, SPLIT_VERSION)
     parts, groups, dropped = _cached_split(usable, params, Path(cfg.cache_dir) / "splits" / f"{digest[:32]}.json")
     subsets = {name: _subset(usable, groups, pos, x, row, image_size) for name, pos in parts.items()}
-    check_leakage(subsets)
+    check_leakage(subsets, {name: [usable[i].patient for i in pos] for name, pos in parts.items()})
     test = subsets["test"]
     return Splits(
         **subsets,

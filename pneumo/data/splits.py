@@ -60,7 +60,7 @@ def _carve(y: np.ndarray, groups: np.ndarray, fraction: float, seed: int, what: 
 
 
 def assign(entries, *, seed: int, val_fraction: float, test_fraction: float, fold_kaggle_val: bool):
-    """Split entries: ({split: sorted positions}, [(path, reason) dropped to avoid leakage])."""
+    """({split: sorted positions}, group key per entry, [(path, reason) dropped to avoid leakage])."""
     groups = group_keys([e.patient for e in entries], [e.hash for e in entries])
     pool = ["train" if e.split == "val" and fold_kaggle_val else e.split for e in entries]
     home = {}
@@ -89,13 +89,16 @@ def assign(entries, *, seed: int, val_fraction: float, test_fraction: float, fol
     return {s: sorted(v) for s, v in out.items()}, groups, dropped
 
 
-def check_leakage(subsets: dict) -> None:
-    """Raise LeakageError if a patient group or a file's bytes appear in two splits."""
+def check_leakage(subsets: dict, patients: dict | None = None) -> None:
+    """Raise LeakageError if a group, a file's bytes or (given {split: keys}) a patient is in two splits."""
+    checks = [("patient group", {n: s.patients for n, s in subsets.items()}),
+              ("file sha256", {n: s.hashes for n, s in subsets.items()})]
+    checks += [("patient", patients)] if patients else []
     problems = []
-    for field, what in (("patients", "patient"), ("hashes", "file sha256")):
+    for what, keys in checks:
         where = {}
-        for name, sub in subsets.items():
-            for v in np.unique(getattr(sub, field)):
+        for name, values in keys.items():
+            for v in np.unique(np.asarray(values, dtype=str)):
                 if v in where:
                     problems.append(f"{what} {v} in {where[v]} and {name}")
                 where.setdefault(v, name)
