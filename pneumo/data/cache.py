@@ -39,7 +39,7 @@ class HashMemo:
     """sha256 per file, remembered by (size, mtime_ns) as git's index does: a warm load reads no file."""
 
     def __init__(self, root: Path, cache_dir):
-        key = hashlib.sha256(str(root).encode()).hexdigest()[:24]
+        key = hashlib.sha256(str(root).encode("utf-8", "surrogateescape")).hexdigest()[:24]
         self.path = Path(cache_dir) / "hashes" / f"{key}.json" if cache_dir else None
         try:
             self.known = json.loads(self.path.read_text()) if self.path else {}

@@ -48,7 +48,7 @@ class Index:
         """Identity of the indexed files: relative paths, labels, source splits, bytes."""
         h = hashlib.sha256()
         for e in self.entries:
-            h.update(f"{e.split}\t{e.label}\t{e.path}\t{e.hash}\n".encode())
+            h.update(f"{e.split}\t{e.label}\t{e.path}\t{e.hash}\n".encode("utf-8", "surrogateescape"))  # non-UTF-8 names
         return h.hexdigest()
 
     def splits(self) -> tuple:

@@ -1,0 +1,222 @@
+"""Broken data and broken configs, tried for real: one clear message naming the file or key,
+no bare traceback, nothing in the MLflow store changed."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import sqlite3
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import clean_env, run_pneumo
+from PIL import Image
+
+from pneumo import imaging
+
+
+def jpeg(a: np.ndarray, mode: str = "L", fmt: str = "JPEG") -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(a).convert(mode).save(buf, fmt)
+    return buf.getvalue()
+
+
+def film(seed=0, size=48) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.normal(120, 30, (size, size))).clip(0, 255).astype(np.uint8)
+
+
+def bomb_png() -> bytes:
+    """A tiny PNG whose header claims 30,000 x 30,000 pixels."""
+    png = bytearray(jpeg(film(), "L", "PNG"))
+    ihdr = png.index(b"IHDR")
+    png[ihdr + 4: ihdr + 12] = struct.pack(">II", 30000, 30000)
+    png[ihdr + 17: ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(png[ihdr: ihdr + 17])))
+    return bytes(png)
+
+
+def png16() -> bytes:
+    a = (film().astype(np.uint16) * 257)
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "PNG")  # uint16 -> a 16-bit gray PNG
+    return buf.getvalue()
+
+
+# name -> (bytes, None when it must be decoded, else a phrase of the reason it is skipped)
+MATRIX = {
+    "person1_bacteria_1.jpeg": (b"", "empty"),
+    "person2_bacteria_2.jpeg": (jpeg(film())[:300], "corrupt"),
+    "person3_bacteria_3.jpeg": (b"<!DOCTYPE html><html><body>Access denied</body></html>", "not an image"),
+    "person4_bacteria_4.jpeg": (jpeg(film(4), "CMYK"), None),
+    "person5_bacteria_5.png": (png16(), None),
+    "person6_bacteria_6.png": (jpeg(film(6), "RGBA", "PNG"), None),
+    "person7_bacteria_7.png": (jpeg(np.zeros((1, 1), np.uint8), "L", "PNG"), "too small"),
+    "person8_bacteria_8.png": (jpeg(np.zeros((40, 20000), np.uint8), "L", "PNG"), "aspect ratio"),
+    "person9_bacteria_9.png": (bomb_png(), "decompression bomb"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MATRIX))
+def test_each_bad_image_is_decoded_right_or_refused_with_its_reason(name, tmp_path):
+    data, reason = MATRIX[name]
+    path = tmp_path / name
+    path.write_bytes(data)
+    if reason is None:
+        a = imaging.decode(path, 32)
+        assert a.shape == (32, 32) and a.dtype == np.uint8 and 40 < a.mean() < 200  # not garbage, not clipped
+    else:
+        with pytest.raises(imaging.ImageError, match=reason):
+            imaging.decode(path, 32)
+
+
+def kaggle_tree(top: Path) -> Path:
+    seed = 100
+    for split, group in (("train", 1), ("test", 5)):
+        for cls, stem in (("NORMAL", "IM-00{0}{1}-0001"), ("PNEUMONIA", "person{0}{1}_virus_1")):
+            d = top / split / cls
+            d.mkdir(parents=True)
+            for i in range(6):
+                seed += 1  # every file distinct: no accidental duplicate groups
+                (d / (stem.format(group, i) + ".jpeg")).write_bytes(jpeg(film(seed)))
+    bad = top / "train" / "PNEUMONIA"
+    for name, (data, _) in MATRIX.items():
+        (bad / name).write_bytes(data)
+    os.symlink("loop_b.jpeg", bad / "loop_a.jpeg")  # a symlink loop
+    os.symlink("loop_a.jpeg", bad / "loop_b.jpeg")
+    os.symlink("..", bad / "parent")  # a directory loop
+    (bad / "locked.jpeg").write_bytes(jpeg(film(11)))
+    (bad / "locked.jpeg").chmod(0)
+    os.close(os.open(os.fsencode(bad) + b"/person70_virus_\xff\xfe.jpeg", os.O_CREAT | os.O_WRONLY, 0o644))
+    Path(os.fsdecode(os.fsencode(bad) + b"/person70_virus_\xff\xfe.jpeg")).write_bytes(jpeg(film(70)))
+    return top
+
+
+def test_inspect_reports_every_broken_file_and_counts_the_rest(tmp_path):
+    root = kaggle_tree(tmp_path / "xray")
+    proc = subprocess.run([sys.executable, "-m", "pneumo", "data", "inspect", str(root), "--json", "--size", "32",
+                           "--cache-dir", str(tmp_path / "cache")], capture_output=True, text=True, timeout=300,
+                          env=clean_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    report = json.loads(proc.stdout)
+    skipped = {Path(s["path"]).name: s["reason"] for s in report["skipped"]}
+    for name, (_, reason) in MATRIX.items():
+        if reason:
+            assert name in skipped, (name, skipped)
+    assert "loop_a.jpeg" in skipped and "loop_b.jpeg" in skipped
+    good_extra = 3 + 1 + (0 if os.geteuid() != 0 else 1)  # CMYK, 16-bit, RGBA, non-UTF-8 name (+ locked, as root)
+    assert report["splits"]["train"]["PNEUMONIA"] == 6 + good_extra
+    assert report["splits"]["train"]["NORMAL"] == 6
+    # the table view copes with the same tree (and the non-UTF-8 name)
+    table = subprocess.run([sys.executable, "-m", "pneumo", "data", "inspect", str(root), "--size", "32",
+                            "--cache-dir", str(tmp_path / "cache")], capture_output=True, text=True, timeout=300,
+                           env=clean_env())
+    assert table.returncode == 0 and "Traceback" not in table.stderr, table.stderr[-2000:]
+
+
+def test_a_file_the_user_cannot_read_is_reported_not_fatal():
+    """Root reads any file, so as root the check runs in a forked child that drops to `nobody`."""
+    import tempfile
+
+    from pneumo.data.cli import report
+
+    top = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        root = kaggle_tree(top / "xray")
+        cache = top / "cache"
+        cache.mkdir()
+        for d in [top, cache, *root.rglob("*")]:
+            if d.is_dir() and not d.is_symlink():
+                d.chmod(0o777)
+        report(str(root), 32, 0, str(top / "warm"), workers=1, progress=False)  # imports done before the fork
+        shutil.rmtree(top / "warm")
+        if os.geteuid() != 0:
+            out, _ = report(str(root), 32, 0, str(cache), workers=1, progress=False)
+        else:
+            out = _as_nobody(lambda: report(str(root), 32, 0, str(cache), workers=1, progress=False)[0])
+        skipped = {Path(s["path"]).name: s["reason"] for s in out["skipped"]}
+        assert "locked.jpeg" in skipped and "ermission" in skipped["locked.jpeg"], skipped
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def _as_nobody(fn):
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        os.close(r)
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            payload = json.dumps(fn())
+        except BaseException as e:  # noqa: BLE001
+            payload = json.dumps({"error": repr(e)})
+        with os.fdopen(w, "w") as f:
+            f.write(payload)
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    out = json.loads(data)
+    assert "error" not in out, out
+    return out
+
+
+# -- broken configs: the real CLI, a store that must not change ----------------------------
+
+
+def store_snapshot(store: Path) -> tuple:
+    con = sqlite3.connect(store / "mlflow.db")
+    try:
+        dump = "\n".join(con.iterdump())
+    finally:
+        con.close()
+    files = sorted(str(p.relative_to(store)) for p in store.rglob("*") if p.is_file())
+    return dump, files
+
+
+@pytest.fixture(scope="module")
+def filled_store(tmp_path_factory):
+    import mlflow
+
+    tmp = tmp_path_factory.mktemp("store")
+    store = tmp / "mlruns"
+    store.mkdir()
+    mlflow.set_tracking_uri(f"sqlite:///{store}/mlflow.db")
+    exp = mlflow.create_experiment("pneumo", artifact_location=(store / "artifacts").as_uri())
+    with mlflow.start_run(experiment_id=exp, run_name="model=cnn"):
+        mlflow.log_params({"model._target_": "pneumo.models.cnn"})
+        mlflow.log_metrics({"test_auc": 0.9})
+        mlflow.log_text("kept", "evaluation/report.txt")
+    return tmp
+
+
+BAD_CONFIGS = [
+    (["model=vgg99"], "vgg99"),
+    (["trainer.epoch=3"], "trainer.epoch"),
+    (["+trainer.epoch=3"], "trainer.epoch"),
+    (["trainer.epochs=ten"], "trainer.epochs"),
+    (["model.blocks={int:[4,2]}"], "model.blocks: int range has min 4 > max 2"),
+    (["model.dense_units={choice:[]}"], "model.dense_units: choice needs a non-empty list"),
+    (["trainer.image_size=0"], "trainer.image_size"),
+    (["data=folder", "data.root=/nonexistent/chest_xray"], "/nonexistent/chest_xray"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overrides, message", BAD_CONFIGS, ids=[" ".join(o) for o, _ in BAD_CONFIGS])
+def test_bad_config_fails_clearly_and_leaves_the_store_alone(overrides, message, filled_store):
+    before = store_snapshot(filled_store / "mlruns")
+    proc = run_pneumo(["train", *overrides, "experiment=pneumo"], filled_store, check=False, timeout=300)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert store_snapshot(filled_store / "mlruns") == before
