@@ -77,7 +77,7 @@ def ui_url(smoke_store, tmp_path_factory):  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def driver(ui_url):
+def driver():
     missing = _missing_browser()
     if missing:  # only reached in CI (the skipif above covers elsewhere): a missing browser is a failure there
         pytest.fail(f"CI must run the UI test, but {', '.join(missing)} is missing")
@@ -146,6 +146,16 @@ def _page(d, name: str):
         (ARTIFACTS / f"ui-{name}-FAILED.html").write_text(d.page_source)
         raise
     d.save_screenshot(str(ARTIFACTS / f"ui-{name}.png"))
+
+
+def _numbers(text: str) -> list[float]:
+    out = []
+    for word in text.split():
+        try:
+            out.append(float(word))
+        except ValueError:
+            pass
+    return out
 
 
 def _row(run_id: str) -> str:
@@ -254,7 +264,8 @@ def test_job_run_page_shows_test_metrics_and_child_trials(driver, ui_url, expect
         for name in (metrics.TEST_AUC, metrics.TEST_SENSITIVITY, metrics.TEST_SPECIFICITY, metrics.VAL_AUC):
             label = _wait(d, f"//*[normalize-space(text())='{name}']", f"metric {name} in the run's metrics table")
             row = label.find_element("xpath", "./ancestor::*[@role='row'][1]")
-            assert str(champion_job.data.metrics[name]) in row.text, (name, row.text)
+            numbers = _numbers(row.text)  # as the page writes it: 1 for 1.0, 0 for 0.0
+            assert numbers and numbers[0] == pytest.approx(champion_job.data.metrics[name], abs=1e-9), (name, row.text)
         trials = expected["trials"][champion_job.info.run_id]
         for t in trials:  # the child-run links load after the rest of the page
             link = _wait(d, f"//*[@data-testid='key-value-Child runs']//a[contains(@href, '/runs/{t.info.run_id}')]",
