@@ -145,7 +145,16 @@ def _hp(best_hp: dict) -> str:
     """Compact 'blocks=3 learning_rate=0.001': the last key part unless two would clash."""
     short = [k.rsplit(".", 1)[-1] for k in best_hp]
     names = [s if short.count(s) == 1 else k for s, k in zip(short, best_hp)]
-    return "\n".join(f"{n}={v}" for n, v in zip(names, best_hp.values()))
+    return "\n".join(f"{n}={_short(v)}" for n, v in zip(names, best_hp.values()))
+
+
+def _short(value: str) -> str:
+    """0.30000000000000004 -> 0.3, 0.000306927 -> 0.000307: params are strings of floats."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return str(value) if number.is_integer() and "." not in str(value) else f"{number:.3g}"
 
 
 def _duration(seconds) -> str:
@@ -162,9 +171,8 @@ def table_columns(metric: str) -> list[str]:
 
 def table_cells(row: dict, metric: str) -> list[str]:
     shown = table_columns(metric)[3:-5]
-    job = row["run_name"] or row["run_id"][:8]
-    if row["overrides"]:
-        job += f"\n{row['overrides']}"
+    # The run name is the job's overrides (what it trains); one per line keeps the column narrow.
+    job = (row["run_name"] or row["run_id"][:8]).replace(" ", "\n")
     return [
         job, _hp(row["best_hp"]), _fmt(row[M.VAL_AUC]),
         *(_with_ci(row, m) if m in M.TEST_METRICS else _fmt(row.get(m)) for m in shown),
