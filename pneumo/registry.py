@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from pneumo import metrics as M
-from pneumo import paths
 from pneumo.leaderboard import add_compare, leaderboard  # noqa: F401 -- registry.leaderboard is public API
 
 PAIRED_RESAMPLES = 2000
@@ -66,17 +65,13 @@ class Decision:
         return "\n".join(lines)
 
 
-def connect(uri: str | None = None):
-    """MlflowClient on `uri`, else MLFLOW_TRACKING_URI, else the local sqlite store."""
-    import mlflow
+def connect():
+    """MlflowClient on MLFLOW_TRACKING_URI, else the local sqlite store (as jobs resolve it)."""
     from mlflow import MlflowClient
 
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        (paths.ROOT / "mlruns").mkdir(parents=True, exist_ok=True)
-        uri = paths.local_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    return MlflowClient(tracking_uri=uri)
+    from pneumo import tracking
+
+    return MlflowClient(tracking_uri=tracking.setup())
 
 
 client = connect  # the name callers use; functions below take a `client=` argument that shadows it

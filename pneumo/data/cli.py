@@ -11,7 +11,6 @@ import functools
 import json
 import sys
 from collections import Counter
-from pathlib import Path
 
 from pneumo import paths
 from pneumo.data.base import CLASSES, DataError, LeakageError
