@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import warnings
 
 import mlflow
 import numpy as np
@@ -21,6 +22,9 @@ from mlflow.pyfunc import PythonModel
 from pneumo.imaging import ImageError, decode
 
 CLASSES = ("NORMAL", "PNEUMONIA")
+# The signature is given explicitly at logging (binary image in, probability/label/error
+# out); MLflow's advice to add predict() type hints for inference does not apply.
+warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict` method", category=UserWarning)
 
 
 class PneumoniaModel(PythonModel):

@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # bars per tiny artifact bury the log
 
 import signal  # noqa: E402
 
@@ -31,7 +32,6 @@ schema.register()
 for message in (
     "Skipping variable loading for optimizer",  # best weights restored into a fresh model: no slots needed
     "The specified dataset source can be interpreted in multiple ways",
-    ".*type hints to the `predict` method",
     ".*input example was not provided",
 ):
     warnings.filterwarnings("ignore", message=message)
