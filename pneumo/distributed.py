@@ -95,7 +95,8 @@ def join(client, exp_id: str, key: str, dcfg: Mapping) -> str:
                 f"{dcfg.get('wait_s')} s): start `pneumo train distributed.role=chief ...` with the same overrides")
         time.sleep(POLL_S)
     host, _, port = address.rpartition(":")
-    worker_id = dcfg.get("worker_id") or f"{socket.gethostname()}-{os.getpid()}"
+    # Keras Tuner takes any id containing "chief" for the chief: mind hosts named chief01.
+    worker_id = dcfg.get("worker_id") or f"{socket.gethostname()}-{os.getpid()}".replace("chief", "ch-ief")
     _set_env(f"worker-{worker_id}", dcfg.get("oracle_ip") or host, dcfg.get("oracle_port") or port)
     log.info("worker %s: running trials of job run %s (oracle %s)", worker_id, run.info.run_id, address)
     return run.info.run_id
@@ -118,7 +119,7 @@ def gpu_count() -> int:
     if not shutil.which("nvidia-smi"):
         return 0
     try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30, check=False).stdout
     except (OSError, subprocess.SubprocessError):
         return 0
     return sum(line.startswith("GPU ") for line in out.splitlines())

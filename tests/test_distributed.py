@@ -57,7 +57,7 @@ def postgres():
     if as_user:
         shutil.chown(root, "postgres")
     port, data = free_port(), root / "db"
-    run = lambda *cmd: subprocess.run([*as_user, *cmd], check=True, capture_output=True, timeout=120)  # noqa: E731
+    run = lambda *cmd: subprocess.run([*as_user, *cmd], check=True, capture_output=True, timeout=120)
     try:
         run(initdb, "-D", str(data), "-A", "trust", "-U", "pneumo", "--no-sync")
         run(pg_ctl, "-D", str(data), "-l", str(root / "log"), "-w", "-t", "60", "start",
@@ -65,7 +65,7 @@ def postgres():
         run(createdb, "-h", "127.0.0.1", "-p", str(port), "-U", "pneumo", "mlflow")
         yield f"postgresql+psycopg2://pneumo@127.0.0.1:{port}/mlflow"
     finally:
-        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True,
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], check=False, capture_output=True,
                        timeout=60)
         shutil.rmtree(root, ignore_errors=True)
 
@@ -172,7 +172,7 @@ def test_a_worker_without_a_chief_gives_up_naming_the_fix(tmp_path):
         [sys.executable, "-m", "pneumo", "train", *TOY, "experiment=lonely", "distributed.role=worker",
          "distributed.wait_s=2", f"paths.cache={tmp_path}/cache", f"tracking.store={tmp_path}/mlruns",
          f"hydra.run.dir={tmp_path}/outputs"],
-        env=clean_env(), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        env=clean_env(), cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode != 0
     assert "distributed.role=chief" in proc.stdout + proc.stderr
 
@@ -212,13 +212,13 @@ def test_a_role_typo_fails_at_the_command_line_before_data(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "pneumo", "train", "distributed.role=cheif", f"paths.cache={tmp_path}/cache",
          f"tracking.store={tmp_path}/mlruns", f"hydra.run.dir={tmp_path}/outputs"],
-        env=clean_env(), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        env=clean_env(), cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode != 0 and "distributed.role" in proc.stdout + proc.stderr
     assert not (tmp_path / "cache").exists() and not (tmp_path / "mlruns").exists()
 
 
 def test_each_process_takes_a_free_gpu_and_the_chief_none(env, tmp_path):
-    claim = lambda role=None: distributed.claim_gpu(role, n_gpus=2, lock_dir=tmp_path)  # noqa: E731
+    claim = lambda role=None: distributed.claim_gpu(role, n_gpus=2, lock_dir=tmp_path)
     assert claim() == "0" and env["CUDA_VISIBLE_DEVICES"] == "0"
     assert claim() is None  # already chosen: a framework cannot switch GPUs mid-process
     del env["CUDA_VISIBLE_DEVICES"]

@@ -1,0 +1,395 @@
+"""What pneumo costs around training: per-epoch overhead, a job's fixed part, data load per sweep job.
+
+    python benchmarks/overhead.py [--data synthetic|kermany] [--size 128] [--n-images 600]
+        [--epochs 3] [--batch 32] [--repeats 3] [--models cnn resnet] [--parts trial job sweep]
+
+trial  The same model (each search space at its default), data, epochs and batch size trained
+       (a) by a bare `model.fit` on the in-memory arrays and (b) as one pneumo trial: the real
+       tracked Keras Tuner (`pneumo.tuning.make_tuner`) under a parent run in a real sqlite
+       MLflow store, with pneumo's callbacks. Repeated, a/b order alternating (ABBA), each
+       epoch timed by a Keras callback from one epoch's start to the next (so the tuner's
+       per-epoch MLflow logging and checkpointing land in the epoch that caused them).
+       Prints (b)/(a) per epoch and for the whole fit, and training images/s per model.
+job    One whole job, `pneumo.train.train` with tuner.max_trials=1, phases timed by wrapping
+       the calls it makes: config composition, data load (cold, then warm cache), MLflow setup
+       and bookkeeping, tuner setup, training, evaluation (predict, threshold, metrics with
+       patient bootstrap), plots, model logging + registration.
+sweep  `pneumo train -m model=cnn,resnet optimizer=adam,rmsprop` at one trial of one epoch,
+       from an empty cache: each job's `data_load_s` as its parent run recorded it.
+
+Data: the built-in synthetic set (--n-images at 128 px JPEGs), or --data kermany for
+../shared/data/kermany-224 (the Kaggle train split; not part of the project).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from pathlib import Path
+from typing import ClassVar
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+KERMANY = Path(__file__).resolve().parents[2] / "shared" / "data" / "kermany-224"
+SEED = 42
+IMPORT_S = 0.0
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+def load_libraries() -> float:
+    """Import TensorFlow, Keras, MLflow and pneumo's job modules; the seconds it took.
+
+    Not at module level: pneumo decodes in worker processes started with `spawn`,
+    which re-import this file, and each would pay for TensorFlow again.
+    """
+    global keras, keras_tuner, mlflow, MlflowClient, data, evaluate, paths, schema, tracking, tuning
+    global job_module, HyperModel, EpochClock
+    start = time.perf_counter()
+    import keras
+    import keras_tuner
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from pneumo import data, evaluate, paths, schema, tracking, tuning
+    from pneumo import train as job_module
+    from pneumo.models import HyperModel
+
+    class EpochClock(keras.callbacks.Callback):
+        """Marks each epoch's start and the end of training, in wall and in CPU seconds.
+
+        CPU seconds (all threads of this process) move less than wall seconds when other
+        processes share the cores. Keras Tuner deep-copies callbacks: a class attribute
+        is shared by the copies.
+        """
+
+        marks: ClassVar[list[tuple[float, float]]] = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            EpochClock.marks.append((time.perf_counter(), time.process_time()))
+
+        def on_train_end(self, logs=None):
+            EpochClock.marks.append((time.perf_counter(), time.process_time()))
+
+        @staticmethod
+        def epochs() -> list[tuple[float, float]]:
+            m = EpochClock.marks
+            return [(b[0] - a[0], b[1] - a[1]) for a, b in itertools.pairwise(m)]
+
+    return time.perf_counter() - start
+
+
+# -- configuration -------------------------------------------------------------------------
+
+
+def data_overrides(args) -> list[str]:
+    if args.data == "kermany":
+        if not (KERMANY / "train").is_dir():
+            sys.exit(f"{KERMANY} not found: use --data synthetic")
+        return ["data=folder", f"data.root={KERMANY}"]
+    return ["data=synthetic", f"data.n_images={args.n_images}", "data.image_px=128"]
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    schema.register()
+    with initialize_config_dir(config_dir=str(paths.CONF_DIR), version_base="1.3"):
+        return hydra_compose("config", overrides=overrides)
+
+
+def fixed_overrides(model: str) -> list[str]:
+    """Every search space of the model and optimizer pinned to its default: one architecture for a and b."""
+    cfg = compose([f"model={model}"])
+    hp = keras_tuner.HyperParameters()
+    HyperModel(cfg.model, cfg.optimizer, cfg.augmentation, 32).build(hp)
+    return [f"{name}={value}" for name, value in hp.values.items()]
+
+
+def base_overrides(args, model: str, tmp: Path) -> list[str]:
+    return [*data_overrides(args), f"model={model}", *fixed_overrides(model), f"trainer.image_size={args.size}",
+            f"trainer.epochs={args.epochs}", f"trainer.batch_size={args.batch}", "trainer.early_stopping=null",
+            "tuner.max_trials=1", f"paths.cache={tmp}/cache", f"tracking.store={tmp}/mlruns", f"seed={SEED}"]
+
+
+# -- part 1: one trial, bare vs tracked -------------------------------------------------------
+
+
+def bare_fit(hypermodel, fit) -> tuple[tuple[float, float], list[tuple[float, float]]]:
+    keras.utils.set_random_seed(SEED)
+    EpochClock.marks = []
+    start = time.perf_counter(), time.process_time()
+    model = hypermodel.build(keras_tuner.HyperParameters())
+    model.fit(**{**fit, "callbacks": [EpochClock()]})
+    return (time.perf_counter() - start[0], time.process_time() - start[1]), EpochClock.epochs()
+
+
+@contextmanager
+def hook_clock(tuner, totals: dict):
+    """Time spent in what (b) adds around the training steps: the tracked tuner's hooks (MLflow
+    runs, per-epoch metrics), Keras Tuner's best-epoch checkpoint and pneumo's callbacks."""
+    from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
+
+    def wrap(owner, name, bucket):
+        original = getattr(owner, name)
+
+        def timed(*a, **kw):
+            start = time.perf_counter()
+            try:
+                return original(*a, **kw)
+            finally:
+                totals[bucket] += time.perf_counter() - start
+
+        setattr(owner, name, timed)
+        return owner, name, original
+
+    per_epoch = [(tuner, "on_epoch_begin"), (tuner, "on_epoch_end"), (tuner, "on_batch_begin"),
+                 (tuner, "on_batch_end"), (SaveBestEpoch, "on_epoch_end"),
+                 (keras.callbacks.ReduceLROnPlateau, "on_epoch_end"), (keras.callbacks.TerminateOnNaN, "on_batch_end")]
+    patches = [wrap(o, n, "epoch") for o, n in per_epoch]
+    patches += [wrap(tuner, "on_trial_begin", "trial"), wrap(tuner, "on_trial_end", "trial")]
+    try:
+        yield
+    finally:
+        for owner, name, original in reversed(patches):
+            if isinstance(owner, type):
+                setattr(owner, name, original)
+            else:
+                delattr(owner, name)
+
+
+def tracked_trial(cfg, hypermodel, fit, tmp: Path, n: int, hooks: dict):
+    tracking.setup(None, tmp / "mlruns")
+    client = MlflowClient()
+    exp_id = tracking.experiment_id("overhead", tmp / "mlruns")
+    keras.utils.set_random_seed(SEED)
+    with mlflow.start_run(experiment_id=exp_id, run_name=f"overhead-{n}") as run:
+        tuner = tuning.make_tuner(cfg.tuner, hypermodel, directory=tmp / "tuner", project_name=f"p{n}",
+                                  overwrite=True, client=client, experiment_id=exp_id,
+                                  parent_run_id=run.info.run_id)
+        EpochClock.marks = []
+        with hook_clock(tuner, hooks):
+            start = time.perf_counter(), time.process_time()
+            tuner.search(**{**fit, "callbacks": [EpochClock(), *fit["callbacks"]]})
+            wall = time.perf_counter() - start[0], time.process_time() - start[1]
+    (trial,) = tuner.oracle.trials.values()
+    assert str(trial.status) == "COMPLETED", trial.message
+    return wall, EpochClock.epochs()
+
+
+def part_trial(args, tmp: Path) -> None:
+    for model in args.models:
+        cfg = compose(base_overrides(args, model, tmp))
+        splits = data.load(cfg.data, cfg.trainer.image_size, progress=False)
+        hypermodel = HyperModel(cfg.model, cfg.optimizer, cfg.augmentation, cfg.trainer.image_size, seed=SEED)
+        fit = job_module._fit(cfg.trainer, splits)
+        runs, hooks = {"a": [], "b": []}, defaultdict(float)
+        for r in range(args.repeats):
+            for variant in ("ab" if r % 2 == 0 else "ba"):
+                if variant == "a":
+                    runs["a"].append(bare_fit(hypermodel, fit))
+                else:
+                    runs["b"].append(tracked_trial(cfg, hypermodel, fit, tmp, len(runs["b"]), hooks))
+                (wall, cpu), epochs = runs[variant][-1]
+                print(f"  {model} repeat {r} ({variant}): fit {wall:.2f} s wall, {cpu:.2f} s CPU; epochs (wall/CPU) "
+                      + " ".join(f"{w:.2f}/{c:.2f}" for w, c in epochs), flush=True)
+        report_trial(model, args, runs, hooks, len(splits.train), len(splits.val))
+
+
+def _epoch(e: int):
+    return lambda run, k: run[1][e][k]
+
+
+def _later_epochs(run, k: int) -> float:
+    return sum(ep[k] for ep in run[1][1:])
+
+
+def _whole_fit(run, k: int) -> float:
+    return run[0][k]
+
+
+def report_trial(model: str, args, runs: dict, hooks: dict, n_train: int, n_val: int) -> None:
+    """Medians over repeats; k = 0 wall seconds, 1 CPU seconds."""
+    def med(variant, value, k):
+        return statistics.median(value(run, k) for run in runs[variant])
+
+    print(f"\n### {model}: {n_train} train + {n_val} val images, {args.size} px, batch {args.batch}, "
+          f"{args.epochs} epochs, {args.repeats} repeats (medians)\n")
+    print("| epoch | (a) bare fit, wall s | (b) pneumo trial, wall s | (b)/(a) wall | (a) CPU s | (b) CPU s "
+          "| (b)/(a) CPU |\n|---|---:|---:|---:|---:|---:|---:|")
+    rows = [(f"{e + 1}" + (" (graph tracing)" if e == 0 else ""), _epoch(e)) for e in range(args.epochs)]
+    if args.epochs > 1:
+        rows.append((f"epochs 2-{args.epochs}", _later_epochs))
+    rows.append(("whole fit (build + all epochs)", _whole_fit))
+    for label, value in rows:
+        aw, bw, ac, bc = (med(v, value, k) for k in (0, 1) for v in "ab")
+        print(f"| {label} | {aw:.2f} | {bw:.2f} | {bw / aw:.3f} | {ac:.2f} | {bc:.2f} | {bc / ac:.3f} |")
+    bare_epoch = statistics.median(ep[0] for run in runs["a"] for ep in (run[1][1:] or run[1]))
+    hook_epoch = hooks["epoch"] / args.repeats / args.epochs
+    print(f"\ntime inside what (b) adds (tracked tuner hooks, best-epoch checkpoint, pneumo callbacks): "
+          f"{hook_epoch:.3f} s per epoch = {hook_epoch / bare_epoch:.1%} of a bare epoch; "
+          f"{hooks['trial'] / args.repeats:.2f} s per trial to open and close its run")
+    if args.epochs > 1:
+        per = args.epochs - 1
+        a, b = med("a", _later_epochs, 0), med("b", _later_epochs, 0)
+        print(f"training throughput ({model}, epochs 2+, wall; an epoch includes its validation pass): "
+              f"(a) {n_train * per / a:.0f} images/s, (b) {n_train * per / b:.0f} images/s\n")
+
+
+# -- part 2: one whole job, phase by phase --------------------------------------------------------
+
+
+@contextmanager
+def phase_clock(totals: dict):
+    """Wrap the calls a job makes, summing wall time per phase (nested calls count once)."""
+    active = []
+
+    def wrap(owner, name, label):
+        original = getattr(owner, name)
+
+        def timed(*a, **kw):
+            if active:  # already inside a timed phase
+                return original(*a, **kw)
+            active.append(label)
+            start = time.perf_counter()
+            try:
+                return original(*a, **kw)
+            finally:
+                totals[label] += time.perf_counter() - start
+                active.pop()
+
+        setattr(owner, name, timed)
+        return owner, name, original
+
+    def make_tuner(*a, **kw):
+        tuner = make_tuner.original(*a, **kw)
+        wrap(tuner, "search", "training (the trial's search)")
+        wrap(tuner, "load_model", "evaluation: reload best weights, predict, threshold")
+        return tuner
+
+    patches = [wrap(data, "load", "data load"),
+               wrap(tracking, "setup", "MLflow setup + bookkeeping"),
+               wrap(tracking, "experiment_id", "MLflow setup + bookkeeping"),
+               wrap(tracking, "find_job", "MLflow setup + bookkeeping"),
+               wrap(tracking, "reap", "MLflow setup + bookkeeping"),
+               wrap(tracking, "log_params", "MLflow setup + bookkeeping"),
+               wrap(tracking, "log_tags", "MLflow setup + bookkeeping"),
+               wrap(tracking, "log_dataset", "MLflow setup + bookkeeping"),
+               wrap(tracking, "git_tags", "MLflow setup + bookkeeping"),
+               wrap(keras.Model, "predict", "evaluation: reload best weights, predict, threshold"),
+               wrap(evaluate, "choose_threshold", "evaluation: reload best weights, predict, threshold"),
+               wrap(evaluate, "evaluate", "evaluation: test metrics + patient bootstrap"),
+               wrap(evaluate, "write_report", "plots (confusion, ROC, PR, calibration, curves)"),
+               wrap(job_module, "_log_and_register", "model logging + registration")]
+    make_tuner.original = tuning.make_tuner
+    tuning.make_tuner = make_tuner
+    try:
+        yield
+    finally:
+        tuning.make_tuner = make_tuner.original
+        for owner, name, original in reversed(patches):
+            setattr(owner, name, original)
+
+
+def part_job(args, tmp: Path) -> None:
+    model = args.models[0]
+    columns = {}
+    for label in ("cold cache", "warm cache"):
+        totals: dict[str, float] = defaultdict(float)
+        start = time.perf_counter()
+        cfg = compose([*base_overrides(args, model, tmp / "job"), f"experiment=job-{label.split()[0]}"])
+        totals["config composition + checks"] = time.perf_counter() - start
+        with phase_clock(totals):
+            start = time.perf_counter()
+            job_module.train(cfg)
+            total = time.perf_counter() - start
+        totals["other (start/end run, config artifacts, Keras Tuner bookkeeping)"] = (
+            total - sum(v for k, v in totals.items() if k != "config composition + checks"))
+        totals["total"] = total + totals["config composition + checks"]
+        columns[label] = totals
+        print(f"  job ({label}): {totals['total']:.1f} s", flush=True)
+    print(f"\n### One job: {model}, 1 trial x {args.epochs} epochs, {args.size} px, batch {args.batch}, "
+          f"bootstrap {compose([]).evaluation.bootstrap}\n")
+    print("| phase | cold cache, s | warm cache, s | warm, % of job |\n|---|---:|---:|---:|")
+    warm = columns["warm cache"]
+    for phase in [k for k in columns["cold cache"] if k != "total"] + ["total"]:
+        print(f"| {phase} | {columns['cold cache'][phase]:.2f} | {warm[phase]:.2f} | "
+              f"{100 * warm[phase] / warm['total']:.0f}% |")
+    train_s = warm["training (the trial's search)"]
+    print(f"\nfixed part (everything but training), warm cache: {warm['total'] - train_s:.1f} s = "
+          f"{(warm['total'] - train_s) / train_s:.2f} x the training time; plus {IMPORT_S:.1f} s of imports "
+          "(TensorFlow, Keras, MLflow) that every `pneumo train` process pays once\n")
+
+
+# -- part 3: data load per job of a multirun ----------------------------------------------------------
+
+
+def part_sweep(args, tmp: Path) -> None:
+    store, experiment = tmp / "sweep" / "mlruns", "sweep"
+    cmd = [sys.executable, "-m", "pneumo", "train", "-m", "model=cnn,resnet", "optimizer=adam,rmsprop",
+           *data_overrides(args), f"trainer.image_size={args.size}", "trainer.epochs=1",
+           f"trainer.batch_size={args.batch}", "tuner.max_trials=1", "evaluation.bootstrap=200",
+           f"experiment={experiment}", f"paths.cache={tmp}/sweep/cache", f"tracking.store={store}",
+           f"hydra.sweep.dir={tmp}/sweep/multirun"]
+    print("  " + " ".join(cmd[1:]), flush=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"sweep failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    client = MlflowClient(paths.local_tracking_uri(store))
+    exp = client.get_experiment_by_name(experiment)
+    jobs = client.search_runs([exp.experiment_id], "tags.`pneumo.role` = 'job'")
+    jobs.sort(key=lambda r: int(r.data.tags["pneumo.job_num"]))
+    print(f"\n### Data load per job of one multirun ({len(jobs)} jobs, one process, empty cache at start; "
+          f"{wall:.0f} s in all)\n")
+    print("| job | overrides | data_load_s | job run, s |\n|---|---|---:|---:|")
+    for j in jobs:
+        swept = " ".join(o for o in j.data.tags["pneumo.overrides"].split() if o.startswith(("model=", "optimizer=")))
+        print(f"| {j.data.tags['pneumo.job_num']} | {swept} | {j.data.metrics['data_load_s']:.2f} | "
+              f"{(j.info.end_time - j.info.start_time) / 1000:.1f} |")
+    print()
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor() or platform.machine())
+    import tensorflow as tf
+
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    return (f"{os.cpu_count()} cores ({cpu}), {gpus} GPU, Python {platform.python_version()}, "
+            f"TensorFlow {tf.__version__}, Keras {keras.__version__}, Keras Tuner {keras_tuner.__version__}, "
+            f"MLflow {mlflow.__version__}, load average at start {os.getloadavg()[0]:.2f}")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", choices=["synthetic", "kermany"], default="synthetic")
+    p.add_argument("--n-images", type=int, default=600, help="synthetic set size")
+    p.add_argument("--size", type=int, default=128, help="px the models train at")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--models", nargs="+", default=["cnn", "resnet"])
+    p.add_argument("--parts", nargs="+", choices=["trial", "job", "sweep"], default=["trial", "job", "sweep"])
+    args = p.parse_args()
+    global IMPORT_S
+    IMPORT_S = load_libraries()  # what every `pneumo train` process pays before its job starts
+    print(f"python benchmarks/overhead.py {' '.join(sys.argv[1:])}\n{machine()}\n", flush=True)
+    with tempfile.TemporaryDirectory(prefix="pneumo-overhead-") as tmp:
+        for part in args.parts:
+            {"trial": part_trial, "job": part_job, "sweep": part_sweep}[part](args, Path(tmp))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
