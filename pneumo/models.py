@@ -29,10 +29,15 @@ def cnn(x, *, filters=32, blocks=3, kernel_size=3, dense_units=128, dropout=0.5)
     return keras.layers.Dropout(dropout)(x)
 
 
+# Keras' default 0.99 needs thousands of steps before the moving statistics that
+# validation uses match training; small data sets get a few hundred.
+BN_MOMENTUM = 0.9
+
+
 def resnet(x, *, filters=32, stages=3, blocks_per_stage=1, dropout=0.3):
     """A small pre-activation-free residual net: stem, stages of two-conv blocks."""
     x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False)(x)
-    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
     x = keras.layers.ReLU()(x)
     for stage in range(stages):
         width = filters * 2**stage
@@ -40,13 +45,13 @@ def resnet(x, *, filters=32, stages=3, blocks_per_stage=1, dropout=0.3):
             stride = 2 if stage > 0 and block == 0 else 1
             shortcut = x
             y = keras.layers.Conv2D(width, 3, strides=stride, padding="same", use_bias=False)(x)
-            y = keras.layers.BatchNormalization()(y)
+            y = keras.layers.BatchNormalization(momentum=BN_MOMENTUM)(y)
             y = keras.layers.ReLU()(y)
             y = keras.layers.Conv2D(width, 3, padding="same", use_bias=False)(y)
-            y = keras.layers.BatchNormalization()(y)
+            y = keras.layers.BatchNormalization(momentum=BN_MOMENTUM)(y)
             if stride != 1 or shortcut.shape[-1] != width:
                 shortcut = keras.layers.Conv2D(width, 1, strides=stride, use_bias=False)(shortcut)
-                shortcut = keras.layers.BatchNormalization()(shortcut)
+                shortcut = keras.layers.BatchNormalization(momentum=BN_MOMENTUM)(shortcut)
             x = keras.layers.ReLU()(keras.layers.Add()([y, shortcut]))
     x = keras.layers.GlobalAveragePooling2D()(x)
     return keras.layers.Dropout(dropout)(x)
