@@ -68,6 +68,7 @@ TAG_OVERRIDES = "pneumo.overrides"
 TAG_MULTIRUN = "pneumo.multirun"  # the multirun's sweep dir: tells concurrent sweeps' jobs apart
 
 # Parent-run metrics and params beyond the test metrics (written by the job, read by the leaderboard).
+DATA_LOAD_S = "data_load_s"  # seconds to load the splits (a decode-cache hit is ~1 s)
 EPOCHS_TRAINED = "epochs_trained"  # of the best trial
 TRIALS_COMPLETED = "trials_completed"
 TRIALS_FAILED = "trials_failed"

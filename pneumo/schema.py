@@ -100,6 +100,7 @@ class TunerConfig:
     seed: Optional[int] = None
     max_retries_per_trial: int = 1
     max_consecutive_failed_trials: int = 3
+    max_model_size: Optional[int] = None  # parameters; a bigger model fails its trial (no OOM mid-search)
     # bayesian
     num_initial_points: Optional[int] = None
     # hyperband

@@ -39,7 +39,6 @@ for message in (
 
 # Overrides that say where things go, not what is trained: left out of run names.
 NOT_IN_NAME = ("paths.", "tracking.", "hydra.", "distributed.", "restart", "experiment")
-DATA_LOAD_S = "data_load_s"  # parent-run metric: seconds to load the splits (a decode-cache hit is ~1 s)
 
 
 def train(cfg: DictConfig) -> float:
@@ -105,7 +104,7 @@ def train(cfg: DictConfig) -> float:
         if not resume:
             counts = {s: int(len(getattr(splits, s))) for s in ("train", "val", "test")}
             tracking.log_dataset(cfg.data.source, splits.digest, splits.root, counts)
-        mlflow.log_metric(DATA_LOAD_S, load_s)
+        mlflow.log_metric(metrics.DATA_LOAD_S, load_s)
 
         tuner = make_tuner(cfg.tuner, hypermodel, directory=_tuner_dir(cfg), project_name=key,
                            overwrite=not resume, client=client, experiment_id=exp_id, parent_run_id=run_id)

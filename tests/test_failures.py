@@ -61,3 +61,16 @@ def test_a_failed_job_does_not_stop_the_multirun(tmp_path):
     jobs = client.search_runs([exp.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'job'")
     assert len(jobs) == 1 and jobs[0].info.run_name.endswith("model.blocks=3")
     assert jobs[0].info.status == "FINISHED"
+
+
+def test_an_oversized_model_fails_its_trial_not_the_search(tmp_path):
+    # Keras Tuner's max_model_size turns a would-be out-of-memory model into a failed trial.
+    run_pneumo(["train", *TOY, "experiment=oom", "model.dense_units={choice:[16,4096,8192],default:16}", "tuner.max_trials=4",
+                "tuner.max_model_size=1000000", "tuner.max_consecutive_failed_trials=4", "seed=2"], tmp_path)
+    client = client_for(tmp_path)
+    runs = trials(client, "oom")
+    statuses = [(r.data.params["model.dense_units"], r.info.status) for r in runs]
+    assert all((units == "16") == (status == "FINISHED") for units, status in statuses), statuses
+    assert {"FINISHED", "FAILED"} <= {status for _, status in statuses}, statuses
+    failed = next(r for r in runs if r.info.status == "FAILED")
+    assert "Oversized model" in open(client.download_artifacts(failed.info.run_id, "error.txt")).read()
