@@ -50,7 +50,7 @@ def load_libraries() -> float:
     Not at module level: pneumo decodes in worker processes started with `spawn`,
     which re-import this file, and each would pay for TensorFlow again.
     """
-    global keras, keras_tuner, mlflow, MlflowClient, data, evaluate, paths, schema, tracking, tuning
+    global keras, keras_tuner, mlflow, MlflowClient, data, evaluate, metrics, paths, schema, tracking, tuning
     global job_module, HyperModel, EpochClock
     start = time.perf_counter()
     import keras
@@ -58,7 +58,7 @@ def load_libraries() -> float:
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from pneumo import data, evaluate, paths, schema, tracking, tuning
+    from pneumo import data, evaluate, metrics, paths, schema, tracking, tuning
     from pneumo import train as job_module
     from pneumo.models import HyperModel
 
@@ -348,14 +348,14 @@ def part_sweep(args, tmp: Path) -> None:
         sys.exit(f"sweep failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     client = MlflowClient(paths.local_tracking_uri(store))
     exp = client.get_experiment_by_name(experiment)
-    jobs = client.search_runs([exp.experiment_id], "tags.`pneumo.role` = 'job'")
-    jobs.sort(key=lambda r: int(r.data.tags["pneumo.job_num"]))
+    jobs = client.search_runs([exp.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'job'")
+    jobs.sort(key=lambda r: int(r.data.tags[metrics.TAG_JOB_NUM]))
     print(f"\n### Data load per job of one multirun ({len(jobs)} jobs, one process, empty cache at start; "
           f"{wall:.0f} s in all)\n")
     print("| job | overrides | data_load_s | job run, s |\n|---|---|---:|---:|")
     for j in jobs:
-        swept = " ".join(o for o in j.data.tags["pneumo.overrides"].split() if o.startswith(("model=", "optimizer=")))
-        print(f"| {j.data.tags['pneumo.job_num']} | {swept} | {j.data.metrics['data_load_s']:.2f} | "
+        swept = " ".join(o for o in j.data.tags[metrics.TAG_OVERRIDES].split() if o.startswith(("model=", "optimizer=")))
+        print(f"| {j.data.tags[metrics.TAG_JOB_NUM]} | {swept} | {j.data.metrics[metrics.DATA_LOAD_S]:.2f} | "
               f"{(j.info.end_time - j.info.start_time) / 1000:.1f} |")
     print()
 

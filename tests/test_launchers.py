@@ -79,7 +79,7 @@ def test_joblib_runs_two_jobs_at_once_against_one_sqlite_store(tmp_path):
         assert len(trials) == 2 and all(t.info.status == "FINISHED" for t in trials)
         assert all(client.get_metric_history(t.info.run_id, metrics.VAL_AUC) for t in trials)
         assert job.data.metrics[metrics.TRIALS_COMPLETED] == 2
-        assert {metrics.TEST_AUC, metrics.VAL_AUC, "data_load_s"} <= job.data.metrics.keys()
+        assert {metrics.TEST_AUC, metrics.VAL_AUC, metrics.DATA_LOAD_S} <= job.data.metrics.keys()
         arts = {a.path for a in client.list_artifacts(job.info.run_id, "evaluation")}
         assert {"evaluation/roc.png", "evaluation/confusion_matrix.json"} <= arts
     versions = client.search_model_versions(f"name='{metrics.MODEL_NAME}'")
