@@ -31,7 +31,7 @@ class PneumoniaModel(PythonModel):
     def load_context(self, context):
         import keras
 
-        self.model = keras.saving.load_model(context.artifacts["keras_model"], safe_mode=True)
+        self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False, safe_mode=True)
         with open(context.artifacts["meta"]) as f:
             meta = json.load(f)
         self.image_size = int(meta["image_size"])

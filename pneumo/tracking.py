@@ -29,18 +29,25 @@ from pneumo import metrics, paths
 SECRET_KEY = re.compile(r"key|token|secret|passw|credential|auth|cookie|session", re.I)
 REDACTED = "***"
 PARAM_MAX = 6000  # MLflow's limit on a param value, in characters
+_ours: dict = {}  # the tracking URI this process set, as MLflow mirrored it into the environment
 
 
 def setup(uri: str | None = None, store: str | Path | None = None) -> str:
     """Point MLflow at the store: MLFLOW_TRACKING_URI wins, then `uri`, then local sqlite."""
     # A parent's MLFLOW_RUN_ID would hijack our nested runs: never inherit it.
     os.environ.pop("MLFLOW_RUN_ID", None)
-    resolved = os.environ.get("MLFLOW_TRACKING_URI") or uri
+    # mlflow.set_tracking_uri also writes MLFLOW_TRACKING_URI: a value we put there
+    # ourselves (an earlier job of this process) is not the user's choice.
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env != _ours.get("uri"):  # changed since we last set it: the user's (or the first call)
+        _ours["user"] = env
+    resolved = _ours.get("user") or uri
     if not resolved:
         store = Path(store) if store else paths.ROOT / "mlruns"
         store.mkdir(parents=True, exist_ok=True)
         resolved = paths.local_tracking_uri(store)
     mlflow.set_tracking_uri(resolved)
+    _ours["uri"] = os.environ.get("MLFLOW_TRACKING_URI")
     if resolved.startswith("sqlite:"):
         _create_sqlite_store(resolved)
     return resolved

@@ -43,6 +43,9 @@ def trial_runs(client, exp_id):
 
 def kill_when(tmp: Path, ready, timeout=300) -> None:
     """Start the job and SIGKILL it (no clean-up of any kind) once `ready(client, exp_id)`."""
+    # Create the store first: a client opening a brand-new sqlite file while the job
+    # creates its tables would race the job's schema migration.
+    store(tmp).search_experiments()
     proc = subprocess.Popen(command(tmp), env=env(), cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + timeout
     try:
