@@ -191,6 +191,7 @@ def runtime_tags() -> dict[str, str]:
         "mlflow.version": mlflow.__version__,
         "host": socket.gethostname(),
         "pid": str(os.getpid()),
+        "pid.started": str(process_start(os.getpid()) or ""),  # tells a live job from a reused pid
     }
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
@@ -223,8 +224,8 @@ def reap(client: MlflowClient, exp_id: str, keep: str | None = None) -> int:
     host, n = socket.gethostname(), 0
     for run in client.search_runs([exp_id], f"attributes.status = 'RUNNING' and tags.`{metrics.TAG_ROLE}` = 'job'"):
         tags = run.data.tags
-        if run.info.run_id == keep or tags.get("host") != host or _alive(int(tags.get("pid", "0") or 0),
-                                                                          run.info.start_time):
+        started = float(tags["pid.started"]) if tags.get("pid.started") else None
+        if run.info.run_id == keep or tags.get("host") != host or _alive(int(tags.get("pid", "0") or 0), started):
             continue
         for child in children(client, exp_id, run.info.run_id, "RUNNING"):
             client.set_terminated(child.info.run_id, "KILLED")
@@ -233,7 +234,8 @@ def reap(client: MlflowClient, exp_id: str, keep: str | None = None) -> int:
     return n
 
 
-def _alive(pid: int, run_start_ms: int) -> bool:
+def _alive(pid: int, started: float | None) -> bool:
+    """Is `pid` still the process that tagged the run (started at `started`, epoch s)?"""
     if pid <= 0:
         return False
     try:
@@ -242,15 +244,20 @@ def _alive(pid: int, run_start_ms: int) -> bool:
         return False
     except PermissionError:
         return True
-    # A pid reused since the run started belongs to a process started after it. (Not the
-    # command line: a job under Hydra's joblib launcher runs in a loky worker, named as such.)
+    # A reused pid belongs to a process started later. (Not the command line: a job
+    # under Hydra's joblib launcher runs in a loky worker, named as such.)
+    now_started = process_start(pid)
+    return now_started is None or started is None or abs(now_started - started) < 2  # btime: 1 s resolution
+
+
+def process_start(pid: int) -> float | None:
+    """Start time of a process (epoch seconds), from /proc; None where there is no /proc."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         btime = next(int(x.split()[1]) for x in Path("/proc/stat").read_text().splitlines() if x.startswith("btime"))
     except (OSError, StopIteration, ValueError):
-        return True
-    started_s = btime + int(stat.rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
-    return started_s <= run_start_ms / 1000 + 2  # btime has 1 s resolution
+        return None
+    return btime + int(stat.rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
 
 
 def children(client: MlflowClient, exp_id: str, parent_id: str, status: str | None = None):
