@@ -6,7 +6,7 @@ never downloads anything). Screenshots of each page land in test-artifacts/ (kep
 Asserted against the UI of the installed MLflow (3.x): it opens an experiment in its
 "GenAI" mode, so the test switches to "Model training" as a person would.
 
-Set PNEUMO_DOCS_SCREENSHOT=1 to also refresh docs/mlflow-ui.png from this run.
+docs/screenshot.py reuses these steps for the README picture.
 """
 
 from __future__ import annotations
@@ -246,13 +246,6 @@ def test_runs_table_shows_each_job_its_test_metrics_and_its_trials_nested(driver
             below = set(order[at + 1: at + 1 + len(trials[job.info.run_id])])
             assert below == {t.info.run_id for t in trials[job.info.run_id]}, (job.info.run_name, order)
         d.execute_script("window.scrollTo(0, 0); document.activeElement && document.activeElement.blur();")
-    if os.environ.get("PNEUMO_DOCS_SCREENSHOT"):  # the README's picture: the table, cropped below its last row
-        from PIL import Image
-
-        last = _wait(d, _row(order[-1]), "the last row")
-        bottom = int((last.rect["y"] + last.rect["height"] + 48) * d.execute_script("return window.devicePixelRatio"))
-        with Image.open(ARTIFACTS / "ui-3-trials-nested-under-jobs.png") as shot:
-            shot.crop((0, 0, shot.width, min(bottom, shot.height))).save(DOCS_SHOT, optimize=True)
 
 
 def test_job_run_page_shows_test_metrics_and_child_trials(driver, ui_url, expected):
