@@ -14,6 +14,7 @@ import importlib
 import inspect
 import json
 import logging
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -122,8 +123,19 @@ def callbacks(trainer_cfg: Mapping) -> list:
         rl = trainer_cfg["reduce_lr"]
         out.append(keras.callbacks.ReduceLROnPlateau(
             monitor=rl["monitor"], factor=rl["factor"], patience=rl["patience"], min_lr=rl["min_lr"]))
-    out.append(keras.callbacks.TerminateOnNaN())
+    out.append(FailOnNaN())
     return out
+
+
+class FailOnNaN(keras.callbacks.Callback):
+    """Keras' TerminateOnNaN stops a diverged fit, which then scores (val_auc 0.0) like a
+    finished trial; raising instead lets Keras Tuner retry it and record it FAILED."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise FloatingPointError(f"loss became {float(loss)} at batch {batch}: the trial diverged "
+                                     "(learning rate too high?)")
 
 
 def trial_counts(tuner) -> dict[str, int]:

@@ -74,3 +74,14 @@ def test_an_oversized_model_fails_its_trial_not_the_search(tmp_path):
     assert {"FINISHED", "FAILED"} <= {status for _, status in statuses}, statuses
     failed = next(r for r in runs if r.info.status == "FAILED")
     assert "Oversized model" in open(client.download_artifacts(failed.info.run_id, "error.txt")).read()
+
+
+def test_a_diverged_trial_is_recorded_failed_not_scored(tmp_path):
+    proc = run_pneumo(["train", *TOY, "experiment=nan", "optimizer=sgd", "optimizer.learning_rate=inf",
+                       "tuner.max_trials=2", "tuner.max_retries_per_trial=0"], tmp_path, check=False)
+    assert proc.returncode != 0 and "no trial completed" in proc.stderr and "Traceback" not in proc.stderr
+    client = client_for(tmp_path)
+    runs = trials(client, "nan")
+    assert len(runs) == 2 and {r.info.status for r in runs} == {"FAILED"}
+    for run in runs:
+        assert "diverged" in open(client.download_artifacts(run.info.run_id, "error.txt")).read()
