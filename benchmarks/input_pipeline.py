@@ -96,7 +96,7 @@ def main() -> int:
     warm = rows[1][1] / rows[1][2]
     print(f"\n{args.root}  size {args.size}px  batch {args.batch}  cores {os.cpu_count()}  "
           f"{platform.processor() or platform.machine()}  Python {platform.python_version()}")
-    print(f"| pipeline | images | seconds | images/s | warm cache is x faster |\n|---|---:|---:|---:|---:|")
+    print("| pipeline | images | seconds | images/s | warm cache is x faster |\n|---|---:|---:|---:|---:|")
     for name, n, s in rows:
         print(f"| {name} | {n} | {s:.2f} | {n / s:,.0f} | {warm / (n / s):.1f} |")
     print(f"\nTensorFlow + Keras import (not counted above): {tf_import:.1f} s")
