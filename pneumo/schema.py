@@ -139,7 +139,7 @@ class TrainerConfig:
 
 @dataclass
 class EvaluationConfig:
-    threshold: str = "youden"  # youden | sensitivity
+    threshold: str = "sensitivity"  # sensitivity (at target_sensitivity) | youden
     target_sensitivity: float = 0.95  # used by threshold=sensitivity
     bootstrap: int = 1000  # patient-level resamples for the 95% CIs
     confidence: float = 0.95
