@@ -121,31 +121,36 @@ def train(cfg: DictConfig) -> float:
             raise RuntimeError(f"no trial completed ({counts[metrics.TRIALS_FAILED]} failed): see the FAILED trial runs")
 
         best = tuner.oracle.get_best_trials(1)[0]
-        model = tuner.load_model(best)
-        tracking.log_params(client, run_id, {f"{metrics.BEST_HP_PREFIX}{k}": str(v) for k, v in best.hyperparameters.values.items()})
-        mlflow.set_tag(metrics.TAG_BEST_TRIAL, best.trial_id)
-        mlflow.log_metrics({metrics.VAL_AUC: float(best.score), metrics.EPOCHS_TRAINED: float((best.best_step or 0) + 1)})
-
-        # The test split is touched here, once; the threshold comes from validation.
-        p_val = model.predict(splits.val.x, batch_size=trainer.batch_size, verbose=0).reshape(-1)
-        ev = cfg.evaluation
-        threshold = evaluate.choose_threshold(splits.val.y, p_val, ev.threshold, ev.target_sensitivity)
-        fault_point("during_evaluation")
-        p_test = model.predict(splits.test.x, batch_size=trainer.batch_size, verbose=0).reshape(-1)
-        results = evaluate.evaluate(splits.test.y, p_test, splits.test.patients, threshold,
-                                    bootstrap=ev.bootstrap, confidence=ev.confidence, seed=ev.seed)
-        mlflow.log_metrics({k: float(v) for k, v in results.items() if np.isfinite(v)})
-
-        with tempfile.TemporaryDirectory() as tmp:
-            tmp = Path(tmp)
-            evaluate.write_report(tmp / "evaluation", splits.test.y, p_test, threshold, _history(best))
-            _predictions_csv(tmp / "evaluation" / Path(metrics.PREDICTIONS_ARTIFACT).name, splits.test, p_test)
-            mlflow.log_artifacts(str(tmp / "evaluation"), "evaluation")
-            if cfg.tracking.register:
-                _log_and_register(client, model, tmp, run_id, cfg.tracking.model_name, splits, threshold, results)
-        log.info("job %s: val_auc %.4f, test_auc %.4f (run %s)", run_name, best.score,
-                 results.get("test_auc", float("nan")), run_id)
+        _evaluate_and_register(cfg, tuner.load_model(best), best, splits, client, run_id, run_name)
     return float(best.score)
+
+
+def _evaluate_and_register(cfg, model, best, splits, client, run_id: str, run_name: str) -> None:
+    """The best trial's model: threshold on val, test once, report, register (on the active run)."""
+    tracking.log_params(client, run_id, {f"{metrics.BEST_HP_PREFIX}{k}": str(v)
+                                         for k, v in best.hyperparameters.values.items()})
+    mlflow.set_tag(metrics.TAG_BEST_TRIAL, best.trial_id)
+    mlflow.log_metrics({metrics.VAL_AUC: float(best.score), metrics.EPOCHS_TRAINED: float((best.best_step or 0) + 1)})
+
+    # The test split is touched here, once; the threshold comes from validation.
+    batch, ev = cfg.trainer.batch_size, cfg.evaluation
+    p_val = model.predict(splits.val.x, batch_size=batch, verbose=0).reshape(-1)
+    threshold = evaluate.choose_threshold(splits.val.y, p_val, ev.threshold, ev.target_sensitivity)
+    fault_point("during_evaluation")
+    p_test = model.predict(splits.test.x, batch_size=batch, verbose=0).reshape(-1)
+    results = evaluate.evaluate(splits.test.y, p_test, splits.test.patients, threshold,
+                                bootstrap=ev.bootstrap, confidence=ev.confidence, seed=ev.seed)
+    mlflow.log_metrics({k: float(v) for k, v in results.items() if np.isfinite(v)})
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        evaluate.write_report(tmp / "evaluation", splits.test.y, p_test, threshold, _history(best))
+        _predictions_csv(tmp / "evaluation" / Path(metrics.PREDICTIONS_ARTIFACT).name, splits.test, p_test)
+        mlflow.log_artifacts(str(tmp / "evaluation"), "evaluation")
+        if cfg.tracking.register:
+            _log_and_register(client, model, tmp, run_id, cfg.tracking.model_name, splits, threshold, results)
+    log.info("job %s: val_auc %.4f, test_auc %.4f (run %s)", run_name, best.score,
+             results.get("test_auc", float("nan")), run_id)
 
 
 def _work(cfg, hypermodel, splits, client, exp_id: str, key: str) -> float:
