@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+from pneumo.data.index import IMAGE_SUFFIXES, _is_metadata
 
 
 def collect(items: list[str]) -> list[Path]:
@@ -16,7 +16,7 @@ def collect(items: list[str]) -> list[Path]:
         p = Path(item)
         if p.is_dir():
             files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES
-                            and not f.name.startswith("._") and "__MACOSX" not in f.parts)
+                            and not any(_is_metadata(part) for part in f.relative_to(p).parts))
         else:
             files.append(p)
     return files

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import mlflow
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -327,9 +327,6 @@ def log_dataset(name: str, digest: str, source: str, counts: Mapping) -> None:
     dataset = MetaDataset(source=resolve_dataset_source(uri), name=name, digest=digest[:36])
     mlflow.log_input(dataset, context="training", tags={"counts": json.dumps(counts)})
 
-
-def status_name(status) -> str:
-    return status if isinstance(status, str) else RunStatus.to_string(status)
 
 
 def _is_space(value) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from helpers import TOY, clean_env
+from store_fixture import free_port
 
 from pneumo import distributed, metrics
 from pneumo.space import ConfigError
@@ -30,12 +30,6 @@ PG_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
 TRIALS = 4
 JOB = [*(o for o in TOY if not o.startswith("tuner.max_trials")), f"tuner.max_trials={TRIALS}",
        "trainer.epochs=2", "data.n_images=64", "experiment=distributed"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _pg(name: str) -> str:

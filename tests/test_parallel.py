@@ -6,13 +6,12 @@ Once against the default sqlite store, once against a real `mlflow server`.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
 
 import pytest
 from helpers import clean_env, client_for
+from store_fixture import free_port, start, stop, wait_until_up
 
 from pneumo import metrics
 
@@ -59,37 +58,19 @@ def test_two_sweeps_at_once_into_the_sqlite_store(tmp_path):
     assert_everything_recorded(client_for(tmp_path))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_sweeps_at_once_against_a_tracking_server(tmp_path):
     import mlflow
 
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
-         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "2"],
-        env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    port, log = free_port(), tmp_path / "server.log"
+    server = start([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
+                    "--artifacts-destination", str(tmp_path / "server-artifacts"), "--host", "127.0.0.1",
+                    "--port", str(port), "--workers", "2"], clean_env(), log)
     uri = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.5)
+        wait_until_up(server, f"{uri}/health", log)
         run_two_at_once(tmp_path, clean_env({"MLFLOW_TRACKING_URI": uri}))
         mlflow.set_tracking_uri(uri)
         assert_everything_recorded(mlflow.MlflowClient(uri))
         assert not (tmp_path / "mlruns" / "mlflow.db").exists()  # nothing went to the local store
     finally:
-        import os
-        import signal
-
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        stop(server)

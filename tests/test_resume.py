@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -10,8 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import clean_env, client_for, isolate
 
-from pneumo import metrics, paths
+from pneumo import metrics
 
 pytestmark = pytest.mark.slow
 
@@ -21,20 +21,11 @@ JOB = ["train", "experiment=resume", "data.n_images=64", "data.image_px=48", "tr
 
 
 def command(tmp: Path) -> list[str]:
-    return [sys.executable, "-m", "pneumo", *JOB, f"paths.cache={tmp}/cache", f"tracking.store={tmp}/mlruns",
-            f"hydra.run.dir={tmp}/outputs"]
+    return [sys.executable, "-m", "pneumo", *JOB, *isolate(tmp)]
 
 
-def env() -> dict:
-    e = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    return {**e, "TF_CPP_MIN_LOG_LEVEL": "3"}
-
-
-def store(tmp: Path):
-    import mlflow
-
-    mlflow.set_tracking_uri(paths.local_tracking_uri(tmp / "mlruns"))
-    return mlflow.MlflowClient()
+env = clean_env  # the job's environment: no inherited MLflow run or store
+store = client_for
 
 
 def trial_runs(client, exp_id):
