@@ -2,6 +2,7 @@
 # the project's virtual environment (.venv) and install into it on first use.
 PYTHON ?= python3
 VENV   ?= .venv
+UI_PORT ?= 5000
 BIN    := $(VENV)/bin
 
 .PHONY: install demo smoke test test-fast ui bench clean
@@ -25,8 +26,8 @@ test: install          ## the whole suite (what CI runs)
 test-fast: install     ## everything but the slow (training / server / browser) tests
 	$(BIN)/python -m pytest -m "not slow"
 
-ui: install            ## the MLflow UI on the local store, http://127.0.0.1:5000
-	$(BIN)/pneumo ui
+ui: install            ## the MLflow UI on the local store, http://127.0.0.1:$(UI_PORT)
+	$(BIN)/pneumo ui --port $(UI_PORT)
 
 bench: install
 	$(BIN)/python benchmarks/input_pipeline.py

@@ -17,6 +17,8 @@ from hydra.types import RunMode
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from pneumo import paths
+
 # Filled in the sweeping process by on_multirun_start; read by pneumo.cli after the sweep.
 MULTIRUN: dict = {}
 
@@ -82,6 +84,11 @@ def summarize(out=sys.stdout) -> int:
         if overrides not in named:
             print(f"job FAILED: {overrides}: {error}", file=out)
     n_failed = max(len(failed), len(MULTIRUN.get("failed", [])))
-    ui = f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite:") else uri
-    print(f"\nOpen the runs in the MLflow UI:  {ui}  (then http://127.0.0.1:5000)", file=out)
+    from pneumo.cli import command
+
+    if uri.startswith(("http://", "https://")):
+        print(f"\nThe runs are on the tracking server: {uri}", file=out)
+    else:
+        ui = command("ui") if uri == paths.local_tracking_uri() else command("ui", "--backend-store-uri", uri)
+        print(f"\nOpen the runs in the MLflow UI:  {ui}  (then http://127.0.0.1:5000)", file=out)
     return n_failed

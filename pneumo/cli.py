@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     u = sub.add_parser("ui", help="open the MLflow UI on the local store (127.0.0.1)")
     u.add_argument("--port", type=int, default=5000)
     u.add_argument("--host", default="127.0.0.1")
+    u.add_argument("--backend-store-uri", help="default: MLFLOW_TRACKING_URI, else the local store")
     u.set_defaults(func=_ui)
 
     args = parser.parse_args(argv)
@@ -83,15 +84,28 @@ def _predict(args) -> int:
 
 
 def _ui(args) -> int:
+    from pathlib import Path
+
     from pneumo import tracking
 
-    uri = tracking.setup()
-    store = paths.ROOT / "mlruns"
-    cmd = ["mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
+    uri = tracking.setup(args.backend_store_uri)
+    # This interpreter runs MLflow (and MLflow runs uvicorn the same way): no `mlflow`
+    # on PATH needed, so it works from a venv that was never activated.
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host,
+           "--port", str(args.port)]
     if uri.startswith("sqlite:"):
-        cmd += ["--default-artifact-root", str(store / "artifacts")]
-    print(" ".join(cmd), file=sys.stderr)
-    os.execvp(cmd[0], cmd)
+        cmd += ["--default-artifact-root", str(Path(uri.removeprefix("sqlite:///")).parent / "artifacts")]
+    print(f"pneumo ui: {uri} at http://{args.host}:{args.port} (Ctrl-C stops it)", file=sys.stderr)
+    os.execv(cmd[0], cmd)
+
+
+def command(*args: str) -> str:
+    """How to run `pneumo ARGS` as typed from the current folder, venv activated or not."""
+    exe = os.path.join(os.path.dirname(sys.executable), "pneumo")
+    if not os.path.exists(exe):
+        return " ".join([sys.executable, "-m", "pneumo", *args])
+    rel = os.path.relpath(exe)
+    return " ".join([exe if rel.startswith("..") else rel, *args])
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ from mlflow.tracking import MlflowClient
 from pneumo import metrics, paths
 
 # A key that looks like it holds a credential never has its value recorded.
-SECRET_KEY = re.compile(r"key|token|secret|passw|credential|auth|cookie|session", re.I)
+SECRET_WORDS = r"key|token|secret|passw|credential|auth|cookie|session|kaggle_user"
+SECRET_KEY = re.compile(SECRET_WORDS, re.I)
 REDACTED = "***"
 PARAM_MAX = 6000  # MLflow's limit on a param value, in characters
 _ours: dict = {}  # the tracking URI this process set, as MLflow mirrored it into the environment
@@ -86,9 +87,24 @@ def experiment_id(name: str, store: str | Path | None = None) -> str:
 # -- what gets recorded --------------------------------------------------------
 
 
+def environ() -> dict[str, str]:
+    """A snapshot of the environment that another thread may change meanwhile.
+
+    MLflow's telemetry thread sets and deletes variables while a job logs its params:
+    `os.environ.items()` (and `.copy()`, which is `dict(os.environ)`) look each key up
+    after listing the keys and raise KeyError for one deleted in between.
+    """
+    snapshot = {}
+    for key in list(os.environ):  # listing the keys is atomic; each lookup may miss
+        value = os.environ.get(key)
+        if value is not None:
+            snapshot[key] = value
+    return snapshot
+
+
 def secret_values() -> list[str]:
     """Values of credential-looking environment variables (KAGGLE_KEY, tokens...)."""
-    return [v for k, v in os.environ.items() if SECRET_KEY.search(k) and len(v) >= 4]
+    return [v for k, v in environ().items() if SECRET_KEY.search(k) and len(v) >= 4]
 
 
 def scrub(text: str) -> str:
@@ -98,7 +114,7 @@ def scrub(text: str) -> str:
 
 
 _SECRET_ASSIGNMENT = re.compile(
-    r"(?P<key>[\w.+~/-]*(?:key|token|secret|passw|credential|auth|cookie|session)[\w.-]*)(?P<sep>\s*[=:]\s*)"
+    rf"(?P<key>[\w.+~/-]*(?:{SECRET_WORDS})[\w.-]*)(?P<sep>\s*[=:]\s*)"
     r"(?P<q>['\"]?)(?P<value>[^\s'\",\]]+)",
     re.I,
 )

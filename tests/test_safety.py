@@ -31,7 +31,7 @@ def test_ui_binds_to_loopback_unless_told(monkeypatch, tmp_path):
     from pneumo import cli
 
     calls = []
-    monkeypatch.setattr(cli.os, "execvp", lambda f, argv: calls.append(argv))
+    monkeypatch.setattr(cli.os, "execv", lambda f, argv: calls.append(argv))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     cli.main(["ui"])
     cli.main(["ui", "--host", "0.0.0.0"])

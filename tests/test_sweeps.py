@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import TOY, client_for, run_pneumo
+from helpers import TOY, client_for, run_pneumo, tracking_uri
 
 from pneumo import metrics, paths
 
@@ -59,8 +59,9 @@ def test_smoke_sweep_leaves_the_promised_store(tmp_path):
         preds = Path(client.download_artifacts(job.info.run_id, metrics.PREDICTIONS_ARTIFACT)).read_text().splitlines()
         assert sum(map(sum, cm["matrix"])) == len(preds) - 1 > 0  # every test image, once
         assert job.inputs.dataset_inputs and job.inputs.dataset_inputs[0].dataset.digest
-    # The multirun ends with a leaderboard and the command that opens the UI.
-    assert "mlflow ui" in proc.stdout + proc.stderr
+    # The multirun ends with a leaderboard and a command that opens the UI as printed (venv not activated).
+    ui = next(line for line in proc.stdout.splitlines() if "Open the runs in the MLflow UI" in line)
+    assert f"ui --backend-store-uri {tracking_uri(tmp_path)}" in ui and "pneumo" in ui
 
 
 def test_registered_version_predicts_on_a_jpeg(tmp_path):

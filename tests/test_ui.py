@@ -1,6 +1,6 @@
 """What a person sees in the MLflow UI after a sweep, checked in a real browser.
 
-Starts a real `mlflow server` (127.0.0.1 only) on the smoke sweep's store and drives
+Starts the real `pneumo ui` (127.0.0.1 only) on the smoke sweep's store and drives
 Debian's headless chromium through selenium (the system chromedriver: selenium-manager
 never downloads anything). Screenshots of each page land in test-artifacts/ (kept by CI).
 Asserted against the UI of the installed MLflow (3.x): it opens an experiment in its
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import client_for, tracking_uri
+from helpers import client_for
 from store_fixture import free_port, server_env, smoke_store, start, stop, wait_until_up  # noqa: F401
 
 from pneumo import metrics, paths
@@ -65,10 +65,9 @@ def expected(smoke_store):  # noqa: F811
 @pytest.fixture(scope="module")
 def ui_url(smoke_store, tmp_path_factory):  # noqa: F811
     port, log = free_port(), tmp_path_factory.mktemp("ui") / "mlflow-server.log"
-    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri(smoke_store),
-           "--default-artifact-root", str(smoke_store / "mlruns" / "artifacts"),
-           "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    proc = start(cmd, server_env(smoke_store), log)
+    cmd = [str(Path(sys.executable).parent / "pneumo"), "ui", "--port", str(port)]
+    env = {**server_env(smoke_store), "PATH": "/usr/bin:/bin"}  # as a user who never activated the venv
+    proc = start(cmd, env, log)
     try:
         wait_until_up(proc, f"http://127.0.0.1:{port}/health", log, timeout=120)
         yield f"http://127.0.0.1:{port}"
