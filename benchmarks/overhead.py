@@ -138,7 +138,7 @@ def hook_clock(tuner, totals: dict):
     runs, per-epoch metrics), Keras Tuner's best-epoch checkpoint and pneumo's callbacks."""
     from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
 
-    from pneumo.tuning import FailOnNaN
+    from pneumo.tuning import TrialGuard
 
     def wrap(owner, name, bucket):
         original = getattr(owner, name)
@@ -155,7 +155,7 @@ def hook_clock(tuner, totals: dict):
 
     per_epoch = [(tuner, "on_epoch_begin"), (tuner, "on_epoch_end"), (tuner, "on_batch_begin"),
                  (tuner, "on_batch_end"), (SaveBestEpoch, "on_epoch_end"),
-                 (keras.callbacks.ReduceLROnPlateau, "on_epoch_end"), (FailOnNaN, "on_train_batch_end")]
+                 (keras.callbacks.ReduceLROnPlateau, "on_epoch_end"), (TrialGuard, "on_epoch_end")]
     patches = [wrap(o, n, "epoch") for o, n in per_epoch]
     patches += [wrap(tuner, "on_trial_begin", "trial"), wrap(tuner, "on_trial_end", "trial")]
     try:

@@ -72,20 +72,14 @@ def transfer(x, *, backbone="MobileNetV2", weights=None, trainable=False,
     return keras.layers.Dropout(dropout)(x)
 
 
-def augmentation(*, flip=False, rotation=0.0, zoom=0.0, translation=0.0, contrast=0.0, seed=None):
-    """Keras preprocessing layers, active only in training (inference passes through)."""
-    layers = []
-    if flip:
-        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
-    if rotation:
-        layers.append(keras.layers.RandomRotation(rotation, fill_mode="constant", seed=seed))
-    if zoom:
-        layers.append(keras.layers.RandomZoom(zoom, fill_mode="constant", seed=seed))
-    if translation:
-        layers.append(keras.layers.RandomTranslation(translation, translation, fill_mode="constant", seed=seed))
-    if contrast:
-        layers.append(keras.layers.RandomContrast(contrast, seed=seed))
-    return keras.Sequential(layers, name="augmentation") if layers else None
+def augmentation(*, flip=False, rotation=0.0, zoom=0.0, translation=0.0, gamma=0.0, contrast=0.0, brightness=0.0,
+                 seed=None):
+    """One layer (pneumo.augment.Augment), active only in training; None when nothing is asked."""
+    from pneumo.augment import Augment
+
+    kw = dict(flip=flip, rotation=rotation, zoom=zoom, translation=translation, gamma=gamma, contrast=contrast,
+              brightness=brightness)
+    return Augment(**kw, seed=seed, name="augmentation") if any(kw.values()) else None
 
 
 # -- the whole model ---------------------------------------------------------

@@ -87,8 +87,10 @@ class AugmentationConfig:
     flip: Any = False  # horizontal: moves the heart; off by default
     rotation: Any = 0.0  # fraction of a full turn
     zoom: Any = 0.0
-    translation: Any = 0.0
+    translation: Any = 0.0  # fraction of the side
+    gamma: Any = 0.0  # largest |log gamma|: exposure differs between machines and years
     contrast: Any = 0.0
+    brightness: Any = 0.0  # fraction of full scale
 
 
 @dataclass
@@ -132,6 +134,9 @@ class TrainerConfig:
     early_stopping: Optional[EarlyStoppingConfig] = field(default_factory=EarlyStoppingConfig)
     reduce_lr: Optional[ReduceLRConfig] = field(default_factory=ReduceLRConfig)
     checkpoint: bool = True  # keep the best epoch's weights (by the tuner objective)
+    # A trial whose best val AUC is within chance_z standard errors of 0.5 fails (0: only AUC <= 0.5;
+    # null: no check, for toy data too small for it)
+    chance_z: Optional[float] = 1.645
     precision: str = "float32"  # or mixed_float16 (GPU)
     jit_compile: Any = "auto"
     verbose: int = 0

@@ -31,6 +31,8 @@ class PneumoniaModel(PythonModel):
     def load_context(self, context):
         import keras
 
+        import pneumo.augment  # noqa: F401 -- registers the (inference-time identity) augmentation layer
+
         self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False, safe_mode=True)
         with open(context.artifacts["meta"]) as f:
             meta = json.load(f)

@@ -182,7 +182,7 @@ def _fit(trainer, splits) -> dict:
         epochs=trainer.epochs,
         batch_size=trainer.batch_size,
         class_weight=_class_weight(splits.train.y) if trainer.class_weight else None,
-        callbacks=callbacks(trainer),
+        callbacks=callbacks(trainer, splits.val.y),
         verbose=trainer.verbose,
     )
 

@@ -113,8 +113,8 @@ def make_tuner(tuner_cfg: Mapping, hypermodel, *, directory: Path, project_name:
     return tuner
 
 
-def callbacks(trainer_cfg: Mapping) -> list:
-    """The seed's callbacks. The best-epoch checkpoint is Keras Tuner's own (per trial)."""
+def callbacks(trainer_cfg: Mapping, y_val) -> list:
+    """The seed's callbacks plus the trial guard. The best-epoch checkpoint is Keras Tuner's own (per trial)."""
     out = []
     if trainer_cfg.get("early_stopping"):
         es = trainer_cfg["early_stopping"]
@@ -123,19 +123,56 @@ def callbacks(trainer_cfg: Mapping) -> list:
         rl = trainer_cfg["reduce_lr"]
         out.append(keras.callbacks.ReduceLROnPlateau(
             monitor=rl["monitor"], factor=rl["factor"], patience=rl["patience"], min_lr=rl["min_lr"]))
-    out.append(FailOnNaN())
+    n_pos = int((y_val == 1).sum())
+    out.append(TrialGuard(n_pos, len(y_val) - n_pos, trainer_cfg.get("chance_z")))
     return out
 
 
-class FailOnNaN(keras.callbacks.Callback):
-    """Keras' TerminateOnNaN stops a diverged fit, which then scores (val_auc 0.0) like a
-    finished trial; raising instead lets Keras Tuner retry it and record it FAILED."""
+class TrialGuard(keras.callbacks.Callback):
+    """Fails a trial (by raising, so Keras Tuner records it FAILED and may retry it) that
+    diverged or learned nothing, instead of letting it be scored.
 
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            raise FloatingPointError(f"loss became {float(loss)} at batch {batch}: the trial diverged "
-                                     "(learning rate too high?)")
+    - A non-finite loss at the end of an epoch: diverged. Keras' TerminateOnNaN stops such a
+      fit quietly (it then scores val_auc 0.0) and reads the loss after every batch, which on a
+      GPU is a device-to-host wait per step; the epoch's mean loss is already on the host.
+    - At the end of training, a best validation AUC within `z` standard errors of 0.5
+      (Hanley & McNeil's, from the validation class counts): a constant predictor or a coin.
+    """
+
+    def __init__(self, n_pos: int, n_neg: int, z: float | None):
+        super().__init__()
+        self.n_pos, self.n_neg, self.z = n_pos, n_neg, z
+        self.best = None
+
+    def on_train_begin(self, logs=None):
+        self.best = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        for name in (metrics.LOSS, metrics.VAL_LOSS):
+            value = logs.get(name)
+            if value is not None and not math.isfinite(float(value)):
+                raise FloatingPointError(f"{name} became {float(value)} in epoch {epoch + 1}: the trial diverged "
+                                         "(learning rate too high?)")
+        auc = logs.get(metrics.VAL_AUC)
+        if auc is not None and math.isfinite(float(auc)):
+            self.best = max(float(auc), self.best if self.best is not None else -1.0)
+
+    def on_train_end(self, logs=None):
+        if self.z is None or self.best is None or not (self.n_pos and self.n_neg):
+            return
+        from pneumo.evaluate import auc_standard_error
+
+        low = self.best - self.z * auc_standard_error(self.best, self.n_pos, self.n_neg)
+        if low <= 0.5:
+            raise DegenerateModel(
+                f"no better than chance: best val_auc {self.best:.3f}, {self.best:.3f} - {self.z:g} x SE = {low:.3f} "
+                f"<= 0.5 on {self.n_pos} PNEUMONIA + {self.n_neg} NORMAL validation images (constant or "
+                "near-constant predictions; trainer.chance_z sets the margin)")
+
+
+class DegenerateModel(RuntimeError):
+    """A trained model whose validation predictions carry no information."""
 
 
 def trial_counts(tuner) -> dict[str, int]:

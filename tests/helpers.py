@@ -9,10 +9,11 @@ from pathlib import Path
 
 from pneumo import paths
 
-# The real conf/, shrunk: tiny synthetic data, one epoch, 32 px, one trial.
+# The real conf/, shrunk: tiny synthetic data, one epoch, 32 px, one trial. Seven validation
+# images cannot tell a model from chance: the chance gate is off (tests/test_failures.py tries it).
 TOY = [
     "data=synthetic", "data.n_images=48", "data.image_px=48",
-    "trainer.epochs=1", "trainer.image_size=32", "trainer.batch_size=16",
+    "trainer.epochs=1", "trainer.image_size=32", "trainer.batch_size=16", "trainer.chance_z=null",
     "tuner.max_trials=1", "evaluation.bootstrap=50",
 ]
 

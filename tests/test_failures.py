@@ -85,3 +85,16 @@ def test_a_diverged_trial_is_recorded_failed_not_scored(tmp_path):
     assert len(runs) == 2 and {r.info.status for r in runs} == {"FAILED"}
     for run in runs:
         assert "diverged" in open(client.download_artifacts(run.info.run_id, "error.txt")).read()
+
+
+def test_a_trial_no_better_than_chance_is_recorded_failed_and_nothing_is_registered(tmp_path):
+    # chance_z=100: every model's val AUC is "within 100 standard errors of 0.5" on 7 images
+    proc = run_pneumo(["train", *TOY, "experiment=chance", "trainer.chance_z=100", "tuner.max_trials=2",
+                       "tuner.max_retries_per_trial=0"], tmp_path, check=False)
+    assert proc.returncode != 0 and "no trial completed" in proc.stderr and "Traceback" not in proc.stderr
+    client = client_for(tmp_path)
+    runs = trials(client, "chance")
+    assert len(runs) == 2 and {r.info.status for r in runs} == {"FAILED"}
+    for run in runs:
+        assert "no better than chance" in open(client.download_artifacts(run.info.run_id, "error.txt")).read()
+    assert client.search_model_versions(f"name='{metrics.MODEL_NAME}'") == []

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 JOB = ["train", "experiment=resume", "data.n_images=64", "data.image_px=48", "trainer.image_size=32",
        "trainer.epochs=3", "trainer.batch_size=16", "tuner.max_trials=3", "evaluation.bootstrap=50",
-       "trainer.early_stopping=null"]
+       "trainer.early_stopping=null", "trainer.chance_z=null"]
 
 
 def command(tmp: Path) -> list[str]:

@@ -1,0 +1,141 @@
+"""What augmentation costs per epoch: none vs Keras' RandomRotation/Zoom/Translation/Contrast layers vs pneumo's Augment.
+
+    KERAS_BACKEND=jax python benchmarks/augmentation.py [--data kermany|synthetic] [--model resnet] [--size 128]
+        [--images 321] [--epochs 3] [--repeats 2] [--batch 64]
+
+Each case is pneumo's own model (pneumo.models.build) with the `light` augmentation
+of conf/augmentation/light.yaml, trained with plain model.fit on the same images
+(validation included); epochs after the first (compilation) are timed. Cases run
+round-robin `--repeats` times (ABAB...), so a slow spell of a shared machine hits
+every case alike; the ratio to `none` is the figure to read. Runs on any backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+KERMANY = ROOT.parent / "shared" / "data" / "kermany-224"
+
+
+def keras_layers(rotation=0.0, zoom=0.0, translation=0.0, contrast=0.0, seed=None, **_):
+    """The augmentation pneumo used before pneumo.augment: one Keras preprocessing layer per transform."""
+    import keras
+
+    layers = []
+    if rotation:
+        layers.append(keras.layers.RandomRotation(rotation, fill_mode="constant", seed=seed))
+    if zoom:
+        layers.append(keras.layers.RandomZoom(zoom, fill_mode="constant", seed=seed))
+    if translation:
+        layers.append(keras.layers.RandomTranslation(translation, translation, fill_mode="constant", seed=seed))
+    if contrast:
+        layers.append(keras.layers.RandomContrast(contrast, seed=seed))
+    return keras.Sequential(layers, name="augmentation")
+
+
+def light() -> dict:
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "augmentation" / "light.yaml"))
+    return {k: v for k, v in cfg.items() if k != "defaults"}
+
+
+def images(args):
+    import numpy as np
+
+    from pneumo import data
+    from pneumo.schema import DataConfig
+    from omegaconf import OmegaConf
+
+    if args.data == "kermany":
+        cfg = dict(source="folder", root=str(KERMANY))
+    else:
+        cfg = dict(source="synthetic", n_images=max(args.images * 2, 200), image_px=args.size)
+    cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), dict(cache_dir=str(ROOT / ".cache" / "data"), **cfg))
+    splits = data.load(cfg, args.size, progress=False)
+    pick = np.random.default_rng(0).permutation(len(splits.train))[: args.images]
+    return splits.train.x[pick], splits.train.y[pick], splits.val.x[:128], splits.val.y[:128]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", choices=("kermany", "synthetic"), default="kermany" if KERMANY.is_dir() else "synthetic")
+    p.add_argument("--model", default="resnet", choices=("cnn", "resnet", "transfer"))
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--images", type=int, default=321)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--batch", type=int, default=64)
+    args = p.parse_args()
+
+    import keras
+
+    from pneumo import models
+
+    x, y, xv, yv = images(args)
+    aug = light()
+    cases = {
+        "none": {},
+        "keras layers (before)": aug,
+        "pneumo Augment": aug,
+    }
+    times: dict[str, list[float]] = {c: [] for c in cases}
+    original = models.augmentation
+
+    class Clock(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch > 0:  # the first epoch compiles
+                self.laps.append(time.perf_counter() - self.t)
+
+    print(f"{keras.backend.backend()} backend, Keras {keras.__version__}, {os.cpu_count()} cores "
+          f"({platform.processor() or platform.machine()}), {_devices()}; {args.model} at {args.size} px, "
+          f"{len(x)} {args.data} images, batch {args.batch}; light = {aug}", flush=True)
+    for repeat in range(args.repeats):
+        for case, kw in cases.items():
+            models.augmentation = keras_layers if case.startswith("keras") else original
+            keras.backend.clear_session()
+            model = models.build(args.size, getattr(models, args.model), {}, kw, keras.optimizers.Adam(1e-3), seed=0)
+            clock = Clock()
+            clock.laps = []
+            model.fit(x, y, validation_data=(xv, yv), epochs=args.epochs, batch_size=args.batch, verbose=0,
+                      callbacks=[clock])
+            times[case] += clock.laps
+            print(f"  repeat {repeat + 1} {case:22s} s/epoch {[round(t, 2) for t in clock.laps]}", flush=True)
+    models.augmentation = original
+
+    base = sum(times["none"]) / len(times["none"])
+    print(f"\n| augmentation | s/epoch | images/s | vs none |\n|---|---:|---:|---:|")
+    for case, laps in times.items():
+        mean = sum(laps) / len(laps)
+        print(f"| {case} | {mean:.2f} | {len(x) / mean:,.0f} | {mean / base:.2f}x |")
+    return 0
+
+
+def _devices() -> str:
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return f"devices {jax.devices()}"
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return f"cuda {torch.cuda.is_available()}"
+    import tensorflow as tf
+
+    return f"GPUs {len(tf.config.list_physical_devices('GPU'))}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Augmentation: active in training only, one warp that moves what it should, inside the compiled step."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from pneumo.augment import Augment
+
+
+def square(n=4, size=32) -> np.ndarray:
+    x = np.zeros((n, size, size, 1), "float32")
+    x[:, 10:22, 12:20] = 0.8
+    return x
+
+
+def test_active_in_training_and_the_identity_at_inference():
+    x = square()
+    layer = Augment(rotation=0.05, zoom=0.1, translation=0.1, flip=True, gamma=0.2, contrast=0.2, brightness=0.1,
+                    seed=3)
+    np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)
+    np.testing.assert_array_equal(np.asarray(layer(x)), x)  # no training flag: inference
+    a, b = np.asarray(layer(x, training=True)), np.asarray(layer(x, training=True))
+    assert a.shape == x.shape and a.dtype == np.float32
+    assert np.abs(a - x).mean() > 0.01 and np.abs(a - b).mean() > 0.01  # changes, and anew each batch
+    assert not np.allclose(a[0], a[1])  # each image of a batch draws its own transform
+    assert 0.0 <= a.min() and a.max() <= 1.0
+
+
+def test_a_shift_moves_the_content_and_fills_black():
+    x = square(n=16)
+    out = np.asarray(Augment(translation=0.25, seed=0)(x, training=True))
+    np.testing.assert_allclose(out.sum(axis=(1, 2, 3)), x.sum(axis=(1, 2, 3)), rtol=0.02)  # moved, not lost
+    centers = [np.argwhere(o[..., 0] > 0.4).mean(axis=0) for o in out]
+    assert np.std(centers, axis=0).min() > 1.0  # by a different amount for each image
+    assert np.asarray(Augment(translation=1e-9, seed=0)(x, training=True)) == pytest.approx(x, abs=1e-5)
+
+
+def test_flip_mirrors_left_and_right():
+    x = square(n=32)
+    out = np.asarray(Augment(flip=True, seed=1)(x, training=True))
+    mirrored = [np.allclose(o, x[0, :, ::-1], atol=1e-5) for o in out]
+    unchanged = [np.allclose(o, x[0], atol=1e-5) for o in out]
+    assert all(m or u for m, u in zip(mirrored, unchanged)) and any(mirrored) and any(unchanged)
+
+
+def test_intensity_jitter_keeps_geometry():
+    x = square(n=8)
+    out = np.asarray(Augment(gamma=0.3, contrast=0.3, brightness=0.1, seed=2)(x, training=True))
+    assert np.all((out[x == 0] <= 0.11) & (out[x == 0] >= 0))  # the background moves only by the brightness
+    inside = out[:, 10:22, 12:20].mean(axis=(1, 2, 3))
+    assert inside.std() > 0.01  # each film gets its own exposure
+
+
+def test_trains_inside_a_compiled_model_and_serialises(tmp_path):
+    from pneumo import models
+
+    model = models.build(32, models.cnn, {"blocks": 2}, {"rotation": 0.03, "zoom": 0.1, "gamma": 0.1},
+                         keras.optimizers.Adam(1e-3), seed=0)
+    x = np.random.default_rng(0).integers(0, 255, (32, 32, 32, 1), dtype=np.uint8)
+    y = (np.arange(32) % 2).astype("int64")
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    assert model.get_layer("augmentation").__class__ is Augment
+    np.testing.assert_allclose(model.predict(x, verbose=0), model.predict(x, verbose=0))  # inference: no randomness
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", compile=False, safe_mode=True)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5)
