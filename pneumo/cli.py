@@ -37,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="models:/pneumonia-classifier@champion", help="an MLflow model URI")
     p.add_argument("--format", choices=["table", "csv", "json"], default=None)
     p.set_defaults(func=_predict)
+    e = sub.add_parser("evaluate", help="score a registered version on a labelled folder (NORMAL/, PNEUMONIA/)")
+    e.add_argument("root", metavar="ROOT", help="a folder with NORMAL/ and PNEUMONIA/ (or a Kaggle root with test/)")
+    e.add_argument("--model", default="models:/pneumonia-classifier@champion", help="a registered version's URI")
+    e.add_argument("--bootstrap", type=int, default=1000, help="patient-level resamples for the 95%% CIs")
+    e.set_defaults(func=_evaluate)
     u = sub.add_parser("ui", help="open the MLflow UI on the local store (127.0.0.1)")
     u.add_argument("--port", type=int, default=5000)
     u.add_argument("--host", default="127.0.0.1")
@@ -81,6 +86,12 @@ def _predict(args) -> int:
     from pneumo.predict import run
 
     return run(args.paths, args.model, args.format)
+
+
+def _evaluate(args) -> int:
+    from pneumo.external import command
+
+    return command(args)
 
 
 def _ui(args) -> int:

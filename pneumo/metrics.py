@@ -61,6 +61,7 @@ TAG_ROLE = "pneumo.role"  # "job" (parent run) or "trial" (child run)
 TAG_JOB_KEY = "pneumo.job_key"  # hash of the resolved config: identifies a job across restarts
 TAG_DATA_DIGEST = "pneumo.data_digest"
 TAG_TEST_DIGEST = "pneumo.test_digest"  # identity of the test images (promotion compares on it)
+TAG_TEST_SOURCE = "pneumo.test_source"  # where the test images came from: a folder, or "carved from train"
 TAG_TRIAL_ID = "pneumo.trial_id"
 TAG_SWEEP = "pneumo.sweep"
 TAG_JOB_NUM = "pneumo.job_num"

@@ -33,7 +33,9 @@ class DataConfig:
     normal_fraction: float = 0.26  # synthetic only: Kermany's train split is 26% NORMAL
     seed: int = 0  # synthetic images and the split
     val_fraction: float = 0.15  # of train patients, carved patient-disjoint
-    test_fraction: float = 0.15  # only when the source has no test/
+    test_fraction: float = 0.15  # only when the source has no test/ and no test_root
+    # a folder with NORMAL/ and PNEUMONIA/ (an external test set): the test split instead of the source's
+    test_root: Optional[str] = None
     fold_kaggle_val: bool = True  # the 16-image Kaggle val/ is too small to select on
     cache_dir: str = MISSING
     workers: int = 0  # decode processes; 0 = one per core

@@ -38,7 +38,8 @@ for message in (
 
 
 # Overrides that say where things go, not what is trained: left out of run names.
-NOT_IN_NAME = ("paths.", "tracking.", "hydra.", "distributed.", "restart", "experiment")
+NOT_IN_NAME = ("paths.", "tracking.", "hydra.", "distributed.", "restart", "experiment", "data.root", "data.test_root",
+               "data.cache_dir")
 
 
 def train(cfg: DictConfig) -> float:
@@ -89,6 +90,7 @@ def train(cfg: DictConfig) -> float:
         metrics.TAG_OVERRIDES: " ".join(overrides),
         metrics.TAG_DATA_DIGEST: splits.digest,
         metrics.TAG_TEST_DIGEST: splits.test_digest,
+        metrics.TAG_TEST_SOURCE: splits.test_source,
         **tracking.git_tags(),
         **tracking.runtime_tags(),
     }

@@ -42,6 +42,7 @@ class Splits:
     image_size: int
     root: str  # the resolved data root
     skipped: tuple  # ((path, reason), ...): files left out, each with why
+    test_source: str = ""  # the test images' folder, or "carved from train"
 
 
 def write_atomic(path: Path, write) -> None:

@@ -36,15 +36,15 @@ def _counts(entries, split_of) -> dict:
     return {s: {name: c[(s, name)] for name in CLASSES} for s in splits}
 
 
-def report(root: str, size: int, seed: int, cache_dir: str, workers: int = 0, progress: bool = True):
+def report(root: str, size: int, seed: int, cache_dir: str, workers: int = 0, progress: bool = True,
+           test_root: str | None = None):
     """(the inspect report as a dict, Splits or None): what `load` would see for a folder."""
     from pneumo.data.cache import decoded
-    from pneumo.data.index import find_root, scan
-    from pneumo.data.loader import from_index
+    from pneumo.data.loader import from_index, index as build_index
     from pneumo.schema import DataConfig
 
-    cfg = DataConfig(source="folder", root=root, seed=seed, cache_dir=cache_dir, workers=workers)
-    index = scan(find_root(root), cache_dir)
+    cfg = DataConfig(source="folder", root=root, seed=seed, cache_dir=cache_dir, workers=workers, test_root=test_root)
+    index = build_index(cfg)
     _, row, bad = decoded(index, size, cache_dir, workers, progress)  # validates every image once
     usable = [e for e in index.entries if e.hash in row]
     by_hash = Counter(e.hash for e in usable)
@@ -107,7 +107,8 @@ def _print_tables(rep: dict) -> None:
 
 @_errors_to_exit
 def inspect(args) -> int:
-    rep, splits = report(args.root, args.size, args.seed, args.cache_dir, args.workers, progress=not args.json)
+    rep, splits = report(args.root, args.size, args.seed, args.cache_dir, args.workers, progress=not args.json,
+                         test_root=args.test_root)
     if args.plots:
         from pneumo.data import eda
 
@@ -152,6 +153,7 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="split seed, as data.seed")
     p.add_argument("--cache-dir", default=str(DEFAULT_CACHE / "data"), help="decode cache (default: %(default)s)")
     p.add_argument("--workers", type=int, default=0, help="decode processes; 0 = one per core")
+    p.add_argument("--test-root", help="a folder with NORMAL/ and PNEUMONIA/ to use as the test split (data.test_root)")
     p.set_defaults(func=inspect)
 
     p = sub.add_parser("synth", help="write the synthetic data set (Kaggle layout, Kermany names) to OUT")

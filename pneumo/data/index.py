@@ -9,6 +9,7 @@ past them and the metadata is passed over, never indexed.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,7 @@ class Index:
     entries: tuple  # Entry, sorted by path
     skipped: tuple  # (path, reason): files seen but not indexed
     ignored: int  # OS metadata files passed over (.DS_Store, ._*)
+    test_root: Path | None = None  # an external folder that is the test split (data.test_root)
 
     @property
     def digest(self) -> str:
@@ -109,42 +111,91 @@ def _class_dirs(split_dir: Path) -> dict:
     return dirs
 
 
+def _scan_classes(folder: Path, split: str, rel: str, hashes: HashMemo, entries: list, skipped: list) -> int:
+    """Index folder/{NORMAL,PNEUMONIA}/* as `split`, paths as rel/CLASS/name; returns metadata files passed over."""
+    ignored, prefix = 0, f"{rel}/" if rel else ""
+    for stray in sorted(folder.iterdir()):
+        if stray.is_file() and not _is_metadata(stray.name):
+            skipped.append((f"{prefix}{stray.name}", "outside a class folder (NORMAL/ or PNEUMONIA/)"))
+    for name, class_dir in sorted(_class_dirs(folder).items()):
+        n_images = 0
+        for f in sorted(class_dir.iterdir()):
+            path = f"{prefix}{name}/{f.name}"
+            if _is_metadata(f.name):
+                ignored += 1
+            elif f.is_dir():
+                skipped.append((path + "/", "a folder inside a class folder (not searched)"))
+            elif f.suffix.lower() not in IMAGE_SUFFIXES:
+                skipped.append((path, f"not an image file name (expected {', '.join(IMAGE_SUFFIXES)})"))
+            else:
+                try:
+                    digest = hashes(f, path)
+                except OSError as e:
+                    skipped.append((path, f"unreadable: {e.strerror or e}"))
+                    continue
+                # A name that is not Kermany's says nothing about the patient: the file is its
+                # own patient, keyed by its path so that '1.png' in two folders is not merged.
+                patient = patient_id(f.name) if is_kermany_name(f.name) else path.rsplit(".", 1)[0]
+                entries.append(Entry(path, CLASSES.index(name), patient, split, digest))
+                n_images += 1
+        if n_images == 0:
+            suffixes = ", ".join(IMAGE_SUFFIXES)
+            raise DataError(f"{class_dir} has no images ({suffixes}): add some or remove the split")
+    return ignored
+
+
 def scan(root: Path, cache_dir: str | Path | None = None) -> Index:
     """Index every image under `root` (found by find_root); hashes every file not seen unchanged."""
     entries, skipped, ignored = [], [], 0
     hashes = HashMemo(root, cache_dir)
     for split in SPLIT_DIRS:
-        split_dir = root / split
-        if not split_dir.is_dir():
-            continue
-        for stray in sorted(split_dir.iterdir()):
-            if stray.is_file() and not _is_metadata(stray.name):
-                skipped.append((f"{split}/{stray.name}", "outside a class folder (NORMAL/ or PNEUMONIA/)"))
-        for name, class_dir in sorted(_class_dirs(split_dir).items()):
-            n_images = 0
-            for f in sorted(class_dir.iterdir()):
-                rel = f"{split}/{name}/{f.name}"
-                if _is_metadata(f.name):
-                    ignored += 1
-                elif f.is_dir():
-                    skipped.append((rel + "/", "a folder inside a class folder (not searched)"))
-                elif f.suffix.lower() not in IMAGE_SUFFIXES:
-                    skipped.append((rel, f"not an image file name (expected {', '.join(IMAGE_SUFFIXES)})"))
-                else:
-                    try:
-                        digest = hashes(f, rel)
-                    except OSError as e:
-                        skipped.append((rel, f"unreadable: {e.strerror or e}"))
-                        continue
-                    # A name that is not Kermany's says nothing about the patient: the file is its
-                    # own patient, keyed by its path so that '1.png' in two folders is not merged.
-                    patient = patient_id(f.name) if is_kermany_name(f.name) else rel.rsplit(".", 1)[0]
-                    entries.append(Entry(rel, CLASSES.index(name), patient, split, digest))
-                    n_images += 1
-            if n_images == 0:
-                suffixes = ", ".join(IMAGE_SUFFIXES)
-                raise DataError(f"{class_dir} has no images ({suffixes}): add some or remove the split")
+        if (root / split).is_dir():
+            ignored += _scan_classes(root / split, split, split, hashes, entries, skipped)
     hashes.save()
     if not any(e.split == "train" for e in entries):
         raise DataError(f"{root} has no train/ folder: expected {LAYOUT}")
     return Index(root, tuple(sorted(entries, key=lambda e: e.path)), tuple(skipped), ignored)
+
+
+def labelled_folder(path: str | Path) -> Path:
+    """A folder holding NORMAL/ and PNEUMONIA/ (an external test set), checked."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"{folder} does not exist or is not a folder: expected {folder}/NORMAL/ and "
+                        f"{folder}/PNEUMONIA/ with JPEG or PNG files")
+    if not any((folder / c).is_dir() for c in CLASSES) and (folder / "test").is_dir():
+        return labelled_folder(folder / "test")  # a Kaggle-layout root: its test/ is the labelled set
+    return folder.resolve()
+
+
+def scan_labelled(folder: str | Path, cache_dir: str | Path | None = None) -> Index:
+    """Index a labelled folder (NORMAL/, PNEUMONIA/; or a Kaggle root's test/) as one test split."""
+    folder = labelled_folder(folder)
+    entries, skipped = [], []
+    hashes = HashMemo(folder, cache_dir)
+    ignored = _scan_classes(folder, "test", "", hashes, entries, skipped)
+    hashes.save()
+    return Index(folder, tuple(sorted(entries, key=lambda e: e.path)), tuple(skipped), ignored)
+
+
+def with_test_set(index: Index, folder: str | Path, cache_dir: str | Path | None = None) -> Index:
+    """The index with `folder` (NORMAL/, PNEUMONIA/) as its test split instead of the source's own.
+
+    The source's test/ is left out (neither trained nor tested on). Paths of the external
+    files are relative to the source root ('../external/NORMAL/x.jpeg'), so decoding and
+    digests work as for any entry.
+    """
+    entries, skipped = [e for e in index.entries if e.split != "test"], list(index.skipped)
+    left_out = len(index.entries) - len(entries)
+    hashes = HashMemo(index.root, cache_dir)
+    try:
+        folder = labelled_folder(folder)
+        ignored = _scan_classes(folder, "test", os.path.relpath(folder, index.root), hashes, entries, skipped)
+    except DataError as e:
+        raise DataError(f"data.test_root: {e} (data.test_root=null uses the source's own test/)") from None
+    hashes.save()
+    if left_out:
+        skipped.append((f"test/ ({left_out} images)", f"the source's own test split: data.test_root={folder} "
+                                                     "is the test set instead"))
+    return Index(index.root, tuple(sorted(entries, key=lambda e: e.path)), tuple(skipped), index.ignored + ignored,
+                 test_root=folder)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import numpy as np
 from pneumo.data import kaggle, synthetic
 from pneumo.data.base import CLASSES, DataError, Splits, Subset, write_atomic
 from pneumo.data.cache import decoded
-from pneumo.data.index import Index, find_root, scan
+from pneumo.data.index import Index, find_root, scan, with_test_set
 from pneumo.data.splits import assign, check_leakage
 
 SPLIT_VERSION = 1  # bump when the split algorithm changes: it is part of the digest
@@ -53,8 +54,14 @@ def resolve_root(cfg, progress: bool = True) -> Path:
     return source(cfg, progress)
 
 
+def index(cfg, progress: bool = True) -> Index:
+    """The source's index; with data.test_root, that folder is the test split."""
+    idx = scan(resolve_root(cfg, progress), cfg.cache_dir)
+    return with_test_set(idx, cfg.test_root, cfg.cache_dir) if cfg.test_root else idx
+
+
 def load(cfg, image_size: int, progress: bool = True) -> Splits:
-    return from_index(scan(resolve_root(cfg, progress), cfg.cache_dir), cfg, image_size, progress)
+    return from_index(index(cfg, progress), cfg, image_size, progress)
 
 
 def _subset(entries, groups, positions, x, row, size: int) -> Subset:
@@ -71,6 +78,11 @@ def _subset(entries, groups, positions, x, row, size: int) -> Subset:
 
 def _digest(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def labels_digest(hashes, y) -> str:
+    """Identity of a labelled image set: its files' bytes and labels, in no particular order."""
+    return _digest(sorted(zip(np.asarray(hashes).tolist(), np.asarray(y).tolist())))
 
 
 def _cached_split(usable, params: dict, path: Path):
@@ -96,7 +108,9 @@ def from_index(index: Index, cfg, image_size: int, progress: bool = True) -> Spl
     for split in index.splits():
         for label, name in enumerate(CLASSES):
             if not any(e.split == split and e.label == label for e in usable):
-                raise DataError(f"{index.root / split / name} has no readable images: see the skipped files "
+                folder = next(Path(index.root / e.path).parent for e in index.entries
+                              if e.split == split and e.label == label)
+                raise DataError(f"{os.path.normpath(folder)} has no readable images: see the skipped files "
                                 f"with `pneumo data inspect {index.root}`")
     params = dict(seed=cfg.seed, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
                   fold_kaggle_val=cfg.fold_kaggle_val)
@@ -108,8 +122,9 @@ def from_index(index: Index, cfg, image_size: int, progress: bool = True) -> Spl
     return Splits(
         **subsets,
         digest=digest,
-        test_digest=_digest(sorted(zip(test.hashes.tolist(), test.y.tolist()))),
+        test_digest=labels_digest(test.hashes, test.y),
         image_size=image_size,
         root=str(index.root),
         skipped=tuple(skipped + dropped),
+        test_source=str(index.test_root or (index.root / "test" if "test" in index.splits() else "carved from train")),
     )
