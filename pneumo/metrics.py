@@ -75,6 +75,7 @@ TRIALS_COMPLETED = "trials_completed"
 TRIALS_FAILED = "trials_failed"
 BEST_HP_PREFIX = "best_hp."  # best trial's hyperparameters as params: best_hp.model.blocks, ...
 TAG_BEST_TRIAL = "best_trial_id"
+TAG_ENSEMBLE = "pneumo.ensemble"  # the trial ids whose models the registered one averages
 
 # Model-version tags set at registration (string values), read by promotion.
 VERSION_TAG_RUN_ID = "run_id"

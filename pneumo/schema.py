@@ -8,6 +8,7 @@ Fields that may hold a search space (see `pneumo.space`) are typed Any.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -148,6 +149,7 @@ class TrainerConfig:
 class EvaluationConfig:
     threshold: str = "sensitivity"  # sensitivity (at target_sensitivity) | youden
     target_sensitivity: float = 0.95  # used by threshold=sensitivity
+    ensemble: int = 1  # the registered model averages the best N completed trials' models
     bootstrap: int = 1000  # patient-level resamples for the 95% CIs
     confidence: float = 0.95
     seed: int = 0
@@ -227,6 +229,9 @@ def register() -> None:
     """Register schemas and resolvers; idempotent (tests call it repeatedly)."""
     if not OmegaConf.has_resolver("pneumo_root"):
         OmegaConf.register_new_resolver("pneumo_root", lambda: str(paths.ROOT))
+    if not OmegaConf.has_resolver("pneumo_if_exists"):
+        # a default that applies only on machines that have it (e.g. the dev machine's external test set)
+        OmegaConf.register_new_resolver("pneumo_if_exists", lambda path: path if os.path.exists(path) else None)
     cs = ConfigStore.instance()
     cs.store(name="pneumo_config", node=Config)
     cs.store(group="data", name="schema", node=DataConfig)

@@ -122,9 +122,24 @@ def train(cfg: DictConfig) -> float:
         if counts[metrics.TRIALS_COMPLETED] == 0:
             raise RuntimeError(f"no trial completed ({counts[metrics.TRIALS_FAILED]} failed): see the FAILED trial runs")
 
-        best = tuner.oracle.get_best_trials(1)[0]
-        _evaluate_and_register(cfg, tuner.load_model(best), best, splits, client, run_id, run_name)
+        top = tuner.oracle.get_best_trials(cfg.evaluation.ensemble)
+        best = top[0]
+        model = _ensemble([tuner.load_model(t) for t in top]) if len(top) > 1 else tuner.load_model(best)
+        if len(top) > 1:
+            mlflow.set_tag(metrics.TAG_ENSEMBLE, " ".join(t.trial_id for t in top))
+        _evaluate_and_register(cfg, model, best, splits, client, run_id, run_name)
     return float(best.score)
+
+
+def _ensemble(members: list):
+    """One model averaging the members' probabilities: served, saved and thresholded like any other."""
+    import keras
+
+    inputs = keras.Input(members[0].input_shape[1:], dtype="uint8", name="image")
+    for i, m in enumerate(members):
+        m.name = f"member_{i}_{m.name}"  # each member is a named sub-model of the ensemble
+    outputs = keras.layers.Average(name="pneumonia", dtype="float32")([m(inputs) for m in members])
+    return keras.Model(inputs, outputs, name="ensemble")
 
 
 def _evaluate_and_register(cfg, model, best, splits, client, run_id: str, run_name: str) -> None:

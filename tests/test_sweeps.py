@@ -83,6 +83,32 @@ def test_registered_version_predicts_on_a_jpeg(tmp_path):
     assert out["label"][4] == "" and "not an image" in out["error"][4]
 
 
+def test_an_ensemble_of_the_best_trials_is_registered_as_one_model(tmp_path):
+    import keras
+    import mlflow
+    import numpy as np
+    import pandas as pd
+
+    from pneumo.imaging import decode
+
+    run_pneumo(["train", *TOY, "experiment=ens", "tuner.max_trials=3", "evaluation.ensemble=2"], tmp_path)
+    client = client_for(tmp_path)
+    job = client.search_runs([client.get_experiment_by_name("ens").experiment_id],
+                             f"tags.`{metrics.TAG_ROLE}` = 'job'")[0]
+    members = job.data.tags[metrics.TAG_ENSEMBLE].split()
+    assert len(members) == 2 and job.data.tags[metrics.TAG_BEST_TRIAL] == members[0]
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{metrics.MODEL_NAME}/1", dst_path=str(tmp_path / "m")))
+    keras_file = next(local.rglob("*.keras"))
+    inner = keras.saving.load_model(keras_file, compile=False, safe_mode=True)
+    assert sum(layer.name.startswith("member_") for layer in inner.layers) == 2
+    jpegs = sorted((tmp_path / "cache").rglob("*.jpeg"))[:4]
+    out = mlflow.pyfunc.load_model(f"models:/{metrics.MODEL_NAME}/1").predict(
+        pd.DataFrame({"image": [p.read_bytes() for p in jpegs]}))
+    x = np.stack([decode(p, 32) for p in jpegs])
+    expected = inner.predict(x[..., None], verbose=0).reshape(-1)
+    assert out["probability"].to_numpy() == pytest.approx(expected, abs=1e-5)  # the average is what is served
+
+
 @pytest.mark.parametrize("sweep", sorted(p.stem for p in paths.SWEEPS_DIR.glob("*.yaml")))
 def test_every_named_sweep_runs_at_toy_size(sweep, tmp_path):
     extra = list(TOY)
@@ -91,7 +117,7 @@ def test_every_named_sweep_runs_at_toy_size(sweep, tmp_path):
 
         root = synthetic.generate(tmp_path / "kaggle-like", n_images=48, image_px=48, seed=3)
         extra = [e for e in extra if not e.startswith(("data", "tuner"))] + [
-            "data=folder", f"data.root={root}", "tuner.max_epochs=2"]
+            "data=folder", f"data.root={root}", "data.test_root=null", "tuner.max_epochs=2"]
     if sweep in ("smoke",):
         extra = ["trainer.epochs=1"]
     run_pneumo(["sweep", sweep, *extra], tmp_path)
