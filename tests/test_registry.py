@@ -363,6 +363,27 @@ def test_leaderboard_rows_join_versions_and_aliases(store):
         registry.leaderboard("no-such-sweep")
 
 
+def test_compare_ranks_finished_jobs_and_lists_the_others_after(store, capsys):
+    """Issue 13.2: a FAILED or KILLED job that scored highest is not first; it is listed, marked."""
+    c, v = store
+    c.set_terminated(run_of(c, v["better"]), "KILLED")
+    rows = registry.leaderboard("sweep-a")
+    assert rows[0]["run_name"] == "mid"  # the best FINISHED job, below the KILLED and the FAILED one
+    assert [r["rank"] for r in rows[:8]] == list(range(1, 9)) and all(r["status"] == "FINISHED" for r in rows[:8])
+    assert [(r["run_name"], r["status"], r["rank"]) for r in rows[8:]] == [("better", "KILLED", None),
+                                                                           ("failed", "FAILED", None)]
+    top = registry.leaderboard("sweep-a", top=2)  # the 2 best finished, and the unfinished that scored among them
+    assert [(r["run_name"], r["rank"]) for r in top] == [("mid", 1), (top[1]["run_name"], 2), ("better", None),
+                                                         ("failed", None)]
+    assert cli("compare", "--experiment", "sweep-a", "--format", "table") == 0
+    table = capsys.readouterr().out
+    assert "KILLED" in table and "FAILED" in table and "2 job(s) not FINISHED" in table
+    assert table.index("mid") < table.index("KILLED") < table.index("FAILED")
+    assert cli("compare", "--experiment", "sweep-a", "--format", "csv") == 0
+    records = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert list(records[0])[0] == "rank" and [r["rank"] for r in records[-2:]] == ["", ""]
+
+
 class Counting:
     """Forwards to a client and counts the calls by method name."""
 
@@ -383,7 +404,7 @@ class Counting:
 
 @pytest.fixture(scope="module")
 def big_store(template, tmp_path_factory):
-    """The template plus 300 jobs in a second sweep, written with two calls per run (read-only tests)."""
+    """The template plus 300 finished jobs in a second sweep, three calls per run (read-only tests)."""
     root = tmp_path_factory.mktemp("big")
     shutil.copy(template[0] / "mlflow.db", root / "mlflow.db")
     c = MlflowClient(f"sqlite:///{root}/mlflow.db")
@@ -394,6 +415,7 @@ def big_store(template, tmp_path_factory):
         values = {"test_auc": rng.random(), "test_brier": rng.random() / 4, "test_sensitivity": rng.random()}
         c.log_batch(run.info.run_id, metrics=[Metric(k, x, 0, 0) for k, x in values.items()],
                     params=[Param("best_hp.model.blocks", str(i))], tags=[RunTag("x", "y")])
+        c.set_terminated(run.info.run_id)  # only FINISHED jobs are ranked
     for i in range(3):  # trials must not appear
         c.create_run(exp, run_name=f"trial-{i}", tags={M.TAG_ROLE: "trial", "mlflow.parentRunId": "x"})
     return f"sqlite:///{root}/mlflow.db"
@@ -434,8 +456,10 @@ def test_compare_cli_formats(big, capsys):
     assert len(rows) == 4 and rows[0]["test_auc"] >= rows[-1]["test_auc"]
     assert cli("compare", "--metric", "test_brier", "--format", "csv") == 0
     records = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    briers = [float(r["test_brier"]) for r in records if r["test_brier"]]
+    briers = [float(r["test_brier"]) for r in records if r["test_brier"] and r["rank"]]
     assert len(records) == 310 and briers == sorted(briers)
+    assert [r["run_name"] for r in records if not r["rank"]] == ["failed"]  # the one FAILED job comes last
+    assert records[-1]["run_name"] == "failed" and records[-1]["status"] == "FAILED"
     assert "best_hp.model.blocks" in records[0]
     assert cli("compare", "--experiment", "sweep-a") == 0  # not a tty: json by default
     assert json.loads(capsys.readouterr().out)[0]["run_name"] == "better"
