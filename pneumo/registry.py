@@ -24,7 +24,9 @@ failed gate, and only for a version named explicitly or the best passing one.
 Every decision is written as `promotion.*` tags on the candidate version.
 
 Rollback swaps: the `previous` version takes the alias back and the displaced
-one becomes `previous`, so a second rollback undoes the first.
+one becomes `previous`, so a second rollback undoes the first. It leaves the
+`promotion.*` tags (the record of each decision) as they are and tags the
+restored version `rollback.restored_at`, the displaced one `rollback.displaced_at`.
 
 MLflow is imported inside functions: the CLI imports this module to build its
 parser and must start fast.

@@ -330,6 +330,45 @@ def test_promote_skips_failed_and_killed_jobs(store, capsys):
     assert aliases(c) == {M.CHAMPION: v["mid"]}
 
 
+def test_rollback_after_two_real_promotions(store, capsys):
+    c, v = store
+    a, b, new = v["good"], v["mid"], v["better"]
+    assert cli("promote", "--rollback", "--dry-run") == 1  # nothing to roll back to yet
+    assert "previous" in capsys.readouterr().err
+    assert cli("promote", "--version", a) == 0  # the first champion
+    assert cli("promote", "--version", b) == 0  # A -> B: beats A in the paired bootstrap
+    assert cli("promote") == 0  # B -> C: the best
+    assert aliases(c) == {M.CHAMPION: new, M.PREVIOUS: b}
+    assert tags(c, new)["promotion.champion_version"] == b and tags(c, b)["promotion.champion_version"] == a
+    capsys.readouterr()
+    promoted = {x: tags(c, x) for x in (a, b, new)}
+
+    assert cli("promote", "--rollback", "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"[dry run] would roll back 'champion' to version {b}; version {new} becomes 'previous'")
+    assert aliases(c) == {M.CHAMPION: new, M.PREVIOUS: b}
+    assert {x: tags(c, x) for x in (a, b, new)} == promoted
+
+    assert cli("promote", "--rollback") == 0
+    assert capsys.readouterr().out.startswith(f"ROLLED BACK 'champion' to version {b}; version {new} becomes 'previous'")
+    assert aliases(c) == {M.CHAMPION: b, M.PREVIOUS: new}
+    after = {x: tags(c, x) for x in (a, b, new)}
+    assert after[a] == promoted[a]  # one level of history: A is neither alias nor touched
+    for x in (b, new):  # the promotion.* record of each decision stays; rollback.* says what happened
+        assert {k: t for k, t in after[x].items() if not k.startswith("rollback.")} == promoted[x]
+    assert set(after[b]) - set(promoted[b]) == {"rollback.restored_at"}
+    assert set(after[new]) - set(promoted[new]) == {"rollback.displaced_at"}
+
+    assert cli("promote", "--rollback") == 0  # the second rollback undoes the first
+    assert capsys.readouterr().out.startswith(f"ROLLED BACK 'champion' to version {new}; version {b} becomes")
+    assert aliases(c) == {M.CHAMPION: new, M.PREVIOUS: b}
+    assert {"rollback.restored_at", "rollback.displaced_at"} <= set(tags(c, new))
+    assert tags(c, new)["promotion.decision"] == "promoted"
+    assert cli("promote", "--rollback", "--version", a) == 2
+    assert cli("promote", "--rollback", "--force", "--reason", "x") == 2
+    assert aliases(c) == {M.CHAMPION: new, M.PREVIOUS: b}
+
+
 def test_promote_cli_exit_codes(store, capsys):
     c, v = store
     crown(c, v["good"])
