@@ -59,7 +59,7 @@ MIN_SENSITIVITY = 0.9
 MIN_SPECIFICITY = 0.25
 CHANCE_AUC = 0.5  # the test AUC's lower CI bound must be above it: a CI reaching 0.5 allows a coin flip
 AUC_CI_LOW = M.ci_names(M.TEST_AUC)[0]  # logged by the job (patient-level bootstrap, 95%)
-SKIPPED_SHOWN = 20  # skipped versions named in an error; the rest are counted
+SKIPPED_SHOWN = 20  # skipped versions named in a decision or error; the rest are counted
 
 
 @dataclass
@@ -224,11 +224,15 @@ def _best(c, metric: str, champion, min_sensitivity: float, min_specificity: flo
         if not fail:
             return mv, skipped
         skipped.append(f"version {mv.version} ({metric} {_show(value)}): {'; '.join(fail)}")
-    shown = skipped[:SKIPPED_SHOWN] + ([f"... and {len(skipped) - SKIPPED_SHOWN} more"]
-                                       if len(skipped) > SKIPPED_SHOWN else [])
     raise LookupError(f"no registered version of {M.MODEL_NAME!r} can pass the gates; skipped:\n"
-                      + "\n".join(f"  {line}" for line in shown)
+                      + "\n".join(f"  {line}" for line in _capped(skipped))
                       + "\n(to promote one anyway: --version N --force --reason TEXT)")
+
+
+def _capped(lines: list[str]) -> list[str]:
+    """The first SKIPPED_SHOWN lines, and how many more: a sweep of failed jobs must not flood the printout."""
+    more = len(lines) - SKIPPED_SHOWN
+    return lines[:SKIPPED_SHOWN] + ([f"... and {more} more versions that cannot pass"] if more > 0 else [])
 
 
 def _predictions(c, run_id: str, tmp: str) -> list[tuple[str, str, int, float]]:
@@ -300,7 +304,7 @@ def promote(metric: str = M.TEST_AUC, version=None, alias: str = M.CHAMPION, *, 
             raise LookupError(f"{M.MODEL_NAME} has no version {version}") from err
     else:
         cand, skipped = _best(c, metric, champ, min_sensitivity, min_specificity)
-    skipped = [f"skipped: {s}" for s in skipped]
+    skipped = [f"skipped: {s}" for s in _capped(skipped)]
     if champ is not None and str(cand.version) == str(champ.version):
         held = (f"version {cand.version} is already the best that can pass and holds '{alias}'" if version is None
                 else f"version {cand.version} holds '{alias}'")

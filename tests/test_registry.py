@@ -304,6 +304,12 @@ def test_promote_ranks_only_versions_that_can_pass(store):
         f"skipped: version {v['constant']} (test_sensitivity 1): test_auc_ci_low 0.5 not above 0.5: the test "
         "AUC's CI includes chance; test_specificity 0 below 0.25",
     ]
+    crown(c, v["other"])  # a champion tested on other images: scores on test-A do not rank against it
+    d = registry.promote(dry_run=True)
+    assert d.noop and d.version == v["other"] and aliases(c) == {M.CHAMPION: v["other"]}
+    skipped = [r for r in d.reasons if r.startswith("skipped:")]
+    assert skipped[0].startswith(f"skipped: version {v['better']} (test_auc ")
+    assert skipped[0].endswith(f"tested on test-A, champion version {v['other']} on test-B: not comparable")
 
 
 def test_promote_skips_failed_and_killed_jobs(store, capsys):
