@@ -356,7 +356,8 @@ def test_rollback_after_two_real_promotions(store, capsys):
     assert {x: tags(c, x) for x in (a, b, new)} == promoted
 
     assert cli("promote", "--rollback") == 0
-    assert capsys.readouterr().out.startswith(f"ROLLED BACK 'champion' to version {b}; version {new} becomes 'previous'")
+    out = capsys.readouterr().out
+    assert out.startswith(f"ROLLED BACK 'champion' to version {b}; version {new} becomes 'previous'")
     assert aliases(c) == {M.CHAMPION: b, M.PREVIOUS: new}
     after = {x: tags(c, x) for x in (a, b, new)}
     assert after[a] == promoted[a]  # one level of history: A is neither alias nor touched
