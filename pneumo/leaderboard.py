@@ -9,6 +9,11 @@ a sweep of thousands of jobs costs a few pages. Works on any tracking store
 `experiment=None` reads every active experiment: a job's row names its
 experiment, and jobs of several sweeps rank together (the test digest column
 says which are comparable).
+
+Only FINISHED jobs are ranked (`rank` 1, 2, ...). Jobs that FAILED, were
+KILLED or are still RUNNING follow them, in the metric's order, with `rank`
+None and their status: their numbers exist but describe a job that did not
+complete, and `pneumo promote` skips them.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import sys
 from pneumo import metrics as M
 
 PAGE_SIZE = 1000  # runs per search_runs call (MLflow caps one call at 50 000)
+RANKED_STATUS = "FINISHED"  # the only run status promotion accepts
 SHOWN_METRICS = (M.TEST_AUC, M.TEST_AUPRC, M.TEST_SENSITIVITY, M.TEST_SPECIFICITY, M.TEST_F1, M.TEST_BRIER)
 
 
@@ -69,6 +75,7 @@ def _row(run, experiment: str, version, aliases: dict[str, list[str]]) -> dict:
     info, data = run.info, run.data
     m = {k: _num(v) for k, v in data.metrics.items()}
     row = {
+        "rank": None,  # set by leaderboard(): FINISHED jobs only
         "run_id": info.run_id,
         "run_name": info.run_name,
         "experiment": experiment,
@@ -104,9 +111,13 @@ def leaderboard(experiment: str | None = None, metric: str = M.TEST_AUC, top: in
     exps = _experiments(client, experiment)
     if not exps or top == 0:
         return []
-    runs, token = [], None
+    # Unfinished jobs are listed, not hidden: the MLflow UI shows every run with its status, so a
+    # leaderboard that dropped them would look like lost runs. Ranking them among the finished ones
+    # put a FAILED job first (issue 13), so they come after the ranked ones, marked by status. With
+    # `top`, the N best finished jobs are kept plus every unfinished one that scored among them.
+    runs, n_ranked, token = [], 0, None
     while True:
-        want = page_size if top is None else min(page_size, top - len(runs))
+        want = page_size if top is None else min(page_size, top - n_ranked)
         page = client.search_runs(
             list(exps),
             filter_string=f"tags.`{M.TAG_ROLE}` = 'job'",
@@ -116,14 +127,18 @@ def leaderboard(experiment: str | None = None, metric: str = M.TEST_AUC, top: in
             page_token=token,
         )
         runs.extend(page)
+        n_ranked += sum(r.info.status == RANKED_STATUS for r in page)
         token = page.token
-        if not token or (top is not None and len(runs) >= top):
+        if not token or (top is not None and n_ranked >= top):
             break
     by_run, aliases = _versions(client)
     rows = [_row(r, exps.get(r.info.experiment_id, ""), by_run.get(r.info.run_id), aliases) for r in runs]
     # the store already ordered them; re-sorting (stable) guards stores that order nan differently
     rows.sort(key=lambda r: (r[metric] is None, 0 if r[metric] is None else (-r[metric] if higher else r[metric])))
-    return rows[:top] if top is not None else rows
+    ranked = [r for r in rows if r["status"] == RANKED_STATUS][:top]
+    for i, row in enumerate(ranked, 1):
+        row["rank"] = i
+    return ranked + [r for r in rows if r["status"] != RANKED_STATUS]
 
 
 # -- presentation -----------------------------------------------------------------
@@ -166,15 +181,17 @@ def _duration(seconds) -> str:
 
 def table_columns(metric: str) -> list[str]:
     shown = [metric] + [m for m in SHOWN_METRICS if m != metric and m in M.TEST_METRICS]
-    return ["job", "best hyperparameters", M.VAL_AUC, *shown, "threshold", "epochs", "duration", "version", "aliases"]
+    return ["rank", "job", "best hyperparameters", M.VAL_AUC, *shown, "threshold", "epochs", "duration", "version",
+            "aliases"]
 
 
 def table_cells(row: dict, metric: str) -> list[str]:
-    shown = table_columns(metric)[3:-5]
+    shown = table_columns(metric)[4:-5]
     # The run name is the job's overrides (what it trains); one per line keeps the column narrow.
     job = (row["run_name"] or row["run_id"][:8]).replace(" ", "\n")
+    rank = str(row["rank"]) if row["rank"] is not None else row["status"]  # FAILED, KILLED, RUNNING
     return [
-        job, _hp(row["best_hp"]), _fmt(row[M.VAL_AUC]),
+        rank, job, _hp(row["best_hp"]), _fmt(row[M.VAL_AUC]),
         *(_with_ci(row, m) if m in M.TEST_METRICS else _fmt(row.get(m)) for m in shown),
         _fmt(row[M.THRESHOLD]), "-" if row[M.EPOCHS_TRAINED] is None else str(int(row[M.EPOCHS_TRAINED])),
         _duration(row["duration_s"]), "-" if row["version"] is None else str(row["version"]),
@@ -205,7 +222,10 @@ def render(rows: list[dict], metric: str, fmt: str, out=None) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(title=f"pneumo jobs by {metric} ({'higher' if M.higher_is_better(metric) else 'lower'} is better)")
+        unranked = sum(r["rank"] is None for r in rows)
+        table = Table(title=f"pneumo jobs by {metric} ({'higher' if M.higher_is_better(metric) else 'lower'} is better)",
+                      caption=f"{unranked} job(s) not FINISHED, listed after the ranked ones by status: "
+                              "not ranked, promote skips them" if unranked else None)
         for col in table_columns(metric):
             table.add_column(col, overflow="fold")
         for row in rows:

@@ -2,14 +2,31 @@
 
 Reads only what jobs logged (version tags, run metrics, each run's
 test_predictions.csv); it never trains or scores a model itself. A version
-takes an alias (default `champion`) only if its run FINISHED, its test
-sensitivity clears the floor and, when a champion exists, it was tested on
-the same images and beats the champion in a paired patient-level bootstrap
-(lower CI bound of the improvement above zero: a tie is not a win). Every
-decision is written as `promotion.*` tags on the candidate version.
+takes an alias (default `champion`) only if every gate passes:
+
+- its registration is READY and its run FINISHED (a FAILED or KILLED job's
+  numbers describe a job that did not complete);
+- it beats chance: the lower bound of the job's patient-bootstrap CI on test
+  AUC (`test_auc_ci_low`) is above 0.5. A constant predictor (AUC 0.5 with
+  sensitivity 1.0 and specificity 0.0) fails here;
+- test sensitivity >= `min_sensitivity` (0.9) and test specificity >=
+  `min_specificity` (0.25): "every image is pneumonia" clears any sensitivity
+  floor, so sensitivity alone gates nothing;
+- when a champion exists: it was tested on the same images and beats the
+  champion in a paired patient-level bootstrap (lower CI bound of the
+  improvement above zero: a tie is not a win).
+
+Without `version`, promote ranks only the versions that can pass: those
+failing a gate checked without the bootstrap (status, the AUC bound, the
+floors, and the champion's test set) are skipped, and the ones that ranked
+above the candidate are named with their reason. `force` (with a reason) is the only way past a
+failed gate, and only for a version named explicitly or the best passing one.
+Every decision is written as `promotion.*` tags on the candidate version.
 
 Rollback swaps: the `previous` version takes the alias back and the displaced
-one becomes `previous`, so a second rollback undoes the first.
+one becomes `previous`, so a second rollback undoes the first. It leaves the
+`promotion.*` tags (the record of each decision) as they are and tags the
+restored version `rollback.restored_at`, the displaced one `rollback.displaced_at`.
 
 MLflow is imported inside functions: the CLI imports this module to build its
 parser and must start fast.
@@ -33,6 +50,16 @@ PAIRED_SEED = 0
 THRESHOLD_FREE = {M.TEST_AUC, M.TEST_AUPRC, M.TEST_BRIER}  # the paired test needs no cut for these
 TAG_PREFIX = "promotion."
 TAG_MAX = 5000  # characters; MLflow's limit on a model-version tag value
+MIN_SENSITIVITY = 0.9
+# Refuses an operating point that calls (nearly) every image pneumonia: that is how a useless
+# model clears the sensitivity floor. Not 0.5: at the default operating point (validation
+# sensitivity 0.95) the `make demo` jobs measured 0.26-0.35 (43 healthy test images; the best's
+# 95% CI [0.16, 0.54]) with test AUC CIs starting at 0.59-0.77, and 0.5 refused them all, the
+# README's champion included. A site with a specificity requirement sets --min-specificity.
+MIN_SPECIFICITY = 0.25
+CHANCE_AUC = 0.5  # the test AUC's lower CI bound must be above it: a CI reaching 0.5 allows a coin flip
+AUC_CI_LOW = M.ci_names(M.TEST_AUC)[0]  # logged by the job (patient-level bootstrap, 95%)
+SKIPPED_SHOWN = 20  # skipped versions named in a decision or error; the rest are counted
 
 
 @dataclass
@@ -135,22 +162,77 @@ def _run(c, run_id):
         return None
 
 
-def _best(c, metric: str, champion):
-    """The READY version ranked first by the metric (version tag, else its run's metric)."""
+def _own_gates(mv, run, min_sensitivity: float, min_specificity: float) -> tuple[list[str], list[str], dict]:
+    """The gates a version passes or fails on its own, with no champion or bootstrap: (passed, failed, numbers)."""
+    status = run.info.status if run is not None else None
+    nums = {"run_status": status, "min_sensitivity": min_sensitivity,
+            "sensitivity": _logged(mv, run, M.TEST_SENSITIVITY), "min_specificity": min_specificity,
+            "specificity": _logged(mv, run, M.TEST_SPECIFICITY), AUC_CI_LOW: _logged(mv, run, AUC_CI_LOW)}
+    ok, fail = [], []
+    if mv.status != "READY":
+        fail.append(f"version {mv.version} registration status {mv.status} (must be READY)")
+    if status == "FINISHED":
+        ok.append(f"run {_run_id(mv)} status FINISHED")
+    else:
+        fail.append(f"run {_run_id(mv)} status {status or 'unknown (run not found)'} (must be FINISHED)")
+    low = nums[AUC_CI_LOW]
+    if low is None:
+        fail.append(f"{AUC_CI_LOW} not logged: nothing shows the model beats chance (AUC {CHANCE_AUC})")
+    elif low > CHANCE_AUC:
+        ok.append(f"{AUC_CI_LOW} {_show(low)} above {CHANCE_AUC}: better than chance")
+    else:
+        fail.append(f"{AUC_CI_LOW} {_show(low)} not above {CHANCE_AUC}: the test AUC's CI includes chance")
+    for name, key in ((M.TEST_SENSITIVITY, "sensitivity"), (M.TEST_SPECIFICITY, "specificity")):
+        value, floor = nums[key], nums[f"min_{key}"]
+        if value is None:
+            fail.append(f"{name} not logged: the {floor} floor cannot be checked")
+        else:
+            (ok if value >= floor else fail).append(f"{name} {_show(value)} {'>=' if value >= floor else 'below'} "
+                                                    f"{floor}")
+    return ok, fail, nums
+
+
+def _best(c, metric: str, champion, min_sensitivity: float, min_specificity: float) -> tuple[object, list[str]]:
+    """The version ranked first by the metric among those that can pass, and why each one above it cannot.
+
+    "Can pass": the gates that need no bootstrap (_own_gates, and the champion's test set).
+    The champion itself is never skipped: when it ranks first there is nothing to do.
+    """
     higher = M.higher_is_better(metric)
     ranked = []
     for mv in _all_versions(c):
-        if mv.status != "READY":
-            continue
-        value = _float((mv.tags or {}).get(metric))
-        if value is None:  # only versions registered without metric tags cost a call
-            value = _logged(mv, _run(c, _run_id(mv)), metric)
+        run, value = None, _float((mv.tags or {}).get(metric))
+        if value is None:  # only versions registered without metric tags cost a call here
+            run = _run(c, _run_id(mv))
+            value = _logged(mv, run, metric)
         if value is not None:
             is_champ = champion is not None and str(mv.version) == str(champion.version)
-            ranked.append(((-value if higher else value), not is_champ, int(mv.version), mv))
+            ranked.append(((-value if higher else value), not is_champ, int(mv.version), value, mv, run))
     if not ranked:
         raise LookupError(f"no registered version of {M.MODEL_NAME!r} has a value for {metric}")
-    return min(ranked, key=lambda t: t[:3])[3]
+    ranked.sort(key=lambda t: t[:3])
+    champ_digest = _digest(champion, _run(c, _run_id(champion))) if champion is not None else None
+    skipped = []
+    for _, is_challenger, _, value, mv, run in ranked:
+        if not is_challenger:
+            return mv, skipped
+        run = run or _run(c, _run_id(mv))  # one call per version, only down to the first that can pass
+        _, fail, _ = _own_gates(mv, run, min_sensitivity, min_specificity)
+        if champion is not None and (not _digest(mv, run) or _digest(mv, run) != champ_digest):
+            fail.append(f"tested on {_digest(mv, run)}, champion version {champion.version} on {champ_digest}: "
+                        "not comparable")
+        if not fail:
+            return mv, skipped
+        skipped.append(f"version {mv.version} ({metric} {_show(value)}): {'; '.join(fail)}")
+    raise LookupError(f"no registered version of {M.MODEL_NAME!r} can pass the gates; skipped:\n"
+                      + "\n".join(f"  {line}" for line in _capped(skipped))
+                      + "\n(to promote one anyway: --version N --force --reason TEXT)")
+
+
+def _capped(lines: list[str]) -> list[str]:
+    """The first SKIPPED_SHOWN lines, and how many more: a sweep of failed jobs must not flood the printout."""
+    more = len(lines) - SKIPPED_SHOWN
+    return lines[:SKIPPED_SHOWN] + ([f"... and {more} more versions that cannot pass"] if more > 0 else [])
 
 
 def _predictions(c, run_id: str, tmp: str) -> list[tuple[str, str, int, float]]:
@@ -198,45 +280,43 @@ def _paired(c, cand, champ, metric, thresholds, confidence) -> tuple[dict, str |
 
 
 def promote(metric: str = M.TEST_AUC, version=None, alias: str = M.CHAMPION, *, confidence: float = 0.95,
-            min_sensitivity: float = 0.9, dry_run: bool = False, force: bool = False, reason: str | None = None,
-            client=None) -> Decision:
-    """Move `alias` to the best version by `metric` (or to `version`) if every gate passes."""
+            min_sensitivity: float = MIN_SENSITIVITY, min_specificity: float = MIN_SPECIFICITY,
+            dry_run: bool = False, force: bool = False, reason: str | None = None, client=None) -> Decision:
+    """Move `alias` to the best version that can pass by `metric` (or to `version`) if every gate passes."""
     from mlflow.exceptions import MlflowException
 
     if force and not (reason or "").strip():
         raise ValueError("force=True needs a non-empty reason: it is recorded on the version")
     if metric not in M.TEST_METRICS:
         raise ValueError(f"promotion compares test predictions: metric must be one of {', '.join(M.TEST_METRICS)}")
+    for name, floor in (("min_sensitivity", min_sensitivity), ("min_specificity", min_specificity)):
+        if not 0 <= floor <= 1:  # also refuses nan
+            raise ValueError(f"{name} is a proportion: it must be between 0 and 1, got {floor}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be between 0 and 1 (e.g. 0.95), got {confidence}")
     c = client or connect()
     champ = _by_alias(c, alias)
+    skipped = []
     if version is not None:
         try:
             cand = c.get_model_version(M.MODEL_NAME, str(version))
         except MlflowException as err:
             raise LookupError(f"{M.MODEL_NAME} has no version {version}") from err
     else:
-        cand = _best(c, metric, champ)
+        cand, skipped = _best(c, metric, champ, min_sensitivity, min_specificity)
+    skipped = [f"skipped: {s}" for s in _capped(skipped)]
     if champ is not None and str(cand.version) == str(champ.version):
-        return Decision(False, str(cand.version), None, [f"version {cand.version} is already the best and holds '{alias}'"
-                                                    if version is None else f"version {cand.version} holds '{alias}'"],
-                        alias=alias, dry_run=dry_run, noop=True)
+        held = (f"version {cand.version} is already the best that can pass and holds '{alias}'" if version is None
+                else f"version {cand.version} holds '{alias}'")
+        return Decision(False, str(cand.version), None, [held, *skipped], alias=alias, dry_run=dry_run, noop=True)
 
     run, higher = _run(c, _run_id(cand)), M.higher_is_better(metric)
-    nums = {"metric": metric, "candidate_value": _logged(cand, run, metric), "min_sensitivity": min_sensitivity,
-            "sensitivity": _logged(cand, run, M.TEST_SENSITIVITY), "test_digest": _digest(cand, run),
-            "run_status": run.info.status if run else None}
-    ok, fail = [], []
-    if cand.status != "READY":
-        fail.append(f"version {cand.version} registration status {cand.status} (must be READY)")
-    (ok if nums["run_status"] == "FINISHED" else fail).append(f"run {_run_id(cand)} status {nums['run_status']}"
-                                                              + ("" if nums["run_status"] == "FINISHED"
-                                                                 else " (must be FINISHED)"))
-    sens = nums["sensitivity"]
-    (ok if sens is not None and sens >= min_sensitivity else fail).append(
-        f"{M.TEST_SENSITIVITY} {_show(sens)} {'>=' if sens is not None and sens >= min_sensitivity else 'below'} "
-        f"{min_sensitivity}")
+    ok, fail, own = _own_gates(cand, run, min_sensitivity, min_specificity)
+    nums = {"metric": metric, "candidate_value": _logged(cand, run, metric), **own,
+            "test_digest": _digest(cand, run)}
     if champ is None:
-        ok.append(f"no version holds '{alias}' yet: the best passing version takes it")
+        ok.append(f"no version holds '{alias}' yet: " + ("the best passing version takes it" if version is None
+                                                          else "nothing to compare with"))
     else:
         champ_run = _run(c, _run_id(champ))
         nums.update(champion_version=str(champ.version), champion_value=_logged(champ, champ_run, metric),
@@ -272,7 +352,7 @@ def promote(metric: str = M.TEST_AUC, version=None, alias: str = M.CHAMPION, *, 
 
     forced = bool(fail) and force
     promoted = not fail or forced
-    reasons = [f"FAIL: {r}" for r in fail] + [f"pass: {r}" for r in ok]
+    reasons = [f"FAIL: {r}" for r in fail] + [f"pass: {r}" for r in ok] + skipped
     if forced:
         reasons.append(f"forced past the failed gates: {reason.strip()}")
     decision = Decision(promoted, str(cand.version), str(champ.version) if promoted and champ else None, reasons,
@@ -348,8 +428,8 @@ def promote_command(args) -> int:
             decision = rollback(args.alias, dry_run=args.dry_run)
         else:
             decision = promote(args.metric, args.version, args.alias, confidence=args.confidence,
-                               min_sensitivity=args.min_sensitivity, dry_run=args.dry_run, force=args.force,
-                               reason=args.reason)
+                               min_sensitivity=args.min_sensitivity, min_specificity=args.min_specificity,
+                               dry_run=args.dry_run, force=args.force, reason=args.reason)
     except ValueError as err:
         print(f"pneumo promote: {err}", file=sys.stderr)
         return 2
@@ -366,7 +446,10 @@ def add_promote(subparsers) -> None:
     p.add_argument("--version", type=int, help="promote this version instead of the best")
     p.add_argument("--alias", default=M.CHAMPION)
     p.add_argument("--confidence", type=float, default=0.95, help="of the paired bootstrap interval")
-    p.add_argument("--min-sensitivity", type=float, default=0.9, help="floor on the candidate's test sensitivity")
+    p.add_argument("--min-sensitivity", type=float, default=MIN_SENSITIVITY,
+                   help="floor on the candidate's test sensitivity (default %(default)s)")
+    p.add_argument("--min-specificity", type=float, default=MIN_SPECIFICITY,
+                   help="floor on the candidate's test specificity (default %(default)s)")
     p.add_argument("--dry-run", action="store_true", help="decide and print, change nothing")
     p.add_argument("--force", action="store_true", help="override failed gates (needs --reason)")
     p.add_argument("--reason", help="why a forced promotion is justified; recorded on the version")

@@ -95,7 +95,12 @@ def template(tmp_path_factory):
             "better": make_job(c, exp, "better", a, probabilities(a[0], noise, 1.8)),
             "other": make_job(c, exp, "other", b, probabilities(b[0], b[3], 1.0), digest="test-B"),
             "lowsens": make_job(c, exp, "lowsens", a, probabilities(a[0], noise, 1.0), threshold=0.9),
+            # good's model at a threshold that calls nearly everyone sick (specificity about 0.1)
+            "lowspec": make_job(c, exp, "lowspec", a, probabilities(a[0], noise, 1.0), threshold=0.1),
             "failed": make_job(c, exp, "failed", a, probabilities(a[0], noise, 1.4), status="FAILED"),
+            "mid": make_job(c, exp, "mid", a, probabilities(a[0], noise, 1.3)),  # between good and better
+            # issue 9: a constant predictor (AUC 0.5, sensitivity 1.0, specificity 0.0)
+            "constant": make_job(c, exp, "constant", a, np.full(len(a[0]), 0.5)),
         }
     finally:
         mlflow.set_tracking_uri(None)
@@ -123,6 +128,10 @@ def tags(c, version):
 
 def crown(c, version):
     c.set_registered_model_alias(M.MODEL_NAME, M.CHAMPION, version)
+
+
+def run_of(c, version):
+    return c.get_model_version(M.MODEL_NAME, version).run_id
 
 
 def cli(*argv):
@@ -235,6 +244,138 @@ def test_rollback_swaps_champion_and_previous(store):
     assert aliases(c) == {M.CHAMPION: v["better"], M.PREVIOUS: v["good"]}
 
 
+def test_constant_predictor_refused_by_every_path(store, capsys):
+    """Issue 9: one registered job whose model is a constant predictor passed every gate."""
+    c, v = store
+    const = v["constant"]
+    for version in set(v.values()) - {const}:  # the issue's registry: that job's version alone
+        c.delete_model_version(M.MODEL_NAME, version)
+    before = tags(c, const)
+    assert cli("promote", "--version", const, "--dry-run") == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"[dry run] REFUSED version {const}")
+    assert "FAIL: test_auc_ci_low 0.5 not above 0.5" in out and "FAIL: test_specificity 0 below 0.25" in out
+    assert "pass: test_sensitivity 1 >= 0.9" in out  # the one floor it always cleared
+    assert tags(c, const) == before
+    for argv in (["--dry-run"], [], ["--force", "--reason", "the only model we have"]):
+        assert cli("promote", *argv) == 1  # the best that can pass: none; force needs a named version
+        err = capsys.readouterr().err
+        assert f"can pass the gates; skipped:\n  version {const} (test_auc 0.5): " in err
+        assert "test_auc_ci_low 0.5 not above 0.5" in err and "--version N --force --reason" in err
+        assert M.CHAMPION not in aliases(c)
+    assert cli("promote", "--version", const) == 1
+    assert "REFUSED" in capsys.readouterr().out
+    t = tags(c, const)
+    assert t["promotion.decision"] == "refused" and t["promotion.test_auc_ci_low"] == "0.5"
+    assert t["promotion.specificity"] == "0" and t["promotion.min_specificity"] == "0.25"
+    assert M.CHAMPION not in aliases(c)
+    assert cli("promote", "--version", const, "--force", "--reason", "serving smoke test") == 0
+    assert aliases(c) == {M.CHAMPION: const}
+    t = tags(c, const)
+    assert t["promotion.decision"] == "promoted" and t["promotion.forced_reason"] == "serving smoke test"
+
+
+def test_each_usefulness_gate_refuses_on_its_own(store):
+    c, v = store
+    chance = registry.promote(version=v["constant"], min_specificity=0.0, dry_run=True)  # only the CI is left
+    assert not chance.promoted
+    assert [r for r in chance.reasons if r.startswith("FAIL")] == [
+        "FAIL: test_auc_ci_low 0.5 not above 0.5: the test AUC's CI includes chance"]
+    # a good ranker at a threshold that calls nearly every healthy child sick
+    sick = registry.promote(version=v["lowspec"], dry_run=True)
+    assert not sick.promoted and sick.numbers["test_auc_ci_low"] > 0.9 and sick.numbers["specificity"] < 0.25
+    assert sick.numbers["sensitivity"] > 0.99 and sick.numbers["min_specificity"] == 0.25  # the default
+    assert [r for r in sick.reasons if r.startswith("FAIL")] == [
+        f"FAIL: test_specificity {sick.numbers['specificity']:.4g} below 0.25"]
+    assert registry.promote(version=v["lowspec"], min_specificity=0.0, dry_run=True).promoted
+    weak = registry.promote(version=v["worse"], min_specificity=0.5, dry_run=True)  # a stricter site's floor
+    assert not weak.promoted and [r for r in weak.reasons if r.startswith("FAIL")] == [
+        f"FAIL: test_specificity {weak.numbers['specificity']:.4g} below 0.5"]
+    assert M.CHAMPION not in aliases(c)
+
+
+def test_promote_ranks_only_versions_that_can_pass(store):
+    c, v = store
+    # by sensitivity the two that call (nearly) everything pneumonia rank first, with 1.0
+    d = registry.promote(metric="test_sensitivity", dry_run=True)
+    assert d.promoted and d.version not in (v["constant"], v["lowspec"]) and d.numbers["sensitivity"] < 1
+    assert [r for r in d.reasons if r.startswith("skipped:")] == [
+        f"skipped: version {v['lowspec']} (test_sensitivity 1): test_specificity 0.08482 below 0.25",
+        f"skipped: version {v['constant']} (test_sensitivity 1): test_auc_ci_low 0.5 not above 0.5: the test "
+        "AUC's CI includes chance; test_specificity 0 below 0.25",
+    ]
+    crown(c, v["other"])  # a champion tested on other images: scores on test-A do not rank against it
+    d = registry.promote(dry_run=True)
+    assert d.noop and d.version == v["other"] and aliases(c) == {M.CHAMPION: v["other"]}
+    skipped = [r for r in d.reasons if r.startswith("skipped:")]
+    assert skipped[0].startswith(f"skipped: version {v['better']} (test_auc ")
+    assert skipped[0].endswith(f"tested on test-A, champion version {v['other']} on test-B: not comparable")
+
+
+def test_promote_skips_failed_and_killed_jobs(store, capsys):
+    """Issue 13.2: the best score came from a job that did not finish."""
+    c, v = store
+    c.set_terminated(run_of(c, v["better"]), "KILLED")  # killed after it registered its model
+    # by test_auc: better (KILLED) > failed (FAILED) > mid, the best that can pass
+    assert cli("promote", "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"[dry run] would promote version {v['mid']} to 'champion'")
+    assert "the best passing version takes it" in out
+    d = registry.promote()
+    assert d.promoted and d.version == v["mid"] and aliases(c) == {M.CHAMPION: v["mid"]}
+    skipped = [r for r in d.reasons if r.startswith("skipped:")]
+    assert len(skipped) == 2
+    assert skipped[0].startswith(f"skipped: version {v['better']} (test_auc ") and "status KILLED" in skipped[0]
+    assert skipped[1].startswith(f"skipped: version {v['failed']} (test_auc ") and "status FAILED" in skipped[1]
+    assert "must be FINISHED" in skipped[0] and "must be FINISHED" in skipped[1]
+    assert f"skipped: version {v['failed']}" in tags(c, v["mid"])["promotion.reason"]
+    assert cli("promote") == 0  # the champion is the best that can pass: nothing to do, and says why
+    out = capsys.readouterr().out
+    assert out.startswith(f"nothing to do: version {v['mid']} already holds 'champion'")
+    assert f"skipped: version {v['better']}" in out and f"skipped: version {v['failed']}" in out
+    assert aliases(c) == {M.CHAMPION: v["mid"]}
+
+
+def test_rollback_after_two_real_promotions(store, capsys):
+    c, v = store
+    a, b, new = v["good"], v["mid"], v["better"]
+    assert cli("promote", "--rollback", "--dry-run") == 1  # nothing to roll back to yet
+    assert "previous" in capsys.readouterr().err
+    assert cli("promote", "--version", a) == 0  # the first champion
+    assert cli("promote", "--version", b) == 0  # A -> B: beats A in the paired bootstrap
+    assert cli("promote") == 0  # B -> C: the best
+    assert aliases(c) == {M.CHAMPION: new, M.PREVIOUS: b}
+    assert tags(c, new)["promotion.champion_version"] == b and tags(c, b)["promotion.champion_version"] == a
+    capsys.readouterr()
+    promoted = {x: tags(c, x) for x in (a, b, new)}
+
+    assert cli("promote", "--rollback", "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"[dry run] would roll back 'champion' to version {b}; version {new} becomes 'previous'")
+    assert aliases(c) == {M.CHAMPION: new, M.PREVIOUS: b}
+    assert {x: tags(c, x) for x in (a, b, new)} == promoted
+
+    assert cli("promote", "--rollback") == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"ROLLED BACK 'champion' to version {b}; version {new} becomes 'previous'")
+    assert aliases(c) == {M.CHAMPION: b, M.PREVIOUS: new}
+    after = {x: tags(c, x) for x in (a, b, new)}
+    assert after[a] == promoted[a]  # one level of history: A is neither alias nor touched
+    for x in (b, new):  # the promotion.* record of each decision stays; rollback.* says what happened
+        assert {k: t for k, t in after[x].items() if not k.startswith("rollback.")} == promoted[x]
+    assert set(after[b]) - set(promoted[b]) == {"rollback.restored_at"}
+    assert set(after[new]) - set(promoted[new]) == {"rollback.displaced_at"}
+
+    assert cli("promote", "--rollback") == 0  # the second rollback undoes the first
+    assert capsys.readouterr().out.startswith(f"ROLLED BACK 'champion' to version {new}; version {b} becomes")
+    assert aliases(c) == {M.CHAMPION: new, M.PREVIOUS: b}
+    assert {"rollback.restored_at", "rollback.displaced_at"} <= set(tags(c, new))
+    assert tags(c, new)["promotion.decision"] == "promoted"
+    assert cli("promote", "--rollback", "--version", a) == 2
+    assert cli("promote", "--rollback", "--force", "--reason", "x") == 2
+    assert aliases(c) == {M.CHAMPION: new, M.PREVIOUS: b}
+
+
 def test_promote_cli_exit_codes(store, capsys):
     c, v = store
     crown(c, v["good"])
@@ -246,6 +387,9 @@ def test_promote_cli_exit_codes(store, capsys):
     with pytest.raises(SystemExit) as exit_:
         cli("promote", "--metric", "val_loss")
     assert exit_.value.code == 2
+    for bad in (["--min-specificity", "1.5"], ["--min-sensitivity", "-0.1"], ["--min-specificity", "nan"]):
+        assert cli("promote", "--dry-run", *bad) == 2
+        assert "must be between 0 and 1" in capsys.readouterr().err
 
 
 # -- leaderboard ------------------------------------------------------------------------
@@ -255,7 +399,7 @@ def test_leaderboard_rows_join_versions_and_aliases(store):
     c, v = store
     crown(c, v["good"])
     rows = registry.leaderboard("sweep-a")
-    assert [r["run_name"] for r in rows][0] == "better" and len(rows) == 7
+    assert [r["run_name"] for r in rows][0] == "better" and len(rows) == 10
     good = next(r for r in rows if r["run_name"] == "good")
     assert good["version"] == int(v["good"]) and good["aliases"] == [M.CHAMPION]
     assert good["best_hp"] == {"model.blocks": "3", "optimizer.learning_rate": "0.001"}
@@ -263,6 +407,27 @@ def test_leaderboard_rows_join_versions_and_aliases(store):
     assert good["epochs_trained"] == 7 and good["duration_s"] >= 0 and good["overrides"] == "model=cnn job=good"
     with pytest.raises(LookupError):
         registry.leaderboard("no-such-sweep")
+
+
+def test_compare_ranks_finished_jobs_and_lists_the_others_after(store, capsys):
+    """Issue 13.2: a FAILED or KILLED job that scored highest is not first; it is listed, marked."""
+    c, v = store
+    c.set_terminated(run_of(c, v["better"]), "KILLED")
+    rows = registry.leaderboard("sweep-a")
+    assert rows[0]["run_name"] == "mid"  # the best FINISHED job, below the KILLED and the FAILED one
+    assert [r["rank"] for r in rows[:8]] == list(range(1, 9)) and all(r["status"] == "FINISHED" for r in rows[:8])
+    assert [(r["run_name"], r["status"], r["rank"]) for r in rows[8:]] == [("better", "KILLED", None),
+                                                                           ("failed", "FAILED", None)]
+    top = registry.leaderboard("sweep-a", top=2)  # the 2 best finished, and the unfinished that scored among them
+    assert [(r["run_name"], r["rank"]) for r in top] == [("mid", 1), (top[1]["run_name"], 2), ("better", None),
+                                                         ("failed", None)]
+    assert cli("compare", "--experiment", "sweep-a", "--format", "table") == 0
+    table = capsys.readouterr().out
+    assert "KILLED" in table and "FAILED" in table and "2 job(s) not FINISHED" in table
+    assert table.index("mid") < table.index("KILLED") < table.index("FAILED")
+    assert cli("compare", "--experiment", "sweep-a", "--format", "csv") == 0
+    records = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert list(records[0])[0] == "rank" and [r["rank"] for r in records[-2:]] == ["", ""]
 
 
 class Counting:
@@ -285,7 +450,7 @@ class Counting:
 
 @pytest.fixture(scope="module")
 def big_store(template, tmp_path_factory):
-    """The template plus 300 jobs in a second sweep, written with two calls per run (read-only tests)."""
+    """The template plus 300 finished jobs in a second sweep, three calls per run (read-only tests)."""
     root = tmp_path_factory.mktemp("big")
     shutil.copy(template[0] / "mlflow.db", root / "mlflow.db")
     c = MlflowClient(f"sqlite:///{root}/mlflow.db")
@@ -296,6 +461,7 @@ def big_store(template, tmp_path_factory):
         values = {"test_auc": rng.random(), "test_brier": rng.random() / 4, "test_sensitivity": rng.random()}
         c.log_batch(run.info.run_id, metrics=[Metric(k, x, 0, 0) for k, x in values.items()],
                     params=[Param("best_hp.model.blocks", str(i))], tags=[RunTag("x", "y")])
+        c.set_terminated(run.info.run_id)  # only FINISHED jobs are ranked
     for i in range(3):  # trials must not appear
         c.create_run(exp, run_name=f"trial-{i}", tags={M.TAG_ROLE: "trial", "mlflow.parentRunId": "x"})
     return f"sqlite:///{root}/mlflow.db"
@@ -326,8 +492,8 @@ def test_leaderboard_scales_with_pages_not_runs(big):
     assert len(values) == 5 and values == sorted(values)
     assert values[0] == min(r["test_brier"] for r in rows)
 
-    everything = leaderboard.leaderboard(None, client=c)  # every experiment: 300 + the 7 template jobs
-    assert len(everything) == 307 and {r["experiment"] for r in everything} == {"sweep-a", "sweep-big"}
+    everything = leaderboard.leaderboard(None, client=c)  # every experiment: 300 + the 10 template jobs
+    assert len(everything) == 310 and {r["experiment"] for r in everything} == {"sweep-a", "sweep-big"}
 
 
 def test_compare_cli_formats(big, capsys):
@@ -336,8 +502,10 @@ def test_compare_cli_formats(big, capsys):
     assert len(rows) == 4 and rows[0]["test_auc"] >= rows[-1]["test_auc"]
     assert cli("compare", "--metric", "test_brier", "--format", "csv") == 0
     records = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    briers = [float(r["test_brier"]) for r in records if r["test_brier"]]
-    assert len(records) == 307 and briers == sorted(briers)
+    briers = [float(r["test_brier"]) for r in records if r["test_brier"] and r["rank"]]
+    assert len(records) == 310 and briers == sorted(briers)
+    assert [r["run_name"] for r in records if not r["rank"]] == ["failed"]  # the one FAILED job comes last
+    assert records[-1]["run_name"] == "failed" and records[-1]["status"] == "FAILED"
     assert "best_hp.model.blocks" in records[0]
     assert cli("compare", "--experiment", "sweep-a") == 0  # not a tty: json by default
     assert json.loads(capsys.readouterr().out)[0]["run_name"] == "better"
