@@ -22,6 +22,7 @@ import csv
 import json
 import math
 import sys
+from pathlib import Path
 
 from pneumo import metrics as M
 
@@ -69,6 +70,41 @@ def _versions(client) -> tuple[dict[str, object], dict[str, list[str]]]:
         except MlflowException:
             pass
     return by_run, aliases
+
+
+EXTERNAL_METRICS = (M.TEST_AUC, M.TEST_ACCURACY, M.TEST_SENSITIVITY, M.TEST_SPECIFICITY)
+
+
+def _evaluations(client, exp_ids: list[str], page_size: int) -> dict[str, list[dict]]:
+    """job run id -> its `pneumo evaluate` runs (latest per folder and version), one paged query."""
+    from mlflow.entities import ViewType
+
+    from pneumo.external import TAG_FOLDER, TAG_MODEL_VERSION
+
+    out: dict[str, dict] = {}
+    token = None
+    while True:
+        page = client.search_runs(exp_ids, f"tags.`{M.TAG_ROLE}` = 'evaluation' and attributes.status = 'FINISHED'",
+                                  run_view_type=ViewType.ACTIVE_ONLY, max_results=page_size, page_token=token,
+                                  order_by=["attributes.start_time DESC"])
+        for run in page:
+            tags = run.data.tags
+            key = (tags.get("mlflow.parentRunId"), tags.get(TAG_FOLDER), tags.get(TAG_MODEL_VERSION))
+            if key in out:  # an older evaluation of the same version on the same folder
+                continue
+            entry = {"folder": tags.get(TAG_FOLDER), "version": tags.get(TAG_MODEL_VERSION),
+                     "run_id": run.info.run_id, "test_digest": tags.get(M.TAG_TEST_DIGEST)}
+            for name in EXTERNAL_METRICS:
+                entry[name] = _num(run.data.metrics.get(name))
+                for bound in M.ci_names(name):
+                    entry[bound] = _num(run.data.metrics.get(bound))
+            out[key] = entry
+        if not (token := page.token):
+            break
+    by_job: dict[str, list[dict]] = {}
+    for (job, _, _), entry in out.items():
+        by_job.setdefault(job, []).append(entry)
+    return by_job
 
 
 def _row(run, experiment: str, version, aliases: dict[str, list[str]]) -> dict:
@@ -133,6 +169,11 @@ def leaderboard(experiment: str | None = None, metric: str = M.TEST_AUC, top: in
             break
     by_run, aliases = _versions(client)
     rows = [_row(r, exps.get(r.info.experiment_id, ""), by_run.get(r.info.run_id), aliases) for r in runs]
+    # What `pneumo evaluate` measured on other folders, beside the job's own test split. Only shown:
+    # nothing ranks or promotes on it.
+    evaluations = _evaluations(client, list(exps), page_size)
+    for row in rows:
+        row["external"] = evaluations.get(row["run_id"], [])
     # the store already ordered them; re-sorting (stable) guards stores that order nan differently
     rows.sort(key=lambda r: (r[metric] is None, 0 if r[metric] is None else (-r[metric] if higher else r[metric])))
     ranked = [r for r in rows if r["status"] == RANKED_STATUS][:top]
@@ -182,11 +223,11 @@ def _duration(seconds) -> str:
 def table_columns(metric: str) -> list[str]:
     shown = [metric] + [m for m in SHOWN_METRICS if m != metric and m in M.TEST_METRICS]
     return ["rank", "job", "best hyperparameters", M.VAL_AUC, *shown, "threshold", "epochs", "duration", "version",
-            "aliases"]
+            "aliases", "pneumo evaluate"]
 
 
 def table_cells(row: dict, metric: str) -> list[str]:
-    shown = table_columns(metric)[4:-5]
+    shown = table_columns(metric)[4:-6]
     # The run name is the job's overrides (what it trains); one per line keeps the column narrow.
     job = (row["run_name"] or row["run_id"][:8]).replace(" ", "\n")
     rank = str(row["rank"]) if row["rank"] is not None else row["status"]  # FAILED, KILLED, RUNNING
@@ -195,14 +236,24 @@ def table_cells(row: dict, metric: str) -> list[str]:
         *(_with_ci(row, m) if m in M.TEST_METRICS else _fmt(row.get(m)) for m in shown),
         _fmt(row[M.THRESHOLD]), "-" if row[M.EPOCHS_TRAINED] is None else str(int(row[M.EPOCHS_TRAINED])),
         _duration(row["duration_s"]), "-" if row["version"] is None else str(row["version"]),
-        ", ".join(row["aliases"]),
+        ", ".join(row["aliases"]), "\n".join(_external(e) for e in row.get("external", [])),
     ]
 
 
+def _external(e: dict) -> str:
+    name = Path(e["folder"] or "?").name
+    return (f"{name} (v{e['version']}): auc {_with_ci(e, M.TEST_AUC).replace(chr(10), ' ')}\n"
+            f"sens {_fmt(e[M.TEST_SENSITIVITY])} spec {_fmt(e[M.TEST_SPECIFICITY])}")
+
+
 def flat(row: dict) -> dict:
-    """A CSV record: best_hp.* back as columns, aliases joined."""
-    out = {k: v for k, v in row.items() if k not in ("best_hp", "aliases")}
+    """A CSV record: best_hp.* back as columns, aliases joined, evaluations as external.<folder>.<metric>."""
+    out = {k: v for k, v in row.items() if k not in ("best_hp", "aliases", "external")}
     out.update({f"{M.BEST_HP_PREFIX}{k}": v for k, v in row["best_hp"].items()})
+    for e in row.get("external", []):
+        prefix = f"external.{Path(e['folder'] or '?').name}.v{e['version']}."
+        out.update({prefix + k: e[k] for k in EXTERNAL_METRICS + tuple(b for k in EXTERNAL_METRICS
+                                                                        for b in M.ci_names(k))})
     out["aliases"] = ";".join(row["aliases"])
     return out
 

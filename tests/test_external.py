@@ -101,6 +101,15 @@ def test_evaluate_records_a_run_under_the_versions_job(smoke_store, external, tm
     assert sum(map(sum, cm["matrix"])) == run.data.metrics["images"]
     assert cm["threshold"] == pytest.approx(float(version.tags[metrics.THRESHOLD]))  # the job's, not re-chosen
 
+    # compare shows it beside the job's own test metrics
+    rows = json.loads(run_pneumo(["compare", "--format", "json"], tmp_path, env_extra=env, hydra=False).stdout)
+    row = next(r for r in rows if r["run_id"] == version.run_id)
+    assert row["external"][0]["run_id"] == run.info.run_id
+    assert row["external"][0][metrics.TEST_AUC] == pytest.approx(run.data.metrics[metrics.TEST_AUC])
+    assert all(r["external"] == [] for r in rows if r["run_id"] != version.run_id)
+    table = run_pneumo(["compare", "--format", "table"], tmp_path, env_extra=env, hydra=False).stdout
+    assert f"{external.name} (v{version.version}): auc" in table
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
