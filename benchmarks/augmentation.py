@@ -2,6 +2,11 @@
 
     KERAS_BACKEND=jax python benchmarks/augmentation.py [--data kermany|synthetic] [--model resnet] [--size 128]
         [--images 321] [--epochs 3] [--repeats 2] [--batch 64]
+    KERAS_BACKEND=jax python benchmarks/augmentation.py --per-batch     # the layers alone, compiled
+
+--per-batch times the augmentation alone on one batch (random pixels), compiled as a
+train step compiles it (jax.jit; tf.function with XLA where the layers allow it;
+torch eager), 20 calls after a warm-up.
 
 Each case is pneumo's own model (pneumo.models.build) with the `light` augmentation
 of conf/augmentation/light.yaml, trained with plain model.fit on the same images
@@ -74,7 +79,10 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--per-batch", action="store_true", help="time the augmentation layers alone")
     args = p.parse_args()
+    if args.per_batch:
+        return per_batch(args)
 
     import keras
 
@@ -121,6 +129,53 @@ def main() -> int:
         med = statistics.median(laps)
         print(f"| {case} | {med:.2f} | {len(x) / med:,.0f} | {med / base[0]:.2f}x | {min(laps) / base[1]:.2f}x |")
     return 0
+
+
+def per_batch(args) -> int:
+    import keras
+    import numpy as np
+
+    from pneumo.augment import Augment
+
+    x = np.random.default_rng(0).random((args.batch, args.size, args.size, 1)).astype("float32")
+    aug = light()
+    print(f"{keras.backend.backend()} backend, Keras {keras.__version__}, {_devices()}; one batch of {args.batch} "
+          f"at {args.size} px; light = {aug}")
+    print("| augmentation | ms per batch |\n|---|---:|")
+    for name, layer in (("keras layers (before)", keras_layers(**aug, seed=0)), ("pneumo Augment", Augment(**aug, seed=0))):
+        inputs = keras.Input((args.size, args.size, 1))
+        model = keras.Model(inputs, layer(inputs, training=True))
+        call = _compiled(model, xla=name.startswith("pneumo"))
+        call(x)
+        start = time.perf_counter()
+        for _ in range(20):
+            out = call(x)
+        np.asarray(keras.ops.convert_to_numpy(out))
+        print(f"| {name} | {(time.perf_counter() - start) / 20 * 1000:.1f} |")
+    return 0
+
+
+def _compiled(model, xla: bool):
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        state = [v.value for v in model.non_trainable_variables]
+        step = jax.jit(lambda s, x: model.stateless_call([], s, x, training=True))
+
+        def call(x):
+            out, new = step(state, x)
+            state[:] = new  # the seed generator advances, as in training
+            return out
+
+        return call
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        # Keras' image layers use ops XLA cannot compile (ImageProjectiveTransformV3): graph mode for them
+        return tf.function(lambda x: model(x, training=True), jit_compile=xla)
+    return lambda x: model(x, training=True)
 
 
 def _devices() -> str:
