@@ -145,7 +145,7 @@ class KillMidEpoch(keras.callbacks.Callback):
 
     def __init__(self, trial: int, epoch: int):
         super().__init__()
-        self.trial, self.epoch, self.fit, self.now = trial, epoch, -1, -1
+        self.trial, self.epoch, self.nth, self.now = trial, epoch, -1, -1  # nth model; epoch now
 
     @classmethod
     def from_env(cls):
@@ -156,13 +156,13 @@ class KillMidEpoch(keras.callbacks.Callback):
         return cls(int(trial or 1), int(epoch or 1))
 
     def on_train_begin(self, logs=None):
-        self.fit, KillMidEpoch.fits = KillMidEpoch.fits, KillMidEpoch.fits + 1
+        self.nth, KillMidEpoch.fits = KillMidEpoch.fits, KillMidEpoch.fits + 1
 
     def on_epoch_begin(self, epoch, logs=None):
         self.now = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        if (self.fit, self.now) == (self.trial, self.epoch):
+        if (self.nth, self.now) == (self.trial, self.epoch):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
