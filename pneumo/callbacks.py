@@ -31,7 +31,7 @@ class SweepSummary(Callback):
     def on_job_start(self, config: DictConfig, **kwargs) -> None:
         # Hydra has just saved the job's .hydra/*.yaml (and, for a multirun, multirun.yaml)
         # with the raw overrides: scrub credentials from them before anything else runs.
-        from pneumo.tracking import scrub_text
+        from pneumo.tracking import redact_yaml
 
         hydra = config.hydra
         files = []
@@ -44,7 +44,7 @@ class SweepSummary(Callback):
                 text = f.read_text()
             except OSError:
                 continue
-            clean = scrub_text(text)
+            clean = redact_yaml(text)
             if clean != text:
                 tmp = f.with_suffix(".tmp")
                 tmp.write_text(clean)

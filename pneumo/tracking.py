@@ -157,6 +157,32 @@ def redact_config(node):
     return scrub(node) if isinstance(node, str) else node
 
 
+def redact_yaml(text: str) -> str:
+    """A saved YAML file (Hydra's .hydra/*.yaml, multirun.yaml) with its credentials redacted, still YAML.
+
+    Redacting the text itself breaks it: an unquoted `***` reads as a YAML alias, and a key
+    like `exclude_keys: []` loses its brackets. So the values are redacted in the parsed
+    tree (credential-looking keys, credentials inside strings) and the tree written back.
+    """
+    import yaml
+
+    try:
+        tree = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return scrub_text(text)  # not YAML after all: scrub it as text
+    clean = _redact_tree(tree)
+    return text if clean == tree else yaml.safe_dump(clean, sort_keys=False, allow_unicode=True, width=1 << 16)
+
+
+def _redact_tree(node):
+    if isinstance(node, Mapping):
+        return {k: REDACTED if SECRET_KEY.search(str(k)) and not isinstance(v, (Mapping, list)) and v not in (None, "")
+                else _redact_tree(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_redact_tree(v) for v in node]
+    return scrub_text(node) if isinstance(node, str) else node
+
+
 def flatten(node, prefix: str = "") -> dict[str, str]:
     """Dotted params from a nested config; search spaces kept as compact JSON."""
     out: dict[str, str] = {}

@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import signal
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -125,7 +126,44 @@ def callbacks(trainer_cfg: Mapping, y_val) -> list:
             monitor=rl["monitor"], factor=rl["factor"], patience=rl["patience"], min_lr=rl["min_lr"]))
     n_pos = int((y_val == 1).sum())
     out.append(TrialGuard(n_pos, len(y_val) - n_pos, trainer_cfg.get("chance_z")))
+    kill = KillMidEpoch.from_env()
+    if kill is not None:  # tests only: a per-batch hook costs a device sync per step on a GPU
+        out.append(kill)
     return out
+
+
+class KillMidEpoch(keras.callbacks.Callback):
+    """A kill point inside an epoch, for the reliability tests (PNEUMO_KILL_AT, as train.fault_point).
+
+    `PNEUMO_KILL_AT=mid_epoch[:TRIAL[:EPOCH]]` SIGKILLs the process after the first batch of
+    epoch EPOCH of the TRIAL-th model it trains (both 0-based, default 1: the second trial's
+    second epoch), so a trial run is RUNNING with its earlier epochs logged: deterministic,
+    where polling the store for the moment would race the job.
+    """
+
+    fits = 0  # models this process has started training (Keras Tuner deep-copies callbacks per trial)
+
+    def __init__(self, trial: int, epoch: int):
+        super().__init__()
+        self.trial, self.epoch, self.nth, self.now = trial, epoch, -1, -1  # nth model; epoch now
+
+    @classmethod
+    def from_env(cls):
+        name, _, at = os.environ.get("PNEUMO_KILL_AT", "").partition(":")
+        if name != "mid_epoch":
+            return None
+        trial, _, epoch = at.partition(":")
+        return cls(int(trial or 1), int(epoch or 1))
+
+    def on_train_begin(self, logs=None):
+        self.nth, KillMidEpoch.fits = KillMidEpoch.fits, KillMidEpoch.fits + 1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.now = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.nth, self.now) == (self.trial, self.epoch):
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 class TrialGuard(keras.callbacks.Callback):

@@ -11,6 +11,8 @@ Also: the small helpers those tests need to run real servers on 127.0.0.1.
 from __future__ import annotations
 
 import os
+import random
+import re
 import signal
 import socket
 import subprocess
@@ -68,9 +70,61 @@ def smoke_jpegs(store: Path, n: int) -> list[Path]:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on now, chosen below the kernel's ephemeral range.
+
+    Any port is free only until someone binds it: a port from bind(0) is an ephemeral one,
+    which the kernel hands to the next outgoing connection of any process (the many HTTP
+    connections of a sweep to its tracking server) before our server binds it. Below the
+    ephemeral range only an explicit bind can take it; `start_server` retries that case.
+    """
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(20000, low) if low > 21000 else 0
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise AssertionError("no free port found")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0  # no /proc: bind(0)
+
+
+ADDRESS_IN_USE = re.compile(r"address already in use|errno 98|eaddrinuse|could not bind", re.I)
+
+
+class PortTaken(Exception):
+    """The server could not bind its port: someone took it after free_port() chose it."""
+
+
+def start_server(command, env: dict, log: Path, health: str, timeout: float = 120,
+                 attempts: int = 3) -> tuple[subprocess.Popen, int]:
+    """Start `command(port)` on a free port and wait until `http://127.0.0.1:<port><health>` answers 200.
+
+    A server that exits because its port was taken meanwhile is started again on a fresh port
+    (up to `attempts` times); any other failure fails the test with the server's log.
+    Returns the running process and its port.
+    """
+    for attempt in range(1, attempts + 1):
+        port = free_port()
+        proc = start(command(port), env, log)
+        try:
+            wait_until_up(proc, f"http://127.0.0.1:{port}{health}", log, timeout)
+            return proc, port
+        except PortTaken:
+            stop(proc)
+            if attempt == attempts:
+                pytest.fail(f"port taken {attempts} times in a row; last log:\n{tail(log)}")
+        except BaseException:
+            stop(proc)
+            raise
+    raise AssertionError("unreachable")
 
 
 def server_env(store: Path) -> dict:
@@ -95,10 +149,12 @@ def wait_until_up(proc: subprocess.Popen, url: str, log: Path, timeout: float = 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            if ADDRESS_IN_USE.search(tail(log)):
+                raise PortTaken(url)
             pytest.fail(f"server exited {proc.returncode} before answering {url}:\n{tail(log)}")
         try:
             with urllib.request.urlopen(url, timeout=5) as r:
-                if r.status == 200:
+                if r.status == 200 and proc.poll() is None:  # ours, not whoever took the port
                     return
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
             pass

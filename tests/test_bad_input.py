@@ -3,6 +3,7 @@ no bare traceback, nothing in the MLflow store changed."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -170,21 +171,24 @@ def _as_nobody(fn):
     return out
 
 
-# -- broken configs: the real CLI, a store that must not change ----------------------------
+# -- broken data and configs through `pneumo train`: the store is left byte for byte ---------
 
 
-def store_snapshot(store: Path) -> tuple:
+def store_snapshot(store: Path) -> dict:
+    """Everything the store holds: the database as SQL and every other file's bytes (by path)."""
     con = sqlite3.connect(store / "mlflow.db")
     try:
         dump = "\n".join(con.iterdump())
     finally:
         con.close()
-    files = sorted(str(p.relative_to(store)) for p in store.rglob("*") if p.is_file())
-    return dump, files
+    files = {str(p.relative_to(store)): hashlib.sha256(p.read_bytes()).hexdigest()
+             for p in sorted(store.rglob("*")) if p.is_file() and p.name != "mlflow.db"}
+    return {"mlflow.db as SQL": dump, "files": files}
 
 
 @pytest.fixture(scope="module")
 def filled_store(tmp_path_factory):
+    """A store with a job run and an artifact in it, as after a sweep."""
     import mlflow
 
     tmp = tmp_path_factory.mktemp("store")
@@ -196,7 +200,34 @@ def filled_store(tmp_path_factory):
         mlflow.log_params({"model._target_": "pneumo.models.cnn"})
         mlflow.log_metrics({"test_auc": 0.9})
         mlflow.log_text("kept", "evaluation/report.txt")
+    mlflow.set_tracking_uri(None)
     return tmp
+
+
+def refused(proc, message: str) -> str:
+    """The job failed with one `pneumo:` line holding message, no traceback; returns that line."""
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("pneumo: ")]
+    assert len(lines) == 1 and message in lines[0], proc.stderr[-3000:]
+    return lines[0]
+
+
+# A new experiment name each time: a job that got as far as the store would create it.
+FRESH = "experiment=never-created"
+
+
+@pytest.mark.slow
+def test_training_on_a_class_whose_files_are_all_broken_is_refused_and_the_store_left_alone(tmp_path, filled_store):
+    root = kaggle_tree(tmp_path / "xray")  # PNEUMONIA: good images among every broken kind above
+    normal = root / "train" / "NORMAL"
+    broken = [data for data, reason in MATRIX.values() if reason]
+    for i, f in enumerate(sorted(normal.iterdir())):  # NORMAL: every file broken, one way or another
+        f.write_bytes(broken[i % len(broken)])
+    before = store_snapshot(filled_store / "mlruns")
+    proc = run_pneumo(["train", "data=folder", f"data.root={root}", FRESH], filled_store, check=False, timeout=300)
+    refused(proc, f"{normal} has no readable images: see the skipped files with `pneumo data inspect {root}`")
+    assert store_snapshot(filled_store / "mlruns") == before
 
 
 BAD_CONFIGS = [
@@ -215,7 +246,7 @@ BAD_CONFIGS = [
 @pytest.mark.parametrize("overrides, message", BAD_CONFIGS, ids=[" ".join(o) for o, _ in BAD_CONFIGS])
 def test_bad_config_fails_clearly_and_leaves_the_store_alone(overrides, message, filled_store):
     before = store_snapshot(filled_store / "mlruns")
-    proc = run_pneumo(["train", *overrides, "experiment=pneumo"], filled_store, check=False, timeout=300)
+    proc = run_pneumo(["train", *overrides, FRESH], filled_store, check=False, timeout=300)
     assert proc.returncode != 0
     assert message in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr

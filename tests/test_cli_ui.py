@@ -9,8 +9,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import clean_env
-from store_fixture import free_port, start, stop, wait_until_up
+from helpers import clean_env, require
+from store_fixture import start_server, stop
 
 from pneumo import paths
 
@@ -37,29 +37,28 @@ def experiments(url: str) -> list[str]:
         return [e["name"] for e in json.load(r)["experiments"]]
 
 
-def serve(cmd: list[str], tmp: Path, env: dict, port: int) -> list[str]:
-    log = tmp / "ui.log"
-    proc = start(cmd, env, log)
+def serve(cmd, tmp: Path, env: dict) -> list[str]:
+    """cmd(port): the command line of a UI on that port; the experiments it lists."""
+    proc, port = start_server(cmd, env, tmp / "ui.log", "/health")
     try:
-        wait_until_up(proc, f"http://127.0.0.1:{port}/health", log, timeout=120)
         return experiments(f"http://127.0.0.1:{port}")
     finally:
         stop(proc)
 
 
-@pytest.mark.skipif(not (VENV / "bin" / "pneumo").exists(), reason="pneumo is not installed in this interpreter's venv")
 def test_pneumo_ui_serves_the_store_without_mlflow_on_path(tmp_path):
-    uri, port = a_store(tmp_path), free_port()
+    require((VENV / "bin" / "pneumo").exists(), f"pneumo is not installed in this interpreter's venv ({VENV})")
+    uri = a_store(tmp_path)
     env = clean_env({"PATH": PLAIN_PATH, "MLFLOW_TRACKING_URI": uri})
-    assert "only-here" in serve([str(VENV / "bin" / "pneumo"), "ui", "--port", str(port)], tmp_path, env, port)
+    assert "only-here" in serve(lambda port: [str(VENV / "bin" / "pneumo"), "ui", "--port", str(port)], tmp_path, env)
 
 
-@pytest.mark.skipif(shutil.which("make") is None or not (VENV / ".installed").exists(),
-                    reason="needs make and the Makefile's venv (make install)")
 def test_make_ui_works_without_activating_anything(tmp_path):
-    uri, port = a_store(tmp_path), free_port()
+    require(shutil.which("make") is not None, "make is not installed")
+    require((VENV / ".installed").exists(), f"{VENV} is not the Makefile's venv (make install)")
+    uri = a_store(tmp_path)
     env = clean_env({"PATH": PLAIN_PATH, "MLFLOW_TRACKING_URI": uri})
     # -o: the venv is installed already; do not let a newer pyproject.toml reinstall it mid-test
-    cmd = [shutil.which("make"), "-s", "-C", str(paths.ROOT), "ui", f"VENV={VENV}", f"UI_PORT={port}",
-           "-o", f"{VENV}/.installed"]
-    assert "only-here" in serve(cmd, tmp_path, env, port)
+    cmd = lambda port: [shutil.which("make"), "-s", "-C", str(paths.ROOT), "ui", f"VENV={VENV}",  # noqa: E731
+                        f"UI_PORT={port}", "-o", f"{VENV}/.installed"]
+    assert "only-here" in serve(cmd, tmp_path, env)

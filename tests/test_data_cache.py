@@ -128,7 +128,6 @@ def test_download_without_credentials_exits_2_with_one_line(tmp_path, capsys, mo
     assert code == 2 and "kaggle.json" in err and err.count("\n") == 1
 
 
-@pytest.mark.skipif(not (REPO / "pneumo" / "__main__.py").exists(), reason="no `python -m pneumo` yet")
 def test_inspect_json_through_the_installed_command(tmp_path, synthetic_root):
     run = subprocess.run([sys.executable, "-m", "pneumo", "data", "inspect", str(synthetic_root), "--json",
                           "--size", "32", "--cache-dir", str(tmp_path)], capture_output=True, text=True, cwd=tmp_path,
@@ -138,7 +137,9 @@ def test_inspect_json_through_the_installed_command(tmp_path, synthetic_root):
     assert sum(sum(c.values()) for c in rep["splits"].values()) == 60 and rep["leakage"]["ok"]
 
 
-@pytest.mark.skipif(not REAL_DATA.is_dir(), reason=f"{REAL_DATA} absent (only on the dev machine)")
+# The one skip allowed in CI: a clone has no real data (licensed, 1.2 GB); nothing else may skip it.
+@pytest.mark.skipif(not REAL_DATA.exists(), reason=f"real data absent: no {REAL_DATA} (the decoded Kermany set "
+                                                   "beside the checkout, on the dev machine only)")
 def test_real_kermany_train_split_counts_and_no_leakage(tmp_path):
     from pneumo.data.cli import report
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
+import os
 import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import clean_env
 from PIL import Image
 
 from pneumo.data import DataError, load
@@ -153,36 +158,95 @@ def test_a_class_with_only_broken_files_is_an_error(tmp_path, data_cfg):
         load(data_cfg(source="folder", root=str(root)), image_size=32, progress=False)
 
 
-def _zip_dir(top: Path, archive: Path) -> Path:
-    with zipfile.ZipFile(archive, "w") as zf:
+def zip_dir(top: Path, archive: Path) -> Path:
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:  # deflated, as Kaggle's archives are
         for p in sorted(top.rglob("*")):
             zf.write(p, p.relative_to(top).as_posix())
     return archive
 
 
+# The Kaggle client is faked by a stand-in package (tests/fake_kaggle/kaggle): the network is
+# the only thing faked; pneumo's own download, checks and extraction run for real.
+FAKE_KAGGLE = Path(__file__).parent / "fake_kaggle"
+KAGGLE_USER, KAGGLE_KEY = "kaggle-user-7f3a9c", "kagglekey0d1e2f3a4b5c6d7e8f90"
+DATASET = "paultimothymooney/chest-xray-pneumonia"
+
+
+def fake_kaggle_env(archive: Path, calls: Path | None = None, fault: str = "") -> dict:
+    """Variables that make `import kaggle` the fake in a child process, with credentials set."""
+    return {"PYTHONPATH": os.pathsep.join(p for p in (str(FAKE_KAGGLE), os.environ.get("PYTHONPATH")) if p),
+            "FAKE_KAGGLE_ZIP": str(archive), "FAKE_KAGGLE_CALLS": str(calls or archive.with_suffix(".calls")),
+            "FAKE_KAGGLE_FAULT": fault, "KAGGLE_USERNAME": KAGGLE_USER, "KAGGLE_KEY": KAGGLE_KEY}
+
+
+@pytest.fixture(scope="module")
+def kaggle_zip(tmp_path_factory) -> Path:
+    """The archive Kaggle hands out: the real one's shape and quirks, tiny."""
+    top = tmp_path_factory.mktemp("kaggle-src")
+    return zip_dir(write_kaggle_tree(top / "src"), top / "chest-xray-pneumonia.zip")
+
+
 @pytest.fixture
-def fake_download(tmp_path, monkeypatch):
-    """Fakes only the call into Kaggle's API: it 'downloads' a zip built from a Kaggle-shaped tree."""
-    archive = _zip_dir(write_kaggle_tree(tmp_path / "src"), tmp_path / "prepared.zip")
-    calls = []
-
-    def download(dataset, dest):
-        calls.append(dataset)
-        return Path(shutil.copy(archive, Path(dest) / "chest-xray-pneumonia.zip"))
-
-    monkeypatch.setattr(kaggle_source, "_download_zip", download)
-    return calls
+def fake_download(tmp_path, monkeypatch, kaggle_zip):
+    """The fake Kaggle client in this process; returns a function listing the datasets downloaded so far."""
+    calls = tmp_path / "kaggle-calls.txt"
+    for name, value in fake_kaggle_env(kaggle_zip, calls).items():
+        if name != "PYTHONPATH":
+            monkeypatch.setenv(name, value)
+    spec = importlib.util.spec_from_file_location("kaggle", FAKE_KAGGLE / "kaggle" / "__init__.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setitem(sys.modules, "kaggle", module)  # what `import kaggle` finds, until the test ends
+    return lambda: calls.read_text().split() if calls.exists() else []
 
 
 def test_kaggle_downloads_once_extracts_and_finds_the_root(tmp_path, data_cfg, fake_download):
     cfg = data_cfg(source="kaggle", root=str(tmp_path / "kaggle"))
     splits = load(cfg, image_size=32, progress=False)
-    assert fake_download == ["paultimothymooney/chest-xray-pneumonia"]
+    assert fake_download() == [DATASET]
     assert splits.root == str((tmp_path / "kaggle" / "extracted" / "chest_xray").resolve())
     assert _counts(splits) == sum(sum(c.values()) for c in expected_counts().values())
     assert set(dict(splits.skipped)) == set(BROKEN)
     again = load(cfg, image_size=32, progress=False)
-    assert fake_download == ["paultimothymooney/chest-xray-pneumonia"] and again.digest == splits.digest
+    assert fake_download() == [DATASET] and again.digest == splits.digest
+
+
+DOWNLOAD_FAULTS = {  # fault: (what the message says happened, what it says to do)
+    "auth": ("refused the credentials (HTTP 401)", "Create New Token"),
+    "forbidden": ("denied access", "accept the dataset's terms"),
+    "network": ("could not reach Kaggle", "check the network"),
+    "not_found": ("no dataset paultimothymooney/chest-xray-pneumonia (HTTP 404)", "check data.dataset"),
+    "no_file": ("wrote no chest-xray-pneumonia.zip", "check that data.dataset"),
+    "corrupt": ("is not a valid zip", "run the download again"),
+    "damaged": ("is not a valid zip", "run the download again"),
+}
+
+
+def download(dest: Path, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pneumo", "data", "download", "--dest", str(dest)],
+                          env=clean_env(env), capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("fault", sorted(DOWNLOAD_FAULTS))
+def test_a_failed_download_says_what_to_do_and_leaves_nothing_behind(tmp_path, kaggle_zip, fault):
+    dest, calls = tmp_path / "kaggle", tmp_path / "calls.txt"
+    proc = download(dest, fake_kaggle_env(kaggle_zip, calls, fault))
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pneumo data: error: "), proc.stderr
+    happened, todo = DOWNLOAD_FAULTS[fault]
+    assert happened in lines[0] and todo in lines[0], lines[0]
+    assert KAGGLE_USER not in proc.stderr and KAGGLE_KEY not in proc.stderr
+    assert calls.read_text().split() == [DATASET]
+    # Nothing half-downloaded or half-extracted: only the lock file; a damaged archive is removed.
+    assert sorted(os.listdir(dest)) == [".lock"]
+    # ... so the next try starts clean and, the fault gone, downloads again and extracts.
+    retry = download(dest, fake_kaggle_env(kaggle_zip, calls))
+    assert retry.returncode == 0, retry.stderr[-3000:]
+    assert calls.read_text().split() == [DATASET, DATASET]
+    assert (dest / "extracted" / "chest_xray" / "train" / "NORMAL").is_dir()
+    assert sorted(os.listdir(dest)) == [".lock", "extracted"]
 
 
 @pytest.mark.parametrize("member", ["../evil.txt", "/abs/evil.txt", "chest_xray/../../evil.txt"])

@@ -14,14 +14,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from helpers import TOY, clean_env
-from store_fixture import free_port
+from helpers import TOY, clean_env, require
+from store_fixture import ADDRESS_IN_USE, free_port, start_server
 
 from pneumo import distributed, metrics
 from pneumo.space import ConfigError
@@ -34,8 +32,7 @@ JOB = [*(o for o in TOY if not o.startswith("tuner.max_trials")), f"tuner.max_tr
 
 def _pg(name: str) -> str:
     found = shutil.which(name) or next((f"{b}/{name}" for b in reversed(PG_BIN) if Path(b, name).exists()), None)
-    if not found:
-        pytest.skip(f"PostgreSQL's {name} is not installed (apt-get install postgresql)")
+    require(found is not None, f"PostgreSQL's {name} is not installed (apt-get install postgresql)")
     return found
 
 
@@ -50,12 +47,20 @@ def postgres():
     root = Path(tempfile.mkdtemp(prefix="pneumo-pg-"))  # not tmp_path: postgres cannot enter pytest's 0700 dirs
     if as_user:
         shutil.chown(root, "postgres")
-    port, data = free_port(), root / "db"
+    data = root / "db"
     run = lambda *cmd: subprocess.run([*as_user, *cmd], check=True, capture_output=True, timeout=120)
     try:
         run(initdb, "-D", str(data), "-A", "trust", "-U", "pneumo", "--no-sync")
-        run(pg_ctl, "-D", str(data), "-l", str(root / "log"), "-w", "-t", "60", "start",
-            "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off")
+        for attempt in range(3):  # the port may be taken between free_port() and the server's bind
+            port = free_port()
+            started = subprocess.run([*as_user, pg_ctl, "-D", str(data), "-l", str(root / "log"), "-w", "-t", "60",
+                                      "start", "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"],
+                                     capture_output=True, timeout=120)
+            if started.returncode == 0:
+                break
+            log = (root / "log").read_text(errors="replace") if (root / "log").exists() else ""
+            if attempt == 2 or not ADDRESS_IN_USE.search(log):
+                raise AssertionError(f"PostgreSQL did not start:\n{started.stderr.decode()[-2000:]}\n{log[-3000:]}")
         run(createdb, "-h", "127.0.0.1", "-p", str(port), "-U", "pneumo", "mlflow")
         yield f"postgresql+psycopg2://pneumo@127.0.0.1:{port}/mlflow"
     finally:
@@ -66,31 +71,15 @@ def postgres():
 
 @contextmanager
 def mlflow_server(backend: str, artifacts: Path):
-    port = free_port()
-    log = open(artifacts.parent / "mlflow-server.log", "w")  # noqa: SIM115
     mlflow_cli = Path(sys.executable).with_name("mlflow")
-    proc = subprocess.Popen(
-        [str(mlflow_cli), "server", "--backend-store-uri", backend, "--artifacts-destination", str(artifacts),
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-        env=clean_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
+    cmd = lambda port: [str(mlflow_cli), "server", "--backend-store-uri", backend,  # noqa: E731
+                        "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port),
+                        "--workers", "2"]
+    proc, port = start_server(cmd, clean_env(), artifacts.parent / "mlflow-server.log", "/health", timeout=180)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                raise AssertionError(f"mlflow server did not start:\n{(artifacts.parent / 'mlflow-server.log').read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield uri
+        yield f"http://127.0.0.1:{port}"
     finally:
         _stop(proc)
-        log.close()
 
 
 def _stop(proc: subprocess.Popen) -> None:

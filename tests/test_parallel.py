@@ -11,7 +11,7 @@ import sys
 
 import pytest
 from helpers import clean_env, client_for
-from store_fixture import free_port, start, stop, wait_until_up
+from store_fixture import start_server, stop
 
 from pneumo import metrics
 
@@ -61,13 +61,14 @@ def test_two_sweeps_at_once_into_the_sqlite_store(tmp_path):
 def test_two_sweeps_at_once_against_a_tracking_server(tmp_path):
     import mlflow
 
-    port, log = free_port(), tmp_path / "server.log"
-    server = start([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
-                    "--artifacts-destination", str(tmp_path / "server-artifacts"), "--host", "127.0.0.1",
-                    "--port", str(port), "--workers", "2"], clean_env(), log)
+    log = tmp_path / "server.log"
+    cmd = lambda port: [sys.executable, "-m", "mlflow", "server",  # noqa: E731
+                        "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
+                        "--artifacts-destination", str(tmp_path / "server-artifacts"), "--host", "127.0.0.1",
+                        "--port", str(port), "--workers", "2"]
+    server, port = start_server(cmd, clean_env(), log, "/health")
     uri = f"http://127.0.0.1:{port}"
     try:
-        wait_until_up(server, f"{uri}/health", log)
         run_two_at_once(tmp_path, clean_env({"MLFLOW_TRACKING_URI": uri}))
         mlflow.set_tracking_uri(uri)
         assert_everything_recorded(mlflow.MlflowClient(uri))

@@ -1,8 +1,13 @@
-"""Kill a job with SIGKILL mid-search, rerun the same command: the search completes, nothing twice."""
+"""Kill a job with SIGKILL mid-search, rerun the same command: the search completes, nothing twice.
+
+The kills are real SIGKILLs at fixed points of the job (PNEUMO_KILL_AT: inside an epoch
+through a Keras callback, or at train.fault_point), never timed from outside.
+"""
 
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -11,9 +16,7 @@ from pathlib import Path
 import pytest
 from helpers import clean_env, client_for, isolate
 
-from pneumo import metrics
-
-pytestmark = pytest.mark.slow
+from pneumo import metrics, tracking
 
 JOB = ["train", "experiment=resume", "data.n_images=64", "data.image_px=48", "trainer.image_size=32",
        "trainer.epochs=3", "trainer.batch_size=16", "tuner.max_trials=3", "evaluation.bootstrap=50",
@@ -32,44 +35,22 @@ def trial_runs(client, exp_id):
     return client.search_runs([exp_id], f"tags.`{metrics.TAG_ROLE}` = 'trial'")
 
 
-def kill_when(tmp: Path, ready, timeout=300) -> None:
-    """Start the job and SIGKILL it (no clean-up of any kind) once `ready(client, exp_id)`."""
-    # Create the store first: a client opening a brand-new sqlite file while the job
-    # creates its tables would race the job's schema migration.
-    store(tmp).search_experiments()
-    proc = subprocess.Popen(command(tmp), env=env(), cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + timeout
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            time.sleep(0.2)
-            if not (tmp / "mlruns" / "mlflow.db").exists():
-                continue
-            client = store(tmp)
-            exp = client.get_experiment_by_name("resume")
-            if exp and ready(client, exp.experiment_id):
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
-                return
-        raise AssertionError(f"job ended (rc={proc.poll()}) before the kill point was reached")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+def killed_at(tmp: Path, point: str, extra=()) -> None:
+    """Run the job until PNEUMO_KILL_AT=point SIGKILLs it (no clean-up of any kind)."""
+    proc = subprocess.run(command(tmp) + list(extra), env={**env(), "PNEUMO_KILL_AT": point}, cwd=tmp,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, f"not killed at {point} (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
 
 
-def second_trial_mid_epoch(client, exp_id) -> bool:
-    runs = trial_runs(client, exp_id)
-    finished = [r for r in runs if r.info.status == "FINISHED"]
-    running = [r for r in runs if r.info.status == "RUNNING"]
-    return len(finished) >= 1 and any(client.get_metric_history(r.info.run_id, "val_auc") for r in running)
-
-
+@pytest.mark.slow
 def test_killed_job_resumes_without_rerunning_or_duplicating(tmp_path):
-    kill_when(tmp_path, second_trial_mid_epoch)
+    killed_at(tmp_path, "mid_epoch")  # the second trial, after the first batch of its second epoch
     client = store(tmp_path)
     exp_id = client.get_experiment_by_name("resume").experiment_id
     before = {r.info.run_id: r for r in trial_runs(client, exp_id)}
-    done_before = {r.data.tags[metrics.TAG_TRIAL_ID] for r in before.values() if r.info.status == "FINISHED"}
-    assert done_before and any(r.info.status == "RUNNING" for r in before.values())
+    assert sorted(r.info.status for r in before.values()) == ["FINISHED", "RUNNING"]
+    interrupted = next(r for r in before.values() if r.info.status == "RUNNING")
+    assert len(client.get_metric_history(interrupted.info.run_id, "val_auc")) == 1  # one epoch done, one cut
 
     rerun = subprocess.run(command(tmp_path), env=env(), cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-4000:]
@@ -84,7 +65,7 @@ def test_killed_job_resumes_without_rerunning_or_duplicating(tmp_path):
         if old.info.status == "FINISHED":
             assert client.get_run(run_id).info.status == "FINISHED"
     killed = [r for r in runs if r.info.status == "KILLED"]
-    assert len(killed) == 1 and killed[0].info.run_id in before  # the interrupted trial, ended as KILLED
+    assert [r.info.run_id for r in killed] == [interrupted.info.run_id]  # the interrupted trial, ended as KILLED
     assert not [r for r in runs if r.info.status == "RUNNING"]
     assert jobs[0].data.metrics[metrics.TRIALS_COMPLETED] == 3
     versions = client.search_model_versions(f"name='{metrics.MODEL_NAME}'")
@@ -100,11 +81,10 @@ def test_killed_job_resumes_without_rerunning_or_duplicating(tmp_path):
 SHORT = ["tuner.max_trials=2", "trainer.epochs=1"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", ["after_search", "during_evaluation", "before_register"])
 def test_kill_after_the_search_resumes_to_exactly_one_version(tmp_path, point):
-    killed = subprocess.run(command(tmp_path) + SHORT, env={**env(), "PNEUMO_KILL_AT": point}, cwd=tmp_path,
-                            capture_output=True, timeout=600)
-    assert killed.returncode == -signal.SIGKILL
+    killed_at(tmp_path, point, SHORT)
     client = store(tmp_path)
     exp_id = client.get_experiment_by_name("resume").experiment_id
     trials_before = {r.info.run_id for r in trial_runs(client, exp_id) if r.info.status == "FINISHED"}
@@ -121,21 +101,30 @@ def test_kill_after_the_search_resumes_to_exactly_one_version(tmp_path, point):
     assert [v.run_id for v in versions] == [jobs[0].info.run_id]
 
 
-def test_a_killed_job_that_is_not_rerun_is_marked_killed_by_the_next_job(tmp_path):
-    subprocess.run(command(tmp_path) + SHORT, env={**env(), "PNEUMO_KILL_AT": "after_search"}, cwd=tmp_path,
-                   capture_output=True, timeout=600)
+@pytest.mark.slow
+def test_a_killed_job_that_is_not_rerun_is_marked_killed_with_its_trials_by_the_next_job(tmp_path):
+    killed_at(tmp_path, "mid_epoch:1:0", SHORT)  # inside the second trial's only epoch
+    client = store(tmp_path)
+    exp_id = client.get_experiment_by_name("resume").experiment_id
+    (dead,) = client.search_runs([exp_id], f"tags.`{metrics.TAG_ROLE}` = 'job'")
+    trials = {r.info.run_id: r.info.status for r in trial_runs(client, exp_id)}
+    assert sorted(trials.values()) == ["FINISHED", "RUNNING"]
+
     other = subprocess.run(command(tmp_path) + SHORT + ["seed=7"], env=env(), cwd=tmp_path, capture_output=True,
                            text=True, timeout=600)
     assert other.returncode == 0, other.stderr[-4000:]
-    client = store(tmp_path)
-    exp_id = client.get_experiment_by_name("resume").experiment_id
-    statuses = sorted(j.info.status for j in client.search_runs([exp_id], f"tags.`{metrics.TAG_ROLE}` = 'job'"))
-    assert statuses == ["FINISHED", "KILLED"]
+    assert "marked job runs of killed processes as KILLED" in other.stdout + other.stderr
+    assert client.get_run(dead.info.run_id).info.status == "KILLED"
+    after = {run_id: client.get_run(run_id).info.status for run_id in trials}
+    assert after == {run_id: "KILLED" if status == "RUNNING" else status for run_id, status in trials.items()}
+    jobs = client.search_runs([exp_id], f"tags.`{metrics.TAG_ROLE}` = 'job'")
+    assert sorted(j.info.status for j in jobs) == ["FINISHED", "KILLED"]
+    assert not client.search_runs([exp_id], "attributes.status = 'RUNNING'")
 
 
+@pytest.mark.slow
 def test_corrupt_tuner_state_gives_a_way_on(tmp_path):
-    subprocess.run(command(tmp_path) + SHORT, env={**env(), "PNEUMO_KILL_AT": "after_search"}, cwd=tmp_path,
-                   capture_output=True, timeout=600)
+    killed_at(tmp_path, "after_search", SHORT)
     oracle = next((tmp_path / "cache" / "tuner").rglob("oracle.json"))
     oracle.write_text(oracle.read_text()[:40])  # half-written
     broken = subprocess.run(command(tmp_path) + SHORT, env=env(), cwd=tmp_path, capture_output=True, text=True,
@@ -148,3 +137,83 @@ def test_corrupt_tuner_state_gives_a_way_on(tmp_path):
     assert fresh.returncode == 0, fresh.stderr[-4000:]
     client = store(tmp_path)
     assert len(client.search_model_versions(f"name='{metrics.MODEL_NAME}'")) == 1
+
+
+# -- whose runs the next job may end: same host, pid gone or reused ---------------------------
+
+
+@pytest.fixture(scope="module")
+def reap_store(tmp_path_factory):
+    client = store(tmp_path_factory.mktemp("reap"))
+    client.search_experiments()  # create the store's tables once
+    return client
+
+
+@pytest.fixture(scope="module")
+def live_process():
+    """A process that is alive for the whole module: (pid, its start time)."""
+    proc = subprocess.Popen(["sleep", "600"])
+    deadline = time.monotonic() + 10
+    while tracking.process_start(proc.pid) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield proc.pid, tracking.process_start(proc.pid)
+    proc.kill()
+    proc.wait()
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.parametrize("case, ended", [
+    ("this host, pid gone", True),
+    ("this host, pid alive, same process", False),
+    ("this host, pid alive, reused by a later process", True),
+    ("this host, pid alive, no start time recorded", False),  # runs logged before pid.started: can't tell
+    ("another host, pid gone here", False),  # its process may be running there: not ours to judge
+])
+def test_the_next_job_ends_only_runs_whose_process_is_gone(reap_store, live_process, case, ended):
+    client, (pid, started) = reap_store, live_process
+    host = "another-host.example" if "another host" in case else socket.gethostname()
+    tags = {
+        "this host, pid gone": {"pid": str(dead_pid()), "pid.started": str(time.time() - 60)},
+        "this host, pid alive, same process": {"pid": str(pid), "pid.started": str(started)},
+        "this host, pid alive, reused by a later process": {"pid": str(pid), "pid.started": str(started - 3600)},
+        "this host, pid alive, no start time recorded": {"pid": str(pid), "pid.started": ""},
+        "another host, pid gone here": {"pid": str(dead_pid()), "pid.started": str(time.time() - 60)},
+    }[case]
+    exp_id = client.create_experiment(f"reap {case}")
+    job = client.create_run(exp_id, tags={metrics.TAG_ROLE: "job", "host": host, **tags}).info.run_id
+    trial = client.create_run(exp_id, tags={metrics.TAG_ROLE: "trial", "mlflow.parentRunId": job}).info.run_id
+    done = client.create_run(exp_id, tags={metrics.TAG_ROLE: "trial", "mlflow.parentRunId": job}).info.run_id
+    client.set_terminated(done, "FINISHED")
+
+    assert tracking.reap(client, exp_id) == int(ended)
+    expected = "KILLED" if ended else "RUNNING"
+    assert (client.get_run(job).info.status, client.get_run(trial).info.status) == (expected, expected)
+    assert client.get_run(done).info.status == "FINISHED"  # a finished trial stays what it was
+
+
+def test_the_mid_epoch_kill_point_is_the_only_per_batch_hook_and_only_when_asked(monkeypatch):
+    """A per-batch callback costs a device sync per step on a GPU: a job's own callbacks have none."""
+    import keras
+    import numpy as np
+    from omegaconf import OmegaConf
+
+    from pneumo.schema import TrainerConfig
+    from pneumo.tuning import callbacks
+
+    def per_batch(cbs):
+        return [c for c in cbs if type(c).on_train_batch_end is not keras.callbacks.Callback.on_train_batch_end]
+
+    trainer, y_val = OmegaConf.structured(TrainerConfig), np.array([0, 1, 1, 0, 1])
+    monkeypatch.delenv("PNEUMO_KILL_AT", raising=False)
+    assert len(callbacks(trainer, y_val)) == 3 and per_batch(callbacks(trainer, y_val)) == []
+    monkeypatch.setenv("PNEUMO_KILL_AT", "after_search")  # a kill point outside the fit: no hook either
+    assert per_batch(callbacks(trainer, y_val)) == []
+    for spec, at in (("mid_epoch", (1, 1)), ("mid_epoch:0", (0, 1)), ("mid_epoch:2:0", (2, 0))):
+        monkeypatch.setenv("PNEUMO_KILL_AT", spec)
+        (kill,) = per_batch(callbacks(trainer, y_val))
+        assert (kill.trial, kill.epoch) == at

@@ -5,15 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import run_pneumo
+import yaml
+from helpers import client_for, run_pneumo
+from test_data_sources import DATASET, KAGGLE_KEY as KEY, KAGGLE_USER as USER, fake_kaggle_env, zip_dir
 
-USER, KEY, TOKEN = "kaggle-user-7f3a9c", "kagglekey0d1e2f3a4b5c6d7e8f90", "hf_Tok3nValue9988776655"
+from pneumo import metrics
+
+TOKEN = "hf_Tok3nValue9988776655"
+# The user's own copy of the dataset on Kaggle: the owner in its name is their username.
+OWN_DATASET = f"{USER}/{DATASET.split('/')[1]}"
 
 
-def occurrences(root: Path, needles: list[bytes]) -> list[str]:
+def occurrences(root: Path, needles: list[bytes], skip: Path | None = None) -> list[str]:
     found = []
     for f in root.rglob("*"):
-        if f.is_file():
+        if f.is_file() and not (skip and f.is_relative_to(skip)):
             data = f.read_bytes()
             found += [f"{f}: {n.decode()}" for n in needles if n in data]
     return found
@@ -21,13 +27,53 @@ def occurrences(root: Path, needles: list[bytes]) -> list[str]:
 
 @pytest.mark.slow
 def test_smoke_sweep_leaves_no_credential_anywhere(tmp_path):
-    proc = run_pneumo(["sweep", "smoke", "trainer.epochs=1", f"+hydra.job.env_set.HUB_TOKEN={TOKEN}"], tmp_path,
-                      env_extra={"KAGGLE_USERNAME": USER, "KAGGLE_KEY": KEY})
+    """The secrets really travel through the sweep: the Kaggle download authenticates with
+    KAGGLE_USERNAME / KAGGLE_KEY (the client, faked at the network, logs the username as
+    a library might), data.dataset names the user's own copy (the username in a param, a
+    tag, the run name and Hydra's launch line), and a token override sets an environment
+    variable. Then every byte the sweep wrote is searched, HOME included."""
+    from pneumo.data import synthetic
+
+    fake = tmp_path / "fake-kaggle"  # the test's own files: the archive Kaggle hands out, its call log
+    archive = zip_dir(synthetic.generate(fake / "src" / "chest_xray", n_images=120, image_px=64),
+                      fake / "chest-xray-pneumonia.zip")
+    calls = fake / "calls.txt"
+    (tmp_path / "home").mkdir()
+    env = {**fake_kaggle_env(archive, calls), "HOME": str(tmp_path / "home")}  # what libraries write to ~ too
+    proc = run_pneumo(["sweep", "smoke", "data=kaggle", f"data.dataset={OWN_DATASET}", "trainer.epochs=1",
+                       f"+hydra.job.env_set.HUB_TOKEN={TOKEN}"], tmp_path, env_extra=env)
+    assert calls.read_text().split() == [OWN_DATASET]  # downloaded once, with the credentials, for both jobs
+
+    # What the store shows instead: the values redacted where they were.
+    client = client_for(tmp_path)
+    exp = client.get_experiment_by_name("smoke")
+    jobs = client.search_runs([exp.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'job'")
+    assert len(jobs) == 2
+    redacted = "data.dataset=***/chest-xray-pneumonia"
+    for job in jobs:
+        assert job.data.params["data.dataset"] == "***/chest-xray-pneumonia"
+        assert redacted in job.data.tags[metrics.TAG_OVERRIDES].split() and redacted in job.info.run_name
+    said = [line for f in (tmp_path / "multirun").rglob("*.log") for line in f.read_text().splitlines()
+            if "Kaggle API authenticated as" in line]
+    assert said and all(line.endswith("authenticated as ***") for line in said), said  # the library's line, scrubbed
+    assert f"model=cnn data=kaggle {redacted}" in proc.stdout  # Hydra's launch line, scrubbed
+    # Hydra's saved config (hydra.job.env_set holds the token) is redacted and still loads as YAML.
+    saved = list((tmp_path / "multirun").rglob("*.yaml"))
+    assert len(saved) == 1 + 2 * 3  # multirun.yaml + each job's .hydra/{config,hydra,overrides}.yaml
+    for f in saved:
+        tree = yaml.safe_load(f.read_text())
+        if f.name in ("hydra.yaml", "multirun.yaml"):
+            hydra = tree["hydra"]
+            assert hydra["job"]["env_set"] == {"HUB_TOKEN": "***"}
+            assert "+hydra.job.env_set.HUB_TOKEN=***" in hydra["overrides"]["hydra"]
+            assert hydra["job"]["config"]["override_dirname"]["exclude_keys"] == []  # not a credential
+
+    # Not one byte of any value anywhere: store (db and artifacts), Hydra outputs and logs,
+    # caches (tuner state, decoded data, the download), HOME, and the console.
     needles = [USER.encode(), KEY.encode(), TOKEN.encode()]
-    assert (tmp_path / "mlruns" / "mlflow.db").stat().st_size > 0
-    assert list((tmp_path / "multirun").rglob("*.log"))  # the Hydra outputs exist and were searched
-    assert occurrences(tmp_path / "mlruns", needles) == []
-    assert occurrences(tmp_path / "multirun", needles) == []
+    assert (tmp_path / "mlruns" / "mlflow.db").stat().st_size > 0 and list((tmp_path / "mlruns").rglob("*.keras"))
+    assert list((tmp_path / "multirun").rglob("multirun.yaml")) and list((tmp_path / "cache" / "kaggle").rglob("*.jpeg"))
+    assert occurrences(tmp_path, needles, skip=fake) == []
     for needle in ("7f3a9c", KEY, TOKEN):
         assert needle not in proc.stdout + proc.stderr
 
@@ -60,3 +106,31 @@ def test_scrub_survives_the_environment_changing_under_it(monkeypatch):
         stop.set()
         thread.join()
         sys.setswitchinterval(interval)
+
+
+def test_saved_yaml_is_redacted_and_still_loads(monkeypatch):
+    """Hydra's saved config, redacted: an unquoted *** would read as a YAML alias (a file no
+    tool can load), and `exclude_keys: []` is no credential."""
+    from pneumo import tracking
+
+    monkeypatch.setenv("KAGGLE_USERNAME", USER)
+    text = f"""hydra:
+  job:
+    env_set:
+      HUB_TOKEN: {TOKEN}
+    config:
+      override_dirname:
+        exclude_keys: []
+  overrides:
+    hydra:
+    - +hydra.job.env_set.HUB_TOKEN={TOKEN}
+data:
+  dataset: {OWN_DATASET}
+"""
+    assert yaml.safe_load(tracking.redact_yaml(text)) == {
+        "hydra": {"job": {"env_set": {"HUB_TOKEN": "***"}, "config": {"override_dirname": {"exclude_keys": []}}},
+                  "overrides": {"hydra": ["+hydra.job.env_set.HUB_TOKEN=***"]}},
+        "data": {"dataset": "***/chest-xray-pneumonia"},
+    }
+    plain = "data:\n  dataset: someone/chest-xray-pneumonia  # a comment Hydra never writes\n"
+    assert tracking.redact_yaml(plain) == plain  # nothing to hide: the file is left as it was

@@ -17,7 +17,7 @@ import urllib.request
 import numpy as np
 import pytest
 from helpers import client_for
-from store_fixture import free_port, server_env, smoke_jpegs, smoke_store, start, stop, tail, wait_until_up  # noqa: F401
+from store_fixture import server_env, smoke_jpegs, smoke_store, start_server, stop, tail  # noqa: F401
 
 from pneumo import metrics
 
@@ -50,12 +50,11 @@ def test_served_champion_classifies_base64_jpegs_like_the_local_model(smoke_stor
     not_an_image = b"%PDF-1.4\nthis is a report, not an x-ray\n"
     payloads = [base64.b64encode(b).decode("ascii") for b in [*images, not_an_image]]
 
-    port, log = free_port(), tmp_path / "serve.log"
-    cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", CHAMPION_URI, "--env-manager", "local",
-           "-h", "127.0.0.1", "-p", str(port)]
-    proc = start(cmd, server_env(smoke_store), log)
+    log = tmp_path / "serve.log"
+    cmd = lambda port: [sys.executable, "-m", "mlflow", "models", "serve", "-m", CHAMPION_URI,  # noqa: E731
+                        "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
+    proc, port = start_server(cmd, server_env(smoke_store), log, "/ping")
     try:
-        wait_until_up(proc, f"http://127.0.0.1:{port}/ping", log, timeout=120)
         status, text = _post(f"http://127.0.0.1:{port}/invocations", _split(payloads))
         # Text that is not base64 at all fails MLflow's own input-schema check (binary column): the whole request.
         bad_status, bad_text = _post(f"http://127.0.0.1:{port}/invocations", _split(["%%% not base64 %%%"]))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from helpers import client_for
-from store_fixture import free_port, server_env, smoke_store, start, stop, wait_until_up  # noqa: F401
+from store_fixture import server_env, smoke_store, start_server, stop  # noqa: F401
 
 from pneumo import metrics, paths
 
@@ -64,12 +64,11 @@ def expected(smoke_store):  # noqa: F811
 
 @pytest.fixture(scope="module")
 def ui_url(smoke_store, tmp_path_factory):  # noqa: F811
-    port, log = free_port(), tmp_path_factory.mktemp("ui") / "mlflow-server.log"
-    cmd = [str(Path(sys.executable).parent / "pneumo"), "ui", "--port", str(port)]
+    log = tmp_path_factory.mktemp("ui") / "mlflow-server.log"
+    cmd = lambda port: [str(Path(sys.executable).parent / "pneumo"), "ui", "--port", str(port)]  # noqa: E731
     env = {**server_env(smoke_store), "PATH": "/usr/bin:/bin"}  # as a user who never activated the venv
-    proc = start(cmd, env, log)
+    proc, port = start_server(cmd, env, log, "/health")
     try:
-        wait_until_up(proc, f"http://127.0.0.1:{port}/health", log, timeout=120)
         yield f"http://127.0.0.1:{port}"
     finally:
         stop(proc)

@@ -15,6 +15,7 @@ import shutil
 import sys
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 from tqdm import tqdm
@@ -60,12 +61,34 @@ def _download_zip(dataset: str, dest: Path) -> Path:
     try:
         kaggle.api.dataset_download_files(dataset, path=str(dest), quiet=False, unzip=False)
     except Exception as e:
-        raise DataError(f"download of {dataset} failed ({type(e).__name__}): check the network, the "
-                        "dataset name, and that its terms are accepted on kaggle.com") from None
+        raise DataError(_download_failed(dataset, e)) from None
     archive = dest / (dataset.split("/")[-1] + ".zip")
     if not archive.is_file():
-        raise DataError(f"the Kaggle client finished but {archive} is missing")
+        raise DataError(f"the Kaggle client finished but wrote no {archive.name} for {dataset}: check that "
+                        "data.dataset (--dataset) names a dataset, owner/name as in its kaggle.com URL, then retry")
     return archive
+
+
+def _download_failed(dataset: str, e: Exception) -> str:
+    """What went wrong and what to do; never the exception's text (it may quote a URL or config)."""
+    response = getattr(e, "response", None)
+    status = getattr(response, "status_code", None) or getattr(e, "status", None)  # kaggle 2.x | 1.x
+    if status == 401:
+        return (f"Kaggle refused the credentials (HTTP 401) downloading {dataset}: they are wrong or revoked; "
+                "create a new token (Kaggle > Settings > API > Create New Token) and save it as "
+                "~/.kaggle/kaggle.json, or set KAGGLE_USERNAME and KAGGLE_KEY to its values")
+    if status == 403:
+        return (f"Kaggle denied access to {dataset} (HTTP 403): accept the dataset's terms on "
+                f"https://www.kaggle.com/datasets/{dataset} with the account of your token, then retry")
+    if status == 404:
+        return (f"Kaggle has no dataset {dataset} (HTTP 404): check data.dataset (--dataset), owner/name as in "
+                "its kaggle.com URL")
+    if status is None and isinstance(e, OSError):  # requests' ConnectionError / Timeout, socket errors
+        return (f"could not reach Kaggle to download {dataset} ({type(e).__name__}): check the network "
+                "connection (and HTTPS_PROXY, if you need one), then retry; or download the archive yourself "
+                "and use data=folder data.root=<its folder>")
+    return (f"download of {dataset} failed ({type(e).__name__}{f', HTTP {status}' if status else ''}): check "
+            "the network, the dataset name, and that its terms are accepted on kaggle.com, then retry")
 
 
 def _check_member(name: str, target: Path, archive: Path) -> None:
@@ -76,6 +99,10 @@ def _check_member(name: str, target: Path, archive: Path) -> None:
         raise DataError(f"{archive}: refused, member {name!r} climbs out of the target with '..' (unsafe archive)")
     if not (target / posix).resolve().is_relative_to(target.resolve()):
         raise DataError(f"{archive}: refused, member {name!r} resolves outside {target} (unsafe archive)")
+
+
+class CorruptArchive(DataError):
+    """An archive that cannot be read to the end; nothing of it was extracted."""
 
 
 def extract(archive: Path, target: Path, progress: bool = True) -> Path:
@@ -96,8 +123,8 @@ def extract(archive: Path, target: Path, progress: bool = True) -> Path:
                 os.replace(tmp, target)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
-    except zipfile.BadZipFile:
-        raise DataError(f"{archive} is not a valid zip (interrupted download?): delete it and retry") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError) as e:  # no zip at all, or a damaged member
+        raise CorruptArchive(f"{archive} is not a valid zip ({type(e).__name__}: {e})") from None
     return target
 
 
@@ -133,6 +160,14 @@ def ensure(dest: str | Path, dataset: str, progress: bool = True) -> Path:
                     os.replace(_download_zip(dataset, tmp), archive)
                 finally:
                     shutil.rmtree(tmp, ignore_errors=True)
-            extract(archive, extracted, progress)
+            try:
+                extract(archive, extracted, progress)
+            except CorruptArchive as e:
+                # A download is renamed into place only when complete, so a corrupt archive is a
+                # damaged copy: remove it, so the next try downloads it again instead of failing here.
+                archive.unlink(missing_ok=True)
+                raise DataError(f"{e}; removed it (nothing was extracted): run the download again, and if it "
+                                "fails the same way, download the archive from kaggle.com yourself and use "
+                                "data=folder data.root=<its extracted folder>") from None
             archive.unlink()  # the extracted tree is what is reused; halves the disk used
     return find_root(extracted)
