@@ -107,8 +107,13 @@ def test_evaluate_records_a_run_under_the_versions_job(smoke_store, external, tm
     assert row["external"][0]["run_id"] == run.info.run_id
     assert row["external"][0][metrics.TEST_AUC] == pytest.approx(run.data.metrics[metrics.TEST_AUC])
     assert all(r["external"] == [] for r in rows if r["run_id"] != version.run_id)
-    table = run_pneumo(["compare", "--format", "table"], tmp_path, env_extra=env, hydra=False).stdout
-    assert f"{external.name} (v{version.version}): auc" in table
+    import csv
+    import io
+
+    out = run_pneumo(["compare", "--format", "csv"], tmp_path, env_extra=env, hydra=False).stdout
+    record = next(r for r in csv.DictReader(io.StringIO(out)) if r["run_id"] == version.run_id)
+    column = f"external.{external.name}.v{version.version}.{metrics.TEST_AUC}"
+    assert float(record[column]) == pytest.approx(run.data.metrics[metrics.TEST_AUC])
 
 
 @pytest.mark.slow
