@@ -82,17 +82,33 @@ def augmentation(*, flip=False, rotation=0.0, zoom=0.0, translation=0.0, gamma=0
     return Augment(**kw, seed=seed, name="augmentation") if any(kw.values()) else None
 
 
+@keras.saving.register_keras_serializable(package="pneumo")
+class Standardize(keras.layers.Layer):
+    """Each film to zero mean and unit variance, in training and in serving.
+
+    Exposure and post-processing differ between machines and years (Kermany's test
+    films were taken later than its training films): a model that sees every film on
+    one scale cannot key on them.
+    """
+
+    def call(self, x):
+        mean = keras.ops.mean(x, axis=(1, 2, 3), keepdims=True)
+        return (x - mean) / (keras.ops.std(x, axis=(1, 2, 3), keepdims=True) + 1e-3)
+
+
 # -- the whole model ---------------------------------------------------------
 
 
 def build(image_size: int, body, body_kwargs: Mapping, aug_kwargs: Mapping, optimizer, *,
-          jit_compile="auto", seed=None) -> keras.Model:
-    """uint8 gray images in, P(pneumonia) out: rescaling and augmentation live inside."""
+          jit_compile="auto", seed=None, standardize: bool = False) -> keras.Model:
+    """uint8 gray images in, P(pneumonia) out: rescaling, augmentation and standardisation live inside."""
     inputs = keras.Input((image_size, image_size, 1), dtype="uint8", name="image")
     x = keras.layers.Rescaling(1.0 / 255)(inputs)
     augment = augmentation(**aug_kwargs, seed=seed)
     if augment is not None:
         x = augment(x)
+    if standardize:
+        x = Standardize(name="standardize")(x)
     x = body(x, **body_kwargs)
     # float32 output even under mixed_float16: stable sigmoid and loss.
     outputs = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="pneumonia")(x)
@@ -114,12 +130,12 @@ class HyperModel(keras_tuner.HyperModel):
     """Resolves the model / optimizer / augmentation spaces and calls `build`."""
 
     def __init__(self, model_cfg: Mapping, optimizer_cfg: Mapping, augmentation_cfg: Mapping,
-                 image_size: int, *, jit_compile="auto", seed=None):
+                 image_size: int, *, jit_compile="auto", seed=None, standardize: bool = False):
         super().__init__()
         for prefix, node in (("model", model_cfg), ("optimizer", optimizer_cfg), ("augmentation", augmentation_cfg)):
             space.validate(node, prefix)
         self.groups = {"model": model_cfg, "optimizer": optimizer_cfg, "augmentation": augmentation_cfg}
-        self.image_size, self.jit_compile, self.seed = image_size, jit_compile, seed
+        self.image_size, self.jit_compile, self.seed, self.standardize = image_size, jit_compile, seed, standardize
 
     def build(self, hp):
         kw = {g: space.resolve(hp, {k: v for k, v in node.items() if k != "_target_"}, g)
@@ -127,7 +143,7 @@ class HyperModel(keras_tuner.HyperModel):
         body = get_method(self.groups["model"]["_target_"])
         optimizer = get_method(self.groups["optimizer"]["_target_"])(**kw["optimizer"])
         return build(self.image_size, body, kw["model"], kw["augmentation"], optimizer,
-                     jit_compile=self.jit_compile, seed=self.seed)
+                     jit_compile=self.jit_compile, seed=self.seed, standardize=self.standardize)
 
     def check(self) -> None:
         """Build once with every default (the Keras Tuner guide's habit): a config whose

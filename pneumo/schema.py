@@ -133,6 +133,7 @@ class TrainerConfig:
     epochs: int = 10
     batch_size: int = 32
     image_size: int = 128  # px; images are decoded (and cached) at this size
+    standardize: bool = False  # each film to zero mean, unit variance inside the model (train and serve)
     class_weight: bool = True  # the data is ~74% PNEUMONIA
     early_stopping: Optional[EarlyStoppingConfig] = field(default_factory=EarlyStoppingConfig)
     reduce_lr: Optional[ReduceLRConfig] = field(default_factory=ReduceLRConfig)

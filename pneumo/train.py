@@ -56,7 +56,7 @@ def train(cfg: DictConfig) -> float:
     distributed.prepare(cfg.distributed)  # before any framework touches a GPU
     trainer = cfg.trainer
     hypermodel = HyperModel(cfg.model, cfg.optimizer, cfg.augmentation, trainer.image_size,
-                            jit_compile=trainer.jit_compile, seed=cfg.seed)  # checks every space
+                            jit_compile=trainer.jit_compile, seed=cfg.seed, standardize=trainer.standardize)  # checks every space
     hypermodel.check()
     started = time.perf_counter()
     splits = data.load(cfg.data, trainer.image_size)

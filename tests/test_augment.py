@@ -66,3 +66,16 @@ def test_trains_inside_a_compiled_model_and_serialises(tmp_path):
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras", compile=False, safe_mode=True)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5)
+
+
+def test_standardize_makes_the_model_blind_to_exposure_and_is_served_too(tmp_path):
+    from pneumo import models
+
+    model = models.build(32, models.cnn, {"blocks": 2}, {}, keras.optimizers.Adam(1e-3), standardize=True)
+    rng = np.random.default_rng(0)
+    x = rng.integers(40, 160, (8, 32, 32, 1)).astype(np.uint8)
+    brighter = (x.astype(int) + 60).astype(np.uint8)  # a film exposed differently: same picture, shifted levels
+    np.testing.assert_allclose(model.predict(brighter, verbose=0), model.predict(x, verbose=0), atol=1e-4)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", compile=False, safe_mode=True)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5)
