@@ -1,7 +1,10 @@
-"""`pneumo`: one command, thin subcommands wiring the modules together.
+"""pneumo: search chest X-ray pneumonia classifiers honestly, track every run, ship the best one.
 
-Nothing heavy is imported at module level: `pneumo --help` and the data
-commands never load TensorFlow.
+Sweeps of Keras Tuner searches composed by Hydra, every job and trial recorded in
+MLflow, and a `champion` moved only behind gates. Each command below is thin: it
+parses its arguments and calls the module that does the work. Nothing heavy is
+imported at module level, so `pneumo --help` and the data commands never load
+TensorFlow.
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ import argparse
 import os
 import sys
 
-from pneumo import paths
+from pneumo import metrics as M
+from pneumo import output, paths
 
-TRAIN_HELP = "run one job (Hydra overrides follow; add -m for a multirun grid)"
+CHAMPION_URI = f"models:/{M.MODEL_NAME}@{M.CHAMPION}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,42 +26,69 @@ def main(argv: list[str] | None = None) -> int:
         return _hydra(argv[1:])
     if argv and argv[0] == "sweep":
         return _sweep(argv[1:])
-
-    parser = argparse.ArgumentParser(prog="pneumo", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("train", help=TRAIN_HELP, add_help=False)
-    sub.add_parser("sweep", help="run a named sweep from sweeps/ (pneumo sweep NAME [overrides])", add_help=False)
-    from pneumo.data.cli import register as register_data
-    from pneumo.registry import register_cli as register_registry
-
-    register_data(sub)
-    register_registry(sub)
-    p = sub.add_parser("predict", help="classify image files or folders with a registered model")
-    p.add_argument("paths", nargs="+", metavar="PATH")
-    p.add_argument("--model", default="models:/pneumonia-classifier@champion", help="an MLflow model URI")
-    p.add_argument("--format", choices=["table", "csv", "json"], default=None)
-    p.set_defaults(func=_predict)
-    e = sub.add_parser("evaluate", help="score a registered version on a labelled folder (NORMAL/, PNEUMONIA/)")
-    e.add_argument("root", metavar="ROOT", help="a folder with NORMAL/ and PNEUMONIA/ (or a Kaggle root with test/)")
-    e.add_argument("--model", default="models:/pneumonia-classifier@champion", help="a registered version's URI")
-    e.add_argument("--bootstrap", type=int, default=1000, help="patient-level resamples for the 95%% CIs")
-    e.set_defaults(func=_evaluate)
-    u = sub.add_parser("ui", help="open the MLflow UI on the local store (127.0.0.1)")
-    u.add_argument("--port", type=int, default=5000)
-    u.add_argument("--host", default="127.0.0.1")
-    u.add_argument("--backend-store-uri", help="default: MLFLOW_TRACKING_URI, else the local store")
-    u.set_defaults(func=_ui)
-
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
+        parser().print_help()
         return 0 if not argv else 2
     return int(args.func(args) or 0)
 
 
+def parser() -> argparse.ArgumentParser:
+    from pneumo import registry
+    from pneumo.data.cli import register as register_data
+
+    top = argparse.ArgumentParser(prog="pneumo", description=__doc__.split("\n\n")[0],
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = top.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("train", help="run one job (Hydra overrides follow; add -m for a multirun grid)", add_help=False)
+    sub.add_parser("sweep", help="run a named sweep from sweeps/ (pneumo sweep NAME [overrides])", add_help=False)
+    register_data(sub)
+
+    p = sub.add_parser("compare", help="leaderboard of the jobs in MLflow, with 95%% CIs")
+    p.add_argument("--experiment", help="the sweep (MLflow experiment); default: every experiment")
+    p.add_argument("--metric", default=M.TEST_AUC, choices=sorted(M.HIGHER_IS_BETTER), help="rank by")
+    p.add_argument("--top", type=int, help="only the best N jobs")
+    p.add_argument("--format", choices=output.FORMATS, help="default: table on a terminal, json otherwise")
+    p.set_defaults(func=_compare)
+
+    p = sub.add_parser("promote", help="move the champion alias to the best version, behind gates")
+    p.add_argument("--metric", default=M.TEST_AUC, choices=M.TEST_METRICS, help="rank and compare by")
+    p.add_argument("--version", type=int, help="promote this version instead of the best")
+    p.add_argument("--alias", default=M.CHAMPION)
+    p.add_argument("--confidence", type=float, default=0.95, help="of the paired bootstrap interval")
+    p.add_argument("--min-sensitivity", type=float, default=registry.MIN_SENSITIVITY,
+                   help="floor on the candidate's test sensitivity (default %(default)s)")
+    p.add_argument("--min-specificity", type=float, default=registry.MIN_SPECIFICITY,
+                   help="floor on the candidate's test specificity (default %(default)s)")
+    p.add_argument("--dry-run", action="store_true", help="decide and print, change nothing")
+    p.add_argument("--force", action="store_true", help="override failed gates (needs --reason)")
+    p.add_argument("--reason", help="why a forced promotion is justified; recorded on the version")
+    p.add_argument("--rollback", action="store_true", help="give the alias back to the 'previous' version")
+    p.set_defaults(func=_promote)
+
+    p = sub.add_parser("predict", help="classify image files or folders with a registered model")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--model", default=CHAMPION_URI, help="an MLflow model URI")
+    p.add_argument("--format", choices=output.FORMATS, default=None)
+    p.set_defaults(func=_predict)
+
+    p = sub.add_parser("evaluate", help="score a registered version on a labelled folder (NORMAL/, PNEUMONIA/)")
+    p.add_argument("root", metavar="ROOT", help="a folder with NORMAL/ and PNEUMONIA/ (or a Kaggle root with test/)")
+    p.add_argument("--model", default=CHAMPION_URI, help="a registered version's URI")
+    p.add_argument("--bootstrap", type=int, default=1000, help="patient-level resamples for the 95%% CIs")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("ui", help="open the MLflow UI on the local store (127.0.0.1)")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--backend-store-uri", help="default: MLFLOW_TRACKING_URI, else the local store")
+    p.set_defaults(func=_ui)
+    return top
+
+
 def _hydra(hydra_argv: list[str]) -> int:
     sys.argv = ["pneumo train", *hydra_argv]
-    from pneumo import callbacks
+    from pneumo import summary
     from pneumo.train import main as hydra_main
 
     code = 0
@@ -65,7 +96,7 @@ def _hydra(hydra_argv: list[str]) -> int:
         hydra_main()
     except SystemExit as e:  # Hydra exits 1 after reporting a failed job
         code = e.code if isinstance(e.code, int) else 1
-    failed = callbacks.summarize()
+    failed = summary.summarize()
     return code or (1 if failed else 0)
 
 
@@ -80,6 +111,44 @@ def _sweep(argv: list[str]) -> int:
               file=sys.stderr)
         return 2
     return _hydra(["--multirun", "--config-dir", str(paths.SWEEPS_DIR), "--config-name", name, *overrides])
+
+
+def _compare(args) -> int:
+    from pneumo import leaderboard
+
+    try:
+        rows = leaderboard.leaderboard(args.experiment, args.metric, args.top)
+    except LookupError as err:
+        print(f"pneumo compare: {err}", file=sys.stderr)
+        return 1
+    leaderboard.render(rows, args.metric, output.choose(args.format))
+    return 0
+
+
+def _promote(args) -> int:
+    from pneumo import registry
+
+    if args.force and not (args.reason or "").strip():
+        print("pneumo promote: --force needs --reason TEXT (the reason is recorded on the version)", file=sys.stderr)
+        return 2
+    if args.rollback and (args.version is not None or args.force):
+        print("pneumo promote: --rollback takes no --version or --force", file=sys.stderr)
+        return 2
+    try:
+        if args.rollback:
+            decision = registry.rollback(args.alias, dry_run=args.dry_run)
+        else:
+            decision = registry.promote(args.metric, args.version, args.alias, confidence=args.confidence,
+                                        min_sensitivity=args.min_sensitivity, min_specificity=args.min_specificity,
+                                        dry_run=args.dry_run, force=args.force, reason=args.reason)
+    except ValueError as err:
+        print(f"pneumo promote: {err}", file=sys.stderr)
+        return 2
+    except LookupError as err:
+        print(f"pneumo promote: {err}", file=sys.stderr)
+        return 1
+    print(decision.summary())
+    return 0 if decision.promoted or decision.noop else 1
 
 
 def _predict(args) -> int:
@@ -99,7 +168,7 @@ def _ui(args) -> int:
 
     from pneumo import tracking
 
-    uri = tracking.setup(args.backend_store_uri)
+    uri = args.backend_store_uri or tracking.setup()
     # This interpreter runs MLflow (and MLflow runs uvicorn the same way): no `mlflow`
     # on PATH needed, so it works from a venv that was never activated.
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host,

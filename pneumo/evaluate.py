@@ -17,10 +17,10 @@ from scipy import sparse
 from sklearn import metrics as skm
 
 from pneumo import metrics as M
+from pneumo.data.base import CLASSES as LABELS
 from pneumo.metrics import TEST_METRICS, THRESHOLD, ci_names, higher_is_better
 
 THRESHOLD_POLICIES = ("youden", "sensitivity")
-LABELS = ("NORMAL", "PNEUMONIA")
 _BLOCK = 250  # resamples per vectorised block: bounds memory at _BLOCK x distinct scores
 
 

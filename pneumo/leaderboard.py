@@ -18,50 +18,38 @@ complete, and `pneumo promote` skips them.
 
 from __future__ import annotations
 
-import csv
-import json
-import math
-import sys
 from pathlib import Path
 
 from pneumo import metrics as M
+from pneumo import output
 
 PAGE_SIZE = 1000  # runs per search_runs call (MLflow caps one call at 50 000)
 RANKED_STATUS = "FINISHED"  # the only run status promotion accepts
 SHOWN_METRICS = (M.TEST_AUC, M.TEST_AUPRC, M.TEST_SENSITIVITY, M.TEST_SPECIFICITY, M.TEST_F1, M.TEST_BRIER)
 
 
-def _num(value):
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
-
-
 def _experiments(client, name: str | None) -> dict[str, str]:
+    from pneumo.tracking import pages
+
     if name is not None:
         exp = client.get_experiment_by_name(name)
         if exp is None:
             raise LookupError(f"no MLflow experiment named {name!r} at {client.tracking_uri}")
         return {exp.experiment_id: exp.name}
-    out, token = {}, None
-    while True:
-        page = client.search_experiments(max_results=PAGE_SIZE, page_token=token)
-        out.update({e.experiment_id: e.name for e in page})
-        if not (token := page.token):
-            return out
+    return {e.experiment_id: e.name for e in pages(client.search_experiments, max_results=PAGE_SIZE)}
 
 
 def _versions(client) -> tuple[dict[str, object], dict[str, list[str]]]:
     """run id -> its latest registered version; version -> aliases."""
     from mlflow.exceptions import MlflowException
 
-    by_run, token = {}, None
-    while True:
-        page = client.search_model_versions(f"name='{M.MODEL_NAME}'", page_token=token)
-        for mv in page:
-            run_id = mv.run_id or (mv.tags or {}).get(M.VERSION_TAG_RUN_ID)
-            if run_id and (run_id not in by_run or int(mv.version) > int(by_run[run_id].version)):
-                by_run[run_id] = mv
-        if not (token := page.token):
-            break
+    from pneumo.tracking import pages
+
+    by_run = {}
+    for mv in pages(client.search_model_versions, f"name='{M.MODEL_NAME}'"):
+        run_id = mv.run_id or (mv.tags or {}).get(M.VERSION_TAG_RUN_ID)
+        if run_id and (run_id not in by_run or int(mv.version) > int(by_run[run_id].version)):
+            by_run[run_id] = mv
     aliases: dict[str, list[str]] = {}
     if by_run:
         try:
@@ -80,27 +68,23 @@ def _evaluations(client, exp_ids: list[str], page_size: int) -> dict[str, list[d
     from mlflow.entities import ViewType
 
     from pneumo.external import TAG_FOLDER, TAG_MODEL_VERSION
+    from pneumo.tracking import pages
 
-    out: dict[str, dict] = {}
-    token = None
-    while True:
-        page = client.search_runs(exp_ids, f"tags.`{M.TAG_ROLE}` = 'evaluation' and attributes.status = 'FINISHED'",
-                                  run_view_type=ViewType.ACTIVE_ONLY, max_results=page_size, page_token=token,
-                                  order_by=["attributes.start_time DESC"])
-        for run in page:
-            tags = run.data.tags
-            key = (tags.get("mlflow.parentRunId"), tags.get(TAG_FOLDER), tags.get(TAG_MODEL_VERSION))
-            if key in out:  # an older evaluation of the same version on the same folder
-                continue
-            entry = {"folder": tags.get(TAG_FOLDER), "version": tags.get(TAG_MODEL_VERSION),
-                     "run_id": run.info.run_id, "test_digest": tags.get(M.TAG_TEST_DIGEST)}
-            for name in EXTERNAL_METRICS:
-                entry[name] = _num(run.data.metrics.get(name))
-                for bound in M.ci_names(name):
-                    entry[bound] = _num(run.data.metrics.get(bound))
-            out[key] = entry
-        if not (token := page.token):
-            break
+    out: dict[tuple, dict] = {}
+    for run in pages(client.search_runs, exp_ids,
+                     f"tags.`{M.TAG_ROLE}` = 'evaluation' and attributes.status = 'FINISHED'",
+                     run_view_type=ViewType.ACTIVE_ONLY, max_results=page_size,
+                     order_by=["attributes.start_time DESC"]):
+        tags = run.data.tags
+        key = (tags.get("mlflow.parentRunId"), tags.get(TAG_FOLDER), tags.get(TAG_MODEL_VERSION))
+        if key in out:  # an older evaluation of the same version on the same folder
+            continue
+        entry = {"folder": tags.get(TAG_FOLDER), "version": tags.get(TAG_MODEL_VERSION),
+                 "run_id": run.info.run_id, "test_digest": tags.get(M.TAG_TEST_DIGEST)}
+        for name in EXTERNAL_METRICS:
+            for key_ in (name, *M.ci_names(name)):
+                entry[key_] = M.finite(run.data.metrics.get(key_))
+        out[key] = entry
     by_job: dict[str, list[dict]] = {}
     for (job, _, _), entry in out.items():
         by_job.setdefault(job, []).append(entry)
@@ -109,7 +93,7 @@ def _evaluations(client, exp_ids: list[str], page_size: int) -> dict[str, list[d
 
 def _row(run, experiment: str, version, aliases: dict[str, list[str]]) -> dict:
     info, data = run.info, run.data
-    m = {k: _num(v) for k, v in data.metrics.items()}
+    m = {k: M.finite(v) for k, v in data.metrics.items()}
     row = {
         "rank": None,  # set by leaderboard(): FINISHED jobs only
         "run_id": info.run_id,
@@ -121,6 +105,7 @@ def _row(run, experiment: str, version, aliases: dict[str, list[str]]) -> dict:
         "best_hp": {k[len(M.BEST_HP_PREFIX) :]: v for k, v in sorted(data.params.items())
                     if k.startswith(M.BEST_HP_PREFIX)},
         M.VAL_AUC: m.get(M.VAL_AUC),
+        M.VAL_LOSS: m.get(M.VAL_LOSS),
     }
     for name in M.TEST_METRICS:
         row[name] = m.get(name)
@@ -139,7 +124,7 @@ def leaderboard(experiment: str | None = None, metric: str = M.TEST_AUC, top: in
     """Jobs ranked by `metric` in its direction; jobs without the metric come last."""
     higher = M.higher_is_better(metric)  # validates the name before any query
     if client is None:
-        from pneumo.registry import connect
+        from pneumo.tracking import connect
 
         client = connect()
     from mlflow.entities import ViewType
@@ -151,21 +136,15 @@ def leaderboard(experiment: str | None = None, metric: str = M.TEST_AUC, top: in
     # leaderboard that dropped them would look like lost runs. Ranking them among the finished ones
     # put a FAILED job first (issue 13), so they come after the ranked ones, marked by status. With
     # `top`, the N best finished jobs are kept plus every unfinished one that scored among them.
-    runs, n_ranked, token = [], 0, None
-    while True:
-        want = page_size if top is None else min(page_size, top - n_ranked)
-        page = client.search_runs(
-            list(exps),
-            filter_string=f"tags.`{M.TAG_ROLE}` = 'job'",
-            run_view_type=ViewType.ACTIVE_ONLY,
-            max_results=want,
-            order_by=[f"metrics.`{metric}` {'DESC' if higher else 'ASC'}", "attributes.start_time DESC"],
-            page_token=token,
-        )
-        runs.extend(page)
-        n_ranked += sum(r.info.status == RANKED_STATUS for r in page)
-        token = page.token
-        if not token or (top is not None and n_ranked >= top):
+    from pneumo.tracking import pages
+
+    runs, n_ranked = [], 0
+    for run in pages(client.search_runs, list(exps), filter_string=f"tags.`{M.TAG_ROLE}` = 'job'",
+                     run_view_type=ViewType.ACTIVE_ONLY, max_results=page_size if top is None else min(page_size, top),
+                     order_by=[f"metrics.`{metric}` {'DESC' if higher else 'ASC'}", "attributes.start_time DESC"]):
+        runs.append(run)
+        n_ranked += run.info.status == RANKED_STATUS
+        if top is not None and n_ranked >= top:
             break
     by_run, aliases = _versions(client)
     rows = [_row(r, exps.get(r.info.experiment_id, ""), by_run.get(r.info.run_id), aliases) for r in runs]
@@ -221,7 +200,7 @@ def _duration(seconds) -> str:
 
 
 def table_columns(metric: str) -> list[str]:
-    shown = [metric] + [m for m in SHOWN_METRICS if m != metric and m in M.TEST_METRICS]
+    shown = ([] if metric == M.VAL_AUC else [metric]) + [m for m in SHOWN_METRICS if m != metric]
     return ["rank", "job", "best hyperparameters", M.VAL_AUC, *shown, "threshold", "epochs", "duration", "version",
             "aliases", "pneumo evaluate"]
 
@@ -259,48 +238,8 @@ def flat(row: dict) -> dict:
 
 
 def render(rows: list[dict], metric: str, fmt: str, out=None) -> None:
-    out = out or sys.stdout
-    if fmt == "json":
-        json.dump(rows, out, indent=2)
-        out.write("\n")
-    elif fmt == "csv":
-        records = [flat(r) for r in rows]
-        fields = list(dict.fromkeys(k for r in records for k in r))
-        writer = csv.DictWriter(out, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(records)
-    else:
-        from rich.console import Console
-        from rich.table import Table
-
-        unranked = sum(r["rank"] is None for r in rows)
-        table = Table(title=f"pneumo jobs by {metric} ({'higher' if M.higher_is_better(metric) else 'lower'} is better)",
-                      caption=f"{unranked} job(s) not FINISHED, listed after the ranked ones by status: "
-                              "not ranked, promote skips them" if unranked else None)
-        for col in table_columns(metric):
-            table.add_column(col, overflow="fold")
-        for row in rows:
-            table.add_row(*table_cells(row, metric))
-        tty = hasattr(out, "isatty") and out.isatty()
-        Console(file=out, width=None if tty else 200).print(table)  # piped: do not fold to 80 columns
-
-
-def compare_command(args) -> int:
-    try:
-        rows = leaderboard(args.experiment, args.metric, args.top)
-    except LookupError as err:
-        print(f"pneumo compare: {err}", file=sys.stderr)
-        return 1
-    fmt = args.format or ("table" if sys.stdout.isatty() else "json")
-    render(rows, args.metric, fmt)
-    return 0
-
-
-def add_compare(subparsers) -> None:
-    p = subparsers.add_parser("compare", help="leaderboard of the jobs in MLflow, with 95%% CIs")
-    p.add_argument("--experiment", help="the sweep (MLflow experiment); default: every experiment")
-    p.add_argument("--metric", default=M.TEST_AUC, choices=sorted(M.HIGHER_IS_BETTER), help="rank by")
-    p.add_argument("--top", type=int, help="only the best N jobs")
-    p.add_argument("--format", choices=("table", "csv", "json"),
-                   help="default: table on a terminal, json otherwise")
-    p.set_defaults(func=compare_command)
+    unranked = sum(r["rank"] is None for r in rows)
+    output.write(rows, fmt, columns=table_columns(metric), cells=lambda r: table_cells(r, metric), flat=flat, out=out,
+                 title=f"pneumo jobs by {metric} ({'higher' if M.higher_is_better(metric) else 'lower'} is better)",
+                 caption=f"{unranked} job(s) not FINISHED, listed after the ranked ones by status: not ranked, "
+                         "promote skips them" if unranked else None)

@@ -38,6 +38,15 @@ HIGHER_IS_BETTER = {
 }
 
 
+def finite(value) -> float | None:
+    """A metric's value as a float, or None when it is missing, not a number, NaN or infinite."""
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if f == f and f not in (float("inf"), float("-inf")) else None
+
+
 def ci_names(metric: str) -> tuple[str, str]:
     """Names of the 95% bootstrap interval bounds logged next to `metric`."""
     return f"{metric}_ci_low", f"{metric}_ci_high"

@@ -8,9 +8,10 @@ from pathlib import Path
 ROOT = Path(os.environ.get("PNEUMO_ROOT", Path(__file__).resolve().parent.parent))
 CONF_DIR = ROOT / "conf"
 SWEEPS_DIR = ROOT / "sweeps"
+STORE = ROOT / "mlruns"  # the local MLflow store: mlflow.db (sqlite) and artifacts/
 
 
 def local_tracking_uri(store: str | Path | None = None) -> str:
     """sqlite URI of the local store (MLflow 3 refuses a plain folder of files)."""
-    store = Path(store) if store else ROOT / "mlruns"
+    store = Path(store) if store else STORE
     return f"sqlite:///{store.resolve() / 'mlflow.db'}"

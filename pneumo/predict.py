@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import sys
 from pathlib import Path
 
-from pneumo.data.index import IMAGE_SUFFIXES, _is_metadata
+from pneumo import output
+from pneumo.data.index import IMAGE_SUFFIXES, is_metadata
+
+COLUMNS = ("path", "probability", "label", "error")
 
 
 def collect(items: list[str]) -> list[Path]:
@@ -16,7 +17,7 @@ def collect(items: list[str]) -> list[Path]:
         p = Path(item)
         if p.is_dir():
             files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES
-                            and not any(_is_metadata(part) for part in f.relative_to(p).parts))
+                            and not any(is_metadata(part) for part in f.relative_to(p).parts))
         else:
             files.append(p)
     return files
@@ -60,24 +61,8 @@ def run(items: list[str], model_uri: str, fmt: str | None) -> int:
               file=sys.stderr)
         return 2
     rows = predict_files(files, model)
-    fmt = fmt or ("table" if sys.stdout.isatty() else "json")
-    if fmt == "json":
-        json.dump(rows, sys.stdout, indent=1)
-        print()
-    elif fmt == "csv":
-        w = csv.DictWriter(sys.stdout, fieldnames=["path", "probability", "label", "error"])
-        w.writeheader()
-        w.writerows(rows)
-    else:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title=f"{model_uri}")
-        for col in ("path", "probability", "label", "error"):
-            table.add_column(col)
-        for r in rows:
-            table.add_row(r["path"], "" if r["probability"] is None else f"{r['probability']:.3f}", r["label"], r["error"])
-        Console().print(table)
+    output.write(rows, output.choose(fmt), columns=list(COLUMNS), title=model_uri, cells=lambda r: [
+        r["path"], "" if r["probability"] is None else f"{r['probability']:.3f}", r["label"], r["error"]])
     bad = sum(1 for r in rows if r["error"])
     if bad:
         print(f"{bad} of {len(rows)} file(s) could not be classified (see error column)", file=sys.stderr)

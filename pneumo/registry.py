@@ -1,4 +1,4 @@
-"""Registered versions: promotion behind gates, rollback, and the `compare`/`promote` commands.
+"""Registered versions: promotion behind gates, and rollback.
 
 Reads only what jobs logged (version tags, run metrics, each run's
 test_predictions.csv); it never trains or scores a model itself. A version
@@ -28,22 +28,19 @@ one becomes `previous`, so a second rollback undoes the first. It leaves the
 `promotion.*` tags (the record of each decision) as they are and tags the
 restored version `rollback.restored_at`, the displaced one `rollback.displaced_at`.
 
-MLflow is imported inside functions: the CLI imports this module to build its
-parser and must start fast.
+MLflow is imported inside functions: the CLI imports this module for its
+defaults and must start fast.
 """
 
 from __future__ import annotations
 
 import csv
-import math
 import os
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from pneumo import metrics as M
-from pneumo.leaderboard import add_compare, leaderboard  # noqa: F401 -- registry.leaderboard is public API
 
 PAIRED_RESAMPLES = 2000
 PAIRED_SEED = 0
@@ -92,18 +89,6 @@ class Decision:
         return "\n".join(lines)
 
 
-def connect():
-    """MlflowClient on MLFLOW_TRACKING_URI, else the local sqlite store (as jobs resolve it)."""
-    from mlflow import MlflowClient
-
-    from pneumo import tracking
-
-    return MlflowClient(tracking_uri=tracking.setup())
-
-
-client = connect  # the name callers use; functions below take a `client=` argument that shadows it
-
-
 def previous_alias(alias: str) -> str:
     return M.PREVIOUS if alias == M.CHAMPION else f"{alias}-{M.PREVIOUS}"
 
@@ -123,26 +108,15 @@ def _by_alias(c, alias: str):
 
 
 def _all_versions(c) -> list:
-    out, token = [], None
-    while True:
-        page = c.search_model_versions(f"name='{M.MODEL_NAME}'", page_token=token)
-        out.extend(page)
-        if not (token := page.token):
-            return out
+    from pneumo.tracking import pages
 
-
-def _float(value):
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) else f
+    return list(pages(c.search_model_versions, f"name='{M.MODEL_NAME}'"))
 
 
 def _logged(mv, run, name: str):
     """A number the job logged: the run's metric, else the version's tag (string)."""
-    value = _float(run.data.metrics.get(name)) if run is not None else None
-    return value if value is not None else _float((mv.tags or {}).get(name))
+    value = M.finite(run.data.metrics.get(name)) if run is not None else None
+    return value if value is not None else M.finite((mv.tags or {}).get(name))
 
 
 def _digest(mv, run):
@@ -201,7 +175,7 @@ def _best(c, metric: str, champion, min_sensitivity: float, min_specificity: flo
     higher = M.higher_is_better(metric)
     ranked = []
     for mv in _all_versions(c):
-        run, value = None, _float((mv.tags or {}).get(metric))
+        run, value = None, M.finite((mv.tags or {}).get(metric))
         if value is None:  # only versions registered without metric tags cost a call here
             run = _run(c, _run_id(mv))
             value = _logged(mv, run, metric)
@@ -294,7 +268,7 @@ def promote(metric: str = M.TEST_AUC, version=None, alias: str = M.CHAMPION, *, 
             raise ValueError(f"{name} is a proportion: it must be between 0 and 1, got {floor}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be between 0 and 1 (e.g. 0.95), got {confidence}")
-    c = client or connect()
+    c = client or _connect()
     champ = _by_alias(c, alias)
     skipped = []
     if version is not None:
@@ -385,7 +359,7 @@ def _record(c, mv, d: Decision, forced_reason: str | None) -> None:
 
 def rollback(alias: str = M.CHAMPION, client=None, *, dry_run: bool = False) -> Decision:
     """Give `alias` back to the version holding previous_alias(alias); the displaced one becomes previous."""
-    c = client or connect()
+    c = client or _connect()
     prev_alias = previous_alias(alias)
     prev, cur = _by_alias(c, prev_alias), _by_alias(c, alias)
     if prev is None:
@@ -413,51 +387,7 @@ def _show(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-# -- command line ----------------------------------------------------------------------
+def _connect():
+    from pneumo.tracking import connect
 
-
-def promote_command(args) -> int:
-    if args.force and not (args.reason or "").strip():
-        print("pneumo promote: --force needs --reason TEXT (the reason is recorded on the version)", file=sys.stderr)
-        return 2
-    if args.rollback and (args.version is not None or args.force):
-        print("pneumo promote: --rollback takes no --version or --force", file=sys.stderr)
-        return 2
-    try:
-        if args.rollback:
-            decision = rollback(args.alias, dry_run=args.dry_run)
-        else:
-            decision = promote(args.metric, args.version, args.alias, confidence=args.confidence,
-                               min_sensitivity=args.min_sensitivity, min_specificity=args.min_specificity,
-                               dry_run=args.dry_run, force=args.force, reason=args.reason)
-    except ValueError as err:
-        print(f"pneumo promote: {err}", file=sys.stderr)
-        return 2
-    except LookupError as err:
-        print(f"pneumo promote: {err}", file=sys.stderr)
-        return 1
-    print(decision.summary())
-    return 0 if decision.promoted or decision.noop else 1
-
-
-def add_promote(subparsers) -> None:
-    p = subparsers.add_parser("promote", help="move the champion alias to the best version, behind gates")
-    p.add_argument("--metric", default=M.TEST_AUC, choices=M.TEST_METRICS, help="rank and compare by")
-    p.add_argument("--version", type=int, help="promote this version instead of the best")
-    p.add_argument("--alias", default=M.CHAMPION)
-    p.add_argument("--confidence", type=float, default=0.95, help="of the paired bootstrap interval")
-    p.add_argument("--min-sensitivity", type=float, default=MIN_SENSITIVITY,
-                   help="floor on the candidate's test sensitivity (default %(default)s)")
-    p.add_argument("--min-specificity", type=float, default=MIN_SPECIFICITY,
-                   help="floor on the candidate's test specificity (default %(default)s)")
-    p.add_argument("--dry-run", action="store_true", help="decide and print, change nothing")
-    p.add_argument("--force", action="store_true", help="override failed gates (needs --reason)")
-    p.add_argument("--reason", help="why a forced promotion is justified; recorded on the version")
-    p.add_argument("--rollback", action="store_true", help="give the alias back to the 'previous' version")
-    p.set_defaults(func=promote_command)
-
-
-def register_cli(subparsers) -> None:
-    """Add `compare` and `promote` to the main CLI's subparsers."""
-    add_compare(subparsers)
-    add_promote(subparsers)
+    return connect()

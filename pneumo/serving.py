@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
+from pneumo.data.base import CLASSES
 from pneumo.imaging import ImageError, decode
 
-CLASSES = ("NORMAL", "PNEUMONIA")
 # The signature is given explicitly at logging (binary image in, probability/label/error
 # out); MLflow's advice to add predict() type hints for inference does not apply.
 warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict` method", category=UserWarning)

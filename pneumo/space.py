@@ -10,7 +10,7 @@ never see `hp`: `resolve` hands them plain values.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 KINDS = ("choice", "int", "float")
@@ -74,7 +74,7 @@ def resolve(hp, node: Mapping, prefix: str) -> dict[str, Any]:
     for key, value in node.items():
         if value is None:
             continue
-        out[key] = pick(hp, f"{prefix}.{key}", value) if is_space(value) else _plain(value)
+        out[key] = pick(hp, f"{prefix}.{key}", value) if is_space(value) else plain(value)
     return out
 
 
@@ -85,9 +85,10 @@ def validate(node: Mapping, prefix: str) -> None:
             check(f"{prefix}.{key}", value)
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """Plain dicts and lists from OmegaConf nodes (or anything mapping- and list-like)."""
     if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):  # list, tuple, ListConfig
+        return [plain(v) for v in value]
     return value

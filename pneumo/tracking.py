@@ -24,6 +24,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from pneumo import metrics, paths
+from pneumo.space import is_space, plain
 
 # A key that looks like it holds a credential never has its value recorded.
 SECRET_WORDS = r"key|token|secret|passw|credential|auth|cookie|session|kaggle_user"
@@ -44,7 +45,7 @@ def setup(uri: str | None = None, store: str | Path | None = None) -> str:
         _ours["user"] = env
     resolved = _ours.get("user") or uri
     if not resolved:
-        store = Path(store) if store else paths.ROOT / "mlruns"
+        store = Path(store) if store else paths.STORE
         store.mkdir(parents=True, exist_ok=True)
         resolved = paths.local_tracking_uri(store)
     mlflow.set_tracking_uri(resolved)
@@ -52,6 +53,21 @@ def setup(uri: str | None = None, store: str | Path | None = None) -> str:
     if resolved.startswith("sqlite:"):
         _create_sqlite_store(resolved)
     return resolved
+
+
+def connect(uri: str | None = None):
+    """An MlflowClient on the store a command works on: MLFLOW_TRACKING_URI, else `uri`, else the local store."""
+    return MlflowClient(tracking_uri=setup(uri))
+
+
+def pages(search, *args, **kwargs):
+    """Every item of a paged MLflow search (search_runs, search_model_versions, search_experiments...)."""
+    token = None
+    while True:
+        page = search(*args, page_token=token, **kwargs)
+        yield from page
+        if not (token := page.token):
+            return
 
 
 def _create_sqlite_store(uri: str) -> None:
@@ -189,12 +205,12 @@ def flatten(node, prefix: str = "") -> dict[str, str]:
     items = node.items() if isinstance(node, Mapping) else []
     for key, value in items:
         name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and not _is_space(value):
+        if isinstance(value, Mapping) and not is_space(value):
             out.update(flatten(value, name + "."))
         elif SECRET_KEY.search(str(key)):
             out[name] = REDACTED
         else:
-            text = value if isinstance(value, str) else json.dumps(_plain(value))
+            text = value if isinstance(value, str) else json.dumps(plain(value))
             out[name] = scrub(str(text))[:PARAM_MAX]
     return out
 
@@ -371,18 +387,7 @@ def log_dataset(name: str, digest: str, source: str, counts: Mapping) -> None:
 
 
 
-def _is_space(value) -> bool:
-    from pneumo.space import is_space
 
-    return is_space(value)
-
-
-def _plain(value):
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig":
-        return [_plain(v) for v in value]
-    return value
 
 
 def _finite(v) -> bool:

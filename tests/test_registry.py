@@ -4,7 +4,6 @@ One store is built per session (creating an MLflow sqlite database takes
 seconds) and copied per test: tests move aliases and write tags freely.
 """
 
-import argparse
 import csv
 import hashlib
 import io
@@ -19,7 +18,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-from pneumo import evaluate, leaderboard, registry
+from pneumo import evaluate, leaderboard, registry, tracking
 from pneumo import metrics as M
 
 
@@ -114,7 +113,7 @@ def store(template, tmp_path, monkeypatch):
     shutil.copy(root / "mlflow.db", tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    yield registry.client(), versions
+    yield tracking.connect(), versions
     mlflow.set_tracking_uri(None)
 
 
@@ -135,10 +134,10 @@ def run_of(c, version):
 
 
 def cli(*argv):
-    parser = argparse.ArgumentParser(prog="pneumo")
-    registry.register_cli(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    """The real command line, in process: pneumo.cli.main(argv) returns the exit code."""
+    from pneumo.cli import main
+
+    return main(list(argv))
 
 
 # -- promotion gates ------------------------------------------------------------------
@@ -398,7 +397,7 @@ def test_promote_cli_exit_codes(store, capsys):
 def test_leaderboard_rows_join_versions_and_aliases(store):
     c, v = store
     crown(c, v["good"])
-    rows = registry.leaderboard("sweep-a")
+    rows = leaderboard.leaderboard("sweep-a")
     assert [r["run_name"] for r in rows][0] == "better" and len(rows) == 10
     good = next(r for r in rows if r["run_name"] == "good")
     assert good["version"] == int(v["good"]) and good["aliases"] == [M.CHAMPION]
@@ -406,19 +405,19 @@ def test_leaderboard_rows_join_versions_and_aliases(store):
     assert good["test_auc_ci_low"] <= good["test_auc"] <= good["test_auc_ci_high"]
     assert good["epochs_trained"] == 7 and good["duration_s"] >= 0 and good["overrides"] == "model=cnn job=good"
     with pytest.raises(LookupError):
-        registry.leaderboard("no-such-sweep")
+        leaderboard.leaderboard("no-such-sweep")
 
 
 def test_compare_ranks_finished_jobs_and_lists_the_others_after(store, capsys):
     """Issue 13.2: a FAILED or KILLED job that scored highest is not first; it is listed, marked."""
     c, v = store
     c.set_terminated(run_of(c, v["better"]), "KILLED")
-    rows = registry.leaderboard("sweep-a")
+    rows = leaderboard.leaderboard("sweep-a")
     assert rows[0]["run_name"] == "mid"  # the best FINISHED job, below the KILLED and the FAILED one
     assert [r["rank"] for r in rows[:8]] == list(range(1, 9)) and all(r["status"] == "FINISHED" for r in rows[:8])
     assert [(r["run_name"], r["status"], r["rank"]) for r in rows[8:]] == [("better", "KILLED", None),
                                                                            ("failed", "FAILED", None)]
-    top = registry.leaderboard("sweep-a", top=2)  # the 2 best finished, and the unfinished that scored among them
+    top = leaderboard.leaderboard("sweep-a", top=2)  # the 2 best finished, and the unfinished that scored among them
     assert [(r["run_name"], r["rank"]) for r in top] == [("mid", 1), (top[1]["run_name"], 2), ("better", None),
                                                          ("failed", None)]
     assert cli("compare", "--experiment", "sweep-a", "--format", "table") == 0
@@ -470,7 +469,7 @@ def big_store(template, tmp_path_factory):
 @pytest.fixture
 def big(big_store, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", big_store)
-    yield registry.client()
+    yield tracking.connect()
     mlflow.set_tracking_uri(None)
 
 

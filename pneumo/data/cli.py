@@ -141,7 +141,9 @@ def download(args) -> int:
 
 
 def register(subparsers) -> None:
-    """Add `data` and its subcommands to the main CLI's subparsers."""
+    """Add `data` and its subcommands to the main CLI's subparsers (defaults: the config schema's)."""
+    from pneumo.schema import DataConfig, TrainerConfig
+
     data = subparsers.add_parser("data", help="inspect, generate or download a data set")
     sub = data.add_subparsers(dest="data_command", metavar="{inspect,synth,download}", required=True)
 
@@ -149,24 +151,25 @@ def register(subparsers) -> None:
     p.add_argument("root", help="a folder in the Kaggle layout (train/ [val/] [test/], each NORMAL/ PNEUMONIA/)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.add_argument("--plots", metavar="DIR", help="write class-count and sample-image PNGs to DIR")
-    p.add_argument("--size", metavar="PX", type=int, default=128, help="decode size (shares load's cache)")
-    p.add_argument("--seed", type=int, default=0, help="split seed, as data.seed")
+    p.add_argument("--size", metavar="PX", type=int, default=TrainerConfig.image_size,
+                   help="decode size, as trainer.image_size (shares load's cache)")
+    p.add_argument("--seed", type=int, default=DataConfig.seed, help="split seed, as data.seed")
     p.add_argument("--cache-dir", default=str(DEFAULT_CACHE / "data"), help="decode cache (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=0, help="decode processes; 0 = one per core")
+    p.add_argument("--workers", type=int, default=DataConfig.workers, help="decode processes; 0 = one per core")
     p.add_argument("--test-root", help="a folder with NORMAL/ and PNEUMONIA/ to use as the test split (data.test_root)")
     p.set_defaults(func=inspect)
 
     p = sub.add_parser("synth", help="write the synthetic data set (Kaggle layout, Kermany names) to OUT")
     p.add_argument("out")
-    p.add_argument("--n-images", type=int, default=600)
-    p.add_argument("--size", metavar="PX", type=int, default=128, help="side of the written JPEGs")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--normal-fraction", type=float, default=0.26)
+    p.add_argument("--n-images", type=int, default=DataConfig.n_images)
+    p.add_argument("--size", metavar="PX", type=int, default=DataConfig.image_px, help="side of the written JPEGs")
+    p.add_argument("--seed", type=int, default=DataConfig.seed)
+    p.add_argument("--normal-fraction", type=float, default=DataConfig.normal_fraction)
     p.set_defaults(func=synth)
 
     p = sub.add_parser("download", help="download the Kaggle chest X-ray set once (needs Kaggle credentials)")
     p.add_argument("--dest", default=str(DEFAULT_CACHE / "kaggle"), help="download folder (default: %(default)s)")
-    p.add_argument("--dataset", default="paultimothymooney/chest-xray-pneumonia")
+    p.add_argument("--dataset", default=DataConfig.dataset)
     p.set_defaults(func=download)
 
 

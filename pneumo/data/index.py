@@ -72,7 +72,7 @@ def is_kermany_name(filename: str) -> bool:
     return bool(_PERSON.match(name) or _IM.match(name))
 
 
-def _is_metadata(name: str) -> bool:
+def is_metadata(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX" or name in ("Thumbs.db", "desktop.ini")
 
 
@@ -89,12 +89,12 @@ def find_root(path: str | Path) -> Path:
         if len(found) > 1:
             names = ", ".join(str(d) for d in found)
             raise DataError(f"{top} holds several data roots ({names}): pass one of them as the root")
-        level = [c for d in level for c in sorted(d.iterdir()) if c.is_dir() and not _is_metadata(c.name)]
+        level = [c for d in level for c in sorted(d.iterdir()) if c.is_dir() and not is_metadata(c.name)]
     raise DataError(f"{top} has no train/ folder (searched {_ROOT_SEARCH_DEPTH} levels down): expected {LAYOUT}")
 
 
 def _class_dirs(split_dir: Path) -> dict:
-    dirs = {d.name: d for d in split_dir.iterdir() if d.is_dir() and not _is_metadata(d.name)}
+    dirs = {d.name: d for d in split_dir.iterdir() if d.is_dir() and not is_metadata(d.name)}
     unknown = sorted(set(dirs) - set(CLASSES))
     if unknown:
         raise DataError(
@@ -115,13 +115,13 @@ def _scan_classes(folder: Path, split: str, rel: str, hashes: HashMemo, entries:
     """Index folder/{NORMAL,PNEUMONIA}/* as `split`, paths as rel/CLASS/name; returns metadata files passed over."""
     ignored, prefix = 0, f"{rel}/" if rel else ""
     for stray in sorted(folder.iterdir()):
-        if stray.is_file() and not _is_metadata(stray.name):
+        if stray.is_file() and not is_metadata(stray.name):
             skipped.append((f"{prefix}{stray.name}", "outside a class folder (NORMAL/ or PNEUMONIA/)"))
     for name, class_dir in sorted(_class_dirs(folder).items()):
         n_images = 0
         for f in sorted(class_dir.iterdir()):
             path = f"{prefix}{name}/{f.name}"
-            if _is_metadata(f.name):
+            if is_metadata(f.name):
                 ignored += 1
             elif f.is_dir():
                 skipped.append((path + "/", "a folder inside a class folder (not searched)"))

@@ -26,7 +26,8 @@ MULTIRUN: dict = {}
 class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         MULTIRUN.update(experiment=config.experiment, uri=config.tracking.uri, store=config.tracking.store,
-                        sweep_dir=str(Path(config.hydra.sweep.dir).resolve()), failed=[])
+                        objective=config.tuner.objective, sweep_dir=str(Path(config.hydra.sweep.dir).resolve()),
+                        failed=[])
 
     def on_job_start(self, config: DictConfig, **kwargs) -> None:
         # Hydra has just saved the job's .hydra/*.yaml (and, for a multirun, multirun.yaml)
@@ -64,9 +65,7 @@ def summarize(out=sys.stdout) -> int:
     from pneumo import leaderboard, metrics, tracking
 
     uri = tracking.setup(MULTIRUN["uri"], MULTIRUN["store"])
-    from mlflow import MlflowClient
-
-    client = MlflowClient(uri)
+    client = tracking.connect(uri)
     exp = client.get_experiment_by_name(MULTIRUN["experiment"])
     if exp is None:
         for overrides, error in MULTIRUN.get("failed", []):
@@ -75,8 +74,10 @@ def summarize(out=sys.stdout) -> int:
     ours = f"tags.`{metrics.TAG_MULTIRUN}` = '{MULTIRUN['sweep_dir']}'"
     failed = client.search_runs([exp.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'job' and {ours} "
                                                      "and attributes.status != 'FINISHED'")
-    rows = leaderboard.leaderboard(MULTIRUN["experiment"], client=client)
-    leaderboard.render(rows, "test_auc", "table", out=out)
+    # Ranked by what the search optimised (validation), not by a test metric: the table shows
+    # the test numbers, but a sweep's jobs are chosen between on validation.
+    rows = leaderboard.leaderboard(MULTIRUN["experiment"], MULTIRUN["objective"], client=client)
+    leaderboard.render(rows, MULTIRUN["objective"], "table", out=out)
     named = {run.info.run_name for run in failed}
     for run in failed:
         print(f"job FAILED: {run.info.run_name} (run {run.info.run_id}, {run.info.status})", file=out)
