@@ -209,10 +209,9 @@ def runtime_tags() -> dict[str, str]:
         "pid": str(os.getpid()),
         "pid.started": str(process_start(os.getpid()) or ""),  # tells a live job from a reused pid
     }
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
+    from pneumo import backend
 
-        tags["tensorflow.version"] = tf.__version__
+    tags.update({f"{dist}.version": v for dist, v in backend.packages(keras.backend.backend()).items()})
     return tags
 
 
