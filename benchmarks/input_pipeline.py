@@ -95,7 +95,8 @@ def main() -> int:
 
     keras_import = time.perf_counter() - t
     if have_tf:
-        rows.append(("(c) keras image_dataset_from_directory", *timed(keras_directory, args.root, args.size, args.batch)))
+        rows.append(("(c) keras image_dataset_from_directory",
+                     *timed(keras_directory, args.root, args.size, args.batch)))
     else:
         print("(c) skipped: keras.utils.image_dataset_from_directory needs TensorFlow (tf.data), not installed")
     try:

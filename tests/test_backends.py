@@ -25,7 +25,8 @@ def _need_jax() -> None:
 @pytest.mark.slow
 def test_smoke_sweep_on_jax(tmp_path):
     _need_jax()
-    run_pneumo(["sweep", "smoke", "trainer.epochs=1", "tuner.max_trials=1"], tmp_path, env_extra={"KERAS_BACKEND": "jax"})
+    run_pneumo(["sweep", "smoke", "trainer.epochs=1", "tuner.max_trials=1"], tmp_path,
+               env_extra={"KERAS_BACKEND": "jax"})
     client = client_for(tmp_path)
     exp = client.get_experiment_by_name("smoke")
     jobs = client.search_runs([exp.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'job'")
