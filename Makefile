@@ -3,15 +3,18 @@
 PYTHON ?= python3
 VENV   ?= .venv
 UI_PORT ?= 5000
+# The Keras backend installed into .venv: tensorflow, jax or torch (`make install BACKEND=jax`;
+# pneumo then runs on it when TensorFlow is not there too, else set KERAS_BACKEND=jax).
+BACKEND ?= tensorflow
 BIN    := $(VENV)/bin
 
 .PHONY: install demo smoke test test-fast ui bench clean
 
-install: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml
+install: $(VENV)/.installed-$(BACKEND)
+$(VENV)/.installed-$(BACKEND): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade --quiet pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[$(BACKEND),dev]"
 	touch $@
 
 demo: install          ## the main job: the demo sweep on the built-in synthetic data

@@ -12,3 +12,8 @@ __version__ = "0.1.0"
 # research tool should not phone home unasked (and sites without network only get
 # failed connections from it): off unless the user set MLFLOW_DISABLE_TELEMETRY.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+# Installed with `.[jax]` or `.[torch]` only: run Keras on that backend unless KERAS_BACKEND says otherwise.
+from pneumo import backend as _backend  # noqa: E402
+
+_backend.choose()

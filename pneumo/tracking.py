@@ -16,6 +16,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import mlflow
@@ -251,10 +252,9 @@ def runtime_tags() -> dict[str, str]:
         "pid": str(os.getpid()),
         "pid.started": str(process_start(os.getpid()) or ""),  # tells a live job from a reused pid
     }
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
+    from pneumo import backend
 
-        tags["tensorflow.version"] = tf.__version__
+    tags.update({f"{dist}.version": v for dist, v in backend.packages(keras.backend.backend()).items()})
     return tags
 
 
@@ -350,11 +350,34 @@ def start_trial(client: MlflowClient, exp_id: str, parent_id: str, trial_id: str
     return run.info.run_id
 
 
-def log_epoch(client: MlflowClient, run_id: str, epoch: int, logs: Mapping) -> None:
+_epoch_writer: list[ThreadPoolExecutor] = []  # one background thread for per-epoch metrics, made on first use
+
+
+def log_epoch(client: MlflowClient, run_id: str, epoch: int, logs: Mapping, synchronous: bool = True) -> Future | None:
+    """One epoch's metrics (timestamped now, at the epoch's end) in one MLflow write.
+
+    synchronous=False hands the write to a background thread, so training does not wait for the
+    store (a sqlite commit per epoch is a large share of a short GPU epoch): writes happen one
+    at a time, in order, and the returned Future says when (and whether) this one did. Wait for
+    them with `wait_written` before ending the run. On a kill, what is lost is at most the write
+    in flight; at a normal interpreter exit the queue is drained first.
+    """
     now = int(time.time() * 1000)
     batch = [Metric(k, float(v), now, epoch) for k, v in logs.items() if _finite(v)]
-    if batch:
+    if not batch:
+        return None
+    if synchronous:
         client.log_batch(run_id, metrics=batch)
+        return None
+    if not _epoch_writer:
+        _epoch_writer.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="pneumo-epoch-metrics"))
+    return _epoch_writer[0].submit(client.log_batch, run_id, metrics=batch)
+
+
+def wait_written(writes: list[Future]) -> None:
+    """Block until every write has reached the store; raise the first one's error, if any."""
+    for write in writes:
+        write.result()
 
 
 def end_trial(client: MlflowClient, run_id: str, status: str, message: str | None = None) -> None:

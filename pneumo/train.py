@@ -244,14 +244,17 @@ def _log_model(tmp: Path, signature):
 
 
 def _requirements() -> list[str]:
+    """What serving the model needs, pinned to this process's versions, the Keras backend it
+    was trained on included (a model from a JAX job gets jax + jaxlib, not tensorflow)."""
     from importlib.metadata import version
 
-    pkgs = ["mlflow", "keras", "numpy", "pandas", "pillow"]
     import keras
 
-    if keras.backend.backend() == "tensorflow":
-        pkgs.append("tensorflow")
-    return [f"{p}=={version(p)}" for p in pkgs]
+    from pneumo import backend
+
+    pkgs = {p: version(p) for p in ("mlflow", "keras", "numpy", "pandas", "pillow")}
+    pkgs.update(backend.packages(keras.backend.backend()))
+    return [f"{p}=={v}" for p, v in pkgs.items()]
 
 
 def _class_weight(y: np.ndarray) -> dict[int, float]:

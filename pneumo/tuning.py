@@ -23,6 +23,7 @@ from pathlib import Path
 import keras
 import keras_tuner
 from hydra.utils import get_class
+from keras_tuner.src.engine import tuner_utils
 
 from pneumo import distributed, metrics, tracking
 from pneumo.space import ConfigError
@@ -52,14 +53,23 @@ class TrackedTuner:
             self.mlflow_client, self.experiment_id, self.parent_run_id, trial.trial_id,
             trial.hyperparameters.values,
         )
+        self._epoch_writes = []
         if "KERASTUNER_TUNER_ID" in os.environ:  # a distributed search: which process ran the trial
             self.mlflow_client.set_tag(self._trial_run, distributed.TAG_TUNER_ID, self.tuner_id)
+
+    def _build_and_fit_model(self, trial, *args, **kwargs):
+        """Keras Tuner's per-trial callbacks, made cheap per step and per epoch (see `_cheaper`)."""
+        _cheaper(self, kwargs.get("callbacks") or [])
+        return super()._build_and_fit_model(trial, *args, **kwargs)
 
     def on_epoch_end(self, trial, model, epoch, logs=None):
         super().on_epoch_end(trial, model, epoch, logs=logs)
         logs = dict(logs or {})
-        logs["learning_rate"] = _learning_rate(model)
-        tracking.log_epoch(self.mlflow_client, self._trial_run, epoch, logs)
+        if "learning_rate" not in logs:  # ReduceLROnPlateau, when on, has put it there
+            logs["learning_rate"] = _learning_rate(model)
+        write = tracking.log_epoch(self.mlflow_client, self._trial_run, epoch, logs, synchronous=False)
+        if write is not None:
+            self._epoch_writes.append(write)
 
     def on_trial_end(self, trial):
         try:
@@ -74,10 +84,62 @@ class TrackedTuner:
             message = trial.message if status == "FAILED" else None
             if status == "FAILED" and not message:
                 message = f"trial {trial.trial_id} ended {trial.status} (objective missing or NaN)"
-            tracking.end_trial(self.mlflow_client, self._trial_run, status, message)
-            if status == "FAILED":
-                last = (message or "").strip().splitlines()[-1:] or [""]
-                log.warning("trial %s FAILED (run %s): %s", trial.trial_id, self._trial_run, last[0][:300])
+            try:
+                tracking.wait_written(self._epoch_writes)  # every epoch's metrics stored before the run ends
+            except Exception as e:
+                status, message = "FAILED", f"the trial's per-epoch metrics could not be written to MLflow: {e!r}"
+                raise
+            finally:
+                tracking.end_trial(self.mlflow_client, self._trial_run, status, message)
+                if status == "FAILED":
+                    last = (message or "").strip().splitlines()[-1:] or [""]
+                    log.warning("trial %s FAILED (run %s): %s", trial.trial_id, self._trial_run, last[0][:300])
+
+
+def _cheaper(tuner, callbacks: list) -> None:
+    """What Keras Tuner adds to each fit, without the per-step sync and per-epoch disk write.
+
+    - Its TunerCallback overrides the batch hooks, to pass `self.model` to the tuner's
+      on_batch_begin / on_batch_end (no-ops here) twice a step. Under JAX reading
+      `Callback.model` copies the training state back into the model's variables (and the next
+      step gathers it again), and any overridden batch-end hook turns off Keras' asynchronous
+      step dispatch for the whole fit: every step then waits for its logs to reach the host.
+      When the tuner's batch hooks are Keras Tuner's no-ops, the callback gets Keras' default
+      (no-op) batch hooks and the fit steps as a bare `model.fit` does.
+    - Its SaveBestEpoch writes the weights file at every improving epoch. `BestEpochInMemory`
+      keeps a host copy of the best epoch's weights instead and writes the same file once, when
+      training ends: what `load_model` reads is unchanged, and a trial killed before its end is
+      run again from its start on resume, so its partial checkpoint was never read.
+    """
+    base = keras_tuner.Tuner
+    no_batch_hooks = (type(tuner).on_batch_begin is base.on_batch_begin
+                      and type(tuner).on_batch_end is base.on_batch_end)
+    for cb in callbacks:
+        if isinstance(cb, tuner_utils.TunerCallback) and no_batch_hooks:
+            for hook in ("on_batch_begin", "on_batch_end"):
+                setattr(cb, hook, getattr(keras.callbacks.Callback, hook).__get__(cb))
+        elif type(cb) is tuner_utils.SaveBestEpoch:  # the one instance shared by a trial's executions
+            cb.__class__ = BestEpochInMemory
+
+
+class BestEpochInMemory(tuner_utils.SaveBestEpoch):
+    """Keras Tuner's SaveBestEpoch, writing its file once per fit instead of once per improving epoch."""
+
+    _best_weights = None
+
+    def _save_model(self):  # SaveBestEpoch.on_epoch_end calls it when the objective improved
+        self._best_weights = self.model.get_weights()
+
+    def on_train_end(self, logs=None):
+        if self._best_weights is None:
+            return
+        last = self.model.get_weights()
+        self.model.set_weights(self._best_weights)
+        try:
+            super()._save_model()
+        finally:
+            self.model.set_weights(last)
+            self._best_weights = None
 
 
 def make_tuner(tuner_cfg: Mapping, hypermodel, *, directory: Path, project_name: str,

@@ -1,23 +1,99 @@
-"""Model and training code are Keras 3 only: the smoke sweep also runs on the JAX backend."""
+"""Model and training code are Keras 3 only: the smoke sweep also runs on the JAX backend,
+and what a job records (tags, the logged model's requirements) names the backend it ran on."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 
 import pytest
 from helpers import client_for, run_pneumo
 
-from pneumo import metrics
-
-pytestmark = pytest.mark.slow
+from pneumo import backend, metrics
 
 
-@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
+def _need_jax() -> None:
+    """Off CI a machine without JAX skips; in CI (which installs it with the dev extra) that fails."""
+    if importlib.util.find_spec("jax") is None:
+        message = 'JAX is not installed (pip install -e ".[dev]" brings it)'
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}: CI must run the JAX backend test")
+        pytest.skip(message)
+
+
+@pytest.mark.slow
 def test_smoke_sweep_on_jax(tmp_path):
-    run_pneumo(["sweep", "smoke", "trainer.epochs=1"], tmp_path, env_extra={"KERAS_BACKEND": "jax"})
+    _need_jax()
+    run_pneumo(["sweep", "smoke", "trainer.epochs=1", "tuner.max_trials=1"], tmp_path,
+               env_extra={"KERAS_BACKEND": "jax"})
     client = client_for(tmp_path)
     exp = client.get_experiment_by_name("smoke")
     jobs = client.search_runs([exp.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'job'")
     assert len(jobs) == 2 and {j.info.status for j in jobs} == {"FINISHED"}
     assert {j.data.tags["keras.backend"] for j in jobs} == {"jax"}
-    assert len(client.search_model_versions(f"name='{metrics.MODEL_NAME}'")) == 2
+    assert all(j.data.tags.get("jax.version") and j.data.tags.get("jaxlib.version") for j in jobs)
+    versions = client.search_model_versions(f"name='{metrics.MODEL_NAME}'")
+    assert len(versions) == 2
+    # Served in a fresh environment, the model must get a backend to run on: jax + jaxlib, pinned.
+    import mlflow
+
+    reqs = open(mlflow.pyfunc.get_model_dependencies(f"models:/{metrics.MODEL_NAME}/{versions[0].version}")).read()
+    names = {line.split("==")[0] for line in reqs.split()}
+    assert {"jax", "jaxlib", "keras", "mlflow"} <= names and "tensorflow" not in names, reqs
+
+
+# -- the backend's choice and packages: no training --------------------------------------------
+
+
+@pytest.fixture
+def keras_home(tmp_path, monkeypatch):
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    return tmp_path
+
+
+def _installed(monkeypatch, *names):
+    monkeypatch.setattr(backend, "find_spec", lambda name: object() if name in names else None)
+
+
+def test_keras_default_kept_when_installed(keras_home, monkeypatch):
+    (keras_home / "keras.json").write_text(json.dumps({"backend": "tensorflow"}))
+    _installed(monkeypatch, "tensorflow", "jax")
+    assert backend.choose() is None and "KERAS_BACKEND" not in os.environ
+
+
+def test_installed_backend_chosen_when_keras_default_is_missing(keras_home, monkeypatch):
+    (keras_home / "keras.json").write_text(json.dumps({"backend": "tensorflow"}))  # Keras wrote it elsewhere
+    _installed(monkeypatch, "jax", "torch")
+    assert backend.choose() == "jax" and os.environ["KERAS_BACKEND"] == "jax"
+
+
+def test_no_keras_json_and_only_torch(keras_home, monkeypatch):
+    _installed(monkeypatch, "torch")
+    assert backend.choose() == "torch"
+
+
+def test_keras_backend_variable_always_wins(keras_home, monkeypatch):
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    _installed(monkeypatch, "jax")
+    assert backend.choose() is None and os.environ["KERAS_BACKEND"] == "tensorflow"
+
+
+def test_packages_pin_what_pip_can_install(monkeypatch):
+    monkeypatch.setattr(backend, "version", lambda dist: {"jax": "0.10.2", "jaxlib": "0.10.2",
+                                                           "torch": "2.13.0+cpu"}[dist])
+    assert backend.packages("jax") == {"jax": "0.10.2", "jaxlib": "0.10.2"}
+    assert backend.packages("torch") == {"torch": "2.13.0"}  # no index serves a local label
+    assert backend.packages("numpy") == {}
+
+
+def test_logged_requirements_name_the_running_backend():
+    import keras
+
+    from pneumo.train import _requirements
+
+    names = {r.split("==")[0] for r in _requirements()}
+    running = keras.backend.backend()
+    assert set(backend.PACKAGES.get(running, ())) <= names
+    assert not (names & {p for b, ps in backend.PACKAGES.items() if b != running for p in ps})
