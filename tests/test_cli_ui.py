@@ -55,10 +55,12 @@ def test_pneumo_ui_serves_the_store_without_mlflow_on_path(tmp_path):
 
 def test_make_ui_works_without_activating_anything(tmp_path):
     require(shutil.which("make") is not None, "make is not installed")
-    require((VENV / ".installed").exists(), f"{VENV} is not the Makefile's venv (make install)")
+    markers = sorted(VENV.glob(".installed-*"))  # make install BACKEND=... leaves .installed-<backend>
+    require(bool(markers), f"{VENV} is not the Makefile's venv (make install)")
+    backend = markers[0].name.removeprefix(".installed-")
     uri = a_store(tmp_path)
     env = clean_env({"PATH": PLAIN_PATH, "MLFLOW_TRACKING_URI": uri})
     # -o: the venv is installed already; do not let a newer pyproject.toml reinstall it mid-test
     cmd = lambda port: [shutil.which("make"), "-s", "-C", str(paths.ROOT), "ui", f"VENV={VENV}",  # noqa: E731
-                        f"UI_PORT={port}", "-o", f"{VENV}/.installed"]
+                        f"BACKEND={backend}", f"UI_PORT={port}", "-o", str(markers[0])]
     assert "only-here" in serve(cmd, tmp_path, env)
