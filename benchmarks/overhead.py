@@ -52,7 +52,7 @@ def load_libraries() -> float:
     which re-import this file, and each would pay for the backend again.
     """
     global keras, keras_tuner, mlflow, MlflowClient, data, evaluate, metrics, paths, schema, tracking, tuning
-    global job_module, HyperModel, EpochClock
+    global job_module, registry, HyperModel, EpochClock
     start = time.perf_counter()
     import pneumo  # noqa: F401  (first: picks the installed Keras backend when KERAS_BACKEND is unset)
     import keras
@@ -60,7 +60,7 @@ def load_libraries() -> float:
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from pneumo import data, evaluate, metrics, paths, schema, tracking, tuning
+    from pneumo import data, evaluate, metrics, paths, registry, schema, tracking, tuning
     from pneumo import train as job_module
     from pneumo.models import HyperModel
 
@@ -196,7 +196,7 @@ def part_trial(args, tmp: Path) -> None:
         cfg = compose(base_overrides(args, model, tmp))
         splits = data.load(cfg.data, cfg.trainer.image_size, progress=False)
         hypermodel = HyperModel(cfg.model, cfg.optimizer, cfg.augmentation, cfg.trainer.image_size, seed=SEED)
-        fit = job_module._fit(cfg.trainer, splits)
+        fit = tuning.fit_kwargs(cfg.trainer, splits)
         runs, hooks = {"a": [], "b": []}, defaultdict(float)
         for r in range(args.repeats):
             for variant in ("ab" if r % 2 == 0 else "ba"):
@@ -295,7 +295,8 @@ def phase_clock(totals: dict):
                wrap(evaluate, "choose_threshold", "evaluation: reload best weights, predict, threshold"),
                wrap(evaluate, "evaluate", "evaluation: test metrics + patient bootstrap"),
                wrap(evaluate, "write_report", "plots (confusion, ROC, PR, calibration, curves)"),
-               wrap(job_module, "_log_and_register", "model logging + registration")]
+               wrap(registry, "log_model", "model logging + registration"),
+               wrap(registry, "register", "model logging + registration")]
     make_tuner.original = tuning.make_tuner
     tuning.make_tuner = make_tuner
     try:

@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 def parser() -> argparse.ArgumentParser:
     from pneumo import registry
     from pneumo.data.cli import register as register_data
+    from pneumo.schema import EvaluationConfig
 
     top = argparse.ArgumentParser(prog="pneumo", description=__doc__.split("\n\n")[0],
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -55,7 +56,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default=M.TEST_AUC, choices=M.TEST_METRICS, help="rank and compare by")
     p.add_argument("--version", type=int, help="promote this version instead of the best")
     p.add_argument("--alias", default=M.CHAMPION)
-    p.add_argument("--confidence", type=float, default=0.95, help="of the paired bootstrap interval")
+    p.add_argument("--confidence", type=float, default=EvaluationConfig.confidence,
+                   help="of the paired bootstrap interval (default %(default)s, as evaluation.confidence)")
     p.add_argument("--min-sensitivity", type=float, default=registry.MIN_SENSITIVITY,
                    help="floor on the candidate's test sensitivity (default %(default)s)")
     p.add_argument("--min-specificity", type=float, default=registry.MIN_SPECIFICITY,
@@ -75,7 +77,8 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="score a registered version on a labelled folder (NORMAL/, PNEUMONIA/)")
     p.add_argument("root", metavar="ROOT", help="a folder with NORMAL/ and PNEUMONIA/ (or a Kaggle root with test/)")
     p.add_argument("--model", default=CHAMPION_URI, help="a registered version's URI")
-    p.add_argument("--bootstrap", type=int, default=1000, help="patient-level resamples for the 95%% CIs")
+    p.add_argument("--bootstrap", type=int, default=EvaluationConfig.bootstrap,
+                   help="patient-level resamples for the CIs (default %(default)s, as evaluation.bootstrap)")
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("ui", help="open the MLflow UI on the local store (127.0.0.1)")

@@ -102,6 +102,21 @@ def join(client, exp_id: str, key: str, dcfg: Mapping) -> str:
     return run.info.run_id
 
 
+def work(cfg, hypermodel, splits, client, exp_id: str, key: str, directory: Path) -> float:
+    """A Keras Tuner worker: runs the trials the chief's oracle hands out, as children of its parent run."""
+    import keras
+
+    from pneumo.tuning import fit_kwargs, make_tuner
+
+    parent_id = join(client, exp_id, key, cfg.distributed)
+    keras.utils.set_random_seed(cfg.seed)
+    keras.mixed_precision.set_global_policy(cfg.trainer.precision)
+    tuner = make_tuner(cfg.tuner, hypermodel, directory=directory, project_name=key, overwrite=False,
+                       client=client, experiment_id=exp_id, parent_run_id=parent_id)
+    tuner.search(**fit_kwargs(cfg.trainer, splits))
+    return float("nan")  # the job's objective is the chief's to report
+
+
 def job_config(plain: Mapping) -> dict:
     """The config that identifies a job: chief and workers of one search share it."""
     return {k: v for k, v in plain.items() if k != "distributed"}

@@ -40,6 +40,12 @@ def choose_threshold(y_val, p_val, policy: str = "youden", target_sensitivity: f
     return float(thr[np.argmax(tpr >= target_sensitivity)])
 
 
+def auc(y, p) -> float:
+    """ROC AUC, or nan when y holds one class only."""
+    y = np.asarray(y).astype(int)
+    return float(skm.roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
+
+
 def auc_standard_error(auc: float, n_pos: int, n_neg: int) -> float:
     """Hanley & McNeil (1982) standard error of an AUC from n_pos positives and n_neg negatives."""
     q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)

@@ -60,7 +60,7 @@ def evaluate(root: str, model_uri: str, *, bootstrap: int = 1000, confidence: fl
     from pneumo.data.splits import group_keys
     from pneumo.data import DataError
 
-    client = client or mlflow.MlflowClient(tracking.setup())
+    client = client or tracking.connect()
     version = version_of(client, model_uri)  # before any image is read: a wrong URI fails fast
     index = scan_labelled(root)
     model = mlflow.pyfunc.load_model(f"models:/{version.name}/{version.version}")

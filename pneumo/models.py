@@ -126,6 +126,15 @@ def build(image_size: int, body, body_kwargs: Mapping, aug_kwargs: Mapping, opti
     return model
 
 
+def ensemble(members: list) -> keras.Model:
+    """One model averaging the members' probabilities: served, saved and thresholded like any other."""
+    inputs = keras.Input(members[0].input_shape[1:], dtype="uint8", name="image")
+    for i, m in enumerate(members):
+        m.name = f"member_{i}_{m.name}"  # each member is a named sub-model of the ensemble
+    outputs = keras.layers.Average(name="pneumonia", dtype="float32")([m(inputs) for m in members])
+    return keras.Model(inputs, outputs, name="ensemble")
+
+
 class HyperModel(keras_tuner.HyperModel):
     """Resolves the model / optimizer / augmentation spaces and calls `build`."""
 

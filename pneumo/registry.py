@@ -1,7 +1,8 @@
-"""Registered versions: promotion behind gates, and rollback.
+"""Registered versions: the job's record of its model, promotion behind gates, and rollback.
 
-Reads only what jobs logged (version tags, run metrics, each run's
-test_predictions.csv); it never trains or scores a model itself. A version
+A job writes its model and what promotion needs through this module (`log_predictions`,
+`log_model`, `version_tags`, `register`), and promotion reads them back here: each format
+is written in one function, beside its reader. It never trains or scores a model itself. A version
 takes an alias (default `champion`) only if every gate passes:
 
 - its registration is READY and its run FINISHED (a FAILED or KILLED job's
@@ -35,10 +36,14 @@ defaults and must start fast.
 from __future__ import annotations
 
 import csv
+import io
+import json
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 from pneumo import metrics as M
 
@@ -57,6 +62,100 @@ MIN_SPECIFICITY = 0.25
 CHANCE_AUC = 0.5  # the test AUC's lower CI bound must be above it: a CI reaching 0.5 allows a coin flip
 AUC_CI_LOW = M.ci_names(M.TEST_AUC)[0]  # logged by the job (patient-level bootstrap, 95%)
 SKIPPED_SHOWN = 20  # skipped versions named in a decision or error; the rest are counted
+
+
+PREDICTION_COLUMNS = ("hash", "patient", "y_true", "probability")  # of M.PREDICTIONS_ARTIFACT
+REGISTERED_TAG = "registered_version"  # on the job run
+
+
+# -- the job's record ------------------------------------------------------------------
+
+
+def log_predictions(client, run_id: str, hashes, patients, y, probabilities) -> None:
+    """The job's test predictions, one row an image: what a paired bootstrap between two versions reads."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(PREDICTION_COLUMNS)
+    writer.writerows((h, p, int(t), round(float(q), 6)) for h, p, t, q in zip(hashes, patients, y, probabilities))
+    client.log_text(run_id, buf.getvalue(), M.PREDICTIONS_ARTIFACT)
+
+
+def _read_predictions(path) -> list[tuple[str, str, int, float]]:
+    with open(path, newline="") as f:
+        rows = [(r["hash"], r["patient"], int(float(r["y_true"])), float(r["probability"])) for r in csv.DictReader(f)]
+    return sorted(rows)  # aligned by (hash, patient): duplicate images (same bytes) score alike
+
+
+def version_tags(run_id: str, data_digest: str, test_digest: str, threshold: float, results: dict) -> dict[str, str]:
+    """What a registered version carries about its job: promotion and the registry UI read these."""
+    return {
+        M.VERSION_TAG_RUN_ID: run_id,
+        M.TAG_DATA_DIGEST: data_digest,
+        M.TAG_TEST_DIGEST: test_digest,
+        M.THRESHOLD: str(threshold),
+        **{m: str(results[m]) for m in M.TEST_METRICS if m in results},
+    }
+
+
+def registered(client, run_id: str):
+    """The version already registered from this run (a resumed job registers once), or None."""
+    found = client.search_model_versions(f"name='{M.MODEL_NAME}' and run_id='{run_id}'")
+    return found[0] if found else None
+
+
+def log_model(model, image_size: int, threshold: float):
+    """The Keras model as an MLflow pyfunc on the active run: models-from-code (pneumo/serving.py)
+    plus a safe-mode .keras file and its preprocessing size and threshold; no pickle."""
+    import mlflow
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    from pneumo import paths
+
+    signature = ModelSignature(
+        inputs=Schema([ColSpec("binary", "image")]),
+        outputs=Schema([ColSpec("double", "probability"), ColSpec("string", "label"), ColSpec("string", "error")]),
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model.save(tmp / "model.keras")
+        (tmp / "meta.json").write_text(json.dumps({"image_size": image_size, "threshold": threshold}))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # type-hint and input-example advice
+            return mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(paths.ROOT / "pneumo" / "serving.py"),
+                artifacts={"keras_model": str(tmp / "model.keras"), "meta": str(tmp / "meta.json")},
+                code_paths=[str(paths.ROOT / "pneumo")],
+                signature=signature,
+                pip_requirements=requirements(),
+            )
+
+
+def requirements() -> list[str]:
+    """What serving the model needs, pinned to this process's versions, the Keras backend it
+    was trained on included (a model from a JAX job gets jax + jaxlib, not tensorflow)."""
+    from importlib.metadata import version
+
+    import keras
+
+    from pneumo import backend
+
+    pkgs = {p: version(p) for p in ("mlflow", "keras", "numpy", "pandas", "pillow")}
+    pkgs.update(backend.packages(keras.backend.backend()))
+    return [f"{p}=={v}" for p, v in pkgs.items()]
+
+
+def register(client, run_id: str, model_uri: str, tags: dict[str, str]) -> str:
+    """A new version of the model from `model_uri`, tagged; the job run is tagged with its number."""
+    import mlflow
+
+    mv = mlflow.register_model(model_uri, M.MODEL_NAME, tags=tags)
+    client.set_tag(run_id, REGISTERED_TAG, mv.version)
+    return str(mv.version)
+
+
+# -- decisions ---------------------------------------------------------------------------
 
 
 @dataclass
@@ -215,16 +314,12 @@ def _predictions(c, run_id: str, tmp: str) -> list[tuple[str, str, int, float]]:
     before = os.environ.get(BAR.name)
     os.environ[BAR.name] = "false"  # one small CSV: a progress bar is noise in the decision printout
     try:
-        local = c.download_artifacts(run_id, M.PREDICTIONS_ARTIFACT, tmp)
+        return _read_predictions(c.download_artifacts(run_id, M.PREDICTIONS_ARTIFACT, tmp))
     finally:
         if before is None:
             os.environ.pop(BAR.name, None)
         else:
             os.environ[BAR.name] = before
-    with open(local, newline="") as f:
-        rows = [(r["hash"], r["patient"], int(float(r["y_true"])), float(r["probability"]))
-                for r in csv.DictReader(f)]
-    return sorted(rows)  # aligned by (hash, patient): duplicate images (same bytes) score alike
 
 
 def _paired(c, cand, champ, metric, thresholds, confidence) -> tuple[dict, str | None]:

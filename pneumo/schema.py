@@ -137,7 +137,6 @@ class TrainerConfig:
     class_weight: bool = True  # the data is ~74% PNEUMONIA
     early_stopping: Optional[EarlyStoppingConfig] = field(default_factory=EarlyStoppingConfig)
     reduce_lr: Optional[ReduceLRConfig] = field(default_factory=ReduceLRConfig)
-    checkpoint: bool = True  # keep the best epoch's weights (by the tuner objective)
     # A trial whose best val AUC is within chance_z standard errors of 0.5 fails (0: only AUC <= 0.5;
     # null: no check, for toy data too small for it)
     chance_z: Optional[float] = 1.645
@@ -161,7 +160,6 @@ class TrackingConfig:
     uri: Optional[str] = None  # None: sqlite store under <root>/mlruns; MLFLOW_TRACKING_URI wins
     store: str = MISSING  # local store folder (sqlite db + artifacts)
     register: bool = True
-    model_name: str = "pneumonia-classifier"
 
 
 @dataclass
@@ -192,7 +190,6 @@ class Config:
     seed: int = 42
     experiment: str = "pneumo"  # MLflow experiment = the sweep
     restart: bool = False  # discard this job's tuner state and search again
-    fail_on_trial_errors: bool = True  # non-zero exit when the search had failed trials
 
 
 GROUP_SCHEMAS = {

@@ -64,8 +64,8 @@ def summarize(out=sys.stdout) -> int:
         return 0
     from pneumo import leaderboard, metrics, tracking
 
-    uri = tracking.setup(MULTIRUN["uri"], MULTIRUN["store"])
-    client = tracking.connect(uri)
+    client = tracking.connect(MULTIRUN["uri"], MULTIRUN["store"])
+    uri = client.tracking_uri
     exp = client.get_experiment_by_name(MULTIRUN["experiment"])
     if exp is None:
         for overrides, error in MULTIRUN.get("failed", []):

@@ -56,9 +56,9 @@ def setup(uri: str | None = None, store: str | Path | None = None) -> str:
     return resolved
 
 
-def connect(uri: str | None = None):
-    """An MlflowClient on the store a command works on: MLFLOW_TRACKING_URI, else `uri`, else the local store."""
-    return MlflowClient(tracking_uri=setup(uri))
+def connect(uri: str | None = None, store: str | Path | None = None) -> MlflowClient:
+    """An MlflowClient on the store a command works on (resolved once, as `setup` does), to hand around."""
+    return MlflowClient(tracking_uri=setup(uri, store))
 
 
 def pages(search, *args, **kwargs):
@@ -397,6 +397,17 @@ def log_params(client: MlflowClient, run_id: str, params: Mapping[str, str]) -> 
     new = [Param(k, v) for k, v in params.items() if k not in have]
     for i in range(0, len(new), 100):  # log_batch takes at most 100 params a call
         client.log_batch(run_id, params=new[i : i + 100])
+
+
+def log_job(client: MlflowClient, run_id: str, plain: Mapping, overrides: list[str], tags: Mapping[str, str]) -> None:
+    """What a job run records about itself before training: its tags (plus git and runtime), the flattened
+    config as params, and the config and overrides as artifacts, credentials redacted throughout."""
+    from omegaconf import OmegaConf
+
+    log_tags(client, run_id, {**tags, metrics.TAG_OVERRIDES: " ".join(overrides), **git_tags(), **runtime_tags()})
+    log_params(client, run_id, flatten(plain))
+    client.log_text(run_id, OmegaConf.to_yaml(OmegaConf.create(redact_config(plain))), "config/config.yaml")
+    client.log_text(run_id, "\n".join(overrides) + "\n", "config/overrides.txt")
 
 
 def log_dataset(name: str, digest: str, source: str, counts: Mapping) -> None:

@@ -176,7 +176,38 @@ def make_tuner(tuner_cfg: Mapping, hypermodel, *, directory: Path, project_name:
     return tuner
 
 
-def callbacks(trainer_cfg: Mapping, y_val) -> list:
+def fit_kwargs(trainer_cfg: Mapping, splits) -> dict:
+    """What every trial's model.fit gets (Keras Tuner passes it through); never the test split."""
+    return dict(
+        x=splits.train.x, y=splits.train.y,
+        validation_data=(splits.val.x, splits.val.y),
+        epochs=trainer_cfg["epochs"],
+        batch_size=trainer_cfg["batch_size"],
+        class_weight=class_weight(splits.train.y) if trainer_cfg["class_weight"] else None,
+        callbacks=keras_callbacks(trainer_cfg, splits.val.y),
+        verbose=trainer_cfg["verbose"],
+    )
+
+
+def class_weight(y) -> dict[int, float]:
+    """Balanced class weights: each class contributes equally to the loss (the films are ~74% PNEUMONIA)."""
+    import numpy as np
+    from sklearn.utils.class_weight import compute_class_weight
+
+    classes = np.unique(y)
+    return {int(c): float(w) for c, w in zip(classes, compute_class_weight("balanced", classes=classes, y=y))}
+
+
+def history(trial) -> dict[str, list[float]]:
+    """A trial's per-epoch loss and AUC, training and validation, as Keras Tuner recorded them."""
+    out = {}
+    for name in (metrics.LOSS, metrics.VAL_LOSS, metrics.AUC, metrics.VAL_AUC):
+        if trial.metrics.exists(name):
+            out[name] = [float(o.value[0]) for o in trial.metrics.get_history(name)]
+    return out
+
+
+def keras_callbacks(trainer_cfg: Mapping, y_val) -> list:
     """The seed's callbacks plus the trial guard. The best-epoch checkpoint is Keras Tuner's own (per trial)."""
     out = []
     if trainer_cfg.get("early_stopping"):

@@ -91,9 +91,9 @@ def test_packages_pin_what_pip_can_install(monkeypatch):
 def test_logged_requirements_name_the_running_backend():
     import keras
 
-    from pneumo.train import _requirements
+    from pneumo.registry import requirements
 
-    names = {r.split("==")[0] for r in _requirements()}
+    names = {r.split("==")[0] for r in requirements()}
     running = keras.backend.backend()
     assert set(backend.PACKAGES.get(running, ())) <= names
     assert not (names & {p for b, ps in backend.PACKAGES.items() if b != running for p in ps})

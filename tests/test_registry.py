@@ -9,7 +9,6 @@ import hashlib
 import io
 import json
 import shutil
-import time
 
 import mlflow
 import mlflow.pyfunc
@@ -46,7 +45,10 @@ def probabilities(y, noise, signal):
 
 
 def make_job(c, exp_id, name, data, p, *, digest="test-A", threshold=None, status="FINISHED", hp=None):
-    """A parent run as a job leaves it, plus its registered version; returns the version number."""
+    """A parent run as a job leaves it, plus its registered version; returns the version number.
+
+    The predictions, the version's tags and the registration go through the functions a job uses
+    (pneumo.registry), so a change of format reaches these tests too; only the model is a stand-in."""
     y, patients, hashes, _ = data
     threshold = evaluate.choose_threshold(y, p, "sensitivity", 0.95) if threshold is None else threshold
     scores = evaluate.evaluate(y, p, patients, threshold, bootstrap=200)
@@ -63,18 +65,12 @@ def make_job(c, exp_id, name, data, p, *, digest="test-A", threshold=None, statu
         params=[Param("model._target_", "pneumo.models.cnn")]
         + [Param(M.BEST_HP_PREFIX + k, v) for k, v in hp.items()],
     )
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["hash", "patient", "y_true", "probability"])
     order = np.random.default_rng(len(name)).permutation(len(y))  # row order is arbitrary
-    writer.writerows([hashes[i], patients[i], int(y[i]), float(p[i])] for i in order)
-    c.log_text(run_id, buf.getvalue(), M.PREDICTIONS_ARTIFACT)
+    registry.log_predictions(c, run_id, [hashes[i] for i in order], patients[order], y[order], p[order])
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(name="model", python_model=Echo(), pip_requirements=["mlflow"])
     c.set_terminated(run_id, status)
-    version_tags = {M.VERSION_TAG_RUN_ID: run_id, M.TAG_DATA_DIGEST: "data-1", M.TAG_TEST_DIGEST: digest,
-                    M.THRESHOLD: str(threshold), **{k: str(scores[k]) for k in M.TEST_METRICS}}
-    return str(mlflow.register_model(info.model_uri, M.MODEL_NAME, tags=version_tags).version)
+    return registry.register(c, run_id, info.model_uri, registry.version_tags(run_id, "data-1", digest, threshold, scores))
 
 
 @pytest.fixture(scope="session")

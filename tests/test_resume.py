@@ -203,7 +203,7 @@ def test_the_mid_epoch_kill_point_is_the_only_per_batch_hook_and_only_when_asked
     from omegaconf import OmegaConf
 
     from pneumo.schema import TrainerConfig
-    from pneumo.tuning import callbacks
+    from pneumo.tuning import keras_callbacks as callbacks
 
     def per_batch(cbs):
         return [c for c in cbs if type(c).on_train_batch_end is not keras.callbacks.Callback.on_train_batch_end]
