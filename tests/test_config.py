@@ -147,3 +147,23 @@ def test_help_lists_subcommands_without_importing_tensorflow():
     for command in ("train", "sweep", "data", "compare", "promote", "predict", "ui"):
         assert command in out
     assert out.strip().endswith("NO-TF")
+
+
+def test_every_schema_field_is_read_by_the_code():
+    """A key nothing reads is a promise nothing keeps (trainer.checkpoint once was one)."""
+    import dataclasses
+    import re
+
+    from pneumo import paths, schema
+
+    code = "\n".join(p.read_text() for p in (paths.ROOT / "pneumo").rglob("*.py") if p.name != "schema.py")
+    # groups handed whole to what they configure (a builder's, optimizer's or tuner's keyword arguments)
+    wholesale = {schema.CNNConfig, schema.ResNetConfig, schema.TransferConfig, schema.OptimizerConfig,
+                 schema.AugmentationConfig, schema.TunerConfig}
+    unread = []
+    for cls in {*schema.GROUP_SCHEMAS.values(), schema.Config, schema.Paths, schema.EarlyStoppingConfig,
+                schema.ReduceLRConfig} - wholesale:
+        for f in dataclasses.fields(cls):
+            if not re.search(rf"(\.{f.name}\b|\[\"{f.name}\"\]|get\(\"{f.name}\"|\b{f.name}=)", code):
+                unread.append(f"{cls.__name__}.{f.name}")
+    assert unread == []
