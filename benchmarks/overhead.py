@@ -368,30 +368,12 @@ def part_sweep(args, tmp: Path) -> None:
     print()
 
 
-def gpus() -> list[str]:
-    """The GPUs the Keras backend sees, by name, asked of the backend itself."""
-    name = keras.backend.backend()
-    if name == "tensorflow":
-        import tensorflow as tf
-
-        return [d.name for d in tf.config.list_physical_devices("GPU")]
-    if name == "jax":
-        import jax
-
-        return [d.device_kind for d in jax.devices() if d.platform not in ("cpu", "tpu")]
-    if name == "torch":
-        import torch
-
-        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    return []
-
-
 def machine() -> str:
     from pneumo import backend
 
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor() or platform.machine())
-    found = gpus()
+    found = backend.accelerators()
     runtime = " ".join(f"{k} {v}" for k, v in backend.packages(keras.backend.backend()).items())
     return (f"{os.cpu_count()} cores ({cpu}), {len(found)} GPU{': ' + ', '.join(found) if found else ''}, "
             f"Python {platform.python_version()}, Keras {keras.__version__} on {keras.backend.backend()} "

@@ -14,7 +14,7 @@ import keras
 import keras_tuner
 from hydra.utils import get_method
 
-from pneumo import metrics, space
+from pneumo import backend, metrics, space
 
 # -- bodies: (tensor, **plain values) -> feature tensor ---------------------
 
@@ -121,7 +121,7 @@ def build(image_size: int, body, body_kwargs: Mapping, aug_kwargs: Mapping, opti
             keras.metrics.AUC(curve="PR", name=metrics.AUPRC),
             keras.metrics.BinaryAccuracy(name=metrics.ACCURACY),
         ],
-        jit_compile=jit_compile,
+        jit_compile=backend.jit_compile(jit_compile),
     )
     return model
 

@@ -141,7 +141,7 @@ class TrainerConfig:
     # null: no check, for toy data too small for it)
     chance_z: Optional[float] = 1.645
     precision: str = "float32"  # or mixed_float16 (GPU)
-    jit_compile: Any = "auto"
+    jit_compile: Any = "auto"  # "auto": XLA where there is an accelerator (pneumo.backend.jit_compile)
     verbose: int = 0
 
 

@@ -97,3 +97,16 @@ def test_logged_requirements_name_the_running_backend():
     running = keras.backend.backend()
     assert set(backend.PACKAGES.get(running, ())) <= names
     assert not (names & {p for b, ps in backend.PACKAGES.items() if b != running for p in ps})
+
+
+def test_auto_jit_means_xla_only_where_there_is_an_accelerator(monkeypatch):
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        assert backend.jit_compile("auto") == "auto"  # JAX must compile; torch runs eager either way
+        return
+    monkeypatch.setattr(backend, "accelerators", lambda: [])
+    assert backend.jit_compile("auto") is False  # XLA made a CPU epoch 1.8x slower
+    assert backend.jit_compile(True) is True and backend.jit_compile(False) is False  # what the user forces
+    monkeypatch.setattr(backend, "accelerators", lambda: ["NVIDIA H100"])
+    assert backend.jit_compile("auto") == "auto"  # Keras' own choice: XLA when every layer allows it

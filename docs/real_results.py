@@ -1,0 +1,76 @@
+"""The README's "Results on real data" table, from the MLflow store the runs wrote (not typed by hand).
+
+    .venv/bin/python docs/real_results.py [--store mlruns] [--experiments kermany-levers kermany ...]
+
+One row per job of the given experiments (oldest first): its validation AUC (patients carved
+from the training films), and the metrics of its test split when that is the external set
+(`data.test_root`), else those of its test split carved from train beside those of the latest
+`pneumo evaluate` run on another folder. Each metric with its patient-level 95% CI, the
+threshold the job chose on validation, the job's wall time, and the commit it ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pneumo import metrics as M  # noqa: E402
+
+SHOWN = (M.TEST_AUC, M.TEST_ACCURACY, M.TEST_SENSITIVITY, M.TEST_SPECIFICITY)
+
+
+def cell(values: dict, name: str) -> str:
+    value, (low, high) = values.get(name), (values.get(b) for b in M.ci_names(name))
+    if value is None:
+        return "-"
+    return f"{value:.3f} [{low:.2f}, {high:.2f}]" if low is not None and high is not None else f"{value:.3f}"
+
+
+def rows(client, experiments: list[str]) -> list[str]:
+    from pneumo.tracking import pages
+
+    out = []
+    for name in experiments:
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise SystemExit(f"no experiment {name!r} in {client.tracking_uri}")
+        runs = list(pages(client.search_runs, [exp.experiment_id], order_by=["attributes.start_time ASC"]))
+        evaluations = {r.data.tags.get("mlflow.parentRunId"): r for r in runs
+                       if r.data.tags.get(M.TAG_ROLE) == "evaluation" and r.info.status == "FINISHED"}
+        for job in (r for r in runs if r.data.tags.get(M.TAG_ROLE) == "job" and r.info.status == "FINISHED"):
+            m, tags = job.data.metrics, job.data.tags
+            external = tags.get(M.TAG_TEST_SOURCE) != "carved from train"
+            other = evaluations.get(job.info.run_id)
+            tested = m if external else (other.data.metrics if other else {})
+            carved = "" if external else f"carved test AUC {cell(m, M.TEST_AUC)}; "
+            minutes = (job.info.end_time - job.info.start_time) / 60000
+            out.append(f"| {name} | {job.info.run_name} | {m.get(M.VAL_AUC, float('nan')):.4f} | "
+                       + " | ".join(cell(tested, k) for k in SHOWN)
+                       + f" | {m.get(M.THRESHOLD, float('nan')):.3f} | {carved}{minutes:.0f} min, "
+                         f"{tags.get('mlflow.source.git.commit', '?')[:7]} |")
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--store", default=str(ROOT / "mlruns"), help="the store folder (mlflow.db, artifacts/)")
+    p.add_argument("--experiments", nargs="+",
+                   default=["kermany-levers", "kermany", "kermany-carved"])
+    args = p.parse_args()
+    from mlflow import MlflowClient
+
+    from pneumo.paths import local_tracking_uri
+
+    client = MlflowClient(local_tracking_uri(args.store))
+    print("| sweep | job | val AUC | external AUC | accuracy | sensitivity | specificity | threshold | notes |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+    print("\n".join(rows(client, [e for e in args.experiments if client.get_experiment_by_name(e)])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
