@@ -106,6 +106,7 @@ class TunerConfig:
     max_retries_per_trial: int = 1
     max_consecutive_failed_trials: int = 3
     max_model_size: Optional[int] = None  # parameters; a bigger model fails its trial (no OOM mid-search)
+    start_with_defaults: bool = False  # the first trial takes every space's default (random, bayesian)
     # bayesian
     num_initial_points: Optional[int] = None
     # hyperband

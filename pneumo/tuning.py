@@ -147,6 +147,7 @@ def make_tuner(tuner_cfg: Mapping, hypermodel, *, directory: Path, project_name:
     """Instantiate the configured Keras Tuner class, tracked by MLflow."""
     kwargs = {k: v for k, v in tuner_cfg.items() if k != "_target_" and v is not None}
     name = kwargs.pop("objective")
+    start_with_defaults = kwargs.pop("start_with_defaults", False)
     try:
         direction = "max" if metrics.higher_is_better(name) else "min"
     except ValueError as e:
@@ -173,7 +174,25 @@ def make_tuner(tuner_cfg: Mapping, hypermodel, *, directory: Path, project_name:
             "rerun with restart=true to discard it and search again"
         ) from None
     tuner.mlflow_client, tuner.experiment_id, tuner.parent_run_id = client, experiment_id, parent_run_id
+    if start_with_defaults:
+        if isinstance(tuner.oracle, keras_tuner.oracles.HyperbandOracle):
+            raise ConfigError("tuner.start_with_defaults does not apply to Hyperband (its brackets choose the "
+                              "trials); set it to false or use tuner=random or tuner=bayesian")
+        _first_trial_defaults(tuner.oracle)
     return tuner
+
+
+def _first_trial_defaults(oracle) -> None:
+    """Seed the search with the known-good configuration: the first trial takes every space's default
+    (the seed model's values), the next ones are the tuner's own. A resumed search has trials already."""
+    populate = oracle.populate_space
+
+    def populate_space(trial_id):
+        if not oracle.trials:
+            return {"status": keras_tuner.engine.trial.TrialStatus.RUNNING, "values": oracle.get_space().values}
+        return populate(trial_id)
+
+    oracle.populate_space = populate_space
 
 
 def fit_kwargs(trainer_cfg: Mapping, splits) -> dict:

@@ -167,3 +167,23 @@ def test_every_schema_field_is_read_by_the_code():
             if not re.search(rf"(\.{f.name}\b|\[\"{f.name}\"\]|get\(\"{f.name}\"|\b{f.name}=)", code):
                 unread.append(f"{cls.__name__}.{f.name}")
     assert unread == []
+
+
+def test_a_search_can_start_from_the_defaults(tmp_path):
+    from pneumo.models import HyperModel
+    from pneumo.tuning import make_tuner
+
+    def tuner(*overrides, where="t"):
+        cfg = cfg_with("model=resnet", *overrides)
+        return make_tuner(cfg.tuner, HyperModel(cfg.model, cfg.optimizer, cfg.augmentation, 32),
+                          directory=tmp_path / where, project_name="p", overwrite=True, client=None,
+                          experiment_id="0", parent_run_id="x")
+
+    t = tuner("tuner.start_with_defaults=true")
+    defaults = t.oracle.get_space().values  # the seed's values: filters 32, stages 3, lr 1e-3 ...
+    first, second = (t.oracle.create_trial(f"w{i}").hyperparameters.values for i in range(2))
+    assert first == defaults and second != defaults
+    plain = tuner(where="plain").oracle.create_trial("w0").hyperparameters.values
+    assert plain != defaults  # without it, random search starts anywhere
+    with pytest.raises(space.ConfigError, match="start_with_defaults"):
+        tuner("tuner=hyperband", "tuner.start_with_defaults=true", where="hb")
