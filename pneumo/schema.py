@@ -66,7 +66,7 @@ class TransferConfig:
     _target_: str = "pneumo.models.transfer"
     backbone: Any = "MobileNetV2"
     weights: Optional[str] = None  # "imagenet" needs a download
-    trainable: Any = False  # False: frozen backbone, only the head trains
+    trainable: Any = True  # False: frozen backbone, only the head trains (with pretrained weights)
     input_scale: float = 2.0  # backbone input = pixel/255 * scale + offset
     input_offset: float = -1.0
     dropout: Any = 0.2
