@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
 
 from pneumo.schema import DataConfig
+
+
+@pytest.fixture(autouse=True)
+def _tracking_uri_restored():
+    """One test's MLflow store never becomes the next one's.
+
+    `mlflow.set_tracking_uri` also writes MLFLOW_TRACKING_URI into os.environ, where
+    `tracking.setup` reads it as the user's choice: a test that pointed MLflow at a
+    server it has since stopped would send every later test of the process there.
+    """
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if "mlflow" in sys.modules:
+        sys.modules["mlflow"].set_tracking_uri(None)  # also unsets the env var
+    if before is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+    else:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
 @pytest.fixture(scope="session")
