@@ -153,6 +153,8 @@ class EvaluationConfig:
     bootstrap: int = 1000  # patient-level resamples for the 95% CIs
     confidence: float = 0.95
     seed: int = 0
+    heatmaps: int = 2  # test films per outcome (TP, TN, FP, FN) in evaluation/heatmaps.png; 0: none
+    gallery: int = 24  # errors drawn in evaluation/error_gallery.png, most confident first (all in errors.csv)
 
 
 @dataclass

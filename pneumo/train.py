@@ -112,6 +112,7 @@ def train(cfg: DictConfig) -> float:
 def _evaluate_and_register(cfg, model, top: list, splits, client, run_id: str) -> None:
     """The job's model (the best trial's, or the top trials' average): threshold on val, test once, report,
     register. The test split is touched here, once; nothing is chosen on it."""
+    from pneumo import explain
     from pneumo.tuning import history
 
     best, objective = top[0], cfg.tuner.objective
@@ -135,6 +136,8 @@ def _evaluate_and_register(cfg, model, top: list, splits, client, run_id: str) -
     mlflow.log_metrics({k: v for k, v in results.items() if metrics.finite(v) is not None})
     with tempfile.TemporaryDirectory() as tmp:
         evaluate.write_report(Path(tmp), splits.test.y, p_test, threshold, history(best))
+        explain.write_pictures(tmp, model, splits.test, p_test, threshold, per_outcome=ev.heatmaps,
+                               gallery=ev.gallery, batch_size=batch)
         mlflow.log_artifacts(tmp, "evaluation")
     test = splits.test
     registry.log_predictions(client, run_id, test.hashes, test.patients, test.y, p_test)
