@@ -112,7 +112,7 @@ def train(cfg: DictConfig) -> float:
 def _evaluate_and_register(cfg, model, top: list, splits, client, run_id: str) -> None:
     """The job's model (the best trial's, or the top trials' average): threshold on val, test once, report,
     register. The test split is touched here, once; nothing is chosen on it."""
-    from pneumo import explain
+    from pneumo import card, explain
     from pneumo.tuning import history
 
     best, objective = top[0], cfg.tuner.objective
@@ -143,13 +143,18 @@ def _evaluate_and_register(cfg, model, top: list, splits, client, run_id: str) -
     registry.log_predictions(client, run_id, test.hashes, test.patients, test.y, p_test)
     if not cfg.tracking.register:
         return
-    if registry.registered(client, run_id):  # a resumed job that got as far as registering
+    done = registry.registered(client, run_id)
+    if done is not None:  # a resumed job that got as far as registering
         log.info("run %s already has a registered version", run_id)
+        if not done.description:  # killed before its card was written
+            card.record(client, run_id, done.version, card.render(cfg, splits, top, threshold, results, done.version,
+                                                                  run_id))
         return
     info = registry.log_model(model, splits.image_size, threshold)
     fault_point("before_register")
-    registry.register(client, run_id, info.model_uri,
-                      registry.version_tags(run_id, splits.digest, splits.test_digest, threshold, results))
+    version = registry.register(client, run_id, info.model_uri,
+                                registry.version_tags(run_id, splits.digest, splits.test_digest, threshold, results))
+    card.record(client, run_id, version, card.render(cfg, splits, top, threshold, results, version, run_id))
 
 
 def _tuner_dir(cfg) -> Path:
