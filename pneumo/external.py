@@ -121,8 +121,10 @@ def _metric(key, value):
 def command(args) -> int:
     from mlflow.exceptions import MlflowException
 
+    from pneumo import quiet
     from pneumo.data import DataError
 
+    quiet.libraries(0)  # the model's Keras backend loads in evaluate(): its import chatter stays off the console
     try:
         r = evaluate(args.root, args.model, bootstrap=args.bootstrap)
     except DataError as e:

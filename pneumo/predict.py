@@ -84,6 +84,9 @@ def run(items: list[str], model_uri: str, fmt: str | None, explain: str | None =
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    from pneumo import quiet
+
+    quiet.libraries(0)  # the model's Keras backend loads next: its import chatter stays off the console
     try:
         model = mlflow.pyfunc.load_model(model_uri)
     except MlflowException as e:

@@ -151,7 +151,10 @@ def register(client, run_id: str, model_uri: str, tags: dict[str, str]) -> str:
     """A new version of the model from `model_uri`, tagged; the job run is tagged with its number."""
     import mlflow
 
-    mv = mlflow.register_model(model_uri, M.MODEL_NAME, tags=tags)
+    from pneumo import quiet
+
+    with quiet.printed():  # MLflow prints "Successfully registered model ..." on stderr
+        mv = mlflow.register_model(model_uri, M.MODEL_NAME, tags=tags)
     client.set_tag(run_id, REGISTERED_TAG, mv.version)
     return str(mv.version)
 

@@ -12,7 +12,6 @@ import time
 import warnings
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # bars per tiny artifact bury the log
 
 import signal  # noqa: E402
@@ -41,6 +40,9 @@ NOT_IN_NAME = ("paths.", "tracking.", "hydra.", "distributed.", "restart", "expe
 
 def train(cfg: DictConfig) -> float:
     """Run one job; returns the best trial's validation objective (what a sweeper optimises)."""
+    from pneumo import quiet
+
+    quiet.libraries(cfg.trainer.verbose)  # before the Keras backend is imported: its chatter stays off the console
     import keras
 
     from pneumo.models import HyperModel, ensemble

@@ -28,11 +28,14 @@ from helpers import client_for, run_pneumo, tracking_uri
 from pneumo import metrics
 
 _BUILT: dict = {}
+SWEEP_OUTPUT = "sweep-console.txt"  # the sweep's stdout + stderr, as a newcomer's terminal shows them
 
 
 def build_smoke_store(tmp: Path) -> Path:
     """`pneumo sweep smoke` then `pneumo promote` into tmp; returns tmp."""
-    run_pneumo(["sweep", "smoke"], tmp)
+    # As a newcomer runs it: no TF_CPP_MIN_LOG_LEVEL of ours (tests/test_console.py reads its output).
+    proc = run_pneumo(["sweep", "smoke"], tmp, env_extra={"TF_CPP_MIN_LOG_LEVEL": None})
+    (tmp / SWEEP_OUTPUT).write_text(proc.stdout + proc.stderr)
     # Toy data rarely clears the default 0.9 sensitivity floor; the gate itself is
     # tested elsewhere, here we only need some version to hold the alias.
     run_pneumo(["promote", "--min-sensitivity", "0"], tmp, hydra=False,
