@@ -162,6 +162,8 @@ class TrackingConfig:
     uri: Optional[str] = None  # None: sqlite store under <root>/mlruns; MLFLOW_TRACKING_URI wins
     store: str = MISSING  # local store folder (sqlite db + artifacts)
     register: bool = True
+    system_metrics: bool = True  # CPU, memory (and GPU, with pynvml) on each job run: MLflow's own sampler
+    system_metrics_interval: float = 10.0  # seconds between samples
 
 
 @dataclass

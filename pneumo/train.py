@@ -78,8 +78,14 @@ def train(cfg: DictConfig) -> float:
 
     overrides, num, multirun = _hydra_job()
     run_name = " ".join(o for o in overrides if not o.lstrip("+~").startswith(NOT_IN_NAME)) or "defaults"
+    if cfg.tracking.system_metrics:  # MLflow's own sampler: CPU, memory (GPU with pynvml) as system/* metrics
+        import psutil
+
+        mlflow.set_system_metrics_sampling_interval(cfg.tracking.system_metrics_interval)
+        psutil.cpu_percent()  # a process's first reading is 0.0 (no interval yet): the first sample is real then
     with mlflow.start_run(run_id=prior.info.run_id if resume else None, experiment_id=exp_id,
-                          run_name=None if resume else run_name) as run:
+                          run_name=None if resume else run_name,
+                          log_system_metrics=cfg.tracking.system_metrics) as run:
         run_id = run.info.run_id
         tracking.log_job(client, run_id, plain, overrides, {
             metrics.TAG_ROLE: "job", metrics.TAG_JOB_KEY: key, metrics.TAG_SWEEP: cfg.experiment,
