@@ -65,7 +65,9 @@ class JobProgress:
                  objective: str, higher_is_better: bool, live=None):
         self.head = f"job {number}/{total or '?'} {name}".rstrip()
         self.max_trials, self.epochs, self.objective, self.higher = max_trials, epochs, objective, higher_is_better
-        self.trials = 0  # started
+        self.trials = 0  # distinct trials started (Keras Tuner retries a failed trial under the same id)
+        self.ids: list = []
+        self.retry = False
         self.epoch_s: list[float] = []
         self.finished_best = None  # over the job's FINISHED trials: a failed trial's score is not a result
         self.trial_best = None
@@ -79,7 +81,7 @@ class JobProgress:
     # what the lines say
 
     def _trial_name(self) -> str:
-        return f"trial {self.trials}/{self.max_trials or '?'}"
+        return f"trial {self.trials}/{self.max_trials or '?'}" + (" (retry)" if self.retry else "")
 
     def _better(self, a, b) -> bool:
         return b is None or (a > b if self.higher else a < b)
@@ -105,8 +107,11 @@ class JobProgress:
 
     # events (from pneumo.tuning.TrackedTuner)
 
-    def trial_begin(self) -> None:
-        self.trials += 1
+    def trial_begin(self, trial_id=None) -> None:
+        self.retry = trial_id is not None and trial_id in self.ids
+        if not self.retry:
+            self.ids.append(trial_id)
+            self.trials += 1
         self.epoch, self.trial_best = 0, None
         self.mark = self.trial_started = time.monotonic()
         if self.progress is not None:
@@ -217,9 +222,9 @@ def job(name: str, max_trials: int | None, epochs: int | None, objective: str, h
         progress.close()
 
 
-def trial_begin() -> None:
+def trial_begin(trial_id=None) -> None:
     for p in _job:
-        p.trial_begin()
+        p.trial_begin(trial_id)
 
 
 def epoch_end(epoch: int, logs: dict) -> None:

@@ -58,7 +58,7 @@ class TrackedTuner:
 
     def on_trial_begin(self, trial):
         super().on_trial_begin(trial)
-        console.trial_begin()
+        console.trial_begin(trial.trial_id)
         self._trial_run = tracking.start_trial(
             self.mlflow_client, self.experiment_id, self.parent_run_id, trial.trial_id,
             trial.hyperparameters.values,

@@ -24,11 +24,11 @@ CHATTER = re.compile(r"absl::InitializeLog|cuInit|cuda|cudart|oneDNN|cpu_feature
 
 def _events(p: console.JobProgress) -> None:
     """Two trials of three epochs: the first finishes, the second fails after a better epoch."""
-    p.trial_begin()
+    p.trial_begin("00")
     for epoch, auc in enumerate((0.61, 0.70, 0.66)):
         p.epoch_end(epoch, {"val_auc": auc, "loss": 0.5})
     p.trial_end("FINISHED")
-    p.trial_begin()
+    p.trial_begin("01")
     p.epoch_end(0, {"val_auc": 0.91})
     p.trial_end("FAILED", "Traceback ...\nFloatingPointError: loss became nan in epoch 2")
 
@@ -48,6 +48,9 @@ def test_plain_lines_in_a_log_say_job_trial_epoch_best_so_far_and_eta(caplog):
     assert len(lines) == 6
     assert p.best == pytest.approx(0.70)  # a failed trial's score is not the job's best
     assert p.eta() == 0  # every trial over: nothing left
+    p.trial_begin("01")  # Keras Tuner retries a failed trial under its id: still trial 2 of 2
+    p.epoch_end(0, {"val_auc": 0.5})
+    assert "trial 2/2 (retry) · epoch 1/3" in caplog.records[-1].getMessage()
 
 
 def test_eta_counts_the_remaining_epochs_of_every_trial():
