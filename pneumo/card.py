@@ -152,12 +152,18 @@ def limits(data_cfg, splits, external: bool) -> list[str]:
 
 def record(client, run_id: str, version, text: str) -> None:
     """The card at registration: the run's artifact and the version's description."""
+    from pneumo.tracking import scrub_text
+
+    text = scrub_text(text)  # a credential in a config value (data.dataset may name the Kaggle user) stays out
     client.log_text(run_id, text, ARTIFACT)
     client.update_model_version(M.MODEL_NAME, str(version), description=_fit(text, []))
 
 
 def append(client, version, entry: str) -> None:
     """Add an entry (a `### ...` block) to the version's History, oldest entries giving way past MAX_CHARS."""
+    from pneumo.tracking import scrub_text
+
+    entry = scrub_text(entry)
     text = client.get_model_version(M.MODEL_NAME, str(version)).description or ""
     found = re.search(rf"(?m)^{HISTORY}$", text)
     head, history = (text[:found.start()], text[found.end():]) if found else (text, "")
