@@ -62,11 +62,13 @@ class JobProgress:
     """One job's trials and epochs, drawn live (rich) or logged as plain lines."""
 
     def __init__(self, name: str, number: int, total: int, max_trials: int | None, epochs: int | None,
-                 objective: str, higher_is_better: bool, live=None):
+                 objective: str, higher_is_better: bool, live=None, done: tuple = ()):
         self.head = f"job {number}/{total or '?'} {name}".rstrip()
         self.max_trials, self.epochs, self.objective, self.higher = max_trials, epochs, objective, higher_is_better
-        self.trials = 0  # distinct trials started (Keras Tuner retries a failed trial under the same id)
-        self.ids: list = []
+        # distinct trials started; a resumed search counts those it ran before (Keras Tuner retries a
+        # failed or interrupted trial under the same id)
+        self.ids: list = list(done)
+        self.trials = len(self.ids)
         self.retry = False
         self.epoch_s: list[float] = []
         self.finished_best = None  # over the job's FINISHED trials: a failed trial's score is not a result
@@ -210,10 +212,13 @@ def live_console():
 
 
 @contextlib.contextmanager
-def job(name: str, max_trials: int | None, epochs: int | None, objective: str, higher_is_better: bool):
-    """The job's progress for the duration of its search (TrackedTuner.search)."""
+def job(name: str, max_trials: int | None, epochs: int | None, objective: str, higher_is_better: bool,
+        done: tuple = ()):
+    """The job's progress for the duration of its search (TrackedTuner.search); `done`: the ids of trials
+    a resumed search has already ended."""
     number, total = _hydra_job()
-    progress = JobProgress(name, number, total, max_trials, epochs, objective, higher_is_better, live_console())
+    progress = JobProgress(name, number, total, max_trials, epochs, objective, higher_is_better, live_console(),
+                           done)
     _job.append(progress)
     try:
         yield progress

@@ -33,7 +33,7 @@ import numpy as np
 
 from pneumo.data.base import CLASSES
 
-STEPS = 15  # patch positions per side: 1/8-side patches moved by half a patch
+PATCH = 8  # the patch is 1/PATCH of the film's side, moved by half its width: 15 x 15 positions
 COPIES_PER_CALL = 2048  # occluded copies per predict call: bounds memory (2048 x 128 x 128 B = 32 MB)
 # The four outcomes, in the order a reviewer reads them: what went right, then each kind of error.
 OUTCOMES = (("TP", "true positive", 1, 1), ("TN", "true negative", 0, 0),
@@ -46,7 +46,7 @@ HEAT_LABEL = "drop in P(pneumonia) when the region is hidden"
 
 
 def _positions(size: int) -> tuple[int, list[int]]:
-    patch = max(2, size // 8)
+    patch = max(2, size // PATCH)
     stride = max(1, patch // 2)
     starts = list(range(0, size - patch + 1, stride))
     if starts[-1] != size - patch:  # the last row/column of pixels is covered too

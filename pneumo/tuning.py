@@ -51,9 +51,10 @@ class TrackedTuner:
         if os.environ.get("KERASTUNER_TUNER_ID") == "chief":  # serves the oracle: its workers show the trials
             return super().search(*args, **kwargs)
         name = self.mlflow_client.get_run(self.parent_run_id).info.run_name if self.mlflow_client else ""
-        objective = self.oracle.objective
+        objective, trials = self.oracle.objective, getattr(self.oracle, "trials", None) or {}
+        ended = tuple(tid for tid, t in trials.items() if str(t.status) != "RUNNING")  # resumed: counted already
         with console.job(name, self.oracle.max_trials, kwargs.get("epochs"), objective.name,
-                         objective.direction == "max"):
+                         objective.direction == "max", ended):
             return super().search(*args, **kwargs)
 
     def on_trial_begin(self, trial):

@@ -53,6 +53,14 @@ def test_plain_lines_in_a_log_say_job_trial_epoch_best_so_far_and_eta(caplog):
     assert "trial 2/2 (retry) · epoch 1/3" in caplog.records[-1].getMessage()
 
 
+def test_a_resumed_search_counts_the_trials_it_ran_before(caplog):
+    caplog.set_level(logging.INFO, logger="pneumo")
+    p = console.JobProgress("model=cnn", 1, 1, 6, 2, "val_auc", True, done=("00", "01", "02"))
+    p.trial_begin("03")
+    p.epoch_end(0, {"val_auc": 0.6})
+    assert "trial 4/6 · epoch 1/2" in caplog.records[-1].getMessage()
+
+
 def test_eta_counts_the_remaining_epochs_of_every_trial():
     p = console.JobProgress("x", 1, 1, 3, 10, "val_loss", False)
     p.trial_begin()
