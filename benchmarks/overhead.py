@@ -2,11 +2,13 @@
 
     [KERAS_BACKEND=jax] python benchmarks/overhead.py [--data synthetic|kermany] [--root DIR] [--size 128]
         [--n-images 600] [--epochs 3] [--batch 32] [--repeats 3] [--models cnn resnet] [--parts trial job sweep]
+        [--set tracking.system_metrics=false ...]
 
 trial  The same model (each search space at its default), data, epochs and batch size trained
        (a) by a bare `model.fit` on the in-memory arrays and (b) as one pneumo trial: the real
        tracked Keras Tuner (`pneumo.tuning.make_tuner`) under a parent run in a real sqlite
-       MLflow store, with pneumo's callbacks. Repeated, a/b order alternating (ABBA), each
+       MLflow store (MLflow's system-metrics sampler on, as `tracking.system_metrics` has it by
+       default), with pneumo's callbacks. Repeated, a/b order alternating (ABBA), each
        epoch timed by a Keras callback from one epoch's start to the next (so the tuner's
        per-epoch MLflow logging and checkpointing land in the epoch that caused them).
        Prints (b)/(a) per epoch and for the whole fit, and training images/s per model.
@@ -120,7 +122,8 @@ def base_overrides(args, model: str, tmp: Path) -> list[str]:
     return [*data_overrides(args), f"model={model}", *fixed_overrides(model), f"trainer.image_size={args.size}",
             f"trainer.epochs={args.epochs}", f"trainer.batch_size={args.batch}", "trainer.early_stopping=null",
             "trainer.chance_z=null",  # timing, not learning: a 3-epoch trial may well be no better than chance
-            "tuner.max_trials=1", f"paths.cache={tmp}/cache", f"tracking.store={tmp}/mlruns", f"seed={SEED}"]
+            "tuner.max_trials=1", f"paths.cache={tmp}/cache", f"tracking.store={tmp}/mlruns", f"seed={SEED}",
+            *args.set]
 
 
 # -- part 1: one trial, bare vs tracked -------------------------------------------------------
@@ -177,7 +180,9 @@ def tracked_trial(cfg, hypermodel, fit, tmp: Path, n: int, hooks: dict):
     client = MlflowClient()
     exp_id = tracking.experiment_id("overhead", tmp / "mlruns")
     keras.utils.set_random_seed(SEED)
-    with mlflow.start_run(experiment_id=exp_id, run_name=f"overhead-{n}") as run:
+    mlflow.set_system_metrics_sampling_interval(cfg.tracking.system_metrics_interval)
+    with mlflow.start_run(experiment_id=exp_id, run_name=f"overhead-{n}",  # as a job starts its run: system
+                          log_system_metrics=cfg.tracking.system_metrics) as run:  # metrics sampled (default on)
         tuner = tuning.make_tuner(cfg.tuner, hypermodel, directory=tmp / "tuner", project_name=f"p{n}",
                                   overwrite=True, client=client, experiment_id=exp_id,
                                   parent_run_id=run.info.run_id)
@@ -392,6 +397,8 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--models", nargs="+", default=["cnn", "resnet"])
     p.add_argument("--parts", nargs="+", choices=["trial", "job", "sweep"], default=["trial", "job", "sweep"])
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="more overrides for (b) and the job, e.g. tracking.system_metrics=false")
     args = p.parse_args()
     global IMPORT_S
     IMPORT_S = load_libraries()  # what every `pneumo train` process pays before its job starts

@@ -72,6 +72,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--model", default=CHAMPION_URI, help="an MLflow model URI")
     p.add_argument("--format", choices=output.FORMATS, default=None)
+    p.add_argument("--explain", metavar="DIR", help="also write an occlusion heatmap PNG per classified file into DIR")
     p.set_defaults(func=_predict)
 
     p = sub.add_parser("evaluate", help="score a registered version on a labelled folder (NORMAL/, PNEUMONIA/)")
@@ -157,7 +158,7 @@ def _promote(args) -> int:
 def _predict(args) -> int:
     from pneumo.predict import run
 
-    return run(args.paths, args.model, args.format)
+    return run(args.paths, args.model, args.format, args.explain)
 
 
 def _evaluate(args) -> int:

@@ -101,9 +101,13 @@ def evaluate(root: str, model_uri: str, *, bootstrap: int = 1000, confidence: fl
     except BaseException:
         client.set_terminated(run_id, "FAILED")
         raise
-    return {"run_id": run_id, "experiment_id": job.info.experiment_id, "version": str(version.version),
-            "folder": str(index.root), "images": len(scored), "unreadable": failed, "threshold": threshold,
-            **results}
+    out = {"run_id": run_id, "experiment_id": job.info.experiment_id, "version": str(version.version),
+           "folder": str(index.root), "images": len(scored), "unreadable": failed, "threshold": threshold, **results}
+    from pneumo import card
+
+    if version.name == M.MODEL_NAME:  # the version's card lists every external test
+        card.append(client, version.version, card.external_entry(out))
+    return out
 
 
 def _metric(key, value):
@@ -117,8 +121,10 @@ def _metric(key, value):
 def command(args) -> int:
     from mlflow.exceptions import MlflowException
 
+    from pneumo import quiet
     from pneumo.data import DataError
 
+    quiet.libraries(0)  # the model's Keras backend loads in evaluate(): its import chatter stays off the console
     try:
         r = evaluate(args.root, args.model, bootstrap=args.bootstrap)
     except DataError as e:

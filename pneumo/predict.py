@@ -9,6 +9,8 @@ from pneumo import output
 from pneumo.data.index import IMAGE_SUFFIXES, is_metadata
 
 COLUMNS = ("path", "probability", "label", "error")
+EXPLAIN_COLUMN = "explanation"  # with --explain: the overlay PNG's path ('' where the file was not classified)
+DISPLAY_PX = 384  # side of the film in an overlay PNG (the heat is computed at the model's input size)
 
 
 def collect(items: list[str]) -> list[Path]:
@@ -42,7 +44,36 @@ def predict_files(files: list[Path], model) -> list[dict]:
     return sorted(rows, key=lambda r: order[r["path"]])
 
 
-def run(items: list[str], model_uri: str, fmt: str | None) -> int:
+def explain_rows(rows: list[dict], model, out_dir: Path) -> None:
+    """One overlay PNG per classified file in out_dir (see pneumo.explain); each row gains its path."""
+    import numpy as np
+
+    from pneumo import explain
+    from pneumo.imaging import decode
+
+    served = model.unwrap_python_model()  # pneumo.serving.PneumoniaModel: its Keras model, input size, threshold
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for r in rows:
+        r[EXPLAIN_COLUMN] = ""
+    todo = [r for r in rows if r["label"]]
+    if not todo:
+        return
+    raw = [Path(r["path"]).read_bytes() for r in todo]
+    heat, _ = explain.occlusion(served.model, np.stack([decode(b, served.image_size) for b in raw])[..., None])
+    taken: set[str] = set()
+    for r, data, h in zip(todo, raw, heat):
+        stem, n = Path(r["path"]).stem, 1
+        name = f"{stem}.png"
+        while name in taken:  # a.jpeg and a.png, or the same name in two folders
+            n += 1
+            name = f"{stem}-{n}.png"
+        taken.add(name)
+        display = decode(data, max(served.image_size, DISPLAY_PX))
+        explain.explain_file(out_dir / name, display, h, r["probability"], served.threshold, Path(r["path"]).name)
+        r[EXPLAIN_COLUMN] = str(out_dir / name)
+
+
+def run(items: list[str], model_uri: str, fmt: str | None, explain: str | None = None) -> int:
     from pneumo import tracking
 
     tracking.setup()
@@ -53,6 +84,9 @@ def run(items: list[str], model_uri: str, fmt: str | None) -> int:
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    from pneumo import quiet
+
+    quiet.libraries(0)  # the model's Keras backend loads next: its import chatter stays off the console
     try:
         model = mlflow.pyfunc.load_model(model_uri)
     except MlflowException as e:
@@ -61,8 +95,13 @@ def run(items: list[str], model_uri: str, fmt: str | None) -> int:
               file=sys.stderr)
         return 2
     rows = predict_files(files, model)
-    output.write(rows, output.choose(fmt), columns=list(COLUMNS), title=model_uri, cells=lambda r: [
-        r["path"], "" if r["probability"] is None else f"{r['probability']:.3f}", r["label"], r["error"]])
+    columns = list(COLUMNS)
+    if explain:
+        explain_rows(rows, model, Path(explain))
+        columns.append(EXPLAIN_COLUMN)
+    output.write(rows, output.choose(fmt), columns=columns, title=model_uri, cells=lambda r: [
+        r["path"], "" if r["probability"] is None else f"{r['probability']:.3f}", r["label"], r["error"],
+        *([r[EXPLAIN_COLUMN]] if explain else [])])
     bad = sum(1 for r in rows if r["error"])
     if bad:
         print(f"{bad} of {len(rows)} file(s) could not be classified (see error column)", file=sys.stderr)

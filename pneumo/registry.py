@@ -22,7 +22,8 @@ failing a gate checked without the bootstrap (status, the AUC bound, the
 floors, and the champion's test set) are skipped, and the ones that ranked
 above the candidate are named with their reason. `force` (with a reason) is the only way past a
 failed gate, and only for a version named explicitly or the best passing one.
-Every decision is written as `promotion.*` tags on the candidate version.
+Every decision is written as `promotion.*` tags on the candidate version (the latest) and
+appended to its model card, the version's description (each one; pneumo.card).
 
 Rollback swaps: the `previous` version takes the alias back and the displaced
 one becomes `previous`, so a second rollback undoes the first. It leaves the
@@ -150,7 +151,10 @@ def register(client, run_id: str, model_uri: str, tags: dict[str, str]) -> str:
     """A new version of the model from `model_uri`, tagged; the job run is tagged with its number."""
     import mlflow
 
-    mv = mlflow.register_model(model_uri, M.MODEL_NAME, tags=tags)
+    from pneumo import quiet
+
+    with quiet.printed():  # MLflow prints "Successfully registered model ..." on stderr
+        mv = mlflow.register_model(model_uri, M.MODEL_NAME, tags=tags)
     client.set_tag(run_id, REGISTERED_TAG, mv.version)
     return str(mv.version)
 
@@ -450,6 +454,9 @@ def _record(c, mv, d: Decision, forced_reason: str | None) -> None:
             c.delete_model_version_tag(M.MODEL_NAME, mv.version, key)
     for key, value in tags.items():
         c.set_model_version_tag(M.MODEL_NAME, mv.version, key, value)
+    from pneumo import card
+
+    card.append(c, mv.version, card.decision_entry(d, forced_reason))  # the tags hold the latest; the card, each
 
 
 def rollback(alias: str = M.CHAMPION, client=None, *, dry_run: bool = False) -> Decision:
@@ -472,8 +479,12 @@ def rollback(alias: str = M.CHAMPION, client=None, *, dry_run: bool = False) -> 
             c.delete_registered_model_alias(M.MODEL_NAME, prev_alias)
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         c.set_model_version_tag(M.MODEL_NAME, prev.version, "rollback.restored_at", now)
+        from pneumo import card
+
+        card.append(c, prev.version, card.rollback_entry(alias, True, cur.version if cur else None))
         if cur is not None:
             c.set_model_version_tag(M.MODEL_NAME, cur.version, "rollback.displaced_at", now)
+            card.append(c, cur.version, card.rollback_entry(alias, False, prev.version))
     return Decision(True, str(prev.version), str(cur.version) if cur else None, reasons, alias=alias, dry_run=dry_run,
                     rollback=True)
 

@@ -154,6 +154,8 @@ class EvaluationConfig:
     bootstrap: int = 1000  # patient-level resamples for the 95% CIs
     confidence: float = 0.95
     seed: int = 0
+    heatmaps: int = 2  # test films per outcome (TP, TN, FP, FN) in evaluation/heatmaps.png; 0: none
+    gallery: int = 24  # errors drawn in evaluation/error_gallery.png, most confident first (all in errors.csv)
 
 
 @dataclass
@@ -161,6 +163,8 @@ class TrackingConfig:
     uri: Optional[str] = None  # None: sqlite store under <root>/mlruns; MLFLOW_TRACKING_URI wins
     store: str = MISSING  # local store folder (sqlite db + artifacts)
     register: bool = True
+    system_metrics: bool = True  # CPU, memory (and GPU, with pynvml) on each job run: MLflow's own sampler
+    system_metrics_interval: float = 10.0  # seconds between samples
 
 
 @dataclass

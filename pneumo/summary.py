@@ -28,6 +28,15 @@ class SweepSummary(Callback):
         MULTIRUN.update(experiment=config.experiment, uri=config.tracking.uri, store=config.tracking.store,
                         objective=config.tuner.objective, sweep_dir=str(Path(config.hydra.sweep.dir).resolve()),
                         failed=[])
+        # For each job's progress line (job i/n), also in a parallel launcher's worker processes.
+        from pneumo import console
+
+        try:
+            os.environ[console.JOBS_ENV] = str(console.count_jobs(config.hydra.sweeper.get("params"),
+                                                                  config.hydra.overrides.task))
+        except Exception:  # noqa: BLE001 -- another sweeper's syntax: the lines say "job i/?"
+            os.environ.pop(console.JOBS_ENV, None)
+        os.environ[console.SWEEP_PID_ENV] = str(os.getpid())
 
     def on_job_start(self, config: DictConfig, **kwargs) -> None:
         # Hydra has just saved the job's .hydra/*.yaml (and, for a multirun, multirun.yaml)

@@ -12,7 +12,6 @@ import time
 import warnings
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # bars per tiny artifact bury the log
 
 import signal  # noqa: E402
@@ -41,6 +40,9 @@ NOT_IN_NAME = ("paths.", "tracking.", "hydra.", "distributed.", "restart", "expe
 
 def train(cfg: DictConfig) -> float:
     """Run one job; returns the best trial's validation objective (what a sweeper optimises)."""
+    from pneumo import quiet
+
+    quiet.libraries(cfg.trainer.verbose)  # before the Keras backend is imported: its chatter stays off the console
     import keras
 
     from pneumo.models import HyperModel, ensemble
@@ -76,8 +78,14 @@ def train(cfg: DictConfig) -> float:
 
     overrides, num, multirun = _hydra_job()
     run_name = " ".join(o for o in overrides if not o.lstrip("+~").startswith(NOT_IN_NAME)) or "defaults"
+    if cfg.tracking.system_metrics:  # MLflow's own sampler: CPU, memory (GPU with pynvml) as system/* metrics
+        import psutil
+
+        mlflow.set_system_metrics_sampling_interval(cfg.tracking.system_metrics_interval)
+        psutil.cpu_percent()  # a process's first reading is 0.0 (no interval yet): the first sample is real then
     with mlflow.start_run(run_id=prior.info.run_id if resume else None, experiment_id=exp_id,
-                          run_name=None if resume else run_name) as run:
+                          run_name=None if resume else run_name,
+                          log_system_metrics=cfg.tracking.system_metrics) as run:
         run_id = run.info.run_id
         tracking.log_job(client, run_id, plain, overrides, {
             metrics.TAG_ROLE: "job", metrics.TAG_JOB_KEY: key, metrics.TAG_SWEEP: cfg.experiment,
@@ -112,6 +120,7 @@ def train(cfg: DictConfig) -> float:
 def _evaluate_and_register(cfg, model, top: list, splits, client, run_id: str) -> None:
     """The job's model (the best trial's, or the top trials' average): threshold on val, test once, report,
     register. The test split is touched here, once; nothing is chosen on it."""
+    from pneumo import card, explain
     from pneumo.tuning import history
 
     best, objective = top[0], cfg.tuner.objective
@@ -135,18 +144,25 @@ def _evaluate_and_register(cfg, model, top: list, splits, client, run_id: str) -
     mlflow.log_metrics({k: v for k, v in results.items() if metrics.finite(v) is not None})
     with tempfile.TemporaryDirectory() as tmp:
         evaluate.write_report(Path(tmp), splits.test.y, p_test, threshold, history(best))
+        explain.write_pictures(tmp, model, splits.test, p_test, threshold, per_outcome=ev.heatmaps,
+                               gallery=ev.gallery, batch_size=batch)
         mlflow.log_artifacts(tmp, "evaluation")
     test = splits.test
     registry.log_predictions(client, run_id, test.hashes, test.patients, test.y, p_test)
     if not cfg.tracking.register:
         return
-    if registry.registered(client, run_id):  # a resumed job that got as far as registering
+    done = registry.registered(client, run_id)
+    if done is not None:  # a resumed job that got as far as registering
         log.info("run %s already has a registered version", run_id)
+        if not done.description:  # killed before its card was written
+            card.record(client, run_id, done.version, card.render(cfg, splits, top, threshold, results, done.version,
+                                                                  run_id))
         return
     info = registry.log_model(model, splits.image_size, threshold)
     fault_point("before_register")
-    registry.register(client, run_id, info.model_uri,
-                      registry.version_tags(run_id, splits.digest, splits.test_digest, threshold, results))
+    version = registry.register(client, run_id, info.model_uri,
+                                registry.version_tags(run_id, splits.digest, splits.test_digest, threshold, results))
+    card.record(client, run_id, version, card.render(cfg, splits, top, threshold, results, version, run_id))
 
 
 def _tuner_dir(cfg) -> Path:

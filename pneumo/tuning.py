@@ -25,7 +25,7 @@ import keras_tuner
 from hydra.utils import get_class
 from keras_tuner.src.engine import tuner_utils
 
-from pneumo import distributed, metrics, tracking
+from pneumo import console, distributed, metrics, tracking
 from pneumo.space import ConfigError
 
 # Keras Tuner prints every failed trial's traceback to the console (DEBUG defaults
@@ -47,8 +47,19 @@ class TrackedTuner:
     experiment_id: str = ""
     parent_run_id: str = ""
 
+    def search(self, *args, **kwargs):
+        if os.environ.get("KERASTUNER_TUNER_ID") == "chief":  # serves the oracle: its workers show the trials
+            return super().search(*args, **kwargs)
+        name = self.mlflow_client.get_run(self.parent_run_id).info.run_name if self.mlflow_client else ""
+        objective, trials = self.oracle.objective, getattr(self.oracle, "trials", None) or {}
+        ended = tuple(tid for tid, t in trials.items() if str(t.status) != "RUNNING")  # resumed: counted already
+        with console.job(name, self.oracle.max_trials, kwargs.get("epochs"), objective.name,
+                         objective.direction == "max", ended):
+            return super().search(*args, **kwargs)
+
     def on_trial_begin(self, trial):
         super().on_trial_begin(trial)
+        console.trial_begin(trial.trial_id)
         self._trial_run = tracking.start_trial(
             self.mlflow_client, self.experiment_id, self.parent_run_id, trial.trial_id,
             trial.hyperparameters.values,
@@ -70,6 +81,7 @@ class TrackedTuner:
         write = tracking.log_epoch(self.mlflow_client, self._trial_run, epoch, logs, synchronous=False)
         if write is not None:
             self._epoch_writes.append(write)
+        console.epoch_end(epoch, logs)
 
     def on_trial_end(self, trial):
         try:
@@ -91,6 +103,7 @@ class TrackedTuner:
                 raise
             finally:
                 tracking.end_trial(self.mlflow_client, self._trial_run, status, message)
+                console.trial_end(status, message)
                 if status == "FAILED":
                     last = (message or "").strip().splitlines()[-1:] or [""]
                     log.warning("trial %s FAILED (run %s): %s", trial.trial_id, self._trial_run, last[0][:300])

@@ -31,10 +31,10 @@ def require(present: bool, missing: str) -> None:
 
 
 def clean_env(extra: dict | None = None) -> dict:
-    """The environment for a child pneumo: no inherited MLflow run or store."""
+    """The environment for a child pneumo: no inherited MLflow run or store. A None in extra unsets."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env.update({"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1", **(extra or {})})
-    return env
+    return {k: v for k, v in env.items() if v is not None}
 
 
 def isolate(tmp: Path) -> list[str]:

@@ -28,11 +28,14 @@ from helpers import client_for, run_pneumo, tracking_uri
 from pneumo import metrics
 
 _BUILT: dict = {}
+SWEEP_OUTPUT = "sweep-console.txt"  # the sweep's stdout + stderr, as a newcomer's terminal shows them
 
 
 def build_smoke_store(tmp: Path) -> Path:
     """`pneumo sweep smoke` then `pneumo promote` into tmp; returns tmp."""
-    run_pneumo(["sweep", "smoke"], tmp)
+    # As a newcomer runs it: no TF_CPP_MIN_LOG_LEVEL of ours (tests/test_console.py reads its output).
+    proc = run_pneumo(["sweep", "smoke"], tmp, env_extra={"TF_CPP_MIN_LOG_LEVEL": None})
+    (tmp / SWEEP_OUTPUT).write_text(proc.stdout + proc.stderr)
     # ~18 toy test images cannot clear the gates reliably (the AUC's CI alone spans
     # ~0.4); the gates are tested in test_registry.py, here some version only needs to
     # hold the alias: the best by test AUC, forced, as a user would with a reason.

@@ -122,3 +122,27 @@ def test_no_image_files_is_exit_2(tmp_path):
     proc = _predict([str(tmp_path)], tmp_path / "store", tmp_path)
     assert proc.returncode == 2
     assert "no JPEG/PNG files found" in proc.stderr
+
+
+@pytest.mark.slow
+def test_predict_explain_writes_one_overlay_per_classified_file(smoke_store, mixed_folder, tmp_path):  # noqa: F811
+    from PIL import Image
+
+    root, expected = mixed_folder
+    out = tmp_path / "why"
+    proc = _predict([str(root), "--explain", str(out), "--format", "json"], smoke_store, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows = json.loads(proc.stdout)
+    assert {r["path"] for r in rows} == set(expected)
+    for r in rows:
+        if expected[r["path"]] is None:  # classified (the 2400 x 2000 RGB film too): its PNG, beside its row
+            png = Path(r["explanation"])
+            assert png.parent == out and png.stem == Path(r["path"]).stem, r
+            with Image.open(png) as im:
+                assert im.format == "PNG" and min(im.size) > 300
+        else:
+            assert r["explanation"] == "", r
+    assert len(list(out.glob("*.png"))) == sum(reason is None for reason in expected.values())
+    csv_rows = list(csv.DictReader(io.StringIO(_predict([str(root), "--explain", str(tmp_path / "again"),
+                                                         "--format", "csv"], smoke_store, tmp_path).stdout)))
+    assert [Path(r["explanation"]).name for r in csv_rows] == [Path(r["explanation"]).name for r in rows]

@@ -343,12 +343,15 @@ def test_rollback_after_two_real_promotions(store, capsys):
     assert tags(c, new)["promotion.champion_version"] == b and tags(c, b)["promotion.champion_version"] == a
     capsys.readouterr()
     promoted = {x: tags(c, x) for x in (a, b, new)}
+    cards = {x: c.get_model_version(M.MODEL_NAME, x).description for x in (a, b, new)}
+    assert all("promoted for `champion`" in text for text in cards.values())  # each decision on its card
 
     assert cli("promote", "--rollback", "--dry-run") == 0
     out = capsys.readouterr().out
     assert out.startswith(f"[dry run] would roll back 'champion' to version {b}; version {new} becomes 'previous'")
     assert aliases(c) == {M.CHAMPION: new, M.PREVIOUS: b}
     assert {x: tags(c, x) for x in (a, b, new)} == promoted
+    assert {x: c.get_model_version(M.MODEL_NAME, x).description for x in (a, b, new)} == cards
 
     assert cli("promote", "--rollback") == 0
     out = capsys.readouterr().out
@@ -360,6 +363,12 @@ def test_rollback_after_two_real_promotions(store, capsys):
         assert {k: t for k, t in after[x].items() if not k.startswith("rollback.")} == promoted[x]
     assert set(after[b]) - set(promoted[b]) == {"rollback.restored_at"}
     assert set(after[new]) - set(promoted[new]) == {"rollback.displaced_at"}
+    card_b, card_new = (c.get_model_version(M.MODEL_NAME, x).description for x in (b, new))
+    assert card_b.startswith(cards[b].rstrip())
+    assert card_b.rstrip().endswith(f"this version takes `champion` back from version {new}")
+    assert card_new.startswith(cards[new].rstrip())
+    assert card_new.rstrip().endswith(f"gives `champion` back to version {b} (rollback)")
+    assert card_b.count("## History") == 1 and card_b.count("### ") == 2  # its promotion, then this rollback
 
     assert cli("promote", "--rollback") == 0  # the second rollback undoes the first
     assert capsys.readouterr().out.startswith(f"ROLLED BACK 'champion' to version {new}; version {b} becomes")

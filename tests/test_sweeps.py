@@ -68,8 +68,13 @@ def test_registered_version_predicts_on_a_jpeg(tmp_path):
     import mlflow
     import pandas as pd
 
-    run_pneumo(["train", *TOY, "experiment=one"], tmp_path)
-    client_for(tmp_path)
+    # system metrics off (sampled every second were they on): the switch turns MLflow's sampler off
+    run_pneumo(["train", *TOY, "experiment=one", "tracking.system_metrics=false", "tracking.system_metrics_interval=1"],
+               tmp_path)
+    client = client_for(tmp_path)
+    (job,) = client.search_runs([client.get_experiment_by_name("one").experiment_id],
+                                f"tags.`{metrics.TAG_ROLE}` = 'job'")
+    assert not [k for k in job.data.metrics if k.startswith("system/")]
     model = mlflow.pyfunc.load_model(f"models:/{metrics.MODEL_NAME}/1")
     jpegs = sorted((tmp_path / "cache").rglob("*.jpeg"))[:3]
     from PIL import Image

@@ -6,6 +6,9 @@ never downloads anything). Screenshots of each page land in test-artifacts/ (kep
 Asserted against the UI of the installed MLflow (3.x): it opens an experiment in its
 "GenAI" mode, so the test switches to "Model training" as a person would.
 
+Also the review pages: a registered version's model card (its description) with promote's
+decision, and a job's evaluation/heatmaps.png in MLflow's artifact viewer.
+
 docs/screenshot.py reuses these steps for the README picture.
 """
 
@@ -59,7 +62,9 @@ def expected(smoke_store):  # noqa: F811
     trials = {j.info.run_id: client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{j.info.run_id}'")
               for j in jobs}
     champion = client.get_model_version_by_alias(metrics.MODEL_NAME, metrics.CHAMPION)
-    return {"experiment_id": exp.experiment_id, "jobs": jobs, "trials": trials, "champion": champion}
+    champion_job = next(j for j in jobs if j.info.run_id == champion.run_id)
+    return {"experiment_id": exp.experiment_id, "jobs": jobs, "trials": trials, "champion": champion,
+            "champion_job": champion_job}
 
 
 @pytest.fixture(scope="module")
@@ -276,3 +281,35 @@ def test_registered_model_page_shows_the_champion_alias_on_its_version(driver, u
         row = alias.find_element("xpath", "./ancestor::*[@role='row'][1]")
         assert f"Version {champion.version}" in row.text
         assert len(_shown(d, f"//*[@title='{metrics.CHAMPION}'][contains(@data-component-id, 'aliastag')]")) == 1
+
+
+def test_registered_version_page_shows_its_model_card_and_promotes_decision(driver, ui_url, expected):
+    """The card is the version's description: MLflow renders it as Markdown on the version's page."""
+    d, champion = driver, expected["champion"]
+    with _page(d, "6-model-version-card"):
+        d.get(f"{ui_url}/#/models/{metrics.MODEL_NAME}/versions/{champion.version}")
+        for heading in ("Intended use", "Data", "Threshold", "Known limits", "History"):
+            _wait(d, f"//h2[normalize-space(.)='{heading}']", f"the card's '{heading}' heading")
+        _wait(d, "//strong[normalize-space(.)='Not a diagnosis']", "the intended use's 'Not a diagnosis'")
+        auc = f"{expected['champion_job'].data.metrics[metrics.TEST_AUC]:.3f}"
+        row = _wait(d, f"//h2[starts-with(normalize-space(.), 'Test metrics')]/following::table[1]"
+                       f"//tr[td[normalize-space(.)='{metrics.TEST_AUC}']]", "the test_auc row of the card's metrics")
+        assert auc in row.text, (auc, row.text)
+        _wait(d, "//h2[normalize-space(.)='History']/following::h3[contains(normalize-space(.), 'promoted (forced) for')]",
+              "promote's decision under History")
+        _close_assistant(d)
+
+
+def test_job_run_opens_its_heatmap_grid_in_the_artifact_viewer(driver, ui_url, expected):
+    from selenium.webdriver.common.by import By
+
+    d, job = driver, expected["champion_job"]
+    with _page(d, "7-job-heatmaps"):
+        d.get(f"{ui_url}/#/experiments/{expected['experiment_id']}/runs/{job.info.run_id}"
+              "/artifactPath/evaluation/heatmaps.png")
+        image = _wait(d, "//img[@alt='evaluation/heatmaps.png']", "the heatmap grid shown by the artifact viewer")
+        loaded = d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image)
+        assert loaded and loaded >= 300, loaded  # the PNG itself arrived, not a broken-image icon
+        listed = [e.text.strip() for e in d.find_elements(By.XPATH, "//*[normalize-space(text())='error_gallery.png']")]
+        assert listed, "the error gallery beside it in evaluation/"
+        _close_assistant(d)
