@@ -76,6 +76,12 @@ TAG_SWEEP = "pneumo.sweep"
 TAG_JOB_NUM = "pneumo.job_num"
 TAG_OVERRIDES = "pneumo.overrides"
 TAG_MULTIRUN = "pneumo.multirun"  # the multirun's sweep dir: tells concurrent sweeps' jobs apart
+# What decides a job's numbers besides its config (pneumo.provenance writes them, `pneumo rerun` reads them).
+TAG_CONFIG = "pneumo.config"  # the Hydra config the overrides apply to: conf/config, sweeps/smoke, ...
+TAG_SPLIT_DIGEST = "pneumo.split_digest"  # which images are in train, val and test (the split itself)
+TAG_SEEDS = "pneumo.seeds"
+TAG_DEVICE = "pneumo.device"  # cpu: <model> (<n> cores) | gpu: <name> (x<n>)
+TAG_DETERMINISTIC = "pneumo.deterministic"  # whether the backend's kernels ran deterministically
 
 # Parent-run metrics and params beyond the test metrics (written by the job, read by the leaderboard).
 DATA_LOAD_S = "data_load_s"  # seconds to load the splits (a decode-cache hit is ~1 s)

@@ -141,6 +141,7 @@ class TrainerConfig:
     # null: no check, for toy data too small for it)
     chance_z: Optional[float] = 1.645
     precision: str = "float32"  # or mixed_float16 (GPU)
+    deterministic: bool = False  # the backend's deterministic kernels (TF op determinism; slower; see benchmarks/)
     jit_compile: Any = "auto"
     verbose: int = 0
 

@@ -22,7 +22,8 @@ import mlflow  # noqa: E402
 from hydra.errors import CompactHydraException  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from pneumo import data, distributed, evaluate, metrics, paths, registry, schema, tracking  # noqa: E402
+from pneumo import backend, data, distributed, evaluate, metrics, paths, provenance, registry, schema  # noqa: E402
+from pneumo import tracking  # noqa: E402
 
 log = logging.getLogger("pneumo")
 schema.register()
@@ -51,6 +52,7 @@ def train(cfg: DictConfig) -> float:
     schema.check(cfg)
     distributed.prepare(cfg.distributed)  # before any framework touches a GPU
     trainer = cfg.trainer
+    determinism = backend.determinism(trainer.deterministic)  # process-wide: every job sets it, on or off
     hypermodel = HyperModel(cfg.model, cfg.optimizer, cfg.augmentation, trainer.image_size,  # checks every space
                             jit_compile=trainer.jit_compile, seed=cfg.seed, standardize=trainer.standardize)
     hypermodel.check()
@@ -82,7 +84,8 @@ def train(cfg: DictConfig) -> float:
         tracking.log_job(client, run_id, plain, overrides, {
             metrics.TAG_ROLE: "job", metrics.TAG_JOB_KEY: key, metrics.TAG_SWEEP: cfg.experiment,
             metrics.TAG_JOB_NUM: str(num), metrics.TAG_MULTIRUN: multirun, metrics.TAG_DATA_DIGEST: splits.digest,
-            metrics.TAG_TEST_DIGEST: splits.test_digest, metrics.TAG_TEST_SOURCE: splits.test_source})
+            metrics.TAG_TEST_DIGEST: splits.test_digest, metrics.TAG_TEST_SOURCE: splits.test_source,
+            **provenance.job_tags(cfg, splits, determinism)})
         if not resume:
             counts = {s: int(len(getattr(splits, s))) for s in ("train", "val", "test")}
             tracking.log_dataset(cfg.data.source, splits.digest, splits.root, counts)
