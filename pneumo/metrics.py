@@ -91,6 +91,15 @@ TRIALS_FAILED = "trials_failed"
 BEST_HP_PREFIX = "best_hp."  # best trial's hyperparameters as params: best_hp.model.blocks, ...
 TAG_BEST_TRIAL = "best_trial_id"
 TAG_ENSEMBLE = "pneumo.ensemble"  # the trial ids whose models the registered one averages
+# trainer.repeats: the best hyperparameters trained with N seeds; the parent run gets each metric's spread.
+SEED_REPEATS = "seed_repeats"  # how many of the N fits completed
+SEED_METRICS = (VAL_AUC, *TEST_METRICS)
+
+
+def seed_names(metric: str) -> tuple[str, str]:
+    """Names of the mean and the sample standard deviation of `metric` over trainer.repeats seeds."""
+    return f"{metric}_seed_mean", f"{metric}_seed_sd"
+
 
 # Model-version tags set at registration (string values), read by promotion.
 VERSION_TAG_RUN_ID = "run_id"

@@ -141,6 +141,9 @@ class TrainerConfig:
     # null: no check, for toy data too small for it)
     chance_z: Optional[float] = 1.645
     precision: str = "float32"  # or mixed_float16 (GPU)
+    # The best trial's hyperparameters trained with this many seeds (the search's own fit is the first):
+    # the parent run gets each metric's mean and spread. 1: the search's fit alone.
+    repeats: int = 1
     deterministic: bool = False  # the backend's deterministic kernels (TF op determinism; slower; see benchmarks/)
     jit_compile: Any = "auto"
     verbose: int = 0
@@ -210,6 +213,8 @@ def check(cfg) -> None:
     size = cfg.trainer.image_size
     if not 16 <= size <= 1024:
         raise ConfigError(f"trainer.image_size: {size} px is out of range; use 16 to 1024 (e.g. 128)")
+    if cfg.trainer.get("repeats", 1) < 1:
+        raise ConfigError(f"trainer.repeats: {cfg.trainer.repeats}; use 1 (the search's fit alone) or more seeds")
     known_top = {f.name for f in fields(Config)} | {"hydra"}
     for key in cfg:
         if key not in known_top:

@@ -44,6 +44,7 @@ def train(cfg: DictConfig) -> float:
     """Run one job; returns the best trial's validation objective (what a sweeper optimises)."""
     import keras
 
+    from pneumo import repeats
     from pneumo.models import HyperModel, ensemble
     from pneumo.tuning import completed_trial_ids, fit_kwargs, make_tuner, trial_counts
 
@@ -108,6 +109,8 @@ def train(cfg: DictConfig) -> float:
         top = tuner.oracle.get_best_trials(cfg.evaluation.ensemble)
         model = ensemble([tuner.load_model(t) for t in top]) if len(top) > 1 else tuner.load_model(top[0])
         _evaluate_and_register(cfg, model, top, splits, client, run_id)
+        if trainer.repeats > 1:  # the seed spread of the best hyperparameters, reported beside the job's model
+            repeats.run(cfg, tuner, top[0], hypermodel, splits, client, exp_id, run_id)
     log.info("job %s: %s %.4f (run %s)", run_name, cfg.tuner.objective, top[0].score, run_id)
     return float(top[0].score)
 
