@@ -82,6 +82,8 @@ TAG_SPLIT_DIGEST = "pneumo.split_digest"  # which images are in train, val and t
 TAG_SEEDS = "pneumo.seeds"
 TAG_DEVICE = "pneumo.device"  # cpu: <model> (<n> cores) | gpu: <name> (x<n>)
 TAG_DETERMINISTIC = "pneumo.deterministic"  # whether the backend's kernels ran deterministically
+TAG_RERUN_OF = "pneumo.rerun_of"  # `pneumo rerun`: the run this job reruns
+TAG_RERUN_CHANGES = "pneumo.rerun_changes"  # what differed from the original before it ran (versions, device)
 
 # Parent-run metrics and params beyond the test metrics (written by the job, read by the leaderboard).
 DATA_LOAD_S = "data_load_s"  # seconds to load the splits (a decode-cache hit is ~1 s)

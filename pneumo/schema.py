@@ -194,6 +194,7 @@ class Config:
     seed: int = 42
     experiment: str = "pneumo"  # MLflow experiment = the sweep
     restart: bool = False  # discard this job's tuner state and search again
+    rerun_of: Optional[str] = None  # set by `pneumo rerun RUN_ID`: this job reruns that run
 
 
 GROUP_SCHEMAS = {

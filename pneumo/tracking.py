@@ -218,7 +218,7 @@ def flatten(node, prefix: str = "") -> dict[str, str]:
 
 def job_key(cfg_plain: Mapping) -> str:
     """Stable identity of a job: the resolved config minus what does not change results."""
-    ignore = {"restart", "tracking", "paths"}
+    ignore = {"restart", "rerun_of", "tracking", "paths"}
     keep = {k: v for k, v in cfg_plain.items() if k not in ignore}
     blob = json.dumps(keep, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

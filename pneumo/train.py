@@ -37,7 +37,7 @@ for message in (
 
 # Overrides that say where things go, not what is trained: left out of run names.
 NOT_IN_NAME = ("paths.", "tracking.", "hydra.", "distributed.", "restart", "experiment", "data.root", "data.test_root",
-               "data.cache_dir")
+               "data.cache_dir", "rerun_of")
 
 
 def train(cfg: DictConfig) -> float:
@@ -86,7 +86,8 @@ def train(cfg: DictConfig) -> float:
             metrics.TAG_ROLE: "job", metrics.TAG_JOB_KEY: key, metrics.TAG_SWEEP: cfg.experiment,
             metrics.TAG_JOB_NUM: str(num), metrics.TAG_MULTIRUN: multirun, metrics.TAG_DATA_DIGEST: splits.digest,
             metrics.TAG_TEST_DIGEST: splits.test_digest, metrics.TAG_TEST_SOURCE: splits.test_source,
-            **provenance.job_tags(cfg, splits, determinism)})
+            **provenance.job_tags(cfg, splits, determinism),
+            **({metrics.TAG_RERUN_OF: cfg.rerun_of} if cfg.rerun_of else {})})
         if not resume:
             counts = {s: int(len(getattr(splits, s))) for s in ("train", "val", "test")}
             tracking.log_dataset(cfg.data.source, splits.digest, splits.root, counts)
