@@ -1,4 +1,4 @@
-"""Issue 12: `pneumo rerun` reproduces a job or says
+"""Issue 12: the README's numbers are what the code produces; `pneumo rerun` reproduces a job or says
 what moved; trainer.repeats gives a job's seed spread; a job records what decides its numbers.
 
 One real smoke sweep (Hydra multirun, Keras Tuner, sqlite MLflow store in tmp) is shared by
@@ -7,6 +7,7 @@ the module; each test that changes it (a file of the data set, a logged artifact
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -17,8 +18,14 @@ import yaml
 from helpers import TOY, client_for, run_pneumo, tracking_uri
 
 from pneumo import metrics as M
+from pneumo import paths
 
 pytestmark = pytest.mark.slow
+
+_spec = importlib.util.spec_from_file_location("demo_results", paths.ROOT / "docs" / "demo_results.py")
+demo_results = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(demo_results)
+
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory) -> Path:
@@ -45,6 +52,15 @@ def store_state(tmp: Path) -> tuple:
     client = client_for(tmp)
     return (len(client.search_runs([e.experiment_id for e in client.search_experiments()], "")),
             len(client.search_model_versions(f"name='{M.MODEL_NAME}'")))
+
+
+def test_the_readme_quotes_what_the_smoke_sweep_produces(smoke):
+    quoted = demo_results.quoted("smoke")
+    assert quoted, "README.md has no results:smoke block"
+    produced = demo_results.block(smoke / "mlruns", "smoke", "")
+    assert demo_results.table(produced) == demo_results.table(quoted), (
+        "README.md's smoke numbers are not what this code produces; regenerate them with "
+        f"`python docs/demo_results.py smoke`.\nREADME:\n{quoted}\nnow:\n{produced}")
 
 
 def test_a_job_records_what_decides_its_numbers(smoke):
