@@ -81,7 +81,7 @@ def plan(client, run_id: str, extra: list[str]) -> Plan:
     if where_not:
         raise Refused(f"a rerun runs the job as logged; only where things go may be added ({', '.join(WHERE)}), "
                       f"not: {' '.join(where_not)}")
-    logged = _text(client, run_id, "config/overrides.txt").split()
+    logged = [line for line in _text(client, run_id, "config/overrides.txt").splitlines() if line.strip()]
     if any("***" in o for o in logged):
         raise Refused(f"run {run_id}'s overrides hold redacted values ({' '.join(o for o in logged if '***' in o)}): "
                       "run it again by hand with them")
