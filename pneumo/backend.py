@@ -1,7 +1,8 @@
 """The Keras backend pneumo runs on: chosen at install time, named in what pneumo records.
 
 `pip install -e ".[jax]"` (or `[tensorflow]`, `[torch]`) installs one; `KERAS_BACKEND`
-picks among several. Import-light: nothing here imports Keras or a backend.
+picks among several. Import-light: nothing here imports Keras or a backend until a
+function that needs one (`determinism`, `device`) is called.
 """
 
 from __future__ import annotations
@@ -92,3 +93,72 @@ def _keras_json_backend() -> str | None:
         return json.loads((Path(home) / "keras.json").read_text()).get("backend")
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def determinism(on: bool) -> str:
+    """Make the backend's ops deterministic (or not), for this process: what the job ran under.
+
+    Process-wide, so every job sets it, on or off: the jobs of one multirun share a process.
+    Returns the value of the job's `pneumo.deterministic` tag: "true", "false", or why it
+    could not be had. Keras seeds what it draws (`keras.utils.set_random_seed`); these switches
+    are about the kernels: GPU reductions and convolutions that may add in any order.
+    """
+    import keras
+
+    name = keras.backend.backend()
+    if name == "tensorflow":
+        # Public switch on, private one off (TF has no public disable). Keras then turns XLA off
+        # (`jit_compile="auto"`), since not every XLA kernel is deterministic.
+        import tensorflow as tf
+        from tensorflow.python.framework import config as tf_config
+
+        tf.config.experimental.enable_op_determinism() if on else tf_config.disable_op_determinism()
+        return str(bool(tf_config.is_op_determinism_enabled())).lower()
+    if name == "torch":
+        import torch
+
+        if on:  # cuBLAS reads it when it starts: set before the first GPU matmul, else ignored
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(on)
+        return str(on).lower()
+    if name == "jax":
+        # XLA reads its flags once, when JAX starts its backend: too late to set here.
+        flag = "--xla_gpu_deterministic_ops=true" in os.environ.get("XLA_FLAGS", "")
+        if on and not flag:
+            return "not available: start pneumo with XLA_FLAGS=--xla_gpu_deterministic_ops=true"
+        return str(flag).lower()
+    return "not available on " + name
+
+
+def device() -> str:
+    """What the job computed on, as it decides the numbers: 'gpu: NVIDIA H100 80GB HBM3 (x1)', 'cpu: ... (2 cores)'."""
+    import keras
+
+    name, gpus = keras.backend.backend(), []
+    try:
+        if name == "tensorflow":
+            import tensorflow as tf
+
+            gpus = [tf.config.experimental.get_device_details(d).get("device_name", "GPU")
+                    for d in tf.config.list_physical_devices("GPU")]
+        elif name == "jax":
+            import jax
+
+            gpus = [d.device_kind for d in jax.devices() if d.platform != "cpu"]
+        elif name == "torch":
+            import torch
+
+            gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # noqa: BLE001 -- a driver that cannot answer: call it a CPU job, as it runs
+        gpus = []
+    if gpus:
+        return f"gpu: {gpus[0]} (x{len(gpus)})"
+    cpu = "unknown cpu"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        import platform
+
+        cpu = platform.processor() or platform.machine() or cpu
+    return f"cpu: {cpu} ({os.cpu_count()} cores)"

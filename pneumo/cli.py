@@ -49,6 +49,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", help="the sweep (MLflow experiment); default: every experiment")
     p.add_argument("--metric", default=M.TEST_AUC, choices=sorted(M.HIGHER_IS_BETTER), help="rank by")
     p.add_argument("--top", type=int, help="only the best N jobs")
+    p.add_argument("--tolerance", type=float, help="a rerun differs from its original beyond this "
+                   "(default: pneumo rerun's)")
     p.add_argument("--format", choices=output.FORMATS, help="default: table on a terminal, json otherwise")
     p.set_defaults(func=_compare)
 
@@ -81,6 +83,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=EvaluationConfig.bootstrap,
                    help="patient-level resamples for the CIs (default %(default)s, as evaluation.bootstrap)")
     p.set_defaults(func=_evaluate)
+
+    # -- pneumo rerun (issue 12): a finished job again, from its own record --------------------
+    from pneumo import reruns
+
+    p = sub.add_parser("rerun", help="run a finished job again from its logged config; did it reproduce?")
+    p.add_argument("run_id", metavar="RUN_ID", help="the job's parent run (MLFLOW_TRACKING_URI picks the store)")
+    p.add_argument("overrides", nargs="*", metavar="OVERRIDE",
+                   help="where things go only: paths.*, tracking.*, hydra.* (the job itself runs as logged)")
+    p.add_argument("--tolerance", type=float, default=reruns.TOLERANCE,
+                   help="largest difference of a metric that still reproduces (default %(default)s)")
+    p.set_defaults(func=_rerun)
 
     p = sub.add_parser("ui", help="open the MLflow UI on the local store (127.0.0.1)")
     p.add_argument("--port", type=int, default=5000)
@@ -121,7 +134,7 @@ def _compare(args) -> int:
     from pneumo import leaderboard
 
     try:
-        rows = leaderboard.leaderboard(args.experiment, args.metric, args.top)
+        rows = leaderboard.leaderboard(args.experiment, args.metric, args.top, tolerance=args.tolerance)
     except LookupError as err:
         print(f"pneumo compare: {err}", file=sys.stderr)
         return 1
@@ -165,6 +178,31 @@ def _evaluate(args) -> int:
     from pneumo.external import command
 
     return command(args)
+
+
+def _rerun(args) -> int:
+    """Exit 0: reproduced; 1: the rerun's numbers differ (or it failed); 2: refused before it ran."""
+    from pneumo import metrics, reruns, tracking
+
+    client = tracking.connect()
+    try:
+        plan = reruns.plan(client, args.run_id, args.overrides)
+        for warning in plan.warnings:
+            print(f"pneumo rerun: warning: {warning}", file=sys.stderr)
+        reruns.check_data(plan)
+    except reruns.Refused as err:
+        print(f"pneumo rerun: {err}", file=sys.stderr)
+        return 2
+    code = _hydra(plan.argv())
+    rerun = reruns.latest_rerun(client, plan.run)
+    if code or rerun is None or rerun.info.status != "FINISHED":
+        print(f"pneumo rerun: the rerun of {args.run_id} did not finish", file=sys.stderr)
+        return code or 1
+    if plan.warnings:
+        tracking.log_tags(client, rerun.info.run_id, {metrics.TAG_RERUN_CHANGES: "; ".join(plan.warnings)})
+    verdict = reruns.differences(plan.run.data.metrics, rerun.data.metrics, args.tolerance)
+    print(reruns.describe(verdict, args.run_id, rerun.info.run_id, plan.changes))
+    return 1 if verdict["differs"] else 0
 
 
 def _ui(args) -> int:

@@ -3,7 +3,8 @@
 One paged search_runs over the jobs, ordered by the metric in the store, one
 paged search_model_versions and one get_registered_model (for the aliases,
 which version search may leave empty) joined by run id. No per-run calls, so
-a sweep of thousands of jobs costs a few pages. Works on any tracking store
+a sweep of thousands of jobs costs a few pages (plus one query for the
+originals of `pneumo rerun` jobs that are not among them). Works on any tracking store
 (sqlite, a tracking server) through the public client API only.
 
 `experiment=None` reads every active experiment: a job's row names its
@@ -116,12 +117,18 @@ def _row(run, experiment: str, version, aliases: dict[str, list[str]]) -> dict:
     row["duration_s"] = (info.end_time - info.start_time) / 1000 if info.end_time and info.start_time else None
     row["version"] = int(version.version) if version else None
     row["aliases"] = sorted(aliases.get(str(row["version"]), [])) if version else []
+    # trainer.repeats: each metric's mean and SD over seeds (pneumo.repeats); `pneumo rerun`: what it reruns
+    row[M.SEED_REPEATS] = m.get(M.SEED_REPEATS)
+    row["seeds"] = {name: {"mean": m.get(mean), "sd": m.get(sd)} for name in M.SEED_METRICS
+                    for mean, sd in [M.seed_names(name)] if m.get(mean) is not None} or None
+    row["rerun_of"] = data.tags.get(M.TAG_RERUN_OF)
     return row
 
 
 def leaderboard(experiment: str | None = None, metric: str = M.TEST_AUC, top: int | None = None,
-                client=None, page_size: int = PAGE_SIZE) -> list[dict]:
-    """Jobs ranked by `metric` in its direction; jobs without the metric come last."""
+                client=None, page_size: int = PAGE_SIZE, tolerance: float | None = None) -> list[dict]:
+    """Jobs ranked by `metric` in its direction; jobs without the metric come last. A rerun's row
+    says whether it reproduced its original within `tolerance` (default: pneumo rerun's)."""
     higher = M.higher_is_better(metric)  # validates the name before any query
     if client is None:
         from pneumo.tracking import connect
@@ -153,12 +160,39 @@ def leaderboard(experiment: str | None = None, metric: str = M.TEST_AUC, top: in
     evaluations = _evaluations(client, list(exps), page_size)
     for row in rows:
         row["external"] = evaluations.get(row["run_id"], [])
+    _flag_reruns(client, rows, runs, list(exps), tolerance)
     # the store already ordered them; re-sorting (stable) guards stores that order nan differently
     rows.sort(key=lambda r: (r[metric] is None, 0 if r[metric] is None else (-r[metric] if higher else r[metric])))
     ranked = [r for r in rows if r["status"] == RANKED_STATUS][:top]
     for i, row in enumerate(ranked, 1):
         row["rank"] = i
     return ranked + [r for r in rows if r["status"] != RANKED_STATUS]
+
+
+def _flag_reruns(client, rows: list[dict], runs: list, exp_ids: list[str], tolerance: float | None) -> None:
+    """row['rerun'] = pneumo rerun's verdict against the original, for each rerun; one query for
+    originals not among the rows (another page, or left out by `top`)."""
+    from pneumo import reruns
+
+    wanted = {r["rerun_of"] for r in rows if r["rerun_of"]}
+    if not wanted:
+        return
+    found = {run.info.run_id: run.data.metrics for run in runs if run.info.run_id in wanted}
+    missing = sorted(wanted - set(found))
+    if missing:
+        from pneumo.tracking import pages
+
+        quoted = ", ".join(f"'{i}'" for i in missing)
+        found.update({run.info.run_id: run.data.metrics for run in pages(
+            client.search_runs, exp_ids, f"attributes.run_id IN ({quoted})", max_results=len(missing))})
+    by_id = {run.info.run_id: run.data.metrics for run in runs}
+    for row in rows:
+        if row["rerun_of"] in found:
+            verdict = reruns.differences(found[row["rerun_of"]], by_id[row["run_id"]],
+                                         reruns.TOLERANCE if tolerance is None else tolerance)
+            row["rerun"] = {"of": row["rerun_of"], **verdict}
+        elif row["rerun_of"]:
+            row["rerun"] = {"of": row["rerun_of"], "differs": None, "missing": True}
 
 
 # -- presentation -----------------------------------------------------------------
@@ -199,13 +233,18 @@ def _duration(seconds) -> str:
     return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{s:02d}s"
 
 
-def table_columns(metric: str) -> list[str]:
+SEEDS_COLUMN, RERUN_COLUMN = "over seeds\nmean ± sd", "rerun"
+
+
+def table_columns(metric: str, rows: list[dict] = ()) -> list[str]:
+    """The table's columns; the seeds and rerun columns only when some row has them."""
     shown = ([] if metric == M.VAL_AUC else [metric]) + [m for m in SHOWN_METRICS if m != metric]
+    extra = [c for c, key in ((SEEDS_COLUMN, "seeds"), (RERUN_COLUMN, "rerun")) if any(r.get(key) for r in rows)]
     return ["rank", "job", "best hyperparameters", M.VAL_AUC, *shown, "threshold", "epochs", "duration", "version",
-            "aliases", "pneumo evaluate"]
+            "aliases", "pneumo evaluate", *extra]
 
 
-def table_cells(row: dict, metric: str) -> list[str]:
+def table_cells(row: dict, metric: str, columns: list[str] = ()) -> list[str]:
     shown = table_columns(metric)[4:-6]
     # The run name is the job's overrides (what it trains); one per line keeps the column narrow.
     job = (row["run_name"] or row["run_id"][:8]).replace(" ", "\n")
@@ -216,7 +255,30 @@ def table_cells(row: dict, metric: str) -> list[str]:
         _fmt(row[M.THRESHOLD]), "-" if row[M.EPOCHS_TRAINED] is None else str(int(row[M.EPOCHS_TRAINED])),
         _duration(row["duration_s"]), "-" if row["version"] is None else str(row["version"]),
         ", ".join(row["aliases"]), "\n".join(_external(e) for e in row.get("external", [])),
+        *([_seeds(row, metric)] if SEEDS_COLUMN in columns else []),
+        *([_rerun(row)] if RERUN_COLUMN in columns else []),
     ]
+
+
+def _seeds(row: dict, metric: str) -> str:
+    """'test_auc 0.786 ± 0.021' for the ranking metric (and test AUC), then the number of seeds."""
+    seeds = row.get("seeds") or {}
+    names = [n for n in dict.fromkeys((metric, M.TEST_AUC)) if n in seeds]
+    lines = [f"{n} {_fmt(seeds[n]['mean'])} ± {_fmt(seeds[n]['sd'])}" for n in names]
+    return "\n".join([*lines, f"{int(row[M.SEED_REPEATS])} seeds"]) if lines else "-"
+
+
+def _rerun(row: dict) -> str:
+    r = row.get("rerun")
+    if not r:
+        return ""
+    if r.get("missing"):
+        return f"of {r['of'][:8]}\n(original not found)"
+    if not r["differs"]:
+        return f"of {r['of'][:8]}\nreproduced"
+    name, (a, b) = max(r["diffs"].items(), key=lambda kv: abs((kv[1][0] or 0) - (kv[1][1] or 0)))
+    return f"of {r['of'][:8]}\nDIFFERS\n{name} {_fmt(a)} -> {_fmt(b)}" + (
+        f"\n(+{len(r['diffs']) - 1} more)" if len(r["diffs"]) > 1 else "")
 
 
 def _external(e: dict) -> str:
@@ -227,7 +289,11 @@ def _external(e: dict) -> str:
 
 def flat(row: dict) -> dict:
     """A CSV record: best_hp.* back as columns, aliases joined, evaluations as external.<folder>.<metric>."""
-    out = {k: v for k, v in row.items() if k not in ("best_hp", "aliases", "external")}
+    out = {k: v for k, v in row.items() if k not in ("best_hp", "aliases", "external", "seeds", "rerun")}
+    for name, stat in (row.get("seeds") or {}).items():
+        out.update(zip(M.seed_names(name), (stat["mean"], stat["sd"])))
+    if row.get("rerun"):
+        out.update(rerun_differs=row["rerun"]["differs"], rerun_max_diff=row["rerun"].get("max_diff"))
     out.update({f"{M.BEST_HP_PREFIX}{k}": v for k, v in row["best_hp"].items()})
     for e in row.get("external", []):
         prefix = f"external.{Path(e['folder'] or '?').name}.v{e['version']}."
@@ -239,7 +305,8 @@ def flat(row: dict) -> dict:
 
 def render(rows: list[dict], metric: str, fmt: str, out=None) -> None:
     unranked = sum(r["rank"] is None for r in rows)
-    output.write(rows, fmt, columns=table_columns(metric), cells=lambda r: table_cells(r, metric), flat=flat, out=out,
+    columns = table_columns(metric, rows)
+    output.write(rows, fmt, columns=columns, cells=lambda r: table_cells(r, metric, columns), flat=flat, out=out,
                  title=f"pneumo jobs by {metric} ({'higher' if M.higher_is_better(metric) else 'lower'} is better)",
                  caption=f"{unranked} job(s) not FINISHED, listed after the ranked ones by status: not ranked, "
                          "promote skips them" if unranked else None)

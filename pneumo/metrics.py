@@ -76,6 +76,14 @@ TAG_SWEEP = "pneumo.sweep"
 TAG_JOB_NUM = "pneumo.job_num"
 TAG_OVERRIDES = "pneumo.overrides"
 TAG_MULTIRUN = "pneumo.multirun"  # the multirun's sweep dir: tells concurrent sweeps' jobs apart
+# What decides a job's numbers besides its config (pneumo.provenance writes them, `pneumo rerun` reads them).
+TAG_CONFIG = "pneumo.config"  # the Hydra config the overrides apply to: conf/config, sweeps/smoke, ...
+TAG_SPLIT_DIGEST = "pneumo.split_digest"  # which images are in train, val and test (the split itself)
+TAG_SEEDS = "pneumo.seeds"
+TAG_DEVICE = "pneumo.device"  # cpu: <model> (<n> cores) | gpu: <name> (x<n>)
+TAG_DETERMINISTIC = "pneumo.deterministic"  # whether the backend's kernels ran deterministically
+TAG_RERUN_OF = "pneumo.rerun_of"  # `pneumo rerun`: the run this job reruns
+TAG_RERUN_CHANGES = "pneumo.rerun_changes"  # what differed from the original before it ran (versions, device)
 
 # Parent-run metrics and params beyond the test metrics (written by the job, read by the leaderboard).
 DATA_LOAD_S = "data_load_s"  # seconds to load the splits (a decode-cache hit is ~1 s)
@@ -85,6 +93,15 @@ TRIALS_FAILED = "trials_failed"
 BEST_HP_PREFIX = "best_hp."  # best trial's hyperparameters as params: best_hp.model.blocks, ...
 TAG_BEST_TRIAL = "best_trial_id"
 TAG_ENSEMBLE = "pneumo.ensemble"  # the trial ids whose models the registered one averages
+# trainer.repeats: the best hyperparameters trained with N seeds; the parent run gets each metric's spread.
+SEED_REPEATS = "seed_repeats"  # how many of the N fits completed
+SEED_METRICS = (VAL_AUC, *TEST_METRICS)
+
+
+def seed_names(metric: str) -> tuple[str, str]:
+    """Names of the mean and the sample standard deviation of `metric` over trainer.repeats seeds."""
+    return f"{metric}_seed_mean", f"{metric}_seed_sd"
+
 
 # Model-version tags set at registration (string values), read by promotion.
 VERSION_TAG_RUN_ID = "run_id"

@@ -142,6 +142,10 @@ class TrainerConfig:
     # null: no check, for toy data too small for it)
     chance_z: Optional[float] = 1.645
     precision: str = "float32"  # or mixed_float16 (GPU)
+    # The best trial's hyperparameters trained with this many seeds (the search's own fit is the first):
+    # the parent run gets each metric's mean and spread. 1: the search's fit alone.
+    repeats: int = 1
+    deterministic: bool = False  # the backend's deterministic kernels (TF op determinism; slower; see benchmarks/)
     jit_compile: Any = "auto"  # "auto": XLA where there is an accelerator (pneumo.backend.jit_compile)
     verbose: int = 0
 
@@ -195,6 +199,7 @@ class Config:
     seed: int = 42
     experiment: str = "pneumo"  # MLflow experiment = the sweep
     restart: bool = False  # discard this job's tuner state and search again
+    rerun_of: Optional[str] = None  # set by `pneumo rerun RUN_ID`: this job reruns that run
 
 
 GROUP_SCHEMAS = {
@@ -214,6 +219,8 @@ def check(cfg) -> None:
     size = cfg.trainer.image_size
     if not 16 <= size <= 1024:
         raise ConfigError(f"trainer.image_size: {size} px is out of range; use 16 to 1024 (e.g. 128)")
+    if cfg.trainer.get("repeats", 1) < 1:
+        raise ConfigError(f"trainer.repeats: {cfg.trainer.repeats}; use 1 (the search's fit alone) or more seeds")
     known_top = {f.name for f in fields(Config)} | {"hydra"}
     for key in cfg:
         if key not in known_top:

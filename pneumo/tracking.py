@@ -218,7 +218,7 @@ def flatten(node, prefix: str = "") -> dict[str, str]:
 
 def job_key(cfg_plain: Mapping) -> str:
     """Stable identity of a job: the resolved config minus what does not change results."""
-    ignore = {"restart", "tracking", "paths"}
+    ignore = {"restart", "rerun_of", "tracking", "paths"}
     keep = {k: v for k, v in cfg_plain.items() if k not in ignore}
     blob = json.dumps(keep, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
@@ -338,15 +338,18 @@ def close_stale_trials(client: MlflowClient, exp_id: str, parent_id: str, comple
 
 def start_trial(client: MlflowClient, exp_id: str, parent_id: str, trial_id: str, hp: Mapping,
                 name_prefix: str = "trial") -> str:
-    tags = {
-        "mlflow.parentRunId": parent_id,
-        metrics.TAG_ROLE: "trial",
-        metrics.TAG_TRIAL_ID: trial_id,
-    }
-    run = client.create_run(exp_id, run_name=f"{name_prefix}-{trial_id}", tags=tags)
-    params = [Param(k, scrub(str(v))[:PARAM_MAX]) for k, v in sorted(hp.items())]
-    if params:
-        client.log_batch(run.info.run_id, params=params)
+    return start_child(client, exp_id, parent_id, f"{name_prefix}-{trial_id}", "trial", hp,
+                       {metrics.TAG_TRIAL_ID: trial_id})
+
+
+def start_child(client: MlflowClient, exp_id: str, parent_id: str, name: str, role: str, params: Mapping,
+                tags: Mapping[str, str] | None = None) -> str:
+    """A child run of the job (a trial, or a seed repeat of the best trial), with its params."""
+    tags = {"mlflow.parentRunId": parent_id, metrics.TAG_ROLE: role, **(tags or {})}
+    run = client.create_run(exp_id, run_name=name, tags=tags)
+    batch = [Param(k, scrub(str(v))[:PARAM_MAX]) for k, v in sorted(params.items())]
+    if batch:
+        client.log_batch(run.info.run_id, params=batch)
     return run.info.run_id
 
 

@@ -21,7 +21,8 @@ import mlflow  # noqa: E402
 from hydra.errors import CompactHydraException  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from pneumo import data, distributed, evaluate, metrics, paths, registry, schema, tracking  # noqa: E402
+from pneumo import backend, data, distributed, evaluate, metrics, paths, provenance, registry, schema  # noqa: E402
+from pneumo import tracking  # noqa: E402
 
 log = logging.getLogger("pneumo")
 schema.register()
@@ -35,7 +36,7 @@ for message in (
 
 # Overrides that say where things go, not what is trained: left out of run names.
 NOT_IN_NAME = ("paths.", "tracking.", "hydra.", "distributed.", "restart", "experiment", "data.root", "data.test_root",
-               "data.cache_dir")
+               "data.cache_dir", "rerun_of")
 
 
 def train(cfg: DictConfig) -> float:
@@ -45,6 +46,7 @@ def train(cfg: DictConfig) -> float:
     quiet.libraries(cfg.trainer.verbose)  # before the Keras backend is imported: its chatter stays off the console
     import keras
 
+    from pneumo import repeats
     from pneumo.models import HyperModel, ensemble
     from pneumo.tuning import completed_trial_ids, fit_kwargs, make_tuner, trial_counts
 
@@ -53,6 +55,7 @@ def train(cfg: DictConfig) -> float:
     schema.check(cfg)
     distributed.prepare(cfg.distributed)  # before any framework touches a GPU
     trainer = cfg.trainer
+    determinism = backend.determinism(trainer.deterministic)  # process-wide: every job sets it, on or off
     hypermodel = HyperModel(cfg.model, cfg.optimizer, cfg.augmentation, trainer.image_size,  # checks every space
                             jit_compile=trainer.jit_compile, seed=cfg.seed, standardize=trainer.standardize)
     hypermodel.check()
@@ -90,7 +93,9 @@ def train(cfg: DictConfig) -> float:
         tracking.log_job(client, run_id, plain, overrides, {
             metrics.TAG_ROLE: "job", metrics.TAG_JOB_KEY: key, metrics.TAG_SWEEP: cfg.experiment,
             metrics.TAG_JOB_NUM: str(num), metrics.TAG_MULTIRUN: multirun, metrics.TAG_DATA_DIGEST: splits.digest,
-            metrics.TAG_TEST_DIGEST: splits.test_digest, metrics.TAG_TEST_SOURCE: splits.test_source})
+            metrics.TAG_TEST_DIGEST: splits.test_digest, metrics.TAG_TEST_SOURCE: splits.test_source,
+            **provenance.job_tags(cfg, splits, determinism),
+            **({metrics.TAG_RERUN_OF: cfg.rerun_of} if cfg.rerun_of else {})})
         if not resume:
             counts = {s: int(len(getattr(splits, s))) for s in ("train", "val", "test")}
             tracking.log_dataset(cfg.data.source, splits.digest, splits.root, counts)
@@ -113,6 +118,8 @@ def train(cfg: DictConfig) -> float:
         top = tuner.oracle.get_best_trials(cfg.evaluation.ensemble)
         model = ensemble([tuner.load_model(t) for t in top]) if len(top) > 1 else tuner.load_model(top[0])
         _evaluate_and_register(cfg, model, top, splits, client, run_id)
+        if trainer.repeats > 1:  # the seed spread of the best hyperparameters, reported beside the job's model
+            repeats.run(cfg, tuner, top[0], hypermodel, splits, client, exp_id, run_id)
     log.info("job %s: %s %.4f (run %s)", run_name, cfg.tuner.objective, top[0].score, run_id)
     return float(top[0].score)
 

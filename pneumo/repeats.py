@@ -1,0 +1,107 @@
+"""trainer.repeats: the best trial's hyperparameters trained with other seeds, for the seed spread.
+
+A job's bootstrap CIs say how much the test *sample* moves its numbers, not how much
+training noise does (initial weights, batch order, dropout, augmentation draws): on a
+small set one seed can move a test AUC by more than the gap between two jobs. With
+trainer.repeats=N the best hyperparameters are trained N times in all: repeat 0 is the
+search's own fit of the best trial, repeats 1..N-1 start from seeds seed+1 ... seed+N-1 and
+train as a trial does (same data, epochs, callbacks, best epoch restored by the objective).
+Each one's threshold is chosen on validation and it is scored once on test; each is a child
+run (role "repeat"), and the parent run gets every metric's mean and sample SD
+(`test_auc_seed_mean`, `test_auc_seed_sd`, `seed_repeats`). The registered model stays the
+search's; nothing is chosen on these numbers.
+
+Keras Tuner's `executions_per_trial` (tuner.executions_per_trial) fits every trial N times
+and gives the oracle the mean objective: a steadier choice of hyperparameters, at N times the
+search. It keeps one checkpoint per trial, the best epoch over all executions, so there are no
+per-seed models to test: the spread a user needs to tell two jobs apart is not there.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import tempfile
+import traceback
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+
+from pneumo import evaluate, metrics, tracking
+from pneumo.tuning import DegenerateModel, fit_kwargs
+
+log = logging.getLogger("pneumo")
+ROLE = "repeat"
+
+
+def run(cfg, tuner, best, hypermodel, splits, client, exp_id: str, parent_id: str) -> dict[str, float]:
+    """Train and score the repeats; log each as a child run and their mean and SD on the parent."""
+    scores = []
+    for r in range(cfg.trainer.repeats):
+        seed = cfg.seed + r
+        child = tracking.start_child(client, exp_id, parent_id, f"repeat-{r}", ROLE,
+                                     {"seed": seed, "trial": best.trial_id}, {"pneumo.repeat": str(r)})
+        try:
+            model = tuner.load_model(best) if r == 0 else _fit(cfg, best, hypermodel, splits, seed)
+            result = _score(cfg, model, splits)
+        except (DegenerateModel, FloatingPointError) as e:  # the trial guard: this seed learned nothing
+            tracking.end_trial(client, child, "FAILED", traceback.format_exc())
+            log.warning("repeat %d (seed %d) FAILED: %s", r, seed, e)
+            continue
+        except BaseException:
+            tracking.end_trial(client, child, "FAILED", traceback.format_exc())
+            raise
+        # The final numbers only: per-epoch values under the same names (val_auc) would show as the latest.
+        tracking.log_epoch(client, child, 0, result)
+        tracking.end_trial(client, child, "FINISHED")
+        scores.append(result)
+    stats = spread(scores)
+    mlflow.log_metrics(stats)  # the parent run is the active one
+    return stats
+
+
+def spread(scores: list[dict]) -> dict[str, float]:
+    """Mean and sample SD (ddof=1) of each metric over the repeats that have it; SD needs two."""
+    out = {metrics.SEED_REPEATS: float(len(scores))}
+    for name in metrics.SEED_METRICS:
+        values = [v for s in scores if (v := metrics.finite(s.get(name))) is not None]
+        mean, sd = metrics.seed_names(name)
+        if values:
+            out[mean] = float(np.mean(values))
+        if len(values) > 1:
+            out[sd] = float(np.std(values, ddof=1))
+    return out
+
+
+def _fit(cfg, best, hypermodel, splits, seed: int):
+    """The best trial's hyperparameters trained from `seed`, its best epoch (by the objective) restored."""
+    objective = cfg.tuner.objective
+    keras.backend.clear_session()  # as Keras Tuner does before each trial's build
+    keras.utils.set_random_seed(seed)
+    seeded = copy.copy(hypermodel)
+    seeded.seed = seed  # the augmentation layer draws from its own seed
+    hp = best.hyperparameters
+    model = seeded.build(hp)
+    kwargs = fit_kwargs(cfg.trainer, splits)
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = Path(tmp) / "best.weights.h5"
+        kwargs["callbacks"].append(
+            keras.callbacks.ModelCheckpoint(weights, monitor=objective, save_best_only=True, save_weights_only=True,
+                                            mode="max" if metrics.higher_is_better(objective) else "min"))
+        seeded.fit(hp, model, **kwargs)
+        model.load_weights(weights)
+    return model
+
+
+def _score(cfg, model, splits) -> dict[str, float]:
+    """As the job scores its model: threshold on validation, then the test metrics (no bootstrap)."""
+    batch, ev = cfg.trainer.batch_size, cfg.evaluation
+    p_val = model.predict(splits.val.x, batch_size=batch, verbose=0).reshape(-1)
+    threshold = evaluate.choose_threshold(splits.val.y, p_val, ev.threshold, ev.target_sensitivity)
+    p_test = model.predict(splits.test.x, batch_size=batch, verbose=0).reshape(-1)
+    out = {metrics.VAL_AUC: evaluate.auc(splits.val.y, p_val), metrics.THRESHOLD: float(threshold),
+           **evaluate.score(splits.test.y, p_test, threshold)}
+    return {k: v for k, v in out.items() if not (isinstance(v, float) and math.isnan(v))}

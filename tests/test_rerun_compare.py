@@ -1,0 +1,106 @@
+"""`pneumo compare` on reruns and seed repeats, against a real sqlite store of job-shaped runs (no training).
+
+The slow end-to-end checks (a real rerun, real repeats) are in test_reruns.py; here the
+verdict's tolerance, the one extra query for originals off the page, and what the table,
+JSON and CSV show.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import mlflow
+import pytest
+from mlflow.entities import Metric, RunTag
+
+from pneumo import leaderboard, reruns
+from pneumo import metrics as M
+from pneumo.cli import main as cli
+
+BASE = {M.VAL_AUC: 0.758, M.THRESHOLD: 0.565, M.TEST_AUC: 0.786, M.TEST_SENSITIVITY: 0.714,
+        M.TEST_SPECIFICITY: 0.5, M.TEST_BRIER: 0.232}
+
+
+def job(client, exp_id, name, values, tags=None):
+    run = client.create_run(exp_id, run_name=name, tags={M.TAG_ROLE: "job", **(tags or {})})
+    client.log_batch(run.info.run_id, metrics=[Metric(k, v, 0, 0) for k, v in values.items()],
+                     tags=[RunTag(k, v) for k, v in (tags or {}).items()])
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compare-store")
+    uri = f"sqlite:///{root}/mlflow.db"
+    client = mlflow.MlflowClient(uri)
+    exp = client.create_experiment("s", artifact_location=(root / "artifacts").as_uri())
+    ids = {"original": job(client, exp, "original", BASE)}
+    ids["same"] = job(client, exp, "same", {**BASE, M.TEST_AUC: BASE[M.TEST_AUC] + 1e-6},
+                      {M.TAG_RERUN_OF: ids["original"]})
+    ids["moved"] = job(client, exp, "moved", {**BASE, M.TEST_AUC: 0.9, M.TEST_BRIER: 0.2},
+                       {M.TAG_RERUN_OF: ids["original"]})
+    seeds = {m: v for name in (M.TEST_AUC, M.VAL_AUC) for m, v in zip(M.seed_names(name), (0.801, 0.0234))}
+    ids["seeded"] = job(client, exp, "seeded", {**BASE, M.TEST_AUC: 0.5, M.SEED_REPEATS: 3, **seeds})
+    return uri, client, ids
+
+
+def rows_by_name(client, **kw):
+    return {r["run_name"]: r for r in leaderboard.leaderboard("s", client=client, **kw)}
+
+
+def test_a_rerun_is_flagged_only_beyond_the_tolerance(store):
+    _, client, ids = store
+    rows = rows_by_name(client)
+    assert rows["same"]["rerun"]["differs"] is False and rows["same"]["rerun"]["max_diff"] == pytest.approx(1e-6)
+    moved = rows["moved"]["rerun"]
+    assert moved["differs"] is True and moved["of"] == ids["original"]
+    assert moved["diffs"] == {M.TEST_AUC: [0.786, 0.9], M.TEST_BRIER: [0.232, 0.2]}
+    assert "rerun" not in rows["original"] and "rerun" not in rows["seeded"]
+    assert rows_by_name(client, tolerance=0.2)["moved"]["rerun"]["differs"] is False
+
+
+def test_the_original_is_found_when_it_is_off_the_page(store):
+    _, client, ids = store
+    top = leaderboard.leaderboard("s", top=1, client=client)  # "moved" ranks first; its original is not kept
+    assert [r["run_name"] for r in top] == ["moved"]
+    assert top[0]["rerun"]["differs"] is True and top[0]["rerun"]["of"] == ids["original"]
+
+
+def test_a_metric_that_only_one_run_has_differs():
+    verdict = reruns.differences({M.TEST_AUC: 0.7, M.TEST_NPV: float("nan")}, {M.TEST_AUC: 0.7, M.TEST_NPV: 0.5})
+    assert verdict["differs"] and list(verdict["diffs"]) == [M.TEST_NPV]
+    assert not reruns.differences({M.TEST_NPV: float("nan")}, {})["differs"]  # undefined in both: the same
+
+
+def test_compare_shows_the_verdict_and_the_seed_spread(store, capsys, monkeypatch):
+    uri, _, ids = store
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert cli(["compare", "--experiment", "s", "--format", "table"]) == 0
+    table = capsys.readouterr().out  # a piped table folds long cells: short words only
+    assert table.count("DIFFERS") == 1 and table.count(ids["original"][:8]) == 2
+    assert "0.801 ±" in table and "0.023" in table and "3 seeds" in table
+    assert cli(["compare", "--experiment", "s", "--format", "csv"]) == 0
+    records = {r["run_name"]: r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}
+    assert records["moved"]["rerun_differs"] == "True" and records["same"]["rerun_differs"] == "False"
+    assert float(records["seeded"]["test_auc_seed_sd"]) == pytest.approx(0.0234)
+    assert cli(["compare", "--experiment", "s", "--format", "json", "--tolerance", "0.5"]) == 0
+    rows = {r["run_name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["moved"]["rerun"]["differs"] is False and rows["seeded"]["seeds"][M.TEST_AUC]["mean"] == 0.801
+
+
+def test_without_reruns_or_repeats_the_table_keeps_its_columns(store):
+    columns = leaderboard.table_columns(M.TEST_AUC, [{"seeds": None}, {}])
+    assert columns == leaderboard.table_columns(M.TEST_AUC)
+    assert leaderboard.SEEDS_COLUMN not in columns and leaderboard.RERUN_COLUMN not in columns
+
+
+def test_the_seed_spread_is_the_mean_and_sample_sd():
+    from pneumo.repeats import spread
+
+    stats = spread([{M.TEST_AUC: 0.7, M.TEST_NPV: 0.5}, {M.TEST_AUC: 0.8}, {M.TEST_AUC: 0.9}])
+    mean, sd = M.seed_names(M.TEST_AUC)
+    assert stats[M.SEED_REPEATS] == 3 and stats[mean] == pytest.approx(0.8) and stats[sd] == pytest.approx(0.1)
+    assert stats[M.seed_names(M.TEST_NPV)[0]] == 0.5 and M.seed_names(M.TEST_NPV)[1] not in stats  # one value: no SD
