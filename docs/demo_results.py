@@ -78,6 +78,13 @@ def table(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith("|")]
 
 
+def ran_on(text: str) -> str:
+    """What a block's numbers were computed with: Keras, backend, device (the `Written by` line's parenthesis),
+    less the test-image count."""
+    found = re.search(r"^Written by `[^`]*` \((?P<what>.*)\)\.$", text, re.M)
+    return found.group("what").rsplit(", ", 1)[0] if found else "an unrecorded machine"
+
+
 def quoted(name: str, readme: Path = README) -> str | None:
     """The block the README quotes for sweep `name`, or None."""
     found = _pattern(name).search(readme.read_text())

@@ -12,21 +12,23 @@ from pneumo.schema import DataConfig
 
 
 @pytest.fixture(autouse=True)
-def _tracking_uri_restored():
-    """One test's MLflow store never becomes the next one's.
+def _environment_restored():
+    """One test's MLflow store or Keras backend never becomes the next one's.
 
     `mlflow.set_tracking_uri` also writes MLFLOW_TRACKING_URI into os.environ, where
     `tracking.setup` reads it as the user's choice: a test that pointed MLflow at a
     server it has since stopped would send every later test of the process there.
+    `backend.choose()` writes KERAS_BACKEND, which every child pneumo inherits: a
+    smoke sweep after it would run on JAX. Both are put back after each test.
     """
-    before = os.environ.get("MLFLOW_TRACKING_URI")
+    watched = lambda: {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_") or k == "KERAS_BACKEND"}  # noqa: E731
+    before = watched()
     yield
-    if "mlflow" in sys.modules:
-        sys.modules["mlflow"].set_tracking_uri(None)  # also unsets the env var
-    if before is not None:
-        os.environ["MLFLOW_TRACKING_URI"] = before
-    else:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    if "mlflow" in sys.modules and os.environ.get("MLFLOW_TRACKING_URI") != before.get("MLFLOW_TRACKING_URI"):
+        sys.modules["mlflow"].set_tracking_uri(None)  # also forgets it in mlflow's own global
+    for k in watched().keys() - before.keys():
+        del os.environ[k]
+    os.environ.update(before)
 
 
 @pytest.fixture(scope="session")

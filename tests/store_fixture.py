@@ -43,7 +43,7 @@ def build_smoke_store(tmp: Path) -> Path:
     versions = client.search_model_versions(f"name = '{metrics.MODEL_NAME}'")
     assert versions, "the smoke sweep registered no model version"
     best = max(versions, key=lambda v: float(client.get_run(v.run_id).data.metrics.get(metrics.TEST_AUC, 0.0)))
-    run_pneumo(["promote", "--version", best.version, "--force", "--reason", "smoke fixture: toy data"], tmp,
+    run_pneumo(["promote", "--version", str(best.version), "--force", "--reason", "smoke fixture: toy data"], tmp,
                hydra=False, env_extra={"MLFLOW_TRACKING_URI": tracking_uri(tmp)})
     champion = client_for(tmp).get_model_version_by_alias(metrics.MODEL_NAME, metrics.CHAMPION)
     assert champion.status == "READY", champion

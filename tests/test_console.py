@@ -145,7 +145,7 @@ def test_the_chatter_filter_is_what_keeps_it_out():
     if keras.backend.backend() != "tensorflow":
         pytest.skip("the native chatter is TensorFlow's")
     code = "from pneumo import quiet; quiet.libraries({}); import keras; keras.ops.ones(1)"
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env = {**{k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}, "KERAS_BACKEND": "tensorflow"}
     quiet, loud = (subprocess.run([sys.executable, "-c", code.format(v)], env=env, capture_output=True, text=True,
                                   timeout=300) for v in (0, 1))
     assert quiet.returncode == loud.returncode == 0, quiet.stderr + loud.stderr

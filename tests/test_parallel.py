@@ -18,7 +18,8 @@ from pneumo import metrics
 pytestmark = pytest.mark.slow
 
 EVALUATION = {"confusion_matrix.png", "confusion_matrix.json", "roc.png", "pr.png", "calibration.png",
-              "training_curves.png", "classification_report.txt", "test_predictions.csv"}
+              "training_curves.png", "classification_report.txt", "test_predictions.csv",
+              "heatmaps.png", "heatmaps.json", "error_gallery.png", "errors.csv"}
 
 
 def start_sweep(tmp, name, seed, env):
