@@ -192,3 +192,7 @@ def _devices() -> str:
     from pneumo.backend import accelerators
 
     return f"accelerators {accelerators() or 'none'}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

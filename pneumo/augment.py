@@ -12,7 +12,9 @@ brightness) is element-wise. Per-sample parameters come from a SeedGenerator,
 so the layer runs inside the compiled train step on TensorFlow, JAX and PyTorch.
 
 It sits inside the model (after rescaling to [0, 1]) and is the identity at
-inference: the served model never augments.
+inference: the served model never augments. `Standardize`, the other pneumo layer
+inside the model, lives here too: this is the module the served model imports to
+load them (pneumo.serving), without the training stack.
 """
 
 from __future__ import annotations
@@ -114,3 +116,17 @@ def _bilinear(x, src_y, src_x, n, h, w, channels):
             values = ops.take(flat, ops.reshape(index, (-1,)), axis=0)
             out = out + ops.reshape(values, (-1, h, w, channels)) * ops.expand_dims(weight_y * weight_x * inside, -1)
     return out
+
+
+@keras.saving.register_keras_serializable(package="pneumo")
+class Standardize(keras.layers.Layer):
+    """Each film to zero mean and unit variance, in training and in serving.
+
+    Exposure and post-processing differ between machines and years (Kermany's test
+    films were taken later than its training films): a model that sees every film on
+    one scale cannot key on them.
+    """
+
+    def call(self, x):
+        mean = keras.ops.mean(x, axis=(1, 2, 3), keepdims=True)
+        return (x - mean) / (keras.ops.std(x, axis=(1, 2, 3), keepdims=True) + 1e-3)

@@ -82,20 +82,6 @@ def augmentation(*, flip=False, rotation=0.0, zoom=0.0, translation=0.0, gamma=0
     return Augment(**kw, seed=seed, name="augmentation") if any(kw.values()) else None
 
 
-@keras.saving.register_keras_serializable(package="pneumo")
-class Standardize(keras.layers.Layer):
-    """Each film to zero mean and unit variance, in training and in serving.
-
-    Exposure and post-processing differ between machines and years (Kermany's test
-    films were taken later than its training films): a model that sees every film on
-    one scale cannot key on them.
-    """
-
-    def call(self, x):
-        mean = keras.ops.mean(x, axis=(1, 2, 3), keepdims=True)
-        return (x - mean) / (keras.ops.std(x, axis=(1, 2, 3), keepdims=True) + 1e-3)
-
-
 # -- the whole model ---------------------------------------------------------
 
 
@@ -108,6 +94,8 @@ def build(image_size: int, body, body_kwargs: Mapping, aug_kwargs: Mapping, opti
     if augment is not None:
         x = augment(x)
     if standardize:
+        from pneumo.augment import Standardize
+
         x = Standardize(name="standardize")(x)
     x = body(x, **body_kwargs)
     # float32 output even under mixed_float16: stable sigmoid and loss.

@@ -27,7 +27,7 @@ class PneumoniaModel(PythonModel):
     def load_context(self, context):
         import keras
 
-        import pneumo.augment  # noqa: F401 -- registers the (inference-time identity) augmentation layer
+        import pneumo.augment  # noqa: F401 -- registers pneumo's in-model layers (Augment: identity here; Standardize)
 
         self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False, safe_mode=True)
         with open(context.artifacts["meta"]) as f:

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
 import keras
 import numpy as np
 import pytest
@@ -77,5 +83,22 @@ def test_standardize_makes_the_model_blind_to_exposure_and_is_served_too(tmp_pat
     brighter = (x.astype(int) + 60).astype(np.uint8)  # a film exposed differently: same picture, shifted levels
     np.testing.assert_allclose(model.predict(brighter, verbose=0), model.predict(x, verbose=0), atol=1e-4)
     model.save(tmp_path / "m.keras")
-    loaded = keras.saving.load_model(tmp_path / "m.keras", compile=False, safe_mode=True)
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5)
+    (tmp_path / "meta.json").write_text(json.dumps({"image_size": 32, "threshold": 0.5}))
+    np.save(tmp_path / "x.npy", x)
+    # As `mlflow models serve` / `pneumo predict` load it: a fresh process, the served model's code only
+    # (a layer registered in a module it does not import could not be found there).
+    code = textwrap.dedent("""
+        import json, sys, types
+        import numpy as np
+        from pneumo.serving import PneumoniaModel
+        m = PneumoniaModel()
+        m.load_context(types.SimpleNamespace(artifacts={"keras_model": sys.argv[1], "meta": sys.argv[2]}))
+        assert "pneumo.models" not in sys.modules, "the served model loads without the training stack"
+        print(json.dumps(m.model.predict(np.load(sys.argv[3]), verbose=0).ravel().tolist()))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.keras"), str(tmp_path / "meta.json"),
+                           str(tmp_path / "x.npy")], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    served = json.loads(proc.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(served, model.predict(x, verbose=0).ravel(), rtol=1e-5)
