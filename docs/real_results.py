@@ -1,6 +1,6 @@
 """The README's "Results on real data" table, from the MLflow store the runs wrote (not typed by hand).
 
-    .venv/bin/python docs/real_results.py [--store mlruns] [--experiments kermany-levers kermany ...]
+    .venv/bin/python docs/real_results.py [--store mlruns [other-store ...]] [--experiments kermany-levers kermany ...]
 
 One row per job of the given experiments (oldest first): its validation AUC (patients carved
 from the training films), and the metrics of its test split when that is the external set
@@ -27,7 +27,7 @@ def cell(values: dict, name: str) -> str:
     value, (low, high) = values.get(name), (values.get(b) for b in M.ci_names(name))
     if value is None:
         return "-"
-    return f"{value:.3f} [{low:.2f}, {high:.2f}]" if low is not None and high is not None else f"{value:.3f}"
+    return f"{value:.3f} [{low:.3f}, {high:.3f}]" if low is not None and high is not None else f"{value:.3f}"
 
 
 def rows(client, experiments: list[str]) -> list[str]:
@@ -46,7 +46,8 @@ def rows(client, experiments: list[str]) -> list[str]:
             external = tags.get(M.TAG_TEST_SOURCE) != "carved from train"
             other = evaluations.get(job.info.run_id)
             tested = m if external else (other.data.metrics if other else {})
-            carved = "" if external else f"carved test AUC {cell(m, M.TEST_AUC)}; "
+            carved = "" if external else ("carved test: " + ", ".join(
+                f"{k.removeprefix('test_')} {cell(m, k)}" for k in SHOWN) + "; ")
             minutes = (job.info.end_time - job.info.start_time) / 60000
             out.append(f"| {name} | {job.info.run_name} | {m.get(M.VAL_AUC, float('nan')):.4f} | "
                        + " | ".join(cell(tested, k) for k in SHOWN)
@@ -57,7 +58,8 @@ def rows(client, experiments: list[str]) -> list[str]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--store", default=str(ROOT / "mlruns"), help="the store folder (mlflow.db, artifacts/)")
+    p.add_argument("--store", nargs="+", default=[str(ROOT / "mlruns")],
+                   help="store folders (mlflow.db, artifacts/), read in turn")
     p.add_argument("--experiments", nargs="+",
                    default=["kermany-levers", "kermany", "kermany-carved"])
     args = p.parse_args()
@@ -65,10 +67,11 @@ def main() -> int:
 
     from pneumo.paths import local_tracking_uri
 
-    client = MlflowClient(local_tracking_uri(args.store))
     print("| sweep | job | val AUC | external AUC | accuracy | sensitivity | specificity | threshold | notes |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---|")
-    print("\n".join(rows(client, [e for e in args.experiments if client.get_experiment_by_name(e)])))
+    for store in args.store:
+        client = MlflowClient(local_tracking_uri(store))
+        print("\n".join(rows(client, [e for e in args.experiments if client.get_experiment_by_name(e)])))
     return 0
 
 
