@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import tempfile
 import traceback
 from pathlib import Path
@@ -104,4 +103,4 @@ def _score(cfg, model, splits) -> dict[str, float]:
     p_test = model.predict(splits.test.x, batch_size=batch, verbose=0).reshape(-1)
     out = {metrics.VAL_AUC: evaluate.auc(splits.val.y, p_val), metrics.THRESHOLD: float(threshold),
            **evaluate.score(splits.test.y, p_test, threshold)}
-    return {k: v for k, v in out.items() if not (isinstance(v, float) and math.isnan(v))}
+    return {k: v for k, v in out.items() if metrics.finite(v) is not None}
