@@ -8,7 +8,7 @@
 train step compiles it (jax.jit; tf.function with XLA where the layers allow it;
 torch eager), 20 calls after a warm-up.
 
-Each case is pneumo's own model (pneumo.models.build) with the `light` augmentation
+Each case is pneumo's own model (pneumo.model.builders.build) with the `light` augmentation
 of conf/augmentation/light.yaml, trained with plain model.fit on the same images
 (validation included); epochs after the first (compilation) are timed, in wall and in
 CPU seconds of this process (all its threads): on a shared machine CPU time moves much
@@ -33,7 +33,7 @@ KERMANY = ROOT.parent / "shared" / "data" / "kermany-224"
 
 
 def keras_layers(rotation=0.0, zoom=0.0, translation=0.0, contrast=0.0, seed=None, **_):
-    """The augmentation pneumo used before pneumo.augment: one Keras preprocessing layer per transform."""
+    """The augmentation pneumo used before pneumo.model.layers: one Keras preprocessing layer per transform."""
     import keras
 
     layers = []
@@ -59,7 +59,7 @@ def images(args):
     import numpy as np
 
     from pneumo import data
-    from pneumo.schema import DataConfig
+    from pneumo.config.schema import DataConfig
     from omegaconf import OmegaConf
 
     if args.data == "kermany":
@@ -90,7 +90,7 @@ def main() -> int:
 
     import keras
 
-    from pneumo import models
+    from pneumo.model import builders
 
     x, y, xv, yv = images(args)
     aug = light()
@@ -100,7 +100,7 @@ def main() -> int:
         "pneumo Augment": aug,
     }
     times: dict[str, list[float]] = {c: [] for c in cases}
-    original = models.augmentation
+    original = builders.augmentation
 
     class Clock(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -115,10 +115,10 @@ def main() -> int:
           f"{len(x)} {args.data} images, batch {args.batch}, jit_compile={args.jit}; light = {aug}", flush=True)
     for repeat in range(args.repeats):
         for case, kw in cases.items():
-            models.augmentation = keras_layers if case.startswith("keras") else original
+            builders.augmentation = keras_layers if case.startswith("keras") else original
             keras.backend.clear_session()
             jit = {"auto": "auto", "true": True, "false": False}[args.jit]
-            model = models.build(args.size, getattr(models, args.model), {}, kw, keras.optimizers.Adam(1e-3), seed=0,
+            model = builders.build(args.size, getattr(models, args.model), {}, kw, keras.optimizers.Adam(1e-3), seed=0,
                                  jit_compile=jit)
             clock = Clock()
             clock.laps = []
@@ -127,7 +127,7 @@ def main() -> int:
             times[case] += clock.laps
             print(f"  repeat {repeat + 1} {case:22s} s/epoch wall {[round(w, 2) for w, _ in clock.laps]} "
                   f"cpu {[round(c, 2) for _, c in clock.laps]}", flush=True)
-    models.augmentation = original
+    builders.augmentation = original
 
     def median(case, i):
         return statistics.median(lap[i] for lap in times[case])
@@ -145,7 +145,7 @@ def per_batch(args) -> int:
     import keras
     import numpy as np
 
-    from pneumo.augment import Augment
+    from pneumo.model.layers import Augment
 
     x = np.random.default_rng(0).random((args.batch, args.size, args.size, 1)).astype("float32")
     aug = light()
@@ -189,7 +189,7 @@ def _compiled(model, xla: bool):
 
 
 def _devices() -> str:
-    from pneumo.backend import accelerators
+    from pneumo.runtime.backend import accelerators
 
     return f"accelerators {accelerators() or 'none'}"
 

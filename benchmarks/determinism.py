@@ -6,7 +6,7 @@
 Each fit runs in its own process (the switch is process-wide, and so are compiled-graph
 caches), in ABBA order over the repeats: pneumo's own model (every search space at its
 default, `jit_compile="auto"` as a job has it), the synthetic set, class weights, seed 42,
-`pneumo.backend.determinism(on)` called before anything is built, as a job calls it.
+`pneumo.runtime.backend.determinism(on)` called before anything is built, as a job calls it.
 Each epoch is timed from its start to the next one's, in wall and in CPU seconds (all the
 process's threads); epoch 1 (graph tracing, XLA compilation) is left out of the medians.
 Also printed: whether the repeats of each setting ended with bit-identical weights.
@@ -33,16 +33,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 def fit(args) -> dict:
     """One fit in this process; its epoch times and a digest of its final weights."""
     import pneumo  # noqa: F401  (first: picks the installed backend when KERAS_BACKEND is unset)
-    from pneumo import backend
+    from pneumo.runtime import backend
 
     state = backend.determinism(args.child == "on")  # before Keras builds anything, as train() does
     import keras
     import keras_tuner
     from hydra import compose, initialize_config_dir
 
-    from pneumo import data, paths, schema
-    from pneumo.models import HyperModel
-    from pneumo.tuning import class_weight
+    from pneumo import data
+    from pneumo.config import paths, schema
+    from pneumo.model.builders import HyperModel
+    from pneumo.search.fit import class_weight
 
     schema.register()
     with initialize_config_dir(config_dir=str(paths.CONF_DIR), version_base="1.3"):

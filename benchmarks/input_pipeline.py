@@ -31,7 +31,7 @@ DEFAULT_ROOT = REPO.parent / "shared" / "data" / "kermany-224"
 
 def pneumo_loader(root: Path, size: int, batch: int, cache_dir: str, workers: int) -> int:
     from pneumo.data import load
-    from pneumo.schema import DataConfig
+    from pneumo.config.schema import DataConfig
 
     cfg = DataConfig(source="folder", root=str(root), cache_dir=cache_dir, workers=workers)
     splits = load(cfg, size, progress=False)

@@ -6,13 +6,13 @@
 
 trial  The same model (each search space at its default), data, epochs and batch size trained
        (a) by a bare `model.fit` on the in-memory arrays and (b) as one pneumo trial: the real
-       tracked Keras Tuner (`pneumo.tuning.make_tuner`) under a parent run in a real sqlite
+       tracked Keras Tuner (`pneumo.search.tuner.make_tuner`) under a parent run in a real sqlite
        MLflow store (MLflow's system-metrics sampler on, as `tracking.system_metrics` has it by
        default), with pneumo's callbacks. Repeated, a/b order alternating (ABBA), each
        epoch timed by a Keras callback from one epoch's start to the next (so the tuner's
        per-epoch MLflow logging and checkpointing land in the epoch that caused them).
        Prints (b)/(a) per epoch and for the whole fit, and training images/s per model.
-job    One whole job, `pneumo.train.train` with tuner.max_trials=1, phases timed by wrapping
+job    One whole job, `pneumo.job.train` with tuner.max_trials=1, phases timed by wrapping
        the calls it makes: config composition, data load (cold, then warm cache), MLflow setup
        and bookkeeping, tuner setup, training, evaluation (predict, threshold, metrics with
        patient bootstrap), plots, model logging + registration.
@@ -62,9 +62,11 @@ def load_libraries() -> float:
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from pneumo import data, evaluate, metrics, paths, registry, schema, tracking, tuning
-    from pneumo import train as job_module
-    from pneumo.models import HyperModel
+    from pneumo import data
+    from pneumo.config import paths, schema
+    from pneumo.release import registry
+    from pneumo import job as job_module
+    from pneumo.model.builders import HyperModel
 
     class EpochClock(keras.callbacks.Callback):
         """Marks each epoch's start and the end of training, in wall and in CPU seconds.
@@ -144,7 +146,7 @@ def hook_clock(tuner, totals: dict):
     runs, per-epoch metrics), Keras Tuner's best-epoch checkpoint and pneumo's callbacks."""
     from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
 
-    from pneumo.tuning import TrialGuard
+    from pneumo.search.guard import TrialGuard
 
     def wrap(owner, name, bucket):
         original = getattr(owner, name)
@@ -164,7 +166,7 @@ def hook_clock(tuner, totals: dict):
                  (keras.callbacks.ReduceLROnPlateau, "on_epoch_end"), (TrialGuard, "on_epoch_end")]
     patches = [wrap(o, n, "epoch") for o, n in per_epoch]
     patches += [wrap(tuner, "on_trial_begin", "trial"), wrap(tuner, "on_trial_end", "trial"),
-                wrap(tuning.BestEpochInMemory, "on_train_end", "trial")]  # the best epoch's weights, written once
+                wrap(tuner.BestEpochInMemory, "on_train_end", "trial")]  # the best epoch's weights, written once
     try:
         yield
     finally:
@@ -176,14 +178,14 @@ def hook_clock(tuner, totals: dict):
 
 
 def tracked_trial(cfg, hypermodel, fit, tmp: Path, n: int, hooks: dict):
-    tracking.setup(None, tmp / "mlruns")
+    store.setup(None, tmp / "mlruns")
     client = MlflowClient()
-    exp_id = tracking.experiment_id("overhead", tmp / "mlruns")
+    exp_id = store.experiment_id("overhead", tmp / "mlruns")
     keras.utils.set_random_seed(SEED)
     mlflow.set_system_metrics_sampling_interval(cfg.tracking.system_metrics_interval)
     with mlflow.start_run(experiment_id=exp_id, run_name=f"overhead-{n}",  # as a job starts its run: system
                           log_system_metrics=cfg.tracking.system_metrics) as run:  # metrics sampled (default on)
-        tuner = tuning.make_tuner(cfg.tuner, hypermodel, directory=tmp / "tuner", project_name=f"p{n}",
+        tuner = tuner.make_tuner(cfg.tuner, hypermodel, directory=tmp / "tuner", project_name=f"p{n}",
                                   overwrite=True, client=client, experiment_id=exp_id,
                                   parent_run_id=run.info.run_id)
         EpochClock.marks = []
@@ -201,7 +203,7 @@ def part_trial(args, tmp: Path) -> None:
         cfg = compose(base_overrides(args, model, tmp))
         splits = data.load(cfg.data, cfg.trainer.image_size, progress=False)
         hypermodel = HyperModel(cfg.model, cfg.optimizer, cfg.augmentation, cfg.trainer.image_size, seed=SEED)
-        fit = tuning.fit_kwargs(cfg.trainer, splits)
+        fit = fit.fit_kwargs(cfg.trainer, splits)
         runs, hooks = {"a": [], "b": []}, defaultdict(float)
         for r in range(args.repeats):
             for variant in ("ab" if r % 2 == 0 else "ba"):
@@ -302,12 +304,12 @@ def phase_clock(totals: dict):
                wrap(evaluate, "write_report", "plots (confusion, ROC, PR, calibration, curves)"),
                wrap(registry, "log_model", "model logging + registration"),
                wrap(registry, "register", "model logging + registration")]
-    make_tuner.original = tuning.make_tuner
-    tuning.make_tuner = make_tuner
+    make_tuner.original = tuner.make_tuner
+    tuner.make_tuner = make_tuner
     try:
         yield
     finally:
-        tuning.make_tuner = make_tuner.original
+        tuner.make_tuner = make_tuner.original
         for owner, name, original in reversed(patches):
             setattr(owner, name, original)
 
@@ -361,20 +363,20 @@ def part_sweep(args, tmp: Path) -> None:
         sys.exit(f"sweep failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     client = MlflowClient(paths.local_tracking_uri(store))
     exp = client.get_experiment_by_name(experiment)
-    jobs = client.search_runs([exp.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'job'")
-    jobs.sort(key=lambda r: int(r.data.tags[metrics.TAG_JOB_NUM]))
+    jobs = client.search_runs([exp.experiment_id], f"tags.`{names.TAG_ROLE}` = 'job'")
+    jobs.sort(key=lambda r: int(r.data.tags[names.TAG_JOB_NUM]))
     print(f"\n### Data load per job of one multirun ({len(jobs)} jobs, one process, empty cache at start; "
           f"{wall:.0f} s in all)\n")
     print("| job | overrides | data_load_s | job run, s |\n|---|---|---:|---:|")
     for j in jobs:
-        swept = " ".join(o for o in j.data.tags[metrics.TAG_OVERRIDES].split() if o.startswith(("model=", "optimizer=")))
-        print(f"| {j.data.tags[metrics.TAG_JOB_NUM]} | {swept} | {j.data.metrics[metrics.DATA_LOAD_S]:.2f} | "
+        swept = " ".join(o for o in j.data.tags[names.TAG_OVERRIDES].split() if o.startswith(("model=", "optimizer=")))
+        print(f"| {j.data.tags[names.TAG_JOB_NUM]} | {swept} | {j.data.metrics[names.DATA_LOAD_S]:.2f} | "
               f"{(j.info.end_time - j.info.start_time) / 1000:.1f} |")
     print()
 
 
 def machine() -> str:
-    from pneumo import backend
+    from pneumo.runtime import backend
 
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor() or platform.machine())

@@ -3,7 +3,7 @@
     python benchmarks/throughput.py [--models cnn resnet transfer] [--sizes 128 224] [--aug none light]
         [--precision float32 mixed_float16] [--images 1024] [--epochs 3] [--batch 64]
 
-Each case is pneumo's own model (pneumo.models.build, the conf/ defaults of the model and
+Each case is pneumo's own model (pneumo.model.builders.build, the conf/ defaults of the model and
 of conf/augmentation/light.yaml, jit_compile as pneumo resolves "auto") trained with plain
 model.fit on real films (../shared/data, else synthetic), validation included; the epochs
 after the first (compilation) are timed. Prints one markdown row per case: the table in
@@ -39,8 +39,8 @@ def main() -> int:
     import keras
     from omegaconf import OmegaConf
 
-    from pneumo import models
-    from pneumo.backend import accelerators
+    from pneumo.model import builders
+    from pneumo.runtime.backend import accelerators
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from augmentation import images, light  # the same films and `light` as the augmentation benchmark
@@ -60,7 +60,7 @@ def main() -> int:
         for model, aug, precision in itertools.product(args.models, args.aug, args.precision):
             keras.backend.clear_session()
             keras.mixed_precision.set_global_policy(precision)
-            net = models.build(size, getattr(models, model), defaults(model), light() if aug == "light" else {},
+            net = builders.build(size, getattr(models, model), defaults(model), light() if aug == "light" else {},
                                keras.optimizers.Adam(1e-3), seed=0)
             laps = []
 

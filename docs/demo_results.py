@@ -27,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pneumo import metrics as M  # noqa: E402
-from pneumo import paths  # noqa: E402
+from pneumo.record import names as M
+from pneumo.config import paths
 
 README = ROOT / "README.md"
 COLUMNS = ("job", M.VAL_AUC, "test_auc [95% CI]", M.TEST_SENSITIVITY, M.TEST_SPECIFICITY, M.THRESHOLD)
@@ -46,9 +46,10 @@ def run_sweep(name: str, folder: Path, overrides: list[str] = ()) -> Path:
 
 def block(store: Path, experiment: str, command: str) -> str:
     """The README block: a markdown leaderboard of the experiment's finished jobs (reruns left out)."""
-    from pneumo import leaderboard, tracking
+    from pneumo.commands import leaderboard
+    from pneumo.record import runs, store
 
-    client = tracking.connect(store=store)
+    client = store.connect(store=store)
     rows = [r for r in leaderboard.leaderboard(experiment, M.VAL_AUC, client=client)
             if r["status"] == "FINISHED" and not r["rerun_of"]]
     if not rows:

@@ -20,7 +20,8 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pneumo import metrics, paths  # noqa: E402
+from pneumo.record import names
+from pneumo.config import paths
 
 PICTURES = {"evaluation/heatmaps.png": ROOT / "docs" / "heatmaps.png",
             "evaluation/error_gallery.png": ROOT / "docs" / "error-gallery.png"}
@@ -46,8 +47,8 @@ def main(store: str, experiment: str) -> None:
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         sys.exit(f"no experiment {experiment!r} in {store}")
-    jobs = client.search_runs([exp.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'job' and attributes.status = "
-                              "'FINISHED'", order_by=[f"metrics.{metrics.TEST_AUC} DESC"], max_results=1)
+    jobs = client.search_runs([exp.experiment_id], f"tags.`{names.TAG_ROLE}` = 'job' and attributes.status = "
+                              "'FINISHED'", order_by=[f"metrics.{names.TEST_AUC} DESC"], max_results=1)
     if not jobs:
         sys.exit(f"no finished job in {experiment!r}")
     job = jobs[0]
@@ -55,7 +56,7 @@ def main(store: str, experiment: str) -> None:
         for artifact, dst in PICTURES.items():
             size = shrink(Path(client.download_artifacts(job.info.run_id, artifact, tmp)), dst)
             print(f"wrote {dst.relative_to(ROOT)} ({size // 1000} KB): {artifact} of job {job.info.run_name} "
-                  f"(run {job.info.run_id}, test AUC {job.data.metrics[metrics.TEST_AUC]:.3f})")
+                  f"(run {job.info.run_id}, test AUC {job.data.metrics[names.TEST_AUC]:.3f})")
 
 
 if __name__ == "__main__":

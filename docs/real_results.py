@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pneumo import metrics as M  # noqa: E402
+from pneumo.record import names as M
 
 SHOWN = (M.TEST_AUC, M.TEST_ACCURACY, M.TEST_SENSITIVITY, M.TEST_SPECIFICITY)
 
@@ -31,7 +31,7 @@ def cell(values: dict, name: str) -> str:
 
 
 def rows(client, experiments: list[str]) -> list[str]:
-    from pneumo.tracking import pages
+    from pneumo.record.store import pages
 
     out = []
     for name in experiments:
@@ -65,7 +65,7 @@ def main() -> int:
     args = p.parse_args()
     from mlflow import MlflowClient
 
-    from pneumo.paths import local_tracking_uri
+    from pneumo.config.paths import local_tracking_uri
 
     print("| sweep | job | val AUC | external AUC | accuracy | sensitivity | specificity | threshold | notes |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---|")

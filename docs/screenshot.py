@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import test_ui as ui  # noqa: E402
 from store_fixture import free_port, start, stop, wait_until_up  # noqa: E402
 
-from pneumo import metrics, paths  # noqa: E402
+from pneumo.record import names
+from pneumo.config import paths
 
 
 def main(store: str, experiment: str) -> None:
@@ -32,7 +33,7 @@ def main(store: str, experiment: str) -> None:
     uri = paths.local_tracking_uri(store)
     client = mlflow.MlflowClient(uri)
     exp = client.get_experiment_by_name(experiment)
-    jobs = client.search_runs([exp.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'job'", order_by=["metrics.test_auc DESC"])
+    jobs = client.search_runs([exp.experiment_id], f"tags.`{names.TAG_ROLE}` = 'job'", order_by=["names.test_auc DESC"])
     expected = {"experiment_id": exp.experiment_id, "jobs": jobs}
     port, log = free_port(), Path(tempfile.mkdtemp()) / "server.log"
     server = start([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--default-artifact-root",
@@ -47,7 +48,7 @@ def main(store: str, experiment: str) -> None:
         wait_until_up(server, f"http://127.0.0.1:{port}/health", log)
         ui._open_training_runs(d, f"http://127.0.0.1:{port}", expected)
         ui._choose_columns(d, ui.METRIC_COLUMNS, hide=["Dataset", "Source", "Models"])
-        ui._wait(d, f"//div[@role='columnheader'][@col-id='metrics.`{metrics.TEST_AUC}`']", "the test_auc column")
+        ui._wait(d, f"//div[@role='columnheader'][@col-id='metrics.`{names.TEST_AUC}`']", "the test_auc column")
         d.execute_script("window.scrollTo(0, 0); document.activeElement && document.activeElement.blur();")
         last = ui._wait(d, ui._row(jobs[-1].info.run_id), "the last job row")
         shot = Path(tempfile.mkdtemp()) / "shot.png"

@@ -14,6 +14,6 @@ __version__ = "0.1.0"
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 # Installed with `.[jax]` or `.[torch]` only: run Keras on that backend unless KERAS_BACKEND says otherwise.
-from pneumo import backend as _backend  # noqa: E402
+from pneumo.runtime import backend as _backend
 
 _backend.choose()

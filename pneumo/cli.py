@@ -13,8 +13,9 @@ import argparse
 import os
 import sys
 
-from pneumo import metrics as M
-from pneumo import output, paths
+from pneumo.record import names as M
+from pneumo.commands import output
+from pneumo.config import paths
 
 CHAMPION_URI = f"models:/{M.MODEL_NAME}@{M.CHAMPION}"
 
@@ -34,9 +35,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    from pneumo import registry
-    from pneumo.data.cli import register as register_data
-    from pneumo.schema import EvaluationConfig
+    from pneumo.release import gates
+    from pneumo.commands.data import register as register_data
+    from pneumo.config.schema import EvaluationConfig
 
     top = argparse.ArgumentParser(prog="pneumo", description=__doc__.split("\n\n")[0],
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -60,9 +61,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--alias", default=M.CHAMPION)
     p.add_argument("--confidence", type=float, default=EvaluationConfig.confidence,
                    help="of the paired bootstrap interval (default %(default)s, as evaluation.confidence)")
-    p.add_argument("--min-sensitivity", type=float, default=registry.MIN_SENSITIVITY,
+    p.add_argument("--min-sensitivity", type=float, default=gates.MIN_SENSITIVITY,
                    help="floor on the candidate's test sensitivity (default %(default)s)")
-    p.add_argument("--min-specificity", type=float, default=registry.MIN_SPECIFICITY,
+    p.add_argument("--min-specificity", type=float, default=gates.MIN_SPECIFICITY,
                    help="floor on the candidate's test specificity (default %(default)s)")
     p.add_argument("--dry-run", action="store_true", help="decide and print, change nothing")
     p.add_argument("--force", action="store_true", help="override failed gates (needs --reason)")
@@ -85,13 +86,13 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_evaluate)
 
     # -- pneumo rerun (issue 12): a finished job again, from its own record --------------------
-    from pneumo import reruns
+    from pneumo.commands import rerun
 
     p = sub.add_parser("rerun", help="run a finished job again from its logged config; did it reproduce?")
     p.add_argument("run_id", metavar="RUN_ID", help="the job's parent run (MLFLOW_TRACKING_URI picks the store)")
     p.add_argument("overrides", nargs="*", metavar="OVERRIDE",
                    help="where things go only: paths.*, tracking.*, hydra.* (the job itself runs as logged)")
-    p.add_argument("--tolerance", type=float, default=reruns.TOLERANCE,
+    p.add_argument("--tolerance", type=float, default=rerun.TOLERANCE,
                    help="largest difference of a metric that still reproduces (default %(default)s)")
     p.set_defaults(func=_rerun)
 
@@ -105,8 +106,8 @@ def parser() -> argparse.ArgumentParser:
 
 def _hydra(hydra_argv: list[str]) -> int:
     sys.argv = ["pneumo train", *hydra_argv]
-    from pneumo import summary
-    from pneumo.train import main as hydra_main
+    from pneumo.commands import summary
+    from pneumo.job import main as hydra_main
 
     code = 0
     try:
@@ -118,20 +119,20 @@ def _hydra(hydra_argv: list[str]) -> int:
 
 
 def _sweep(argv: list[str]) -> int:
-    names = sorted(p.stem for p in paths.SWEEPS_DIR.glob("*.yaml"))
+    sweeps = sorted(p.stem for p in paths.SWEEPS_DIR.glob("*.yaml"))
     if not argv or argv[0].startswith("-"):
-        print(f"usage: pneumo sweep NAME [overrides...]\nsweeps: {', '.join(names)}", file=sys.stderr)
+        print(f"usage: pneumo sweep NAME [overrides...]\nsweeps: {', '.join(sweeps)}", file=sys.stderr)
         return 2
     name, overrides = argv[0], argv[1:]
-    if name not in names:
-        print(f"pneumo sweep: no sweep {name!r} in {paths.SWEEPS_DIR}; choose one of: {', '.join(names)}",
+    if name not in sweeps:
+        print(f"pneumo sweep: no sweep {name!r} in {paths.SWEEPS_DIR}; choose one of: {', '.join(sweeps)}",
               file=sys.stderr)
         return 2
     return _hydra(["--multirun", "--config-dir", str(paths.SWEEPS_DIR), "--config-name", name, *overrides])
 
 
 def _compare(args) -> int:
-    from pneumo import leaderboard
+    from pneumo.commands import leaderboard
 
     try:
         rows = leaderboard.leaderboard(args.experiment, args.metric, args.top, tolerance=args.tolerance)
@@ -143,7 +144,7 @@ def _compare(args) -> int:
 
 
 def _promote(args) -> int:
-    from pneumo import registry
+    from pneumo.release import promote
 
     if args.force and not (args.reason or "").strip():
         print("pneumo promote: --force needs --reason TEXT (the reason is recorded on the version)", file=sys.stderr)
@@ -153,9 +154,9 @@ def _promote(args) -> int:
         return 2
     try:
         if args.rollback:
-            decision = registry.rollback(args.alias, dry_run=args.dry_run)
+            decision = promote.rollback(args.alias, dry_run=args.dry_run)
         else:
-            decision = registry.promote(args.metric, args.version, args.alias, confidence=args.confidence,
+            decision = promote.promote(args.metric, args.version, args.alias, confidence=args.confidence,
                                         min_sensitivity=args.min_sensitivity, min_specificity=args.min_specificity,
                                         dry_run=args.dry_run, force=args.force, reason=args.reason)
     except ValueError as err:
@@ -169,48 +170,49 @@ def _promote(args) -> int:
 
 
 def _predict(args) -> int:
-    from pneumo.predict import run
+    from pneumo.release.predict import run
 
     return run(args.paths, args.model, args.format, args.explain)
 
 
 def _evaluate(args) -> int:
-    from pneumo.external import command
+    from pneumo.release.score import command
 
     return command(args)
 
 
 def _rerun(args) -> int:
     """Exit 0: reproduced; 1: the rerun's numbers differ (or it failed); 2: refused before it ran."""
-    from pneumo import metrics, reruns, tracking
+    from pneumo.record import names, runs, store
+    from pneumo.commands import rerun
 
-    client = tracking.connect()
+    client = store.connect()
     try:
-        plan = reruns.plan(client, args.run_id, args.overrides)
+        plan = rerun.plan(client, args.run_id, args.overrides)
         for warning in plan.warnings:
             print(f"pneumo rerun: warning: {warning}", file=sys.stderr)
-        reruns.check_data(plan)
-    except reruns.Refused as err:
+        rerun.check_data(plan)
+    except rerun.Refused as err:
         print(f"pneumo rerun: {err}", file=sys.stderr)
         return 2
     code = _hydra(plan.argv())
-    rerun = reruns.latest_rerun(client, plan.run)
-    if code or rerun is None or rerun.info.status != "FINISHED":
+    again = rerun.latest_rerun(client, plan.run)
+    if code or again is None or again.info.status != "FINISHED":
         print(f"pneumo rerun: the rerun of {args.run_id} did not finish", file=sys.stderr)
         return code or 1
     if plan.warnings:
-        tracking.log_tags(client, rerun.info.run_id, {metrics.TAG_RERUN_CHANGES: "; ".join(plan.warnings)})
-    verdict = reruns.differences(plan.run.data.metrics, rerun.data.metrics, args.tolerance)
-    print(reruns.describe(verdict, args.run_id, rerun.info.run_id, plan.changes))
+        runs.log_tags(client, again.info.run_id, {names.TAG_RERUN_CHANGES: "; ".join(plan.warnings)})
+    verdict = rerun.differences(plan.run.data.metrics, again.data.metrics, args.tolerance)
+    print(rerun.describe(verdict, args.run_id, again.info.run_id, plan.changes))
     return 1 if verdict["differs"] else 0
 
 
 def _ui(args) -> int:
     from pathlib import Path
 
-    from pneumo import tracking
+    from pneumo.record import store
 
-    uri = args.backend_store_uri or tracking.setup()
+    uri = args.backend_store_uri or store.setup()
     # This interpreter runs MLflow (and MLflow runs uvicorn the same way): no `mlflow`
     # on PATH needed, so it works from a venv that was never activated.
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pneumo.schema import DataConfig
+from pneumo.config.schema import DataConfig
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pneumo import paths
+from pneumo.config import paths
 
 # The real conf/, shrunk: tiny synthetic data, one epoch, 32 px, one trial. Seven validation
 # images cannot tell a model from chance: the chance gate is off (tests/test_failures.py tries it).

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from helpers import client_for, run_pneumo, tracking_uri
 
-from pneumo import metrics
+from pneumo.record import names
 
 _BUILT: dict = {}
 SWEEP_OUTPUT = "sweep-console.txt"  # the sweep's stdout + stderr, as a newcomer's terminal shows them
@@ -40,12 +40,12 @@ def build_smoke_store(tmp: Path) -> Path:
     # ~0.4); the gates are tested in test_registry.py, here some version only needs to
     # hold the alias: the best by test AUC, forced, as a user would with a reason.
     client = client_for(tmp)
-    versions = client.search_model_versions(f"name = '{metrics.MODEL_NAME}'")
+    versions = client.search_model_versions(f"name = '{names.MODEL_NAME}'")
     assert versions, "the smoke sweep registered no model version"
-    best = max(versions, key=lambda v: float(client.get_run(v.run_id).data.metrics.get(metrics.TEST_AUC, 0.0)))
+    best = max(versions, key=lambda v: float(client.get_run(v.run_id).data.metrics.get(names.TEST_AUC, 0.0)))
     run_pneumo(["promote", "--version", str(best.version), "--force", "--reason", "smoke fixture: toy data"], tmp,
                hydra=False, env_extra={"MLFLOW_TRACKING_URI": tracking_uri(tmp)})
-    champion = client_for(tmp).get_model_version_by_alias(metrics.MODEL_NAME, metrics.CHAMPION)
+    champion = client_for(tmp).get_model_version_by_alias(names.MODEL_NAME, names.CHAMPION)
     assert champion.status == "READY", champion
     return tmp
 

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from pneumo.augment import Augment
+from pneumo.model.layers import Augment
 
 
 def square(n=4, size=32) -> np.ndarray:
@@ -60,9 +60,9 @@ def test_intensity_jitter_keeps_geometry():
 
 
 def test_trains_inside_a_compiled_model_and_serialises(tmp_path):
-    from pneumo import models
+    from pneumo.model import builders
 
-    model = models.build(32, models.cnn, {"blocks": 2}, {"rotation": 0.03, "zoom": 0.1, "gamma": 0.1},
+    model = builders.build(32, builders.cnn, {"blocks": 2}, {"rotation": 0.03, "zoom": 0.1, "gamma": 0.1},
                          keras.optimizers.Adam(1e-3), seed=0)
     x = np.random.default_rng(0).integers(0, 255, (32, 32, 32, 1), dtype=np.uint8)
     y = (np.arange(32) % 2).astype("int64")
@@ -75,9 +75,9 @@ def test_trains_inside_a_compiled_model_and_serialises(tmp_path):
 
 
 def test_standardize_makes_the_model_blind_to_exposure_and_is_served_too(tmp_path):
-    from pneumo import models
+    from pneumo.model import builders
 
-    model = models.build(32, models.cnn, {"blocks": 2}, {}, keras.optimizers.Adam(1e-3), standardize=True)
+    model = builders.build(32, builders.cnn, {"blocks": 2}, {}, keras.optimizers.Adam(1e-3), standardize=True)
     rng = np.random.default_rng(0)
     x = rng.integers(40, 160, (8, 32, 32, 1)).astype(np.uint8)
     brighter = (x.astype(int) + 60).astype(np.uint8)  # a film exposed differently: same picture, shifted levels
@@ -90,10 +90,10 @@ def test_standardize_makes_the_model_blind_to_exposure_and_is_served_too(tmp_pat
     code = textwrap.dedent("""
         import json, sys, types
         import numpy as np
-        from pneumo.serving import PneumoniaModel
+        from pneumo.release.serving import PneumoniaModel
         m = PneumoniaModel()
         m.load_context(types.SimpleNamespace(artifacts={"keras_model": sys.argv[1], "meta": sys.argv[2]}))
-        assert "pneumo.models" not in sys.modules, "the served model loads without the training stack"
+        assert "pneumo.model.builders" not in sys.modules, "the served model loads without the training stack"
         print(json.dumps(m.model.predict(np.load(sys.argv[3]), verbose=0).ravel().tolist()))
     """)
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.keras"), str(tmp_path / "meta.json"),

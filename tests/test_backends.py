@@ -10,7 +10,8 @@ import os
 import pytest
 from helpers import client_for, run_pneumo
 
-from pneumo import backend, metrics
+from pneumo.runtime import backend
+from pneumo.record import names
 
 
 def _need_jax() -> None:
@@ -29,18 +30,18 @@ def test_smoke_sweep_on_jax(tmp_path):
                env_extra={"KERAS_BACKEND": "jax"})
     client = client_for(tmp_path)
     exp = client.get_experiment_by_name("smoke")
-    jobs = client.search_runs([exp.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'job'")
+    jobs = client.search_runs([exp.experiment_id], f"tags.`{names.TAG_ROLE}` = 'job'")
     assert len(jobs) == 2 and {j.info.status for j in jobs} == {"FINISHED"}
     assert {j.data.tags["keras.backend"] for j in jobs} == {"jax"}
     assert all(j.data.tags.get("jax.version") and j.data.tags.get("jaxlib.version") for j in jobs)
-    versions = client.search_model_versions(f"name='{metrics.MODEL_NAME}'")
+    versions = client.search_model_versions(f"name='{names.MODEL_NAME}'")
     assert len(versions) == 2
     # Served in a fresh environment, the model must get a backend to run on: jax + jaxlib, pinned.
     import mlflow
 
-    reqs = open(mlflow.pyfunc.get_model_dependencies(f"models:/{metrics.MODEL_NAME}/{versions[0].version}")).read()
-    names = {line.split("==")[0] for line in reqs.split()}
-    assert {"jax", "jaxlib", "keras", "mlflow"} <= names and "tensorflow" not in names, reqs
+    reqs = open(mlflow.pyfunc.get_model_dependencies(f"models:/{names.MODEL_NAME}/{versions[0].version}")).read()
+    required = {line.split("==")[0] for line in reqs.split()}
+    assert {"jax", "jaxlib", "keras", "mlflow"} <= required and "tensorflow" not in required, reqs
 
 
 # -- the backend's choice and packages: no training --------------------------------------------
@@ -53,8 +54,8 @@ def keras_home(tmp_path, monkeypatch):
     return tmp_path
 
 
-def _installed(monkeypatch, *names):
-    monkeypatch.setattr(backend, "find_spec", lambda name: object() if name in names else None)
+def _installed(monkeypatch, *dists):
+    monkeypatch.setattr(backend, "find_spec", lambda name: object() if name in dists else None)
 
 
 def test_keras_default_kept_when_installed(keras_home, monkeypatch):
@@ -91,12 +92,12 @@ def test_packages_pin_what_pip_can_install(monkeypatch):
 def test_logged_requirements_name_the_running_backend():
     import keras
 
-    from pneumo.registry import requirements
+    from pneumo.release.package import requirements
 
-    names = {r.split("==")[0] for r in requirements()}
+    required = {r.split("==")[0] for r in requirements()}
     running = keras.backend.backend()
-    assert set(backend.PACKAGES.get(running, ())) <= names
-    assert not (names & {p for b, ps in backend.PACKAGES.items() if b != running for p in ps})
+    assert set(backend.PACKAGES.get(running, ())) <= required
+    assert not (required & {p for b, ps in backend.PACKAGES.items() if b != running for p in ps})
 
 
 def test_auto_jit_means_xla_only_where_there_is_an_accelerator(monkeypatch):

@@ -20,7 +20,7 @@ import pytest
 from helpers import clean_env, run_pneumo
 from PIL import Image
 
-from pneumo import imaging
+from pneumo.data import imaging
 
 
 def jpeg(a: np.ndarray, mode: str = "L", fmt: str = "JPEG") -> bytes:
@@ -126,7 +126,7 @@ def test_a_file_the_user_cannot_read_is_reported_not_fatal():
     """Root reads any file, so as root the check runs in a forked child that drops to `nobody`."""
     import tempfile
 
-    from pneumo.data.cli import report
+    from pneumo.commands.data import report
 
     top = Path(tempfile.mkdtemp(dir="/tmp"))
     try:
@@ -197,7 +197,7 @@ def filled_store(tmp_path_factory):
     mlflow.set_tracking_uri(f"sqlite:///{store}/mlflow.db")
     exp = mlflow.create_experiment("pneumo", artifact_location=(store / "artifacts").as_uri())
     with mlflow.start_run(experiment_id=exp, run_name="model=cnn"):
-        mlflow.log_params({"model._target_": "pneumo.models.cnn"})
+        mlflow.log_params({"model._target_": "pneumo.model.builders.cnn"})
         mlflow.log_metrics({"test_auc": 0.9})
         mlflow.log_text("kept", "evaluation/report.txt")
     mlflow.set_tracking_uri(None)

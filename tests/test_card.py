@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from pneumo import card, metrics, paths, schema
+from pneumo.release import card
+from pneumo.record import names
+from pneumo.config import paths, schema
 from pneumo.data.base import Splits, Subset
 
 
@@ -36,9 +38,9 @@ def _job(*overrides, shared_patient=False):
                     test_source="/elsewhere/hospital-b" if cfg.data.test_root else "carved from train")
     top = [SimpleNamespace(trial_id="03", hyperparameters=SimpleNamespace(values={"model.filters": 32,
                                                                                  "optimizer.learning_rate": 0.00123456}))]
-    results = {name: 0.8 for name in metrics.TEST_METRICS}
-    for name in metrics.TEST_METRICS:
-        results[metrics.ci_names(name)[0]], results[metrics.ci_names(name)[1]] = 0.7, 0.9
+    results = {name: 0.8 for name in names.TEST_METRICS}
+    for name in names.TEST_METRICS:
+        results[names.ci_names(name)[0]], results[names.ci_names(name)[1]] = 0.7, 0.9
     return cfg, splits, top, results
 
 
@@ -51,7 +53,7 @@ def test_card_holds_data_training_threshold_metrics_use_and_limits():
         "synthetic stand-in", "data digest `dddddddddddddddd`", "test digest `tttttttttttttttt`",
         "| train | 10 | 30 | 20 |", "| val | 2 | 6 | 4 |", "| test | 3 | 5 | 4 |",
         "patient-disjoint: yes", "test split: internal: `carved from train`",
-        "pneumo.models.resnet", "keras.optimizers.RMSprop", "searched: filters",
+        "pneumo.model.builders.resnet", "keras.optimizers.RMSprop", "searched: filters",
         "best trial `03`", "`optimizer.learning_rate=0.001235`",
         "0.4123: the highest threshold whose validation sensitivity is at least 0.95 (policy `sensitivity`)",
         "## Test metrics (internal test split, 8 films, 4 patients)", "| test_auc | 0.800 | [0.700, 0.900] |",
@@ -75,13 +77,13 @@ def test_history_keeps_the_card_and_the_newest_entries_within_mlflows_limit(tmp_
     import mlflow
 
     client = mlflow.MlflowClient(paths.local_tracking_uri(tmp_path))
-    client.create_registered_model(metrics.MODEL_NAME)
-    mv = client.create_model_version(metrics.MODEL_NAME, "file:///nowhere")
+    client.create_registered_model(names.MODEL_NAME)
+    mv = client.create_model_version(names.MODEL_NAME, "file:///nowhere")
     head = "# card\n\n" + "x" * 3000 + "\n"
-    client.update_model_version(metrics.MODEL_NAME, mv.version, description=head)
+    client.update_model_version(names.MODEL_NAME, mv.version, description=head)
     for i in range(12):
         card.append(client, mv.version, f"### entry {i}\n\n- " + "y" * 300)
-    text = client.get_model_version(metrics.MODEL_NAME, mv.version).description
+    text = client.get_model_version(names.MODEL_NAME, mv.version).description
     assert len(text) <= card.MAX_CHARS and text.startswith(head.rstrip())
     kept = [i for i in range(12) if f"### entry {i}\n" in text]
     assert kept == list(range(12 - len(kept), 12)) and 3 <= len(kept) < 12  # the newest, in order
@@ -90,7 +92,7 @@ def test_history_keeps_the_card_and_the_newest_entries_within_mlflows_limit(tmp_
 
 @pytest.mark.parametrize("promoted, forced", [(True, False), (False, False), (True, True)])
 def test_a_decision_entry_names_the_verdict_every_gate_and_the_reason(promoted, forced):
-    from pneumo.registry import Decision
+    from pneumo.release.promote import Decision
 
     reasons = ["FAIL: test_sensitivity 0.5 below 0.9", "pass: run r status FINISHED", "skipped: version 9 (...)"]
     d = Decision(promoted, "3", "2" if promoted else None, reasons, {}, forced=forced)

@@ -12,7 +12,7 @@ import pytest
 from helpers import clean_env, require
 from store_fixture import start_server, stop
 
-from pneumo import paths
+from pneumo.config import paths
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,8 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from pneumo import paths, schema, space, tracking
+from pneumo.config import paths, schema, space
+from pneumo.record import redact, runs
 
 schema.register()
 GROUPS = ["data", "model", "optimizer", "augmentation", "tuner", "trainer", "evaluation", "tracking"]
@@ -38,7 +39,7 @@ def test_every_option_composes(group):
 def test_every_model_and_optimizer_builds(model, optimizer):
     import keras_tuner
 
-    from pneumo.models import HyperModel
+    from pneumo.model.builders import HyperModel
 
     cfg = cfg_with(f"model={model}", f"optimizer={optimizer}")
     built = HyperModel(cfg.model, cfg.optimizer, cfg.augmentation, 32).build(keras_tuner.HyperParameters())
@@ -51,7 +52,7 @@ def test_augmentation_is_active_only_in_training(augmentation):
     import keras_tuner
     import numpy as np
 
-    from pneumo.models import HyperModel
+    from pneumo.model.builders import HyperModel
 
     cfg = cfg_with(f"augmentation={augmentation}")
     model = HyperModel(cfg.model, cfg.optimizer, cfg.augmentation, 32).build(keras_tuner.HyperParameters())
@@ -64,7 +65,7 @@ def test_augmentation_is_active_only_in_training(augmentation):
 def test_seed_cnn_defaults_reproduce_the_seed():
     import keras_tuner
 
-    from pneumo.models import HyperModel
+    from pneumo.model.builders import HyperModel
 
     cfg = cfg_with()
     model = HyperModel(cfg.model, cfg.optimizer, cfg.augmentation, 128).build(keras_tuner.HyperParameters())
@@ -76,8 +77,8 @@ def test_seed_cnn_defaults_reproduce_the_seed():
 
 @pytest.mark.parametrize("tuner", options("tuner"))
 def test_every_tuner_builds_a_tracked_search(tuner, tmp_path):
-    from pneumo.models import HyperModel
-    from pneumo.tuning import make_tuner
+    from pneumo.model.builders import HyperModel
+    from pneumo.search.tuner import make_tuner
 
     cfg = cfg_with(f"tuner={tuner}")
     hm = HyperModel(cfg.model, cfg.optimizer, cfg.augmentation, 32)
@@ -120,7 +121,7 @@ def test_wrong_type_and_unknown_option_fail():
     ("optimizer.learning_rate={float:[0,0.1],log:true}", "optimizer.learning_rate: log sampling needs min > 0"),
 ])
 def test_bad_search_space_fails_before_training(override, message):
-    from pneumo.models import HyperModel
+    from pneumo.model.builders import HyperModel
 
     cfg = cfg_with(override)
     with pytest.raises(space.ConfigError, match=message.replace("[", r"\[")):
@@ -131,12 +132,12 @@ def test_params_are_flat_and_secrets_redacted(monkeypatch):
     monkeypatch.setenv("KAGGLE_KEY", "s3cr3t-kaggle-value")
     cfg = {"model": {"blocks": {"int": [2, 4]}, "dropout": 0.5},
            "api_token": "abc", "note": "uses s3cr3t-kaggle-value"}
-    flat = tracking.flatten(cfg)
+    flat = runs.flatten(cfg)
     assert flat["model.dropout"] == "0.5"
     assert flat["model.blocks"] == '{"int": [2, 4]}'
-    assert flat["api_token"] == tracking.REDACTED
+    assert flat["api_token"] == redact.REDACTED
     assert "s3cr3t" not in flat["note"]
-    assert tracking.redact_overrides(["+hub_token=xyz", "model=cnn"]) == ["+hub_token=***", "model=cnn"]
+    assert redact.redact_overrides(["+hub_token=xyz", "model=cnn"]) == ["+hub_token=***", "model=cnn"]
 
 
 def test_help_lists_subcommands_without_importing_tensorflow():
@@ -154,7 +155,7 @@ def test_every_schema_field_is_read_by_the_code():
     import dataclasses
     import re
 
-    from pneumo import paths, schema
+    from pneumo.config import paths, schema
 
     code = "\n".join(p.read_text() for p in (paths.ROOT / "pneumo").rglob("*.py") if p.name != "schema.py")
     # groups handed whole to what they configure (a builder's, optimizer's or tuner's keyword arguments)
@@ -170,8 +171,8 @@ def test_every_schema_field_is_read_by_the_code():
 
 
 def test_a_search_can_start_from_the_defaults(tmp_path):
-    from pneumo.models import HyperModel
-    from pneumo.tuning import make_tuner
+    from pneumo.model.builders import HyperModel
+    from pneumo.search.tuner import make_tuner
 
     def tuner(*overrides, where="t"):
         cfg = cfg_with("model=resnet", *overrides)

@@ -13,7 +13,7 @@ import sys
 import pytest
 from store_fixture import SWEEP_OUTPUT, smoke_store  # noqa: F401
 
-from pneumo import console
+from pneumo.search import console
 
 # What a newcomer saw from `make demo` before (TensorFlow's C++ logging, absl, CUDA probing on a
 # machine without a GPU, MLflow's own prints and warnings).

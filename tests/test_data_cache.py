@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from pneumo.data import cache, load, synthetic
-from pneumo.data.cli import register
-from pneumo.imaging import decode
+from pneumo.commands.data import register
+from pneumo.data.imaging import decode
 from test_data_sources import BROKEN, expected_counts, write_kaggle_tree
 
 REPO = Path(__file__).resolve().parents[1]
@@ -141,7 +141,7 @@ def test_inspect_json_through_the_installed_command(tmp_path, synthetic_root):
 @pytest.mark.skipif(not REAL_DATA.exists(), reason=f"real data absent: no {REAL_DATA} (the decoded Kermany set "
                                                    "beside the checkout, on the dev machine only)")
 def test_real_kermany_train_split_counts_and_no_leakage(tmp_path):
-    from pneumo.data.cli import report
+    from pneumo.commands.data import report
 
     rep, splits = report(str(REAL_DATA), size=32, seed=0, cache_dir=str(tmp_path), progress=False)
     assert rep["splits"] == {"train": {"NORMAL": 1341, "PNEUMONIA": 3875}}

@@ -280,7 +280,7 @@ def test_missing_kaggle_credentials_say_where_they_go_without_leaking_values(tmp
 def test_every_data_option_of_the_real_conf_loads(option, tmp_path, monkeypatch, fake_download):
     from hydra import compose, initialize_config_dir
 
-    from pneumo import paths, schema
+    from pneumo.config import paths, schema
 
     schema.register()
     extra = {"synthetic": ["data.n_images=30", "data.image_px=32"], "kaggle": [],
@@ -295,7 +295,7 @@ def test_every_data_option_of_the_real_conf_loads(option, tmp_path, monkeypatch,
 def test_folder_option_without_root_says_to_set_it(tmp_path):
     from hydra import compose, initialize_config_dir
 
-    from pneumo import paths, schema
+    from pneumo.config import paths, schema
 
     schema.register()
     with initialize_config_dir(config_dir=str(paths.CONF_DIR), version_base="1.3"):

@@ -21,8 +21,9 @@ import pytest
 from helpers import TOY, clean_env, require
 from store_fixture import ADDRESS_IN_USE, free_port, start_server
 
-from pneumo import distributed, metrics
-from pneumo.space import ConfigError
+from pneumo.search import distributed
+from pneumo.record import names
+from pneumo.config.space import ConfigError
 
 PG_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
 TRIALS = 4
@@ -125,24 +126,24 @@ def test_chief_and_two_workers_share_one_search_on_a_postgres_backed_server(tmp_
         mlflow.set_tracking_uri(uri)
         client = mlflow.MlflowClient()
         exp = client.get_experiment_by_name("distributed")
-        jobs = client.search_runs([exp.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'job'")
+        jobs = client.search_runs([exp.experiment_id], f"tags.`{names.TAG_ROLE}` = 'job'")
         assert len(jobs) == 1  # workers never open a parent run of their own
         job = jobs[0]
         assert job.info.status == "FINISHED"
         assert distributed.TAG_ORACLE not in job.data.tags  # withdrawn when the search ended
-        assert {metrics.TEST_AUC, metrics.TEST_SENSITIVITY, metrics.TEST_SPECIFICITY, metrics.VAL_AUC} <= job.data.metrics.keys()
-        assert job.data.metrics[metrics.TRIALS_COMPLETED] == TRIALS
+        assert {names.TEST_AUC, names.TEST_SENSITIVITY, names.TEST_SPECIFICITY, names.VAL_AUC} <= job.data.metrics.keys()
+        assert job.data.metrics[names.TRIALS_COMPLETED] == TRIALS
 
-        trials = client.search_runs([exp.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'trial'")
+        trials = client.search_runs([exp.experiment_id], f"tags.`{names.TAG_ROLE}` = 'trial'")
         assert all(t.data.tags["mlflow.parentRunId"] == job.info.run_id for t in trials)
-        ids = sorted(t.data.tags[metrics.TAG_TRIAL_ID] for t in trials)
+        ids = sorted(t.data.tags[names.TAG_TRIAL_ID] for t in trials)
         assert ids == [str(i) for i in range(TRIALS)]  # the whole budget, each trial once
         assert all(t.info.status == "FINISHED" for t in trials)
         ran_by = {t.data.tags[distributed.TAG_TUNER_ID] for t in trials}
         assert ran_by <= {"worker-w1", "worker-w2"} and ran_by  # trials run on workers, never on the chief
         print("trials per worker:", {w: sum(t.data.tags[distributed.TAG_TUNER_ID] == w for t in trials) for w in ran_by})
 
-        versions = client.search_model_versions(f"name='{metrics.MODEL_NAME}'")
+        versions = client.search_model_versions(f"name='{names.MODEL_NAME}'")
         assert [v.run_id for v in versions] == [job.info.run_id]
         arts = {a.path for a in client.list_artifacts(job.info.run_id, "evaluation")}
         assert "evaluation/roc.png" in arts

@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 from keras_tuner.src.engine import tuner_utils
 
-from pneumo import paths, tracking
-from pneumo.tuning import BestEpochInMemory, _cheaper
+from pneumo.config import paths
+from pneumo.record import runs, store
+from pneumo.search.tuner import BestEpochInMemory, _cheaper
 
 
 class _Tuner(keras_tuner.RandomSearch):
@@ -66,7 +67,7 @@ def test_keras_dispatches_steps_asynchronously_with_the_tuner_callback_under_jax
     script = textwrap.dedent("""
         import keras, keras_tuner
         from keras_tuner.src.engine import tuner_utils
-        from pneumo.tuning import _cheaper
+        from pneumo.search.tuner import _cheaper
         class T(keras_tuner.RandomSearch):
             def __init__(self): pass
         cbs = [tuner_utils.TunerCallback(T(), None),
@@ -102,14 +103,14 @@ def test_best_epoch_written_once_at_train_end_with_the_best_weights(tmp_path):
 
 
 def test_background_epoch_metrics_all_stored_before_the_run_ends(tmp_path):
-    tracking.setup(None, tmp_path / "mlruns")
+    store.setup(None, tmp_path / "mlruns")
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
-    run = client.create_run(tracking.experiment_id("epochs", tmp_path / "mlruns")).info.run_id
-    writes = [tracking.log_epoch(client, run, e, {"loss": 1.0 / (e + 1), "val_auc": float("nan")}, synchronous=False)
+    run = client.create_run(store.experiment_id("epochs", tmp_path / "mlruns")).info.run_id
+    writes = [runs.log_epoch(client, run, e, {"loss": 1.0 / (e + 1), "val_auc": float("nan")}, synchronous=False)
               for e in range(20)]
-    tracking.wait_written(writes)
+    runs.wait_written(writes)
     client.set_terminated(run)
     history = client.get_metric_history(run, "loss")
     assert [m.step for m in sorted(history, key=lambda m: m.step)] == list(range(20))
@@ -121,6 +122,6 @@ def test_a_failed_background_write_is_raised_when_waited_for():
         def log_batch(self, run_id, metrics):
             raise OSError("disk full")
 
-    write = tracking.log_epoch(Broken(), "run", 0, {"loss": 0.5}, synchronous=False)
+    write = runs.log_epoch(Broken(), "run", 0, {"loss": 0.5}, synchronous=False)
     with pytest.raises(OSError, match="disk full"):
-        tracking.wait_written([write])
+        runs.wait_written([write])

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from pneumo import evaluate as ev
-from pneumo.metrics import TEST_METRICS, THRESHOLD, ci_names
+from pneumo.evaluation import stats as ev
+from pneumo.record.names import TEST_METRICS, THRESHOLD, ci_names
 
 
 def synthetic(n_patients=150, per_patient=4, seed=0, signal=0.3):

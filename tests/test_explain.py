@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from pneumo import explain
+from pneumo.evaluation import explain
 from pneumo.data.base import Subset
 
 SIZE = 32
@@ -56,8 +56,8 @@ def test_occlusion_runs_on_every_family_and_on_an_ensemble(family):
     import keras_tuner
     from hydra import compose, initialize_config_dir
 
-    from pneumo import paths, schema
-    from pneumo.models import HyperModel, ensemble
+    from pneumo.config import paths, schema
+    from pneumo.model.builders import HyperModel, ensemble
 
     schema.register()
     with initialize_config_dir(config_dir=str(paths.CONF_DIR), version_base="1.3"):

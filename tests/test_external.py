@@ -9,7 +9,7 @@ import pytest
 from helpers import TOY, client_for, run_pneumo, tracking_uri
 from store_fixture import smoke_store  # noqa: F401
 
-from pneumo import metrics
+from pneumo.record import names
 from pneumo.data import DataError, load
 from pneumo.data import synthetic
 from pneumo.data.loader import labels_digest
@@ -71,49 +71,49 @@ def test_a_job_with_test_root_tests_on_that_folder(tmp_path, external):
     run_pneumo(["train", *TOY, "experiment=ext", f"data.test_root={external}"], tmp_path)
     client = client_for(tmp_path)
     job = client.search_runs([client.get_experiment_by_name("ext").experiment_id],
-                             f"tags.`{metrics.TAG_ROLE}` = 'job'")[0]
-    preds = Path(client.download_artifacts(job.info.run_id, metrics.PREDICTIONS_ARTIFACT)).read_text().splitlines()
+                             f"tags.`{names.TAG_ROLE}` = 'job'")[0]
+    preds = Path(client.download_artifacts(job.info.run_id, names.PREDICTIONS_ARTIFACT)).read_text().splitlines()
     assert len(preds) - 1 == len(list(external.rglob("*.jpeg")))
-    assert job.data.tags[metrics.TAG_TEST_SOURCE] == str(external.resolve())
-    assert metrics.TEST_AUC in job.data.metrics
+    assert job.data.tags[names.TAG_TEST_SOURCE] == str(external.resolve())
+    assert names.TEST_AUC in job.data.metrics
     assert "data.test_root" not in job.info.run_name  # a location, not what is trained
 
 
 @pytest.mark.slow
 def test_evaluate_records_a_run_under_the_versions_job(smoke_store, external, tmp_path):  # noqa: F811
     env = {"MLFLOW_TRACKING_URI": tracking_uri(smoke_store)}
-    proc = run_pneumo(["evaluate", str(external), "--model", f"models:/{metrics.MODEL_NAME}@{metrics.CHAMPION}",
+    proc = run_pneumo(["evaluate", str(external), "--model", f"models:/{names.MODEL_NAME}@{names.CHAMPION}",
                        "--bootstrap", "100"], tmp_path, env_extra=env, hydra=False)
     assert "test_auc" in proc.stdout and "recorded as run" in proc.stdout
     client = client_for(smoke_store)
-    version = client.get_model_version_by_alias(metrics.MODEL_NAME, metrics.CHAMPION)
+    version = client.get_model_version_by_alias(names.MODEL_NAME, names.CHAMPION)
     runs = client.search_runs([client.get_run(version.run_id).info.experiment_id],
-                              f"tags.`{metrics.TAG_ROLE}` = 'evaluation'")
+                              f"tags.`{names.TAG_ROLE}` = 'evaluation'")
     run = runs[0]
     assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == version.run_id
     assert run.data.tags["pneumo.model_version"] == str(version.version)
     assert run.data.metrics["images"] == len(list(external.rglob("*.jpeg")))
-    low, high = metrics.ci_names(metrics.TEST_AUC)
-    assert run.data.metrics[low] <= run.data.metrics[metrics.TEST_AUC] <= run.data.metrics[high]
+    low, high = names.ci_names(names.TEST_AUC)
+    assert run.data.metrics[low] <= run.data.metrics[names.TEST_AUC] <= run.data.metrics[high]
     arts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
     assert {"evaluation/confusion_matrix.png", "evaluation/roc.png", "evaluation/predictions.csv"} <= arts
     cm = json.loads(Path(client.download_artifacts(run.info.run_id, "evaluation/confusion_matrix.json")).read_text())
     assert sum(map(sum, cm["matrix"])) == run.data.metrics["images"]
-    assert cm["threshold"] == pytest.approx(float(version.tags[metrics.THRESHOLD]))  # the job's, not re-chosen
+    assert cm["threshold"] == pytest.approx(float(version.tags[names.THRESHOLD]))  # the job's, not re-chosen
 
     # compare shows it beside the job's own test metrics
     rows = json.loads(run_pneumo(["compare", "--format", "json"], tmp_path, env_extra=env, hydra=False).stdout)
     row = next(r for r in rows if r["run_id"] == version.run_id)
     assert row["external"][0]["run_id"] == run.info.run_id
-    assert row["external"][0][metrics.TEST_AUC] == pytest.approx(run.data.metrics[metrics.TEST_AUC])
+    assert row["external"][0][names.TEST_AUC] == pytest.approx(run.data.metrics[names.TEST_AUC])
     assert all(r["external"] == [] for r in rows if r["run_id"] != version.run_id)
     import csv
     import io
 
     out = run_pneumo(["compare", "--format", "csv"], tmp_path, env_extra=env, hydra=False).stdout
     record = next(r for r in csv.DictReader(io.StringIO(out)) if r["run_id"] == version.run_id)
-    column = f"external.{external.name}.v{version.version}.{metrics.TEST_AUC}"
-    assert float(record[column]) == pytest.approx(run.data.metrics[metrics.TEST_AUC])
+    column = f"external.{external.name}.v{version.version}.{names.TEST_AUC}"
+    assert float(record[column]) == pytest.approx(run.data.metrics[names.TEST_AUC])
 
 
 @pytest.mark.slow

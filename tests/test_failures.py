@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers import TOY, client_for, run_pneumo
 
-from pneumo import metrics
+from pneumo.record import names
 
 pytestmark = pytest.mark.slow
 
@@ -15,7 +15,7 @@ SOMETIMES_BROKEN = "model.blocks={int:[3,7]}"
 
 def trials(client, exp_name):
     exp = client.get_experiment_by_name(exp_name)
-    return client.search_runs([exp.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'trial'")
+    return client.search_runs([exp.experiment_id], f"tags.`{names.TAG_ROLE}` = 'trial'")
 
 
 def test_failing_trials_are_recorded_and_the_search_goes_on(tmp_path):
@@ -30,10 +30,10 @@ def test_failing_trials_are_recorded_and_the_search_goes_on(tmp_path):
         assert int(run.data.params["model.blocks"]) >= 6
         error = client.download_artifacts(run.info.run_id, "error.txt")
         assert "Computed output size would be zero or negative" in open(error).read()
-    job = client.search_runs([runs[0].info.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'job'")[0]
+    job = client.search_runs([runs[0].info.experiment_id], f"tags.`{names.TAG_ROLE}` = 'job'")[0]
     assert job.info.status == "FINISHED" and proc.returncode == 0
-    assert job.data.metrics[metrics.TRIALS_FAILED] == len(failed)
-    assert job.data.metrics[metrics.TRIALS_COMPLETED] == len(finished)
+    assert job.data.metrics[names.TRIALS_FAILED] == len(failed)
+    assert job.data.metrics[names.TRIALS_COMPLETED] == len(finished)
 
 
 def test_consecutive_failures_end_the_job_with_a_summary(tmp_path):
@@ -46,7 +46,7 @@ def test_consecutive_failures_end_the_job_with_a_summary(tmp_path):
     client = client_for(tmp_path)
     runs = trials(client, "stop")
     assert [r.info.status for r in runs].count("FAILED") == 1
-    job = client.search_runs([runs[0].info.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'job'")[0]
+    job = client.search_runs([runs[0].info.experiment_id], f"tags.`{names.TAG_ROLE}` = 'job'")[0]
     assert job.info.status == "FAILED"
 
 
@@ -58,7 +58,7 @@ def test_a_failed_job_does_not_stop_the_multirun(tmp_path):
     assert "job FAILED:" in out and "model.blocks=9" in out and "do not build a model" in out
     client = client_for(tmp_path)
     exp = client.get_experiment_by_name("grid")
-    jobs = client.search_runs([exp.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'job'")
+    jobs = client.search_runs([exp.experiment_id], f"tags.`{names.TAG_ROLE}` = 'job'")
     assert len(jobs) == 1 and jobs[0].info.run_name.endswith("model.blocks=3")
     assert jobs[0].info.status == "FINISHED"
 
@@ -97,4 +97,4 @@ def test_a_trial_no_better_than_chance_is_recorded_failed_and_nothing_is_registe
     assert len(runs) == 2 and {r.info.status for r in runs} == {"FAILED"}
     for run in runs:
         assert "no better than chance" in open(client.download_artifacts(run.info.run_id, "error.txt")).read()
-    assert client.search_model_versions(f"name='{metrics.MODEL_NAME}'") == []
+    assert client.search_model_versions(f"name='{names.MODEL_NAME}'") == []

@@ -15,7 +15,8 @@ import pytest
 from helpers import TOY, client_for, run_pneumo
 from hydra import compose, initialize_config_dir
 
-from pneumo import metrics, paths, schema
+from pneumo.record import names
+from pneumo.config import paths, schema
 
 schema.register()
 
@@ -69,7 +70,7 @@ def test_joblib_runs_two_jobs_at_once_against_one_sqlite_store(tmp_path):
         assert trouble not in log, trouble
     client = client_for(tmp_path)
     exp = client.get_experiment_by_name("parallel")
-    jobs = client.search_runs([exp.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'job'")
+    jobs = client.search_runs([exp.experiment_id], f"tags.`{names.TAG_ROLE}` = 'job'")
     assert len(jobs) == 2 and all(j.info.status == "FINISHED" for j in jobs)
     assert len({j.data.tags["pid"] for j in jobs}) == 2  # two processes...
     a, b = sorted(jobs, key=lambda j: j.info.start_time)
@@ -77,11 +78,11 @@ def test_joblib_runs_two_jobs_at_once_against_one_sqlite_store(tmp_path):
     for job in jobs:
         trials = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{job.info.run_id}'")
         assert len(trials) == 2 and all(t.info.status == "FINISHED" for t in trials)
-        assert all(client.get_metric_history(t.info.run_id, metrics.VAL_AUC) for t in trials)
-        assert job.data.metrics[metrics.TRIALS_COMPLETED] == 2
-        assert {metrics.TEST_AUC, metrics.VAL_AUC, metrics.DATA_LOAD_S} <= job.data.metrics.keys()
+        assert all(client.get_metric_history(t.info.run_id, names.VAL_AUC) for t in trials)
+        assert job.data.metrics[names.TRIALS_COMPLETED] == 2
+        assert {names.TEST_AUC, names.VAL_AUC, names.DATA_LOAD_S} <= job.data.metrics.keys()
         arts = {a.path for a in client.list_artifacts(job.info.run_id, "evaluation")}
         assert {"evaluation/roc.png", "evaluation/confusion_matrix.json"} <= arts
-    versions = client.search_model_versions(f"name='{metrics.MODEL_NAME}'")
+    versions = client.search_model_versions(f"name='{names.MODEL_NAME}'")
     assert sorted(v.run_id for v in versions) == sorted(j.info.run_id for j in jobs)
     assert all(Path(j.info.artifact_uri.removeprefix("file://")).is_relative_to(tmp_path) for j in jobs)

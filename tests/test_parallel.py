@@ -13,7 +13,7 @@ import pytest
 from helpers import clean_env, client_for
 from store_fixture import start_server, stop
 
-from pneumo import metrics
+from pneumo.record import names
 
 pytestmark = pytest.mark.slow
 
@@ -38,19 +38,19 @@ def run_two_at_once(tmp, env) -> None:
 
 def assert_everything_recorded(client) -> None:
     exp = client.get_experiment_by_name("smoke")
-    jobs = client.search_runs([exp.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'job'")
+    jobs = client.search_runs([exp.experiment_id], f"tags.`{names.TAG_ROLE}` = 'job'")
     assert len(jobs) == 4 and {j.info.status for j in jobs} == {"FINISHED"}  # 2 sweeps x model=cnn,resnet
-    trials = client.search_runs([exp.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'trial'")
+    trials = client.search_runs([exp.experiment_id], f"tags.`{names.TAG_ROLE}` = 'trial'")
     assert len(trials) == 8 and {t.info.status for t in trials} == {"FINISHED"}  # 2 trials a job
     for t in trials:
         assert t.data.tags["mlflow.parentRunId"] in {j.info.run_id for j in jobs}
-        assert t.data.params and len(client.get_metric_history(t.info.run_id, metrics.VAL_AUC)) == 1
+        assert t.data.params and len(client.get_metric_history(t.info.run_id, names.VAL_AUC)) == 1
     for j in jobs:
-        assert {metrics.VAL_AUC, "test_auc", metrics.THRESHOLD} <= j.data.metrics.keys()
+        assert {names.VAL_AUC, "test_auc", names.THRESHOLD} <= j.data.metrics.keys()
         assert len(j.data.params) > 40
-        names = {a.path.split("/")[-1] for a in client.list_artifacts(j.info.run_id, "evaluation")}
-        assert names == EVALUATION
-    versions = client.search_model_versions(f"name='{metrics.MODEL_NAME}'")
+        logged = {a.path.split("/")[-1] for a in client.list_artifacts(j.info.run_id, "evaluation")}
+        assert logged == EVALUATION
+    versions = client.search_model_versions(f"name='{names.MODEL_NAME}'")
     assert sorted(v.run_id for v in versions) == sorted(j.info.run_id for j in jobs)
 
 

@@ -17,8 +17,11 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-from pneumo import evaluate, leaderboard, registry, tracking
-from pneumo import metrics as M
+from pneumo.evaluation import stats
+from pneumo.commands import leaderboard
+from pneumo.release import promote, registry
+from pneumo.record import store as record_store
+from pneumo.record import names as M
 
 
 class Echo(mlflow.pyfunc.PythonModel):
@@ -48,10 +51,10 @@ def make_job(c, exp_id, name, data, p, *, digest="test-A", threshold=None, statu
     """A parent run as a job leaves it, plus its registered version; returns the version number.
 
     The predictions, the version's tags and the registration go through the functions a job uses
-    (pneumo.registry), so a change of format reaches these tests too; only the model is a stand-in."""
+    (pneumo.release.registry), so a change of format reaches these tests too; only the model is a stand-in."""
     y, patients, hashes, _ = data
-    threshold = evaluate.choose_threshold(y, p, "sensitivity", 0.95) if threshold is None else threshold
-    scores = evaluate.evaluate(y, p, patients, threshold, bootstrap=200)
+    threshold = stats.choose_threshold(y, p, "sensitivity", 0.95) if threshold is None else threshold
+    scores = stats.evaluate(y, p, patients, threshold, bootstrap=200)
     tags = {M.TAG_ROLE: "job", M.TAG_OVERRIDES: f"model=cnn job={name}", M.TAG_TEST_DIGEST: digest,
             M.TAG_DATA_DIGEST: "data-1", M.TAG_JOB_KEY: name, M.TAG_SWEEP: "s", M.TAG_JOB_NUM: "0",
             M.TAG_BEST_TRIAL: "00"}
@@ -62,7 +65,7 @@ def make_job(c, exp_id, name, data, p, *, digest="test-A", threshold=None, statu
         metrics=[Metric(k, v, 0, 0) for k, v in scores.items()]
         + [Metric(M.VAL_AUC, scores["test_auc"], 0, 0), Metric(M.EPOCHS_TRAINED, 7, 0, 0),
            Metric(M.TRIALS_COMPLETED, 3, 0, 0), Metric(M.TRIALS_FAILED, 0, 0, 0)],
-        params=[Param("model._target_", "pneumo.models.cnn")]
+        params=[Param("model._target_", "pneumo.model.builders.cnn")]
         + [Param(M.BEST_HP_PREFIX + k, v) for k, v in hp.items()],
     )
     order = np.random.default_rng(len(name)).permutation(len(y))  # row order is arbitrary
@@ -109,7 +112,7 @@ def store(template, tmp_path, monkeypatch):
     shutil.copy(root / "mlflow.db", tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    yield tracking.connect(), versions
+    yield record_store.connect(), versions
     mlflow.set_tracking_uri(None)
 
 
@@ -141,19 +144,19 @@ def cli(*argv):
 
 def test_first_promotion_takes_the_best_passing_version(store):
     c, v = store
-    d = registry.promote()  # no champion yet
+    d = promote.promote()  # no champion yet
     assert d.promoted and d.version == v["better"] and d.previous is None
     assert aliases(c) == {M.CHAMPION: v["better"]}
     t = tags(c, v["better"])
     assert t["promotion.decision"] == "promoted" and t["promotion.at"].endswith("+00:00")
-    again = registry.promote()
+    again = promote.promote()
     assert again.noop and not again.promoted and "already" in again.reasons[0]
 
 
 def test_better_candidate_promoted_and_old_champion_kept_as_previous(store):
     c, v = store
     crown(c, v["good"])
-    d = registry.promote()
+    d = promote.promote()
     assert d.promoted and d.version == v["better"] and d.previous == v["good"]
     assert d.numbers["ci_low"] > 0 and d.numbers["delta"] > 0 and d.numbers["n_images"] == 600
     assert aliases(c) == {M.CHAMPION: v["better"], M.PREVIOUS: v["good"]}
@@ -163,7 +166,7 @@ def test_better_candidate_promoted_and_old_champion_kept_as_previous(store):
 def test_worse_candidate_refused_with_numbers(store):
     c, v = store
     crown(c, v["good"])
-    d = registry.promote(version=v["worse"])
+    d = promote.promote(version=v["worse"])
     assert not d.promoted and d.numbers["delta"] < 0 and d.numbers["ci_high"] < 0
     assert d.numbers["p_value"] > 0.5 and d.numbers["champion_version"] == v["good"]
     assert any(r.startswith("FAIL") and "no improvement shown" in r for r in d.reasons)
@@ -176,7 +179,7 @@ def test_worse_candidate_refused_with_numbers(store):
 def test_tie_is_not_a_win(store):
     c, v = store
     crown(c, v["good"])
-    d = registry.promote(version=v["tied"])
+    d = promote.promote(version=v["tied"])
     assert not d.promoted and d.numbers["delta"] == 0 and d.numbers["ci_low"] == 0
     assert aliases(c) == {M.CHAMPION: v["good"]}
 
@@ -184,7 +187,7 @@ def test_tie_is_not_a_win(store):
 def test_different_test_set_refused(store):
     c, v = store
     crown(c, v["good"])
-    d = registry.promote(version=v["other"])
+    d = promote.promote(version=v["other"])
     assert not d.promoted and any("different test set" in r for r in d.reasons)
     assert d.numbers["test_digest"] == "test-B" and d.numbers["champion_test_digest"] == "test-A"
     assert "delta" not in d.numbers
@@ -192,10 +195,10 @@ def test_different_test_set_refused(store):
 
 def test_low_sensitivity_and_unfinished_runs_refused(store):
     c, v = store
-    d = registry.promote(version=v["lowsens"])  # no champion: only FINISHED + sensitivity apply
+    d = promote.promote(version=v["lowsens"])  # no champion: only FINISHED + sensitivity apply
     assert not d.promoted and any("test_sensitivity" in r and r.startswith("FAIL") for r in d.reasons)
     assert d.numbers["sensitivity"] < 0.9
-    failed = registry.promote(version=v["failed"])
+    failed = promote.promote(version=v["failed"])
     assert not failed.promoted and any("FAILED" in r and r.startswith("FAIL") for r in failed.reasons)
     assert M.CHAMPION not in aliases(c)
 
@@ -204,9 +207,9 @@ def test_force_needs_a_reason_and_records_it(store):
     c, v = store
     crown(c, v["good"])
     with pytest.raises(ValueError, match="reason"):
-        registry.promote(version=v["worse"], force=True)
+        promote.promote(version=v["worse"], force=True)
     assert cli("promote", "--version", v["worse"], "--force") == 2
-    d = registry.promote(version=v["worse"], force=True, reason="champion artefact lost")
+    d = promote.promote(version=v["worse"], force=True, reason="champion artefact lost")
     assert d.promoted and d.forced and d.previous == v["good"]
     assert aliases(c) == {M.CHAMPION: v["worse"], M.PREVIOUS: v["good"]}
     t = tags(c, v["worse"])
@@ -217,7 +220,7 @@ def test_dry_run_changes_nothing(store, capsys):
     c, v = store
     crown(c, v["good"])
     before = tags(c, v["better"])
-    d = registry.promote(dry_run=True)
+    d = promote.promote(dry_run=True)
     assert d.promoted and d.dry_run and d.version == v["better"]
     assert aliases(c) == {M.CHAMPION: v["good"]} and tags(c, v["better"]) == before
     assert cli("promote", "--dry-run") == 0
@@ -228,14 +231,14 @@ def test_dry_run_changes_nothing(store, capsys):
 def test_rollback_swaps_champion_and_previous(store):
     c, v = store
     with pytest.raises(LookupError, match="previous"):
-        registry.rollback()
+        promote.rollback()
     assert cli("promote", "--rollback") == 1
     crown(c, v["good"])
-    registry.promote()
-    d = registry.rollback()
+    promote.promote()
+    d = promote.rollback()
     assert d.promoted and d.rollback and d.version == v["good"] and d.previous == v["better"]
     assert aliases(c) == {M.CHAMPION: v["good"], M.PREVIOUS: v["better"]}
-    registry.rollback()  # a second rollback undoes the first
+    promote.rollback()  # a second rollback undoes the first
     assert aliases(c) == {M.CHAMPION: v["better"], M.PREVIOUS: v["good"]}
 
 
@@ -272,18 +275,18 @@ def test_constant_predictor_refused_by_every_path(store, capsys):
 
 def test_each_usefulness_gate_refuses_on_its_own(store):
     c, v = store
-    chance = registry.promote(version=v["constant"], min_specificity=0.0, dry_run=True)  # only the CI is left
+    chance = promote.promote(version=v["constant"], min_specificity=0.0, dry_run=True)  # only the CI is left
     assert not chance.promoted
     assert [r for r in chance.reasons if r.startswith("FAIL")] == [
         "FAIL: test_auc_ci_low 0.5 not above 0.5: the test AUC's CI includes chance"]
     # a good ranker at a threshold that calls nearly every healthy child sick
-    sick = registry.promote(version=v["lowspec"], dry_run=True)
+    sick = promote.promote(version=v["lowspec"], dry_run=True)
     assert not sick.promoted and sick.numbers["test_auc_ci_low"] > 0.9 and sick.numbers["specificity"] < 0.25
     assert sick.numbers["sensitivity"] > 0.99 and sick.numbers["min_specificity"] == 0.25  # the default
     assert [r for r in sick.reasons if r.startswith("FAIL")] == [
         f"FAIL: test_specificity {sick.numbers['specificity']:.4g} below 0.25"]
-    assert registry.promote(version=v["lowspec"], min_specificity=0.0, dry_run=True).promoted
-    weak = registry.promote(version=v["worse"], min_specificity=0.5, dry_run=True)  # a stricter site's floor
+    assert promote.promote(version=v["lowspec"], min_specificity=0.0, dry_run=True).promoted
+    weak = promote.promote(version=v["worse"], min_specificity=0.5, dry_run=True)  # a stricter site's floor
     assert not weak.promoted and [r for r in weak.reasons if r.startswith("FAIL")] == [
         f"FAIL: test_specificity {weak.numbers['specificity']:.4g} below 0.5"]
     assert M.CHAMPION not in aliases(c)
@@ -292,7 +295,7 @@ def test_each_usefulness_gate_refuses_on_its_own(store):
 def test_promote_ranks_only_versions_that_can_pass(store):
     c, v = store
     # by sensitivity the two that call (nearly) everything pneumonia rank first, with 1.0
-    d = registry.promote(metric="test_sensitivity", dry_run=True)
+    d = promote.promote(metric="test_sensitivity", dry_run=True)
     assert d.promoted and d.version not in (v["constant"], v["lowspec"]) and d.numbers["sensitivity"] < 1
     assert [r for r in d.reasons if r.startswith("skipped:")] == [
         f"skipped: version {v['lowspec']} (test_sensitivity 1): test_specificity 0.08482 below 0.25",
@@ -300,7 +303,7 @@ def test_promote_ranks_only_versions_that_can_pass(store):
         "AUC's CI includes chance; test_specificity 0 below 0.25",
     ]
     crown(c, v["other"])  # a champion tested on other images: scores on test-A do not rank against it
-    d = registry.promote(dry_run=True)
+    d = promote.promote(dry_run=True)
     assert d.noop and d.version == v["other"] and aliases(c) == {M.CHAMPION: v["other"]}
     skipped = [r for r in d.reasons if r.startswith("skipped:")]
     assert skipped[0].startswith(f"skipped: version {v['better']} (test_auc ")
@@ -316,7 +319,7 @@ def test_promote_skips_failed_and_killed_jobs(store, capsys):
     out = capsys.readouterr().out
     assert out.startswith(f"[dry run] would promote version {v['mid']} to 'champion'")
     assert "the best passing version takes it" in out
-    d = registry.promote()
+    d = promote.promote()
     assert d.promoted and d.version == v["mid"] and aliases(c) == {M.CHAMPION: v["mid"]}
     skipped = [r for r in d.reasons if r.startswith("skipped:")]
     assert len(skipped) == 2
@@ -474,7 +477,7 @@ def big_store(template, tmp_path_factory):
 @pytest.fixture
 def big(big_store, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", big_store)
-    yield tracking.connect()
+    yield record_store.connect()
     mlflow.set_tracking_uri(None)
 
 

@@ -15,8 +15,8 @@ import mlflow
 import pytest
 from mlflow.entities import Metric, RunTag
 
-from pneumo import leaderboard, reruns
-from pneumo import metrics as M
+from pneumo.commands import leaderboard, rerun
+from pneumo.record import names as M
 from pneumo.cli import main as cli
 
 BASE = {M.VAL_AUC: 0.758, M.THRESHOLD: 0.565, M.TEST_AUC: 0.786, M.TEST_SENSITIVITY: 0.714,
@@ -70,9 +70,9 @@ def test_the_original_is_found_when_it_is_off_the_page(store):
 
 
 def test_a_metric_that_only_one_run_has_differs():
-    verdict = reruns.differences({M.TEST_AUC: 0.7, M.TEST_NPV: float("nan")}, {M.TEST_AUC: 0.7, M.TEST_NPV: 0.5})
+    verdict = rerun.differences({M.TEST_AUC: 0.7, M.TEST_NPV: float("nan")}, {M.TEST_AUC: 0.7, M.TEST_NPV: 0.5})
     assert verdict["differs"] and list(verdict["diffs"]) == [M.TEST_NPV]
-    assert not reruns.differences({M.TEST_NPV: float("nan")}, {})["differs"]  # undefined in both: the same
+    assert not rerun.differences({M.TEST_NPV: float("nan")}, {})["differs"]  # undefined in both: the same
 
 
 def test_compare_shows_the_verdict_and_the_seed_spread(store, capsys, monkeypatch):
@@ -98,7 +98,7 @@ def test_without_reruns_or_repeats_the_table_keeps_its_columns(store):
 
 
 def test_the_seed_spread_is_the_mean_and_sample_sd():
-    from pneumo.repeats import spread
+    from pneumo.search.repeats import spread
 
     stats = spread([{M.TEST_AUC: 0.7, M.TEST_NPV: 0.5}, {M.TEST_AUC: 0.8}, {M.TEST_AUC: 0.9}])
     mean, sd = M.seed_names(M.TEST_AUC)

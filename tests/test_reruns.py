@@ -17,8 +17,8 @@ import pytest
 import yaml
 from helpers import TOY, client_for, run_pneumo, tracking_uri
 
-from pneumo import metrics as M
-from pneumo import paths
+from pneumo.record import names as M
+from pneumo.config import paths
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from helpers import clean_env, client_for, isolate
 
-from pneumo import metrics, tracking
+from pneumo.record import names, runs
 
 JOB = ["train", "experiment=resume", "data.n_images=64", "data.image_px=48", "trainer.image_size=32",
        "trainer.epochs=3", "trainer.batch_size=16", "tuner.max_trials=3", "evaluation.bootstrap=50",
@@ -32,7 +32,7 @@ store = client_for
 
 
 def trial_runs(client, exp_id):
-    return client.search_runs([exp_id], f"tags.`{metrics.TAG_ROLE}` = 'trial'")
+    return client.search_runs([exp_id], f"tags.`{names.TAG_ROLE}` = 'trial'")
 
 
 def killed_at(tmp: Path, point: str, extra=()) -> None:
@@ -55,11 +55,11 @@ def test_killed_job_resumes_without_rerunning_or_duplicating(tmp_path):
     rerun = subprocess.run(command(tmp_path), env=env(), cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-4000:]
 
-    jobs = client.search_runs([exp_id], f"tags.`{metrics.TAG_ROLE}` = 'job'")
+    jobs = client.search_runs([exp_id], f"tags.`{names.TAG_ROLE}` = 'job'")
     assert len(jobs) == 1 and jobs[0].info.status == "FINISHED"  # the same parent run, resumed
     runs = trial_runs(client, exp_id)
     assert all(r.data.tags["mlflow.parentRunId"] == jobs[0].info.run_id for r in runs)
-    finished = [r.data.tags[metrics.TAG_TRIAL_ID] for r in runs if r.info.status == "FINISHED"]
+    finished = [r.data.tags[names.TAG_TRIAL_ID] for r in runs if r.info.status == "FINISHED"]
     assert len(finished) == len(set(finished)) == 3  # the whole budget, no trial twice
     for run_id, old in before.items():  # completed trials were kept, not rerun
         if old.info.status == "FINISHED":
@@ -67,15 +67,15 @@ def test_killed_job_resumes_without_rerunning_or_duplicating(tmp_path):
     killed = [r for r in runs if r.info.status == "KILLED"]
     assert [r.info.run_id for r in killed] == [interrupted.info.run_id]  # the interrupted trial, ended as KILLED
     assert not [r for r in runs if r.info.status == "RUNNING"]
-    assert jobs[0].data.metrics[metrics.TRIALS_COMPLETED] == 3
-    versions = client.search_model_versions(f"name='{metrics.MODEL_NAME}'")
+    assert jobs[0].data.metrics[names.TRIALS_COMPLETED] == 3
+    versions = client.search_model_versions(f"name='{names.MODEL_NAME}'")
     assert [v.run_id for v in versions] == [jobs[0].info.run_id]
 
     # A finished job is not run again by the same command.
     again = subprocess.run(command(tmp_path), env=env(), cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "already finished" in again.stdout + again.stderr
     assert len(trial_runs(client, exp_id)) == len(runs)
-    assert len(client.search_model_versions(f"name='{metrics.MODEL_NAME}'")) == 1
+    assert len(client.search_model_versions(f"name='{names.MODEL_NAME}'")) == 1
 
 
 SHORT = ["tuner.max_trials=2", "trainer.epochs=1"]
@@ -93,11 +93,11 @@ def test_kill_after_the_search_resumes_to_exactly_one_version(tmp_path, point):
     rerun = subprocess.run(command(tmp_path) + SHORT, env=env(), cwd=tmp_path, capture_output=True, text=True,
                            timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-4000:]
-    jobs = client.search_runs([exp_id], f"tags.`{metrics.TAG_ROLE}` = 'job'")
+    jobs = client.search_runs([exp_id], f"tags.`{names.TAG_ROLE}` = 'job'")
     assert len(jobs) == 1 and jobs[0].info.status == "FINISHED"
     assert {r.info.run_id for r in trial_runs(client, exp_id)} == trials_before  # no trial rerun
     assert "test_auc" in jobs[0].data.metrics
-    versions = client.search_model_versions(f"name='{metrics.MODEL_NAME}'")
+    versions = client.search_model_versions(f"name='{names.MODEL_NAME}'")
     assert [v.run_id for v in versions] == [jobs[0].info.run_id]
 
 
@@ -106,7 +106,7 @@ def test_a_killed_job_that_is_not_rerun_is_marked_killed_with_its_trials_by_the_
     killed_at(tmp_path, "mid_epoch:1:0", SHORT)  # inside the second trial's only epoch
     client = store(tmp_path)
     exp_id = client.get_experiment_by_name("resume").experiment_id
-    (dead,) = client.search_runs([exp_id], f"tags.`{metrics.TAG_ROLE}` = 'job'")
+    (dead,) = client.search_runs([exp_id], f"tags.`{names.TAG_ROLE}` = 'job'")
     trials = {r.info.run_id: r.info.status for r in trial_runs(client, exp_id)}
     assert sorted(trials.values()) == ["FINISHED", "RUNNING"]
 
@@ -117,7 +117,7 @@ def test_a_killed_job_that_is_not_rerun_is_marked_killed_with_its_trials_by_the_
     assert client.get_run(dead.info.run_id).info.status == "KILLED"
     after = {run_id: client.get_run(run_id).info.status for run_id in trials}
     assert after == {run_id: "KILLED" if status == "RUNNING" else status for run_id, status in trials.items()}
-    jobs = client.search_runs([exp_id], f"tags.`{metrics.TAG_ROLE}` = 'job'")
+    jobs = client.search_runs([exp_id], f"tags.`{names.TAG_ROLE}` = 'job'")
     assert sorted(j.info.status for j in jobs) == ["FINISHED", "KILLED"]
     assert not client.search_runs([exp_id], "attributes.status = 'RUNNING'")
 
@@ -136,7 +136,7 @@ def test_corrupt_tuner_state_gives_a_way_on(tmp_path):
                            capture_output=True, text=True, timeout=600)
     assert fresh.returncode == 0, fresh.stderr[-4000:]
     client = store(tmp_path)
-    assert len(client.search_model_versions(f"name='{metrics.MODEL_NAME}'")) == 1
+    assert len(client.search_model_versions(f"name='{names.MODEL_NAME}'")) == 1
 
 
 # -- whose runs the next job may end: same host, pid gone or reused ---------------------------
@@ -154,9 +154,9 @@ def live_process():
     """A process that is alive for the whole module: (pid, its start time)."""
     proc = subprocess.Popen(["sleep", "600"])
     deadline = time.monotonic() + 10
-    while tracking.process_start(proc.pid) is None and time.monotonic() < deadline:
+    while runs.process_start(proc.pid) is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    yield proc.pid, tracking.process_start(proc.pid)
+    yield proc.pid, runs.process_start(proc.pid)
     proc.kill()
     proc.wait()
 
@@ -185,12 +185,12 @@ def test_the_next_job_ends_only_runs_whose_process_is_gone(reap_store, live_proc
         "another host, pid gone here": {"pid": str(dead_pid()), "pid.started": str(time.time() - 60)},
     }[case]
     exp_id = client.create_experiment(f"reap {case}")
-    job = client.create_run(exp_id, tags={metrics.TAG_ROLE: "job", "host": host, **tags}).info.run_id
-    trial = client.create_run(exp_id, tags={metrics.TAG_ROLE: "trial", "mlflow.parentRunId": job}).info.run_id
-    done = client.create_run(exp_id, tags={metrics.TAG_ROLE: "trial", "mlflow.parentRunId": job}).info.run_id
+    job = client.create_run(exp_id, tags={names.TAG_ROLE: "job", "host": host, **tags}).info.run_id
+    trial = client.create_run(exp_id, tags={names.TAG_ROLE: "trial", "mlflow.parentRunId": job}).info.run_id
+    done = client.create_run(exp_id, tags={names.TAG_ROLE: "trial", "mlflow.parentRunId": job}).info.run_id
     client.set_terminated(done, "FINISHED")
 
-    assert tracking.reap(client, exp_id) == int(ended)
+    assert runs.reap(client, exp_id) == int(ended)
     expected = "KILLED" if ended else "RUNNING"
     assert (client.get_run(job).info.status, client.get_run(trial).info.status) == (expected, expected)
     assert client.get_run(done).info.status == "FINISHED"  # a finished trial stays what it was
@@ -202,8 +202,8 @@ def test_the_mid_epoch_kill_point_is_the_only_per_batch_hook_and_only_when_asked
     import numpy as np
     from omegaconf import OmegaConf
 
-    from pneumo.schema import TrainerConfig
-    from pneumo.tuning import keras_callbacks as callbacks
+    from pneumo.config.schema import TrainerConfig
+    from pneumo.search.fit import keras_callbacks as callbacks
 
     def per_batch(cbs):
         return [c for c in cbs if type(c).on_train_batch_end is not keras.callbacks.Callback.on_train_batch_end]

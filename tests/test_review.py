@@ -17,7 +17,8 @@ import pytest
 from helpers import TOY, client_for, run_pneumo, tracking_uri
 from PIL import Image
 
-from pneumo import card, metrics
+from pneumo.release import card
+from pneumo.record import names
 
 pytestmark = pytest.mark.slow
 FAMILIES = ("cnn", "resnet", "transfer")
@@ -31,7 +32,7 @@ def review(tmp_path_factory):
     client = client_for(tmp)
     exp = client.get_experiment_by_name("review")
     jobs = {j.data.params["model._target_"].rsplit(".", 1)[1]: j
-            for j in client.search_runs([exp.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'job'")}
+            for j in client.search_runs([exp.experiment_id], f"tags.`{names.TAG_ROLE}` = 'job'")}
     assert sorted(jobs) == sorted(FAMILIES) and all(j.info.status == "FINISHED" for j in jobs.values())
     return tmp, client, jobs
 
@@ -41,7 +42,7 @@ def _text(client, run_id: str, path: str) -> str:
 
 
 def _version(client, job):
-    (mv,) = client.search_model_versions(f"name='{metrics.MODEL_NAME}' and run_id='{job.info.run_id}'")
+    (mv,) = client.search_model_versions(f"name='{names.MODEL_NAME}' and run_id='{job.info.run_id}'")
     return mv
 
 
@@ -55,7 +56,7 @@ def test_every_family_logs_its_heatmap_grid_and_error_gallery(review, family):
     for name in ("heatmaps.png", "error_gallery.png"):
         with Image.open(client.download_artifacts(job.info.run_id, f"evaluation/{name}")) as im:
             assert im.format == "PNG" and min(im.size) >= 300, (name, im.size)
-    threshold = job.data.metrics[metrics.THRESHOLD]
+    threshold = job.data.metrics[names.THRESHOLD]
     # The gallery's list is every test error of this job, no more, most confident first.
     cm = json.loads(_text(client, job.info.run_id, "evaluation/confusion_matrix.json"))["matrix"]
     errors = list(csv.DictReader(_text(client, job.info.run_id, "evaluation/errors.csv").splitlines()))
@@ -82,16 +83,16 @@ def test_every_version_has_a_card_in_the_registry_and_in_its_run(review, family)
     assert text == _text(client, job.info.run_id, card.ARTIFACT)  # as written at registration
     m, tags, params = job.data.metrics, job.data.tags, job.data.params
     for expected in (f"version {mv.version}", job.info.run_id, "## Intended use", "Not a diagnosis",
-                     f"data digest `{tags[metrics.TAG_DATA_DIGEST][:16]}`",
-                     f"test digest `{tags[metrics.TAG_TEST_DIGEST][:16]}`", "patient-disjoint: yes",
-                     f"pneumo.models.{family}", f"best trial `{tags[metrics.TAG_BEST_TRIAL]}`",
-                     f"{m[metrics.THRESHOLD]:.4f}: the highest threshold whose validation sensitivity is at least 0.95",
-                     f"| test_auc | {m[metrics.TEST_AUC]:.3f} | [{m['test_auc_ci_low']:.3f}, {m['test_auc_ci_high']:.3f}]",
+                     f"data digest `{tags[names.TAG_DATA_DIGEST][:16]}`",
+                     f"test digest `{tags[names.TAG_TEST_DIGEST][:16]}`", "patient-disjoint: yes",
+                     f"pneumo.model.builders.{family}", f"best trial `{tags[names.TAG_BEST_TRIAL]}`",
+                     f"{m[names.THRESHOLD]:.4f}: the highest threshold whose validation sensitivity is at least 0.95",
+                     f"| test_auc | {m[names.TEST_AUC]:.3f} | [{m['test_auc_ci_low']:.3f}, {m['test_auc_ci_high']:.3f}]",
                      "## Known limits", "Pediatric only", "Synthetic data"):
         assert expected in text, expected
-    for key in (k for k in params if k.startswith(metrics.BEST_HP_PREFIX)):
-        assert f"`{key.removeprefix(metrics.BEST_HP_PREFIX)}=" in text, key
-    n_test = len(_text(client, job.info.run_id, metrics.PREDICTIONS_ARTIFACT).splitlines()) - 1
+    for key in (k for k in params if k.startswith(names.BEST_HP_PREFIX)):
+        assert f"`{key.removeprefix(names.BEST_HP_PREFIX)}=" in text, key
+    n_test = len(_text(client, job.info.run_id, names.PREDICTIONS_ARTIFACT).splitlines()) - 1
     normal, pneumonia, _ = map(int, re.search(r"\| test \| (\d+) \| (\d+) \| (\d+) \|", text).groups())
     assert normal + pneumonia == n_test
 
@@ -115,10 +116,10 @@ def test_promote_and_evaluate_append_to_the_card_the_artifact_stays(review):
     env = {"MLFLOW_TRACKING_URI": tracking_uri(tmp)}
     proc = run_pneumo(["promote", "--dry-run", "--version", str(mv.version), "--min-sensitivity", "0"], tmp, env, False,
                       hydra=False)
-    assert client.get_model_version(metrics.MODEL_NAME, mv.version).description == at_registration  # dry run
+    assert client.get_model_version(names.MODEL_NAME, mv.version).description == at_registration  # dry run
     proc = run_pneumo(["promote", "--version", str(mv.version), "--force", "--reason", "card test: toy data"], tmp, env,
                       hydra=False)
-    text = client.get_model_version(metrics.MODEL_NAME, mv.version).description
+    text = client.get_model_version(names.MODEL_NAME, mv.version).description
     assert text.startswith(at_registration.rstrip()) and "## History" in text
     entry = text[text.index("## History"):]
     assert "promoted" in entry and "for `champion`" in entry and "reason given: card test: toy data" in entry
@@ -127,10 +128,10 @@ def test_promote_and_evaluate_append_to_the_card_the_artifact_stays(review):
     assert gates and all(f"- {g}" in entry for g in gates)  # every gate promote printed, on the card
 
     hospital = synthetic.generate(tmp / "hospital-b", n_images=24, image_px=48, seed=5)
-    run_pneumo(["evaluate", str(hospital), "--model", f"models:/{metrics.MODEL_NAME}/{mv.version}",
+    run_pneumo(["evaluate", str(hospital), "--model", f"models:/{names.MODEL_NAME}/{mv.version}",
                 "--bootstrap", "50"], tmp, env, hydra=False)
-    text = client.get_model_version(metrics.MODEL_NAME, mv.version).description
-    ev = client.search_runs([jobs["cnn"].info.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'evaluation'")
+    text = client.get_model_version(names.MODEL_NAME, mv.version).description
+    ev = client.search_runs([jobs["cnn"].info.experiment_id], f"tags.`{names.TAG_ROLE}` = 'evaluation'")
     assert len(ev) == 1 and ev[0].data.tags["mlflow.parentRunId"] == jobs["cnn"].info.run_id
     assert f"external evaluation on `{hospital}" in text and ev[0].info.run_id in text
     assert f"| test_auc | {ev[0].data.metrics['test_auc']:.3f} |" in text

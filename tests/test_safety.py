@@ -9,13 +9,13 @@ from types import SimpleNamespace
 import pytest
 from store_fixture import smoke_store  # noqa: F401
 
-from pneumo import metrics
+from pneumo.record import names
 
 
 def test_a_keras_file_with_arbitrary_code_is_refused_on_load(tmp_path):
     import keras
 
-    from pneumo.serving import PneumoniaModel
+    from pneumo.release.serving import PneumoniaModel
 
     inputs = keras.Input((32, 32, 1))
     outputs = keras.layers.Lambda(lambda x: x * 2)(inputs)  # code, serialised as bytecode
@@ -44,10 +44,10 @@ def test_logged_model_is_code_and_a_safe_keras_file_not_a_pickle(smoke_store):
     from helpers import client_for
 
     client = client_for(smoke_store)
-    version = client.get_model_version_by_alias(metrics.MODEL_NAME, metrics.CHAMPION)
+    version = client.get_model_version_by_alias(names.MODEL_NAME, names.CHAMPION)
     import mlflow
 
-    local = Path(mlflow.artifacts.download_artifacts(f"models:/{metrics.MODEL_NAME}/{version.version}",
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{names.MODEL_NAME}/{version.version}",
                                                      dst_path=str(smoke_store / "dl")))
     files = [p for p in local.rglob("*") if p.is_file()]
     assert not [p for p in files if p.suffix in (".pkl", ".pickle", ".cloudpickle")], files

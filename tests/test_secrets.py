@@ -9,7 +9,7 @@ import yaml
 from helpers import client_for, run_pneumo
 from test_data_sources import DATASET, KAGGLE_KEY as KEY, KAGGLE_USER as USER, fake_kaggle_env, zip_dir
 
-from pneumo import metrics
+from pneumo.record import names
 
 TOKEN = "hf_Tok3nValue9988776655"
 # The user's own copy of the dataset on Kaggle: the owner in its name is their username.
@@ -47,12 +47,12 @@ def test_smoke_sweep_leaves_no_credential_anywhere(tmp_path):
     # What the store shows instead: the values redacted where they were.
     client = client_for(tmp_path)
     exp = client.get_experiment_by_name("smoke")
-    jobs = client.search_runs([exp.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'job'")
+    jobs = client.search_runs([exp.experiment_id], f"tags.`{names.TAG_ROLE}` = 'job'")
     assert len(jobs) == 2
     redacted = "data.dataset=***/chest-xray-pneumonia"
     for job in jobs:
         assert job.data.params["data.dataset"] == "***/chest-xray-pneumonia"
-        assert redacted in job.data.tags[metrics.TAG_OVERRIDES].split() and redacted in job.info.run_name
+        assert redacted in job.data.tags[names.TAG_OVERRIDES].split() and redacted in job.info.run_name
     said = [line for f in (tmp_path / "multirun").rglob("*.log") for line in f.read_text().splitlines()
             if "Kaggle API authenticated as" in line]
     assert said and all(line.endswith("authenticated as ***") for line in said), said  # the library's line, scrubbed
@@ -85,7 +85,7 @@ def test_scrub_survives_the_environment_changing_under_it(monkeypatch):
     import sys
     import threading
 
-    from pneumo import tracking
+    from pneumo.record import redact
 
     monkeypatch.setenv("KAGGLE_KEY", KEY)
     stop = threading.Event()
@@ -101,7 +101,7 @@ def test_scrub_survives_the_environment_changing_under_it(monkeypatch):
     thread.start()
     try:
         for _ in range(3000):
-            assert tracking.scrub(f"key {KEY}") == "key ***"
+            assert redact.scrub(f"key {KEY}") == "key ***"
     finally:
         stop.set()
         thread.join()
@@ -111,7 +111,7 @@ def test_scrub_survives_the_environment_changing_under_it(monkeypatch):
 def test_saved_yaml_is_redacted_and_still_loads(monkeypatch):
     """Hydra's saved config, redacted: an unquoted *** would read as a YAML alias (a file no
     tool can load), and `exclude_keys: []` is no credential."""
-    from pneumo import tracking
+    from pneumo.record import redact
 
     monkeypatch.setenv("KAGGLE_USERNAME", USER)
     text = f"""hydra:
@@ -127,10 +127,10 @@ def test_saved_yaml_is_redacted_and_still_loads(monkeypatch):
 data:
   dataset: {OWN_DATASET}
 """
-    assert yaml.safe_load(tracking.redact_yaml(text)) == {
+    assert yaml.safe_load(redact.redact_yaml(text)) == {
         "hydra": {"job": {"env_set": {"HUB_TOKEN": "***"}, "config": {"override_dirname": {"exclude_keys": []}}},
                   "overrides": {"hydra": ["+hydra.job.env_set.HUB_TOKEN=***"]}},
         "data": {"dataset": "***/chest-xray-pneumonia"},
     }
     plain = "data:\n  dataset: someone/chest-xray-pneumonia  # a comment Hydra never writes\n"
-    assert tracking.redact_yaml(plain) == plain  # nothing to hide: the file is left as it was
+    assert redact.redact_yaml(plain) == plain  # nothing to hide: the file is left as it was

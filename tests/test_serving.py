@@ -19,11 +19,11 @@ import pytest
 from helpers import client_for
 from store_fixture import server_env, smoke_jpegs, smoke_store, start_server, stop, tail  # noqa: F401
 
-from pneumo import metrics
+from pneumo.record import names
 
 pytestmark = pytest.mark.slow
 
-CHAMPION_URI = f"models:/{metrics.MODEL_NAME}@{metrics.CHAMPION}"
+CHAMPION_URI = f"models:/{names.MODEL_NAME}@{names.CHAMPION}"
 
 
 def _post(url: str, body: dict) -> tuple[int, str]:
@@ -80,7 +80,7 @@ def test_served_champion_classifies_base64_jpegs_like_the_local_model(smoke_stor
     import pandas as pd
 
     client = client_for(smoke_store)
-    threshold = float(client.get_model_version_by_alias(metrics.MODEL_NAME, metrics.CHAMPION).tags["threshold"])
+    threshold = float(client.get_model_version_by_alias(names.MODEL_NAME, names.CHAMPION).tags["threshold"])
     local = mlflow.pyfunc.load_model(CHAMPION_URI).predict(pd.DataFrame({"image": [*images, not_an_image]}))
     served_prob = np.array([r["probability"] for r in preds[:-1]], dtype=float)
     np.testing.assert_allclose(served_prob, local["probability"].to_numpy()[:-1], rtol=0, atol=1e-5)

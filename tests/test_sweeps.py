@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from helpers import TOY, client_for, run_pneumo, tracking_uri
 
-from pneumo import metrics, paths
+from pneumo.record import names
+from pneumo.config import paths
 
 pytestmark = pytest.mark.slow
 
@@ -22,10 +23,10 @@ def test_smoke_sweep_leaves_the_promised_store(tmp_path):
     client = client_for(tmp_path)
     exp = client.get_experiment_by_name("smoke")
     assert exp is not None
-    jobs = client.search_runs([exp.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'job'")
+    jobs = client.search_runs([exp.experiment_id], f"tags.`{names.TAG_ROLE}` = 'job'")
     assert len(jobs) == 2  # model=cnn,resnet
-    assert {j.data.params["model._target_"] for j in jobs} == {"pneumo.models.cnn", "pneumo.models.resnet"}
-    versions = client.search_model_versions(f"name='{metrics.MODEL_NAME}'")
+    assert {j.data.params["model._target_"] for j in jobs} == {"pneumo.model.builders.cnn", "pneumo.model.builders.resnet"}
+    versions = client.search_model_versions(f"name='{names.MODEL_NAME}'")
     assert sorted(v.run_id for v in versions) == sorted(j.info.run_id for j in jobs)
     for job in jobs:
         assert job.info.status == "FINISHED"
@@ -33,21 +34,21 @@ def test_smoke_sweep_leaves_the_promised_store(tmp_path):
         trials = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{job.info.run_id}'")
         assert len(trials) == 2 and all(t.info.status == "FINISHED" for t in trials)
         for t in trials:
-            assert t.data.tags[metrics.TAG_ROLE] == "trial"
+            assert t.data.tags[names.TAG_ROLE] == "trial"
             assert "model.blocks" in t.data.params or "model.stages" in t.data.params
-            history = client.get_metric_history(t.info.run_id, metrics.VAL_AUC)
+            history = client.get_metric_history(t.info.run_id, names.VAL_AUC)
             assert [m.step for m in history] == [0, 1]  # per-epoch, trainer.epochs=2
         m, p, tags = job.data.metrics, job.data.params, job.data.tags
-        for name in metrics.TEST_METRICS:
-            low, high = metrics.ci_names(name)
+        for name in names.TEST_METRICS:
+            low, high = names.ci_names(name)
             if name in m:  # a metric undefined on a toy test split is left out, not faked
                 assert low in m and high in m and m[low] <= m[name] <= m[high]
-        assert {"test_auc", "test_sensitivity", "test_specificity", metrics.THRESHOLD, metrics.VAL_AUC} <= m.keys()
-        assert m[metrics.TRIALS_COMPLETED] == 2
+        assert {"test_auc", "test_sensitivity", "test_specificity", names.THRESHOLD, names.VAL_AUC} <= m.keys()
+        assert m[names.TRIALS_COMPLETED] == 2
         assert p["trainer.epochs"] == "2" and p["tuner.max_trials"] == "2"
-        assert any(k.startswith(metrics.BEST_HP_PREFIX) for k in p)
-        for tag in (metrics.TAG_DATA_DIGEST, metrics.TAG_TEST_DIGEST, metrics.TAG_JOB_KEY, "keras.backend",
-                    "mlflow.source.git.commit", metrics.TAG_BEST_TRIAL, metrics.TAG_SWEEP, metrics.TAG_JOB_NUM):
+        assert any(k.startswith(names.BEST_HP_PREFIX) for k in p)
+        for tag in (names.TAG_DATA_DIGEST, names.TAG_TEST_DIGEST, names.TAG_JOB_KEY, "keras.backend",
+                    "mlflow.source.git.commit", names.TAG_BEST_TRIAL, names.TAG_SWEEP, names.TAG_JOB_NUM):
             assert tags.get(tag), tag
         arts = {a.path for a in client.list_artifacts(job.info.run_id, "evaluation")}
         for name in ("confusion_matrix.png", "confusion_matrix.json", "roc.png", "pr.png", "calibration.png",
@@ -56,7 +57,7 @@ def test_smoke_sweep_leaves_the_promised_store(tmp_path):
         assert {a.path for a in client.list_artifacts(job.info.run_id, "config")} >= {
             "config/config.yaml", "config/overrides.txt"}
         cm = json.loads(Path(client.download_artifacts(job.info.run_id, "evaluation/confusion_matrix.json")).read_text())
-        preds = Path(client.download_artifacts(job.info.run_id, metrics.PREDICTIONS_ARTIFACT)).read_text().splitlines()
+        preds = Path(client.download_artifacts(job.info.run_id, names.PREDICTIONS_ARTIFACT)).read_text().splitlines()
         assert sum(map(sum, cm["matrix"])) == len(preds) - 1 > 0  # every test image, once
         assert job.inputs.dataset_inputs and job.inputs.dataset_inputs[0].dataset.digest
     # The multirun ends with a leaderboard and a command that opens the UI as printed (venv not activated).
@@ -73,9 +74,9 @@ def test_registered_version_predicts_on_a_jpeg(tmp_path):
                tmp_path)
     client = client_for(tmp_path)
     (job,) = client.search_runs([client.get_experiment_by_name("one").experiment_id],
-                                f"tags.`{metrics.TAG_ROLE}` = 'job'")
+                                f"tags.`{names.TAG_ROLE}` = 'job'")
     assert not [k for k in job.data.metrics if k.startswith("system/")]
-    model = mlflow.pyfunc.load_model(f"models:/{metrics.MODEL_NAME}/1")
+    model = mlflow.pyfunc.load_model(f"models:/{names.MODEL_NAME}/1")
     jpegs = sorted((tmp_path / "cache").rglob("*.jpeg"))[:3]
     from PIL import Image
 
@@ -94,20 +95,20 @@ def test_an_ensemble_of_the_best_trials_is_registered_as_one_model(tmp_path):
     import numpy as np
     import pandas as pd
 
-    from pneumo.imaging import decode
+    from pneumo.data.imaging import decode
 
     run_pneumo(["train", *TOY, "experiment=ens", "tuner.max_trials=3", "evaluation.ensemble=2"], tmp_path)
     client = client_for(tmp_path)
     job = client.search_runs([client.get_experiment_by_name("ens").experiment_id],
-                             f"tags.`{metrics.TAG_ROLE}` = 'job'")[0]
-    members = job.data.tags[metrics.TAG_ENSEMBLE].split()
-    assert len(members) == 2 and job.data.tags[metrics.TAG_BEST_TRIAL] == members[0]
-    local = Path(mlflow.artifacts.download_artifacts(f"models:/{metrics.MODEL_NAME}/1", dst_path=str(tmp_path / "m")))
+                             f"tags.`{names.TAG_ROLE}` = 'job'")[0]
+    members = job.data.tags[names.TAG_ENSEMBLE].split()
+    assert len(members) == 2 and job.data.tags[names.TAG_BEST_TRIAL] == members[0]
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{names.MODEL_NAME}/1", dst_path=str(tmp_path / "m")))
     keras_file = next(local.rglob("*.keras"))
     inner = keras.saving.load_model(keras_file, compile=False, safe_mode=True)
     assert sum(layer.name.startswith("member_") for layer in inner.layers) == 2
     jpegs = sorted((tmp_path / "cache").rglob("*.jpeg"))[:4]
-    out = mlflow.pyfunc.load_model(f"models:/{metrics.MODEL_NAME}/1").predict(
+    out = mlflow.pyfunc.load_model(f"models:/{names.MODEL_NAME}/1").predict(
         pd.DataFrame({"image": [p.read_bytes() for p in jpegs]}))
     x = np.stack([decode(p, 32) for p in jpegs])
     expected = inner.predict(x[..., None], verbose=0).reshape(-1)
@@ -128,6 +129,6 @@ def test_every_named_sweep_runs_at_toy_size(sweep, tmp_path):
     run_pneumo(["sweep", sweep, *extra], tmp_path)
     client = client_for(tmp_path)
     exp = client.get_experiment_by_name(sweep)
-    jobs = client.search_runs([exp.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'job'")
+    jobs = client.search_runs([exp.experiment_id], f"tags.`{names.TAG_ROLE}` = 'job'")
     assert jobs and all(j.info.status == "FINISHED" for j in jobs)
-    assert len(client.search_model_versions(f"name='{metrics.MODEL_NAME}'")) == len(jobs)
+    assert len(client.search_model_versions(f"name='{names.MODEL_NAME}'")) == len(jobs)

@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from pneumo.evaluate import auc_standard_error
-from pneumo.tuning import DegenerateModel, TrialGuard
+from pneumo.evaluation.stats import auc_standard_error
+from pneumo.search.guard import DegenerateModel, TrialGuard
 
 
 def fit(model, guard, epochs=2):

@@ -23,7 +23,8 @@ import pytest
 from helpers import client_for
 from store_fixture import server_env, smoke_store, start_server, stop  # noqa: F401
 
-from pneumo import metrics, paths
+from pneumo.record import names
+from pneumo.config import paths
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 ARTIFACTS = paths.ROOT / "test-artifacts"
@@ -48,8 +49,8 @@ pytestmark = [
                               "(apt-get install chromium chromium-driver; pip install selenium)"),
 ]
 
-METRIC_COLUMNS = [metrics.TEST_AUC, "test_auprc", metrics.TEST_SENSITIVITY, metrics.TEST_SPECIFICITY,
-                  metrics.VAL_AUC, metrics.THRESHOLD]
+METRIC_COLUMNS = [names.TEST_AUC, "test_auprc", names.TEST_SENSITIVITY, names.TEST_SPECIFICITY,
+                  names.VAL_AUC, names.THRESHOLD]
 
 
 @pytest.fixture(scope="module")
@@ -57,13 +58,13 @@ def expected(smoke_store):  # noqa: F811
     """What the store holds, read with the MLflow client: the UI must show the same."""
     client = client_for(smoke_store)
     exp = client.get_experiment_by_name("smoke")
-    jobs = client.search_runs([exp.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'job'")
+    jobs = client.search_runs([exp.experiment_id], f"tags.`{names.TAG_ROLE}` = 'job'")
     assert len(jobs) == 2
     children = {j.info.run_id: client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{j.info.run_id}'")
                 for j in jobs}
     # the trials; other tests of the session may have nested a `pneumo evaluate` run under a job too
-    trials = {j: [r for r in runs if r.data.tags.get(metrics.TAG_ROLE) == "trial"] for j, runs in children.items()}
-    champion = client.get_model_version_by_alias(metrics.MODEL_NAME, metrics.CHAMPION)
+    trials = {j: [r for r in runs if r.data.tags.get(names.TAG_ROLE) == "trial"] for j, runs in children.items()}
+    champion = client.get_model_version_by_alias(names.MODEL_NAME, names.CHAMPION)
     champion_job = next(j for j in jobs if j.info.run_id == champion.run_id)
     return {"experiment_id": exp.experiment_id, "jobs": jobs, "trials": trials, "children": children,
             "champion": champion,
@@ -210,8 +211,8 @@ def test_runs_table_shows_each_job_its_test_metrics_and_its_trials_nested(driver
     d, jobs, trials = driver, expected["jobs"], expected["trials"]
     with _page(d, "1-experiment-runs"):
         _open_training_runs(d, ui_url, expected)
-        names = sorted(j.info.run_name for j in jobs)
-        assert names[0].startswith("model=cnn") and names[1].startswith("model=resnet"), names
+        run_names = sorted(j.info.run_name for j in jobs)
+        assert run_names[0].startswith("model=cnn") and run_names[1].startswith("model=resnet"), run_names
         for job in jobs:
             link = _wait(d, f"{_row(job.info.run_id)}//a[contains(@href, '/runs/{job.info.run_id}')]",
                          f"job run {job.info.run_name}")
@@ -225,7 +226,7 @@ def test_runs_table_shows_each_job_its_test_metrics_and_its_trials_nested(driver
         for name in METRIC_COLUMNS:
             _wait(d, f"//div[@role='columnheader'][@col-id='metrics.`{name}`']", f"the {name} column header")
         for job in jobs:
-            for name in (metrics.TEST_AUC, metrics.TEST_SENSITIVITY):
+            for name in (names.TEST_AUC, names.TEST_SENSITIVITY):
                 cell = _wait(d, f"{_row(job.info.run_id)}//div[@col-id='metrics.`{name}`']",
                              f"{name} of {job.info.run_name}")
                 shown_value = cell.get_attribute("textContent").strip()  # the full number, even where CSS clips it
@@ -261,7 +262,7 @@ def test_job_run_page_shows_test_metrics_and_child_trials(driver, ui_url, expect
     with _page(d, "4-job-run-page"):
         d.get(f"{ui_url}/#/experiments/{expected['experiment_id']}/runs/{champion_job.info.run_id}")
         _wait(d, f"//*[normalize-space(text())='{champion_job.info.run_name}']", "the run's name as page title")
-        for name in (metrics.TEST_AUC, metrics.TEST_SENSITIVITY, metrics.TEST_SPECIFICITY, metrics.VAL_AUC):
+        for name in (names.TEST_AUC, names.TEST_SENSITIVITY, names.TEST_SPECIFICITY, names.VAL_AUC):
             label = _wait(d, f"//*[normalize-space(text())='{name}']", f"metric {name} in the run's metrics table")
             row = label.find_element("xpath", "./ancestor::*[@role='row'][1]")
             numbers = _numbers(row.text)  # as the page writes it: 1 for 1.0, 0 for 0.0
@@ -278,26 +279,26 @@ def test_job_run_page_shows_test_metrics_and_child_trials(driver, ui_url, expect
 def test_registered_model_page_shows_the_champion_alias_on_its_version(driver, ui_url, expected):
     d, champion = driver, expected["champion"]
     with _page(d, "5-registered-model"):
-        d.get(f"{ui_url}/#/models/{metrics.MODEL_NAME}")
-        alias = _wait(d, f"//*[@title='{metrics.CHAMPION}'][contains(@data-component-id, 'aliastag')]",
+        d.get(f"{ui_url}/#/models/{names.MODEL_NAME}")
+        alias = _wait(d, f"//*[@title='{names.CHAMPION}'][contains(@data-component-id, 'aliastag')]",
                       "the champion alias tag")
-        assert alias.text.replace("\xa0", " ").strip() == f"@ {metrics.CHAMPION}"
+        assert alias.text.replace("\xa0", " ").strip() == f"@ {names.CHAMPION}"
         row = alias.find_element("xpath", "./ancestor::*[@role='row'][1]")
         assert f"Version {champion.version}" in row.text
-        assert len(_shown(d, f"//*[@title='{metrics.CHAMPION}'][contains(@data-component-id, 'aliastag')]")) == 1
+        assert len(_shown(d, f"//*[@title='{names.CHAMPION}'][contains(@data-component-id, 'aliastag')]")) == 1
 
 
 def test_registered_version_page_shows_its_model_card_and_promotes_decision(driver, ui_url, expected):
     """The card is the version's description: MLflow renders it as Markdown on the version's page."""
     d, champion = driver, expected["champion"]
     with _page(d, "6-model-version-card"):
-        d.get(f"{ui_url}/#/models/{metrics.MODEL_NAME}/versions/{champion.version}")
+        d.get(f"{ui_url}/#/models/{names.MODEL_NAME}/versions/{champion.version}")
         for heading in ("Intended use", "Data", "Threshold", "Known limits", "History"):
             _wait(d, f"//h2[normalize-space(.)='{heading}']", f"the card's '{heading}' heading")
         _wait(d, "//strong[normalize-space(.)='Not a diagnosis']", "the intended use's 'Not a diagnosis'")
-        auc = f"{expected['champion_job'].data.metrics[metrics.TEST_AUC]:.3f}"
+        auc = f"{expected['champion_job'].data.metrics[names.TEST_AUC]:.3f}"
         row = _wait(d, f"//h2[starts-with(normalize-space(.), 'Test metrics')]/following::table[1]"
-                       f"//tr[td[normalize-space(.)='{metrics.TEST_AUC}']]", "the test_auc row of the card's metrics")
+                       f"//tr[td[normalize-space(.)='{names.TEST_AUC}']]", "the test_auc row of the card's metrics")
         assert auc in row.text, (auc, row.text)
         _wait(d, "//h2[normalize-space(.)='History']/following::h3[contains(normalize-space(.), 'promoted (forced) for')]",
               "promote's decision under History")

@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pneumo.data.base import write_atomic
-from pneumo.imaging import ImageError, decode
+from pneumo.data.imaging import ImageError, decode
 
 _RACY_NS = 3_000_000_000  # 3 s: coarser than any common filesystem's mtime resolution (FAT: 2 s)
 _IN_PROCESS_BELOW = 256  # files; starting worker processes costs more than decoding so few

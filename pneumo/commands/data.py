@@ -12,7 +12,7 @@ import json
 import sys
 from collections import Counter
 
-from pneumo import paths
+from pneumo.config import paths
 from pneumo.data.base import CLASSES, DataError, LeakageError
 
 DEFAULT_CACHE = paths.ROOT / ".cache"
@@ -41,7 +41,7 @@ def report(root: str, size: int, seed: int, cache_dir: str, workers: int = 0, pr
     """(the inspect report as a dict, Splits or None): what `load` would see for a folder."""
     from pneumo.data.cache import decoded
     from pneumo.data.loader import from_index, index as build_index
-    from pneumo.schema import DataConfig
+    from pneumo.config.schema import DataConfig
 
     cfg = DataConfig(source="folder", root=root, seed=seed, cache_dir=cache_dir, workers=workers, test_root=test_root)
     index = build_index(cfg)
@@ -142,7 +142,7 @@ def download(args) -> int:
 
 def register(subparsers) -> None:
     """Add `data` and its subcommands to the main CLI's subparsers (defaults: the config schema's)."""
-    from pneumo.schema import DataConfig, TrainerConfig
+    from pneumo.config.schema import DataConfig, TrainerConfig
 
     data = subparsers.add_parser("data", help="inspect, generate or download a data set")
     sub = data.add_subparsers(dest="data_command", metavar="{inspect,synth,download}", required=True)
@@ -174,7 +174,7 @@ def register(subparsers) -> None:
 
 
 def main(argv=None) -> int:
-    """Standalone entry (python -m pneumo.data.cli ...), same as `pneumo data ...`."""
+    """Standalone entry (python -m pneumo.commands.data ...), same as `pneumo data ...`."""
     parser = argparse.ArgumentParser(prog="pneumo")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

@@ -1,203 +1,31 @@
-"""MLflow plumbing with a fixed shape: experiment = sweep, parent run = job, child = trial.
+"""The job's runs in MLflow, with a fixed shape: experiment = sweep, parent run = job, child = trial.
 
-Owns the store location, params flattening, tags, secret redaction and the
-bookkeeping that lets a killed job resume without duplicate or dangling runs.
-It decides nothing about which model is best.
+Starts, logs and ends runs, flattens the config into params, and keeps the bookkeeping that
+lets a killed job resume without duplicate or dangling runs. It decides nothing about which
+model is best.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
-import re
 import socket
 import subprocess
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-
 import mlflow
 from mlflow.entities import Metric, Param, RunTag
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from pneumo.record import names
+from pneumo.config import paths
+from pneumo.config.space import is_space, plain
+from pneumo.record.redact import REDACTED, SECRET_KEY, redact_config, scrub
 
-from pneumo import metrics, paths
-from pneumo.space import is_space, plain
 
-# A key that looks like it holds a credential never has its value recorded.
-SECRET_WORDS = r"key|token|secret|passw|credential|auth|cookie|session|kaggle_user"
-SECRET_KEY = re.compile(SECRET_WORDS, re.I)
-REDACTED = "***"
 PARAM_MAX = 6000  # MLflow's limit on a param value, in characters
-_ours: dict = {}  # the tracking URI this process set, as MLflow mirrored it into the environment
-
-
-def setup(uri: str | None = None, store: str | Path | None = None) -> str:
-    """Point MLflow at the store: MLFLOW_TRACKING_URI wins, then `uri`, then local sqlite."""
-    # A parent's MLFLOW_RUN_ID would hijack our nested runs: never inherit it.
-    os.environ.pop("MLFLOW_RUN_ID", None)
-    # mlflow.set_tracking_uri also writes MLFLOW_TRACKING_URI: a value we put there
-    # ourselves (an earlier job of this process) is not the user's choice.
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env != _ours.get("uri"):  # changed since we last set it: the user's (or the first call)
-        _ours["user"] = env
-    resolved = _ours.get("user") or uri
-    if not resolved:
-        store = Path(store) if store else paths.STORE
-        store.mkdir(parents=True, exist_ok=True)
-        resolved = paths.local_tracking_uri(store)
-    mlflow.set_tracking_uri(resolved)
-    _ours["uri"] = os.environ.get("MLFLOW_TRACKING_URI")
-    if resolved.startswith("sqlite:"):
-        _create_sqlite_store(resolved)
-    return resolved
-
-
-def connect(uri: str | None = None, store: str | Path | None = None) -> MlflowClient:
-    """An MlflowClient on the store a command works on (resolved once, as `setup` does), to hand around."""
-    return MlflowClient(tracking_uri=setup(uri, store))
-
-
-def pages(search, *args, **kwargs):
-    """Every item of a paged MLflow search (search_runs, search_model_versions, search_experiments...)."""
-    token = None
-    while True:
-        page = search(*args, page_token=token, **kwargs)
-        yield from page
-        if not (token := page.token):
-            return
-
-
-def _create_sqlite_store(uri: str) -> None:
-    """Create a new sqlite store's tables once, under a lock.
-
-    Parallel jobs (Hydra's joblib launcher) opening a new store at the same time
-    would each create its tables and fail ('table ... already exists').
-    """
-    import fcntl
-
-    db = Path(uri.removeprefix("sqlite:///"))
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.with_name(db.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        MlflowClient(uri).search_experiments(max_results=1)
-
-
-def experiment_id(name: str, store: str | Path | None = None) -> str:
-    """Get or create the experiment; local artifacts go under <store>/artifacts/."""
-    client = MlflowClient()
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    location = None
-    if store and mlflow.get_tracking_uri().startswith("sqlite:"):
-        location = (Path(store).resolve() / "artifacts" / _slug(name)).as_uri()
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except MlflowException:  # a parallel job created it first
-        return client.get_experiment_by_name(name).experiment_id
-
-
-# -- what gets recorded --------------------------------------------------------
-
-
-def environ() -> dict[str, str]:
-    """A snapshot of the environment that another thread may change meanwhile.
-
-    MLflow's telemetry thread sets and deletes variables while a job logs its params:
-    `os.environ.items()` (and `.copy()`, which is `dict(os.environ)`) look each key up
-    after listing the keys and raise KeyError for one deleted in between.
-    """
-    snapshot = {}
-    for key in list(os.environ):  # listing the keys is atomic; each lookup may miss
-        value = os.environ.get(key)
-        if value is not None:
-            snapshot[key] = value
-    return snapshot
-
-
-def secret_values() -> list[str]:
-    """Values of credential-looking environment variables (KAGGLE_KEY, tokens...)."""
-    return [v for k, v in environ().items() if SECRET_KEY.search(k) and len(v) >= 4]
-
-
-def scrub(text: str) -> str:
-    for value in secret_values():
-        text = text.replace(value, REDACTED)
-    return text
-
-
-_SECRET_ASSIGNMENT = re.compile(
-    rf"(?P<key>[\w.+~/-]*(?:{SECRET_WORDS})[\w.-]*)(?P<sep>\s*[=:]\s*)"
-    r"(?P<q>['\"]?)(?P<value>[^\s'\",\]]+)",
-    re.I,
-)
-
-
-def scrub_text(text: str) -> str:
-    """`scrub`, plus the value of any `secret_key=value` / `token: value` in free text."""
-    text = scrub(text)
-    return _SECRET_ASSIGNMENT.sub(
-        lambda m: m.group(0) if m.group("value") == REDACTED else
-        f"{m.group('key')}{m.group('sep')}{m.group('q')}{REDACTED}", text)
-
-
-class RedactFilter(logging.Filter):
-    """Logging filter (wired in conf/hydra/*_logging/redacted.yaml): no credential in any log line."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        clean = scrub_text(message)
-        if clean != message:
-            record.msg, record.args = clean, ()
-        return True
-
-
-def redact_overrides(overrides: list[str]) -> list[str]:
-    out = []
-    for item in overrides:
-        key, sep, _ = item.partition("=")
-        out.append(f"{key}{sep}{REDACTED}" if sep and SECRET_KEY.search(key) else scrub(item))
-    return out
-
-
-def redact_config(node):
-    """The config with credential-looking keys' values replaced, for artifacts."""
-    if isinstance(node, Mapping):
-        return {k: REDACTED if SECRET_KEY.search(str(k)) and not isinstance(v, Mapping) else redact_config(v)
-                for k, v in node.items()}
-    if isinstance(node, (list, tuple)):
-        return [redact_config(v) for v in node]
-    return scrub(node) if isinstance(node, str) else node
-
-
-def redact_yaml(text: str) -> str:
-    """A saved YAML file (Hydra's .hydra/*.yaml, multirun.yaml) with its credentials redacted, still YAML.
-
-    Redacting the text itself breaks it: an unquoted `***` reads as a YAML alias, and a key
-    like `exclude_keys: []` loses its brackets. So the values are redacted in the parsed
-    tree (credential-looking keys, credentials inside strings) and the tree written back.
-    """
-    import yaml
-
-    try:
-        tree = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return scrub_text(text)  # not YAML after all: scrub it as text
-    clean = _redact_tree(tree)
-    return text if clean == tree else yaml.safe_dump(clean, sort_keys=False, allow_unicode=True, width=1 << 16)
-
-
-def _redact_tree(node):
-    if isinstance(node, Mapping):
-        return {k: REDACTED if SECRET_KEY.search(str(k)) and not isinstance(v, (Mapping, list)) and v not in (None, "")
-                else _redact_tree(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_redact_tree(v) for v in node]
-    return scrub_text(node) if isinstance(node, str) else node
 
 
 def flatten(node, prefix: str = "") -> dict[str, str]:
@@ -252,20 +80,17 @@ def runtime_tags() -> dict[str, str]:
         "pid": str(os.getpid()),
         "pid.started": str(process_start(os.getpid()) or ""),  # tells a live job from a reused pid
     }
-    from pneumo import backend
+    from pneumo.runtime import backend
 
     tags.update({f"{dist}.version": v for dist, v in backend.packages(keras.backend.backend()).items()})
     return tags
-
-
-# -- the job's parent run and its trials -----------------------------------------
 
 
 def find_job(client: MlflowClient, exp_id: str, key: str):
     """The latest parent run of this job, if any (for resume / skip)."""
     runs = client.search_runs(
         [exp_id],
-        f"tags.`{metrics.TAG_JOB_KEY}` = '{key}' and tags.`{metrics.TAG_ROLE}` = 'job'",
+        f"tags.`{names.TAG_JOB_KEY}` = '{key}' and tags.`{names.TAG_ROLE}` = 'job'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
@@ -280,7 +105,7 @@ def reap(client: MlflowClient, exp_id: str, keep: str | None = None) -> int:
     run the caller is about to resume (its trials are reconciled separately).
     """
     host, n = socket.gethostname(), 0
-    for run in client.search_runs([exp_id], f"attributes.status = 'RUNNING' and tags.`{metrics.TAG_ROLE}` = 'job'"):
+    for run in client.search_runs([exp_id], f"attributes.status = 'RUNNING' and tags.`{names.TAG_ROLE}` = 'job'"):
         tags = run.data.tags
         started = float(tags["pid.started"]) if tags.get("pid.started") else None
         if run.info.run_id == keep or tags.get("host") != host or _alive(int(tags.get("pid", "0") or 0), started):
@@ -329,7 +154,7 @@ def close_stale_trials(client: MlflowClient, exp_id: str, parent_id: str, comple
     """A killed process leaves runs RUNNING: end them as what really happened."""
     n = 0
     for run in children(client, exp_id, parent_id, "RUNNING"):
-        trial = run.data.tags.get(metrics.TAG_TRIAL_ID)
+        trial = run.data.tags.get(names.TAG_TRIAL_ID)
         status = "FINISHED" if trial in completed else "KILLED"
         client.set_terminated(run.info.run_id, status)
         n += 1
@@ -339,13 +164,13 @@ def close_stale_trials(client: MlflowClient, exp_id: str, parent_id: str, comple
 def start_trial(client: MlflowClient, exp_id: str, parent_id: str, trial_id: str, hp: Mapping,
                 name_prefix: str = "trial") -> str:
     return start_child(client, exp_id, parent_id, f"{name_prefix}-{trial_id}", "trial", hp,
-                       {metrics.TAG_TRIAL_ID: trial_id})
+                       {names.TAG_TRIAL_ID: trial_id})
 
 
 def start_child(client: MlflowClient, exp_id: str, parent_id: str, name: str, role: str, params: Mapping,
                 tags: Mapping[str, str] | None = None) -> str:
     """A child run of the job (a trial, or a seed repeat of the best trial), with its params."""
-    tags = {"mlflow.parentRunId": parent_id, metrics.TAG_ROLE: role, **(tags or {})}
+    tags = {"mlflow.parentRunId": parent_id, names.TAG_ROLE: role, **(tags or {})}
     run = client.create_run(exp_id, run_name=name, tags=tags)
     batch = [Param(k, scrub(str(v))[:PARAM_MAX]) for k, v in sorted(params.items())]
     if batch:
@@ -407,7 +232,7 @@ def log_job(client: MlflowClient, run_id: str, plain: Mapping, overrides: list[s
     config as params, and the config and overrides as artifacts, credentials redacted throughout."""
     from omegaconf import OmegaConf
 
-    log_tags(client, run_id, {**tags, metrics.TAG_OVERRIDES: " ".join(overrides), **git_tags(), **runtime_tags()})
+    log_tags(client, run_id, {**tags, names.TAG_OVERRIDES: " ".join(overrides), **git_tags(), **runtime_tags()})
     log_params(client, run_id, flatten(plain))
     client.log_text(run_id, OmegaConf.to_yaml(OmegaConf.create(redact_config(plain))), "config/config.yaml")
     client.log_text(run_id, "\n".join(overrides) + "\n", "config/overrides.txt")
@@ -423,17 +248,9 @@ def log_dataset(name: str, digest: str, source: str, counts: Mapping) -> None:
     mlflow.log_input(dataset, context="training", tags={"counts": json.dumps(counts)})
 
 
-
-
-
-
 def _finite(v) -> bool:
     try:
         f = float(v)
     except (TypeError, ValueError):
         return False
     return f == f and f not in (float("inf"), float("-inf"))
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "experiment"

@@ -5,7 +5,7 @@ objective so far, ETA) and one per trial (epoch, its objective), redrawn in plac
 finished trials stay on screen. In a log (stdout not a terminal), with
 `trainer.verbose`, or in a worker process of a parallel launcher: the same facts as
 plain log lines, one per epoch and one per finished trial. Keras Tuner's hooks
-(pneumo.tuning.TrackedTuner) report to it; nothing here touches training.
+(pneumo.search.tuner.TrackedTuner) report to it; nothing here touches training.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import os
 import sys
 import time
 
-from pneumo import quiet
+from pneumo.runtime import quiet
 
 log = logging.getLogger("pneumo")
-JOBS_ENV = "PNEUMO_SWEEP_JOBS"  # set by the sweep (pneumo.summary) for its jobs, also in launcher workers
+JOBS_ENV = "PNEUMO_SWEEP_JOBS"  # set by the sweep (pneumo.commands.summary) for its jobs, also in launcher workers
 SWEEP_PID_ENV = "PNEUMO_SWEEP_PID"  # the process that draws live lines; others print plain ones
 # -- how many jobs a sweep has ----------------------------------------------------------------
 
@@ -107,7 +107,7 @@ class JobProgress:
     def _best_text(self) -> str:
         return f"best {self.objective} so far {self.best:.3f}" if self.best is not None else f"no {self.objective} yet"
 
-    # events (from pneumo.tuning.TrackedTuner)
+    # events (from pneumo.search.tuner.TrackedTuner)
 
     def trial_begin(self, trial_id=None) -> None:
         self.retry = trial_id is not None and trial_id in self.ids

@@ -14,7 +14,7 @@ so the layer runs inside the compiled train step on TensorFlow, JAX and PyTorch.
 It sits inside the model (after rescaling to [0, 1]) and is the identity at
 inference: the served model never augments. `Standardize`, the other pneumo layer
 inside the model, lives here too: this is the module the served model imports to
-load them (pneumo.serving), without the training stack.
+load them (pneumo.release.serving), without the training stack.
 """
 
 from __future__ import annotations

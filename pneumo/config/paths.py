@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-ROOT = Path(os.environ.get("PNEUMO_ROOT", Path(__file__).resolve().parent.parent))
+ROOT = Path(os.environ.get("PNEUMO_ROOT", Path(__file__).resolve().parents[2]))
 CONF_DIR = ROOT / "conf"
 SWEEPS_DIR = ROOT / "sweeps"
 STORE = ROOT / "mlruns"  # the local MLflow store: mlflow.db (sqlite) and artifacts/

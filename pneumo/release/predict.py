@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from pneumo import output
+from pneumo.commands import output
 from pneumo.data.index import IMAGE_SUFFIXES, is_metadata
 
 COLUMNS = ("path", "probability", "label", "error")
@@ -45,13 +45,13 @@ def predict_files(files: list[Path], model) -> list[dict]:
 
 
 def explain_rows(rows: list[dict], model, out_dir: Path) -> None:
-    """One overlay PNG per classified file in out_dir (see pneumo.explain); each row gains its path."""
+    """One overlay PNG per classified file in out_dir (see pneumo.evaluation.explain); each row gains its path."""
     import numpy as np
 
-    from pneumo import explain
-    from pneumo.imaging import decode
+    from pneumo.evaluation import explain
+    from pneumo.data.imaging import decode
 
-    served = model.unwrap_python_model()  # pneumo.serving.PneumoniaModel: its Keras model, input size, threshold
+    served = model.unwrap_python_model()  # pneumo.release.serving.PneumoniaModel: its Keras model, input size, threshold
     out_dir.mkdir(parents=True, exist_ok=True)
     for r in rows:
         r[EXPLAIN_COLUMN] = ""
@@ -74,9 +74,9 @@ def explain_rows(rows: list[dict], model, out_dir: Path) -> None:
 
 
 def run(items: list[str], model_uri: str, fmt: str | None, explain: str | None = None) -> int:
-    from pneumo import tracking
+    from pneumo.record import store
 
-    tracking.setup()
+    store.setup()
     files = collect(items)
     if not files:
         print("pneumo predict: no JPEG/PNG files found in " + " ".join(items), file=sys.stderr)
@@ -84,7 +84,7 @@ def run(items: list[str], model_uri: str, fmt: str | None, explain: str | None =
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from pneumo import quiet
+    from pneumo.runtime import quiet
 
     quiet.libraries(0)  # the model's Keras backend loads next: its import chatter stays off the console
     try:

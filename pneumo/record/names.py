@@ -76,7 +76,7 @@ TAG_SWEEP = "pneumo.sweep"
 TAG_JOB_NUM = "pneumo.job_num"
 TAG_OVERRIDES = "pneumo.overrides"
 TAG_MULTIRUN = "pneumo.multirun"  # the multirun's sweep dir: tells concurrent sweeps' jobs apart
-# What decides a job's numbers besides its config (pneumo.provenance writes them, `pneumo rerun` reads them).
+# What decides a job's numbers besides its config (pneumo.record.provenance writes them, `pneumo rerun` reads them).
 TAG_CONFIG = "pneumo.config"  # the Hydra config the overrides apply to: conf/config, sweeps/smoke, ...
 TAG_SPLIT_DIGEST = "pneumo.split_digest"  # which images are in train, val and test (the split itself)
 TAG_SEEDS = "pneumo.seeds"
@@ -118,4 +118,4 @@ TEST_F1 = "test_f1"
 TEST_BRIER = "test_brier"
 if {TEST_AUC, TEST_AUPRC, TEST_ACCURACY, TEST_SENSITIVITY, TEST_SPECIFICITY, TEST_PRECISION, TEST_NPV, TEST_F1,
         TEST_BRIER} != set(TEST_METRICS):
-    raise ImportError("pneumo.metrics: the TEST_* names and TEST_METRICS disagree")
+    raise ImportError("pneumo.record.names: the TEST_* names and TEST_METRICS disagree")

@@ -29,7 +29,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from pneumo.space import ConfigError
+from pneumo.config.space import ConfigError
 
 log = logging.getLogger("pneumo")
 
@@ -81,11 +81,11 @@ def withdraw(client, run_id: str, dcfg: Mapping) -> None:
 
 def join(client, exp_id: str, key: str, dcfg: Mapping) -> str:
     """Worker: wait for the chief's parent run of job `key`, point Keras Tuner at its oracle; its run id."""
-    from pneumo import tracking
+    from pneumo.record import runs
 
     deadline = time.monotonic() + float(dcfg.get("wait_s") or 0)
     while True:
-        run = tracking.find_job(client, exp_id, key)
+        run = runs.find_job(client, exp_id, key)
         address = run.data.tags.get(TAG_ORACLE) if run is not None and run.info.status == "RUNNING" else None
         if address:
             break
@@ -106,7 +106,8 @@ def work(cfg, hypermodel, splits, client, exp_id: str, key: str, directory: Path
     """A Keras Tuner worker: runs the trials the chief's oracle hands out, as children of its parent run."""
     import keras
 
-    from pneumo.tuning import fit_kwargs, make_tuner
+    from pneumo.search.fit import fit_kwargs
+    from pneumo.search.tuner import make_tuner
 
     parent_id = join(client, exp_id, key, cfg.distributed)
     keras.utils.set_random_seed(cfg.seed)

@@ -3,7 +3,7 @@
 The config (params, `config/config.yaml`) says what was asked; these tags say what
 it ran on: the seeds, the library versions, the device, the backend's determinism
 and the exact split. `pneumo rerun` compares them with the environment it runs in
-(pneumo.reruns), so a rerun that cannot match its original says why before it runs.
+(pneumo.commands.rerun), so a rerun that cannot match its original says why before it runs.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from pneumo import metrics as M
-from pneumo import paths
+from pneumo.record import names as M
+from pneumo.config import paths
 
 # Versions beyond Keras and the backend (tracking.runtime_tags has those): the split uses
 # scikit-learn's group-aware splitters, the bootstrap and the data numpy.
@@ -28,7 +28,7 @@ DECISIVE = ("keras.backend", "keras.version", "keras_tuner.version", "tensorflow
 
 def environment() -> dict[str, str]:
     """This process's versions and device, under the tag names a job records them with."""
-    from pneumo import backend
+    from pneumo.runtime import backend
 
     out = {"python.version": platform.python_version(), M.TAG_DEVICE: backend.device()}
     for lib in LIBRARIES:

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pneumo import metrics as M
+from pneumo.record import names as M
 
 TAG_MODEL_VERSION = "pneumo.model_version"
 TAG_MODEL_URI = "pneumo.model_uri"
@@ -53,14 +53,14 @@ def evaluate(root: str, model_uri: str, *, bootstrap: int = 1000, confidence: fl
     import mlflow
     import numpy as np
 
-    from pneumo import evaluate as ev
-    from pneumo import tracking
+    from pneumo.evaluation import stats as ev
+    from pneumo.record import runs, store
     from pneumo.data.index import scan_labelled
     from pneumo.data.loader import labels_digest
     from pneumo.data.splits import group_keys
     from pneumo.data import DataError
 
-    client = client or tracking.connect()
+    client = client or store.connect()
     version = version_of(client, model_uri)  # before any image is read: a wrong URI fails fast
     index = scan_labelled(root)
     model = mlflow.pyfunc.load_model(f"models:/{version.name}/{version.version}")
@@ -80,7 +80,7 @@ def evaluate(root: str, model_uri: str, *, bootstrap: int = 1000, confidence: fl
         TAG_MODEL_VERSION: str(version.version), TAG_MODEL_URI: f"models:/{version.name}/{version.version}",
         TAG_FOLDER: str(index.root), M.TAG_DATA_DIGEST: index.digest,
         M.TAG_TEST_DIGEST: labels_digest([e.hash for e, _ in scored], y),
-        **tracking.git_tags(),
+        **runs.git_tags(),
     }
     run = client.create_run(job.info.experiment_id, run_name=f"evaluate {index.root.name} v{version.version}",
                             tags=tags)
@@ -103,7 +103,7 @@ def evaluate(root: str, model_uri: str, *, bootstrap: int = 1000, confidence: fl
         raise
     out = {"run_id": run_id, "experiment_id": job.info.experiment_id, "version": str(version.version),
            "folder": str(index.root), "images": len(scored), "unreadable": failed, "threshold": threshold, **results}
-    from pneumo import card
+    from pneumo.release import card
 
     if version.name == M.MODEL_NAME:  # the version's card lists every external test
         card.append(client, version.version, card.external_entry(out))
@@ -121,7 +121,7 @@ def _metric(key, value):
 def command(args) -> int:
     from mlflow.exceptions import MlflowException
 
-    from pneumo import quiet
+    from pneumo.runtime import quiet
     from pneumo.data import DataError
 
     quiet.libraries(0)  # the model's Keras backend loads in evaluate(): its import chatter stays off the console

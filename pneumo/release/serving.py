@@ -4,7 +4,7 @@ Input: a DataFrame with a column `image` holding encoded image files (JPEG/PNG
 bytes, or base64 text as sent over MLflow's REST server), any size, gray or
 RGB. Output: `probability` of pneumonia, `label` at the job's validation-chosen
 threshold, and `error` (empty, or why that row's image could not be used).
-Preprocessing is pneumo.imaging.decode: the very function that fed training.
+Preprocessing is pneumo.data.imaging.decode: the very function that fed training.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 from pneumo.data.base import CLASSES
-from pneumo.imaging import ImageError, decode
+from pneumo.data.imaging import ImageError, decode
 
 
 
@@ -27,7 +27,7 @@ class PneumoniaModel(PythonModel):
     def load_context(self, context):
         import keras
 
-        import pneumo.augment  # noqa: F401 -- registers pneumo's in-model layers (Augment: identity here; Standardize)
+        import pneumo.model.layers  # noqa: F401 -- registers pneumo's in-model layers (Augment: identity here; Standardize)
 
         self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False, safe_mode=True)
         with open(context.artifacts["meta"]) as f:

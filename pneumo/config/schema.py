@@ -3,7 +3,7 @@
 Types live here, values in conf/*.yaml. Each YAML option names its schema in
 its defaults list, so a misspelled key or a wrong type in an override fails
 at composition, naming the key, before any data is loaded or model trained.
-Fields that may hold a search space (see `pneumo.space`) are typed Any.
+Fields that may hold a search space (see `pneumo.config.space`) are typed Any.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-from pneumo import paths
+from pneumo.config import paths
 
 
 @dataclass
@@ -44,7 +44,7 @@ class DataConfig:
 
 @dataclass
 class CNNConfig:
-    _target_: str = "pneumo.models.cnn"
+    _target_: str = "pneumo.model.builders.cnn"
     filters: Any = 32
     blocks: Any = 3
     kernel_size: Any = 3
@@ -54,7 +54,7 @@ class CNNConfig:
 
 @dataclass
 class ResNetConfig:
-    _target_: str = "pneumo.models.resnet"
+    _target_: str = "pneumo.model.builders.resnet"
     filters: Any = 32
     stages: Any = 3
     blocks_per_stage: Any = 1
@@ -63,7 +63,7 @@ class ResNetConfig:
 
 @dataclass
 class TransferConfig:
-    _target_: str = "pneumo.models.transfer"
+    _target_: str = "pneumo.model.builders.transfer"
     backbone: Any = "MobileNetV2"
     weights: Optional[str] = None  # "imagenet" needs a download
     trainable: Any = True  # False: frozen backbone, only the head trains (with pretrained weights)
@@ -86,7 +86,7 @@ class OptimizerConfig:
 
 @dataclass
 class AugmentationConfig:
-    _target_: str = "pneumo.models.augmentation"
+    _target_: str = "pneumo.model.builders.augmentation"
     flip: Any = False  # horizontal: moves the heart; off by default
     rotation: Any = 0.0  # fraction of a full turn
     zoom: Any = 0.0
@@ -146,7 +146,7 @@ class TrainerConfig:
     # the parent run gets each metric's mean and spread. 1: the search's fit alone.
     repeats: int = 1
     deterministic: bool = False  # the backend's deterministic kernels (TF op determinism; slower; see benchmarks/)
-    jit_compile: Any = "auto"  # "auto": XLA where there is an accelerator (pneumo.backend.jit_compile)
+    jit_compile: Any = "auto"  # "auto": XLA where there is an accelerator (pneumo.runtime.backend.jit_compile)
     verbose: int = 0
 
 
@@ -214,7 +214,7 @@ def check(cfg) -> None:
     """Refuse keys the schemas do not know, also ones added with `+` (Hydra lets those in)."""
     from dataclasses import fields
 
-    from pneumo.space import ConfigError
+    from pneumo.config.space import ConfigError
 
     size = cfg.trainer.image_size
     if not 16 <= size <= 1024:

@@ -16,9 +16,9 @@ import numpy as np
 from scipy import sparse
 from sklearn import metrics as skm
 
-from pneumo import metrics as M
+from pneumo.record import names as M
 from pneumo.data.base import CLASSES as LABELS
-from pneumo.metrics import TEST_METRICS, THRESHOLD, ci_names, higher_is_better
+from pneumo.record.names import TEST_METRICS, THRESHOLD, ci_names, higher_is_better
 
 THRESHOLD_POLICIES = ("youden", "sensitivity")
 _BLOCK = 250  # resamples per vectorised block: bounds memory at _BLOCK x distinct scores

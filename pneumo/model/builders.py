@@ -2,7 +2,7 @@
 
 `conf/model/*.yaml` name a builder here by `_target_`; its keys are the
 builder's arguments. `HyperModel` is the only place that sees Keras Tuner's
-`hp`: it resolves the YAML search spaces (pneumo.space) to plain values and
+`hp`: it resolves the YAML search spaces (pneumo.config.space) to plain values and
 calls the builders, so each builder is ordinary Keras code.
 """
 
@@ -14,7 +14,9 @@ import keras
 import keras_tuner
 from hydra.utils import get_method
 
-from pneumo import backend, metrics, space
+from pneumo.runtime import backend
+from pneumo.record import names
+from pneumo.config import space
 
 # -- bodies: (tensor, **plain values) -> feature tensor ---------------------
 
@@ -74,8 +76,8 @@ def transfer(x, *, backbone="MobileNetV2", weights=None, trainable=False,
 
 def augmentation(*, flip=False, rotation=0.0, zoom=0.0, translation=0.0, gamma=0.0, contrast=0.0, brightness=0.0,
                  seed=None):
-    """One layer (pneumo.augment.Augment), active only in training; None when nothing is asked."""
-    from pneumo.augment import Augment
+    """One layer (pneumo.model.layers.Augment), active only in training; None when nothing is asked."""
+    from pneumo.model.layers import Augment
 
     kw = dict(flip=flip, rotation=rotation, zoom=zoom, translation=translation, gamma=gamma, contrast=contrast,
               brightness=brightness)
@@ -94,7 +96,7 @@ def build(image_size: int, body, body_kwargs: Mapping, aug_kwargs: Mapping, opti
     if augment is not None:
         x = augment(x)
     if standardize:
-        from pneumo.augment import Standardize
+        from pneumo.model.layers import Standardize
 
         x = Standardize(name="standardize")(x)
     x = body(x, **body_kwargs)
@@ -105,9 +107,9 @@ def build(image_size: int, body, body_kwargs: Mapping, aug_kwargs: Mapping, opti
         optimizer=optimizer,
         loss="binary_crossentropy",
         metrics=[
-            keras.metrics.AUC(name=metrics.AUC),
-            keras.metrics.AUC(curve="PR", name=metrics.AUPRC),
-            keras.metrics.BinaryAccuracy(name=metrics.ACCURACY),
+            keras.metrics.AUC(name=names.AUC),
+            keras.metrics.AUC(curve="PR", name=names.AUPRC),
+            keras.metrics.BinaryAccuracy(name=names.ACCURACY),
         ],
         jit_compile=backend.jit_compile(jit_compile),
     )

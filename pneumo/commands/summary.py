@@ -17,7 +17,7 @@ from hydra.types import RunMode
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from pneumo import paths
+from pneumo.config import paths
 
 # Filled in the sweeping process by on_multirun_start; read by pneumo.cli after the sweep.
 MULTIRUN: dict = {}
@@ -29,7 +29,7 @@ class SweepSummary(Callback):
                         objective=config.tuner.objective, sweep_dir=str(Path(config.hydra.sweep.dir).resolve()),
                         failed=[])
         # For each job's progress line (job i/n), also in a parallel launcher's worker processes.
-        from pneumo import console
+        from pneumo.search import console
 
         try:
             os.environ[console.JOBS_ENV] = str(console.count_jobs(config.hydra.sweeper.get("params"),
@@ -41,7 +41,7 @@ class SweepSummary(Callback):
     def on_job_start(self, config: DictConfig, **kwargs) -> None:
         # Hydra has just saved the job's .hydra/*.yaml (and, for a multirun, multirun.yaml)
         # with the raw overrides: scrub credentials from them before anything else runs.
-        from pneumo.tracking import redact_yaml
+        from pneumo.record.redact import redact_yaml
 
         hydra = config.hydra
         files = []
@@ -71,17 +71,18 @@ def summarize(out=sys.stdout) -> int:
     """Print the sweep's leaderboard; return the number of its jobs that did not finish."""
     if not MULTIRUN:
         return 0
-    from pneumo import leaderboard, metrics, tracking
+    from pneumo.commands import leaderboard
+    from pneumo.record import names, store
 
-    client = tracking.connect(MULTIRUN["uri"], MULTIRUN["store"])
+    client = store.connect(MULTIRUN["uri"], MULTIRUN["store"])
     uri = client.tracking_uri
     exp = client.get_experiment_by_name(MULTIRUN["experiment"])
     if exp is None:
         for overrides, error in MULTIRUN.get("failed", []):
             print(f"job FAILED: {overrides}: {error}", file=out)
         return len(MULTIRUN.get("failed", []))
-    ours = f"tags.`{metrics.TAG_MULTIRUN}` = '{MULTIRUN['sweep_dir']}'"
-    failed = client.search_runs([exp.experiment_id], f"tags.`{metrics.TAG_ROLE}` = 'job' and {ours} "
+    ours = f"tags.`{names.TAG_MULTIRUN}` = '{MULTIRUN['sweep_dir']}'"
+    failed = client.search_runs([exp.experiment_id], f"tags.`{names.TAG_ROLE}` = 'job' and {ours} "
                                                      "and attributes.status != 'FINISHED'")
     # Ranked by what the search optimised (validation), not by a test metric: the table shows
     # the test numbers, but a sweep's jobs are chosen between on validation.

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-from pneumo import metrics as M
+from pneumo.record import names as M
 
 ARTIFACT = "model_card.md"
 MAX_CHARS = 5000  # MLflow's model-version description column (String(5000))
@@ -77,8 +77,8 @@ def _config_lines(cfg) -> list[str]:
     """Each group's target and fixed values; the searched ones are under best hyperparameters (all are run params)."""
     from omegaconf import OmegaConf
 
-    from pneumo.space import is_space
-    from pneumo.tracking import flatten
+    from pneumo.config.space import is_space
+    from pneumo.record.runs import flatten
 
     out = []
     for group in ("model", "optimizer", "augmentation", "tuner", "trainer"):
@@ -152,7 +152,7 @@ def limits(data_cfg, splits, external: bool) -> list[str]:
 
 def record(client, run_id: str, version, text: str) -> None:
     """The card at registration: the run's artifact and the version's description."""
-    from pneumo.tracking import scrub_text
+    from pneumo.record.redact import scrub_text
 
     text = scrub_text(text)  # a credential in a config value (data.dataset may name the Kaggle user) stays out
     client.log_text(run_id, text, ARTIFACT)
@@ -161,7 +161,7 @@ def record(client, run_id: str, version, text: str) -> None:
 
 def append(client, version, entry: str) -> None:
     """Add an entry (a `### ...` block) to the version's History, oldest entries giving way past MAX_CHARS."""
-    from pneumo.tracking import scrub_text
+    from pneumo.record.redact import scrub_text
 
     entry = scrub_text(entry)
     text = client.get_model_version(M.MODEL_NAME, str(version)).description or ""
@@ -195,7 +195,7 @@ def decision_entry(d, forced_reason: str | None = None) -> str:
     lines = [f"### {_now()}: {verdict} for `{d.alias}`", ""]
     lines += [f"- {r}" for r in d.reasons if not r.startswith("skipped:")]  # skipped ones are other versions
     if d.previous and not d.dry_run:
-        from pneumo.registry import previous_alias
+        from pneumo.release.registry import previous_alias
 
         lines.append(f"- version {d.previous} became `{previous_alias(d.alias)}`")
     if forced_reason:
@@ -210,7 +210,7 @@ def rollback_entry(alias: str, restored: bool, other) -> str:
 
 
 def external_entry(r: dict) -> str:
-    """A `pneumo evaluate` result (pneumo.external.evaluate's dict) as a History entry."""
+    """A `pneumo evaluate` result (pneumo.release.score.evaluate's dict) as a History entry."""
     lines = [f"### {_now()}: external evaluation on `{r['folder']}`", "",
              f"{r['images']} films, threshold {r['threshold']:.4f} (the job's); run `{r['run_id']}`", "",
              "| metric | value | CI |", "|---|---:|---|"]

@@ -29,8 +29,10 @@ import keras
 import mlflow
 import numpy as np
 
-from pneumo import evaluate, metrics, tracking
-from pneumo.tuning import DegenerateModel, fit_kwargs
+from pneumo.evaluation import stats
+from pneumo.record import names, runs
+from pneumo.search.guard import DegenerateModel
+from pneumo.search.fit import fit_kwargs
 
 log = logging.getLogger("pneumo")
 ROLE = "repeat"
@@ -41,33 +43,33 @@ def run(cfg, tuner, best, hypermodel, splits, client, exp_id: str, parent_id: st
     scores = []
     for r in range(cfg.trainer.repeats):
         seed = cfg.seed + r
-        child = tracking.start_child(client, exp_id, parent_id, f"repeat-{r}", ROLE,
+        child = runs.start_child(client, exp_id, parent_id, f"repeat-{r}", ROLE,
                                      {"seed": seed, "trial": best.trial_id}, {"pneumo.repeat": str(r)})
         try:
             model = tuner.load_model(best) if r == 0 else _fit(cfg, best, hypermodel, splits, seed)
             result = _score(cfg, model, splits)
         except (DegenerateModel, FloatingPointError) as e:  # the trial guard: this seed learned nothing
-            tracking.end_trial(client, child, "FAILED", traceback.format_exc())
+            runs.end_trial(client, child, "FAILED", traceback.format_exc())
             log.warning("repeat %d (seed %d) FAILED: %s", r, seed, e)
             continue
         except BaseException:
-            tracking.end_trial(client, child, "FAILED", traceback.format_exc())
+            runs.end_trial(client, child, "FAILED", traceback.format_exc())
             raise
         # The final numbers only: per-epoch values under the same names (val_auc) would show as the latest.
-        tracking.log_epoch(client, child, 0, result)
-        tracking.end_trial(client, child, "FINISHED")
+        runs.log_epoch(client, child, 0, result)
+        runs.end_trial(client, child, "FINISHED")
         scores.append(result)
-    stats = spread(scores)
-    mlflow.log_metrics(stats)  # the parent run is the active one
-    return stats
+    summary = spread(scores)
+    mlflow.log_metrics(summary)  # the parent run is the active one
+    return summary
 
 
 def spread(scores: list[dict]) -> dict[str, float]:
     """Mean and sample SD (ddof=1) of each metric over the repeats that have it; SD needs two."""
-    out = {metrics.SEED_REPEATS: float(len(scores))}
-    for name in metrics.SEED_METRICS:
-        values = [v for s in scores if (v := metrics.finite(s.get(name))) is not None]
-        mean, sd = metrics.seed_names(name)
+    out = {names.SEED_REPEATS: float(len(scores))}
+    for name in names.SEED_METRICS:
+        values = [v for s in scores if (v := names.finite(s.get(name))) is not None]
+        mean, sd = names.seed_names(name)
         if values:
             out[mean] = float(np.mean(values))
         if len(values) > 1:
@@ -89,7 +91,7 @@ def _fit(cfg, best, hypermodel, splits, seed: int):
         weights = Path(tmp) / "best.weights.h5"
         kwargs["callbacks"].append(
             keras.callbacks.ModelCheckpoint(weights, monitor=objective, save_best_only=True, save_weights_only=True,
-                                            mode="max" if metrics.higher_is_better(objective) else "min"))
+                                            mode="max" if names.higher_is_better(objective) else "min"))
         seeded.fit(hp, model, **kwargs)
         model.load_weights(weights)
     return model
@@ -99,8 +101,8 @@ def _score(cfg, model, splits) -> dict[str, float]:
     """As the job scores its model: threshold on validation, then the test metrics (no bootstrap)."""
     batch, ev = cfg.trainer.batch_size, cfg.evaluation
     p_val = model.predict(splits.val.x, batch_size=batch, verbose=0).reshape(-1)
-    threshold = evaluate.choose_threshold(splits.val.y, p_val, ev.threshold, ev.target_sensitivity)
+    threshold = stats.choose_threshold(splits.val.y, p_val, ev.threshold, ev.target_sensitivity)
     p_test = model.predict(splits.test.x, batch_size=batch, verbose=0).reshape(-1)
-    out = {metrics.VAL_AUC: evaluate.auc(splits.val.y, p_val), metrics.THRESHOLD: float(threshold),
-           **evaluate.score(splits.test.y, p_test, threshold)}
-    return {k: v for k, v in out.items() if metrics.finite(v) is not None}
+    out = {names.VAL_AUC: stats.auc(splits.val.y, p_val), names.THRESHOLD: float(threshold),
+           **stats.score(splits.test.y, p_test, threshold)}
+    return {k: v for k, v in out.items() if names.finite(v) is not None}

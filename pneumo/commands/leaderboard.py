@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pneumo import metrics as M
-from pneumo import output
+from pneumo.record import names as M
+from pneumo.commands import output
 
 PAGE_SIZE = 1000  # runs per search_runs call (MLflow caps one call at 50 000)
 RANKED_STATUS = "FINISHED"  # the only run status promotion accepts
@@ -30,7 +30,7 @@ SHOWN_METRICS = (M.TEST_AUC, M.TEST_AUPRC, M.TEST_SENSITIVITY, M.TEST_SPECIFICIT
 
 
 def _experiments(client, name: str | None) -> dict[str, str]:
-    from pneumo.tracking import pages
+    from pneumo.record.store import pages
 
     if name is not None:
         exp = client.get_experiment_by_name(name)
@@ -44,7 +44,7 @@ def _versions(client) -> tuple[dict[str, object], dict[str, list[str]]]:
     """run id -> its latest registered version; version -> aliases."""
     from mlflow.exceptions import MlflowException
 
-    from pneumo.tracking import pages
+    from pneumo.record.store import pages
 
     by_run = {}
     for mv in pages(client.search_model_versions, f"name='{M.MODEL_NAME}'"):
@@ -68,8 +68,8 @@ def _evaluations(client, exp_ids: list[str], page_size: int) -> dict[str, list[d
     """job run id -> its `pneumo evaluate` runs (latest per folder and version), one paged query."""
     from mlflow.entities import ViewType
 
-    from pneumo.external import TAG_FOLDER, TAG_MODEL_VERSION
-    from pneumo.tracking import pages
+    from pneumo.release.score import TAG_FOLDER, TAG_MODEL_VERSION
+    from pneumo.record.store import pages
 
     out: dict[tuple, dict] = {}
     for run in pages(client.search_runs, exp_ids,
@@ -117,7 +117,7 @@ def _row(run, experiment: str, version, aliases: dict[str, list[str]]) -> dict:
     row["duration_s"] = (info.end_time - info.start_time) / 1000 if info.end_time and info.start_time else None
     row["version"] = int(version.version) if version else None
     row["aliases"] = sorted(aliases.get(str(row["version"]), [])) if version else []
-    # trainer.repeats: each metric's mean and SD over seeds (pneumo.repeats); `pneumo rerun`: what it reruns
+    # trainer.repeats: each metric's mean and SD over seeds (pneumo.search.repeats); `pneumo rerun`: what it reruns
     row[M.SEED_REPEATS] = m.get(M.SEED_REPEATS)
     row["seeds"] = {name: {"mean": m.get(mean), "sd": m.get(sd)} for name in M.SEED_METRICS
                     for mean, sd in [M.seed_names(name)] if m.get(mean) is not None} or None
@@ -131,7 +131,7 @@ def leaderboard(experiment: str | None = None, metric: str = M.TEST_AUC, top: in
     says whether it reproduced its original within `tolerance` (default: pneumo rerun's)."""
     higher = M.higher_is_better(metric)  # validates the name before any query
     if client is None:
-        from pneumo.tracking import connect
+        from pneumo.record.store import connect
 
         client = connect()
     from mlflow.entities import ViewType
@@ -143,7 +143,7 @@ def leaderboard(experiment: str | None = None, metric: str = M.TEST_AUC, top: in
     # leaderboard that dropped them would look like lost runs. Ranking them among the finished ones
     # put a FAILED job first (issue 13), so they come after the ranked ones, marked by status. With
     # `top`, the N best finished jobs are kept plus every unfinished one that scored among them.
-    from pneumo.tracking import pages
+    from pneumo.record.store import pages
 
     runs, n_ranked = [], 0
     for run in pages(client.search_runs, list(exps), filter_string=f"tags.`{M.TAG_ROLE}` = 'job'",
@@ -172,7 +172,7 @@ def leaderboard(experiment: str | None = None, metric: str = M.TEST_AUC, top: in
 def _flag_reruns(client, rows: list[dict], runs: list, exp_ids: list[str], tolerance: float | None) -> None:
     """row['rerun'] = pneumo rerun's verdict against the original, for each rerun; one query for
     originals not among the rows (another page, or left out by `top`)."""
-    from pneumo import reruns
+    from pneumo.commands import rerun
 
     wanted = {r["rerun_of"] for r in rows if r["rerun_of"]}
     if not wanted:
@@ -180,7 +180,7 @@ def _flag_reruns(client, rows: list[dict], runs: list, exp_ids: list[str], toler
     found = {run.info.run_id: run.data.metrics for run in runs if run.info.run_id in wanted}
     missing = sorted(wanted - set(found))
     if missing:
-        from pneumo.tracking import pages
+        from pneumo.record.store import pages
 
         quoted = ", ".join(f"'{i}'" for i in missing)
         found.update({run.info.run_id: run.data.metrics for run in pages(
@@ -188,8 +188,8 @@ def _flag_reruns(client, rows: list[dict], runs: list, exp_ids: list[str], toler
     by_id = {run.info.run_id: run.data.metrics for run in runs}
     for row in rows:
         if row["rerun_of"] in found:
-            verdict = reruns.differences(found[row["rerun_of"]], by_id[row["run_id"]],
-                                         reruns.TOLERANCE if tolerance is None else tolerance)
+            verdict = rerun.differences(found[row["rerun_of"]], by_id[row["run_id"]],
+                                         rerun.TOLERANCE if tolerance is None else tolerance)
             row["rerun"] = {"of": row["rerun_of"], **verdict}
         elif row["rerun_of"]:
             row["rerun"] = {"of": row["rerun_of"], "differs": None, "missing": True}

@@ -3,7 +3,7 @@
 What a rerun takes from the original run: the Hydra config its overrides were applied to
 (tag `pneumo.config`), the overrides (`config/overrides.txt`), and, to check against,
 the resolved config (`config/config.yaml`), the data and split digests and the versions
-and device it ran on (pneumo.provenance). Before anything trains it refuses (exit 2) when
+and device it ran on (pneumo.record.provenance). Before anything trains it refuses (exit 2) when
 the rerun could not be the same job:
 
 - the overrides no longer compose the logged config (a default in conf/ or sweeps/ changed
@@ -23,8 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pneumo import metrics as M
-from pneumo import paths
+from pneumo.record import names as M
+from pneumo.config import paths
 
 # A rerun reproduces when every compared number is within this of the original's. pneumo
 # prints and the README quotes 3 decimals: below half a unit of the third, no number a user
@@ -100,7 +100,8 @@ def plan(client, run_id: str, extra: list[str]) -> Plan:
 
 def check_data(plan: Plan) -> None:
     """Refuse when the data or the split the rerun would load are not the original's."""
-    from pneumo import data, provenance
+    from pneumo import data
+    from pneumo.record import provenance
 
     try:
         splits = data.load(plan.cfg.data, plan.cfg.trainer.image_size)
@@ -117,9 +118,9 @@ def check_data(plan: Plan) -> None:
 
 def environment_changes(tags: dict) -> dict[str, tuple[str, str]]:
     """{tag: (the original's, this process's)} for what decides the numbers and differs now."""
-    from pneumo import provenance, tracking
+    from pneumo.record import provenance, runs
 
-    now = {**tracking.runtime_tags(), **tracking.git_tags(), **provenance.environment()}
+    now = {**runs.runtime_tags(), **runs.git_tags(), **provenance.environment()}
     return {k: (tags.get(k, "(not recorded)"), now.get(k, "(none)")) for k in provenance.DECISIVE
             if (k in tags or k in now) and tags.get(k) != now.get(k)}
 
@@ -208,7 +209,7 @@ def _compose(config_dir: Path, name: str, overrides: list[str]):
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 
-    from pneumo import schema
+    from pneumo.config import schema
 
     schema.register()
     try:
@@ -225,7 +226,8 @@ def _config_changes(client, run, cfg) -> list[str]:
     import yaml
     from omegaconf import OmegaConf
 
-    from pneumo.tracking import flatten, redact_config
+    from pneumo.record.runs import flatten
+    from pneumo.record.redact import redact_config
 
     logged = flatten(yaml.safe_load(_text(client, run.info.run_id, "config/config.yaml")) or {})
     now = flatten(redact_config(OmegaConf.to_container(cfg, resolve=True)))

@@ -14,29 +14,34 @@ import importlib
 import inspect
 import json
 import logging
-import math
 import os
-import signal
 from collections.abc import Mapping
 from pathlib import Path
-
 import keras
 import keras_tuner
 from hydra.utils import get_class
 from keras_tuner.src.engine import tuner_utils
+from pneumo.search import console, distributed
+from pneumo.record import names, runs
+from pneumo.config.space import ConfigError
 
-from pneumo import console, distributed, metrics, tracking
-from pneumo.space import ConfigError
 
 # Keras Tuner prints every failed trial's traceback to the console (DEBUG defaults
 # on). The traceback goes to the trial's MLflow run (error.txt) instead, and the
 # console gets one line per failed trial.
 _kt_config = importlib.import_module("keras_tuner.src.config")
+
+
 _kt_config.DEBUG = False
+
+
 log = logging.getLogger("pneumo")
+
 
 # Budget arguments that only some tuners take (the rest go to keras_tuner.Tuner).
 ORACLE_ARGS = ("max_trials", "num_initial_points", "max_epochs", "factor", "hyperband_iterations")
+
+
 TRIAL_STATUS = {"COMPLETED": "FINISHED", "FAILED": "FAILED", "INVALID": "FAILED"}
 
 
@@ -60,7 +65,7 @@ class TrackedTuner:
     def on_trial_begin(self, trial):
         super().on_trial_begin(trial)
         console.trial_begin(trial.trial_id)
-        self._trial_run = tracking.start_trial(
+        self._trial_run = runs.start_trial(
             self.mlflow_client, self.experiment_id, self.parent_run_id, trial.trial_id,
             trial.hyperparameters.values,
         )
@@ -78,7 +83,7 @@ class TrackedTuner:
         logs = dict(logs or {})
         if "learning_rate" not in logs:  # ReduceLROnPlateau, when on, has put it there
             logs["learning_rate"] = _learning_rate(model)
-        write = tracking.log_epoch(self.mlflow_client, self._trial_run, epoch, logs, synchronous=False)
+        write = runs.log_epoch(self.mlflow_client, self._trial_run, epoch, logs, synchronous=False)
         if write is not None:
             self._epoch_writes.append(write)
         console.epoch_end(epoch, logs)
@@ -97,12 +102,12 @@ class TrackedTuner:
             if status == "FAILED" and not message:
                 message = f"trial {trial.trial_id} ended {trial.status} (objective missing or NaN)"
             try:
-                tracking.wait_written(self._epoch_writes)  # every epoch's metrics stored before the run ends
+                runs.wait_written(self._epoch_writes)  # every epoch's metrics stored before the run ends
             except Exception as e:
                 status, message = "FAILED", f"the trial's per-epoch metrics could not be written to MLflow: {e!r}"
                 raise
             finally:
-                tracking.end_trial(self.mlflow_client, self._trial_run, status, message)
+                runs.end_trial(self.mlflow_client, self._trial_run, status, message)
                 console.trial_end(status, message)
                 if status == "FAILED":
                     last = (message or "").strip().splitlines()[-1:] or [""]
@@ -162,7 +167,7 @@ def make_tuner(tuner_cfg: Mapping, hypermodel, *, directory: Path, project_name:
     name = kwargs.pop("objective")
     start_with_defaults = kwargs.pop("start_with_defaults", False)
     try:
-        direction = "max" if metrics.higher_is_better(name) else "min"
+        direction = "max" if names.higher_is_better(name) else "min"
     except ValueError as e:
         raise ConfigError(f"tuner.objective: {e}") from None
     base = get_class(tuner_cfg["_target_"])
@@ -208,147 +213,20 @@ def _first_trial_defaults(oracle) -> None:
     oracle.populate_space = populate_space
 
 
-def fit_kwargs(trainer_cfg: Mapping, splits) -> dict:
-    """What every trial's model.fit gets (Keras Tuner passes it through); never the test split."""
-    return dict(
-        x=splits.train.x, y=splits.train.y,
-        validation_data=(splits.val.x, splits.val.y),
-        epochs=trainer_cfg["epochs"],
-        batch_size=trainer_cfg["batch_size"],
-        class_weight=class_weight(splits.train.y) if trainer_cfg["class_weight"] else None,
-        callbacks=keras_callbacks(trainer_cfg, splits.val.y),
-        verbose=trainer_cfg["verbose"],
-    )
-
-
-def class_weight(y) -> dict[int, float]:
-    """Balanced class weights: each class contributes equally to the loss (the films are ~74% PNEUMONIA)."""
-    import numpy as np
-    from sklearn.utils.class_weight import compute_class_weight
-
-    classes = np.unique(y)
-    return {int(c): float(w) for c, w in zip(classes, compute_class_weight("balanced", classes=classes, y=y))}
-
-
 def history(trial) -> dict[str, list[float]]:
     """A trial's per-epoch loss and AUC, training and validation, as Keras Tuner recorded them."""
     out = {}
-    for name in (metrics.LOSS, metrics.VAL_LOSS, metrics.AUC, metrics.VAL_AUC):
+    for name in (names.LOSS, names.VAL_LOSS, names.AUC, names.VAL_AUC):
         if trial.metrics.exists(name):
             out[name] = [float(o.value[0]) for o in trial.metrics.get_history(name)]
     return out
 
 
-def keras_callbacks(trainer_cfg: Mapping, y_val) -> list:
-    """The seed's callbacks plus the trial guard. The best-epoch checkpoint is Keras Tuner's own (per trial)."""
-    out = []
-    if trainer_cfg.get("early_stopping"):
-        es = trainer_cfg["early_stopping"]
-        out.append(keras.callbacks.EarlyStopping(monitor=es["monitor"], patience=es["patience"]))
-    if trainer_cfg.get("reduce_lr"):
-        rl = trainer_cfg["reduce_lr"]
-        out.append(keras.callbacks.ReduceLROnPlateau(
-            monitor=rl["monitor"], factor=rl["factor"], patience=rl["patience"], min_lr=rl["min_lr"]))
-    n_pos = int((y_val == 1).sum())
-    out.append(TrialGuard(n_pos, len(y_val) - n_pos, trainer_cfg.get("chance_z")))
-    kill = KillMidEpoch.from_env()
-    if kill is not None:  # tests only: a per-batch hook costs a device sync per step on a GPU
-        out.append(kill)
-    return out
-
-
-class KillMidEpoch(keras.callbacks.Callback):
-    """A kill point inside an epoch, for the reliability tests (PNEUMO_KILL_AT, as train.fault_point).
-
-    `PNEUMO_KILL_AT=mid_epoch[:TRIAL[:EPOCH]]` SIGKILLs the process after the first batch of
-    epoch EPOCH of the TRIAL-th model it trains (both 0-based, default 1: the second trial's
-    second epoch), so a trial run is RUNNING with its earlier epochs logged: deterministic,
-    where polling the store for the moment would race the job.
-    """
-
-    fits = 0  # models this process has started training (Keras Tuner deep-copies callbacks per trial)
-
-    def __init__(self, trial: int, epoch: int):
-        super().__init__()
-        self.trial, self.epoch, self.nth, self.now = trial, epoch, -1, -1  # nth model; epoch now
-
-    @classmethod
-    def from_env(cls):
-        name, _, at = os.environ.get("PNEUMO_KILL_AT", "").partition(":")
-        if name != "mid_epoch":
-            return None
-        trial, _, epoch = at.partition(":")
-        return cls(int(trial or 1), int(epoch or 1))
-
-    def on_train_begin(self, logs=None):
-        self.nth, KillMidEpoch.fits = KillMidEpoch.fits, KillMidEpoch.fits + 1
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.now = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if (self.nth, self.now) == (self.trial, self.epoch):
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
-class TrialGuard(keras.callbacks.Callback):
-    """Fails a trial (by raising, so Keras Tuner records it FAILED and may retry it) that
-    diverged or learned nothing, instead of letting it be scored.
-
-    - A non-finite loss at the end of an epoch: diverged. Keras' TerminateOnNaN stops such a
-      fit quietly (it then scores val_auc 0.0) and reads the loss after every batch, which on a
-      GPU is a device-to-host wait per step; the epoch's mean loss is already on the host.
-    - At the end of training, a best validation AUC within `z` standard errors of 0.5
-      (Hanley & McNeil's, from the validation class counts): a constant predictor or a coin.
-    """
-
-    def __init__(self, n_pos: int, n_neg: int, z: float | None):
-        super().__init__()
-        self.n_pos, self.n_neg, self.z = n_pos, n_neg, z
-        self.best = None
-
-    def on_train_begin(self, logs=None):
-        self.best = None
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        for name in (metrics.LOSS, metrics.VAL_LOSS):
-            value = logs.get(name)
-            if value is not None and not math.isfinite(float(value)):
-                raise FloatingPointError(f"{name} became {float(value)} in epoch {epoch + 1}: the trial diverged "
-                                         "(learning rate too high?)")
-        auc = logs.get(metrics.VAL_AUC)
-        if auc is not None and math.isfinite(float(auc)):
-            self.best = max(float(auc), self.best if self.best is not None else -1.0)
-
-    def on_train_end(self, logs=None):
-        if self.z is None or self.best is None or not (self.n_pos and self.n_neg):
-            return
-        from pneumo.evaluate import auc_standard_error
-
-        low = self.best - self.z * auc_standard_error(self.best, self.n_pos, self.n_neg)
-        if low <= 0.5:
-            raise DegenerateModel(
-                f"no better than chance: best val_auc {self.best:.3f}, {self.best:.3f} - {self.z:g} x SE = {low:.3f} "
-                f"<= 0.5 on {self.n_pos} PNEUMONIA + {self.n_neg} NORMAL validation images (constant or "
-                "near-constant predictions; trainer.chance_z sets the margin)")
-
-
-def FailOnNaN():  # noqa: N802
-    """The old per-batch NaN callback's name, for ../shared/gpu-kit/diag.py (outside this repo): the
-    guard's loss check, at epoch end (its `+nan` case now measures what the NaN check costs today)."""
-    return TrialGuard(0, 0, None)
-
-
-class DegenerateModel(RuntimeError):
-    """A trained model whose validation predictions carry no information."""
-
-
 def trial_counts(tuner) -> dict[str, int]:
     statuses = [str(t.status) for t in tuner.oracle.trials.values()]
     return {
-        metrics.TRIALS_COMPLETED: statuses.count("COMPLETED"),
-        metrics.TRIALS_FAILED: statuses.count("FAILED") + statuses.count("INVALID"),
+        names.TRIALS_COMPLETED: statuses.count("COMPLETED"),
+        names.TRIALS_FAILED: statuses.count("FAILED") + statuses.count("INVALID"),
     }
 
 

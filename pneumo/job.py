@@ -21,8 +21,14 @@ import mlflow  # noqa: E402
 from hydra.errors import CompactHydraException  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from pneumo import backend, data, distributed, evaluate, metrics, paths, provenance, registry, schema  # noqa: E402
-from pneumo import tracking  # noqa: E402
+from pneumo.runtime import backend
+from pneumo import data
+from pneumo.search import distributed
+from pneumo.evaluation import stats
+from pneumo.record import names, provenance
+from pneumo.config import paths, schema
+from pneumo.release import package, registry
+from pneumo.record import redact, runs, store
 
 log = logging.getLogger("pneumo")
 schema.register()
@@ -41,14 +47,15 @@ NOT_IN_NAME = ("paths.", "tracking.", "hydra.", "distributed.", "restart", "expe
 
 def train(cfg: DictConfig) -> float:
     """Run one job; returns the best trial's validation objective (what a sweeper optimises)."""
-    from pneumo import quiet
+    from pneumo.runtime import quiet
 
     quiet.libraries(cfg.trainer.verbose)  # before the Keras backend is imported: its chatter stays off the console
     import keras
 
-    from pneumo import repeats
-    from pneumo.models import HyperModel, ensemble
-    from pneumo.tuning import completed_trial_ids, fit_kwargs, make_tuner, trial_counts
+    from pneumo.search import repeats
+    from pneumo.model.builders import HyperModel, ensemble
+    from pneumo.search.tuner import completed_trial_ids, make_tuner, trial_counts
+    from pneumo.search.fit import fit_kwargs
 
     # Everything that can be wrong with the config or the data fails here, before the
     # store is touched: a bad command leaves MLflow exactly as it was.
@@ -64,17 +71,17 @@ def train(cfg: DictConfig) -> float:
     load_s = time.perf_counter() - started
 
     plain = OmegaConf.to_container(cfg, resolve=True)
-    client = tracking.connect(cfg.tracking.uri, cfg.tracking.store)
-    exp_id = tracking.experiment_id(cfg.experiment, cfg.tracking.store)
-    key = tracking.job_key(distributed.job_config(plain))
+    client = store.connect(cfg.tracking.uri, cfg.tracking.store)
+    exp_id = store.experiment_id(cfg.experiment, cfg.tracking.store)
+    key = runs.job_key(distributed.job_config(plain))
     if cfg.distributed.role == "worker":  # runs trials of the chief's search; the chief owns the parent run
         return distributed.work(cfg, hypermodel, splits, client, exp_id, key, _tuner_dir(cfg))
-    prior = tracking.find_job(client, exp_id, key)
+    prior = runs.find_job(client, exp_id, key)
     if prior is not None and prior.info.status == "FINISHED" and not cfg.restart:
         log.info("job %s already finished as run %s; add restart=true to run it again", key, prior.info.run_id)
         return prior.data.metrics.get(cfg.tuner.objective, float("nan"))
     resume = prior is not None and not cfg.restart
-    if tracking.reap(client, exp_id, keep=prior.info.run_id if resume else None):
+    if runs.reap(client, exp_id, keep=prior.info.run_id if resume else None):
         log.info("marked job runs of killed processes as KILLED")
     keras.utils.set_random_seed(cfg.seed)
     keras.mixed_precision.set_global_policy(trainer.precision)
@@ -90,20 +97,20 @@ def train(cfg: DictConfig) -> float:
                           run_name=None if resume else run_name,
                           log_system_metrics=cfg.tracking.system_metrics) as run:
         run_id = run.info.run_id
-        tracking.log_job(client, run_id, plain, overrides, {
-            metrics.TAG_ROLE: "job", metrics.TAG_JOB_KEY: key, metrics.TAG_SWEEP: cfg.experiment,
-            metrics.TAG_JOB_NUM: str(num), metrics.TAG_MULTIRUN: multirun, metrics.TAG_DATA_DIGEST: splits.digest,
-            metrics.TAG_TEST_DIGEST: splits.test_digest, metrics.TAG_TEST_SOURCE: splits.test_source,
+        runs.log_job(client, run_id, plain, overrides, {
+            names.TAG_ROLE: "job", names.TAG_JOB_KEY: key, names.TAG_SWEEP: cfg.experiment,
+            names.TAG_JOB_NUM: str(num), names.TAG_MULTIRUN: multirun, names.TAG_DATA_DIGEST: splits.digest,
+            names.TAG_TEST_DIGEST: splits.test_digest, names.TAG_TEST_SOURCE: splits.test_source,
             **provenance.job_tags(cfg, splits, determinism),
-            **({metrics.TAG_RERUN_OF: cfg.rerun_of} if cfg.rerun_of else {})})
+            **({names.TAG_RERUN_OF: cfg.rerun_of} if cfg.rerun_of else {})})
         if not resume:
             counts = {s: int(len(getattr(splits, s))) for s in ("train", "val", "test")}
-            tracking.log_dataset(cfg.data.source, splits.digest, splits.root, counts)
-        mlflow.log_metric(metrics.DATA_LOAD_S, load_s)
+            runs.log_dataset(cfg.data.source, splits.digest, splits.root, counts)
+        mlflow.log_metric(names.DATA_LOAD_S, load_s)
 
         tuner = make_tuner(cfg.tuner, hypermodel, directory=_tuner_dir(cfg), project_name=key,
                            overwrite=not resume, client=client, experiment_id=exp_id, parent_run_id=run_id)
-        stale = tracking.close_stale_trials(client, exp_id, run_id, completed_trial_ids(tuner))
+        stale = runs.close_stale_trials(client, exp_id, run_id, completed_trial_ids(tuner))
         if stale:
             log.info("resumed job %s: closed %d trial run(s) left RUNNING by a killed process", key, stale)
         distributed.publish(client, run_id, cfg.distributed)
@@ -112,8 +119,8 @@ def train(cfg: DictConfig) -> float:
         fault_point("after_search")
         counts = trial_counts(tuner)
         mlflow.log_metrics({k: float(v) for k, v in counts.items()})
-        if counts[metrics.TRIALS_COMPLETED] == 0:
-            raise RuntimeError(f"no trial completed ({counts[metrics.TRIALS_FAILED]} failed): see the FAILED trial runs")
+        if counts[names.TRIALS_COMPLETED] == 0:
+            raise RuntimeError(f"no trial completed ({counts[names.TRIALS_FAILED]} failed): see the FAILED trial runs")
 
         top = tuner.oracle.get_best_trials(cfg.evaluation.ensemble)
         model = ensemble([tuner.load_model(t) for t in top]) if len(top) > 1 else tuner.load_model(top[0])
@@ -127,30 +134,31 @@ def train(cfg: DictConfig) -> float:
 def _evaluate_and_register(cfg, model, top: list, splits, client, run_id: str) -> None:
     """The job's model (the best trial's, or the top trials' average): threshold on val, test once, report,
     register. The test split is touched here, once; nothing is chosen on it."""
-    from pneumo import card, explain
-    from pneumo.tuning import history
+    from pneumo.release import card
+    from pneumo.evaluation import explain
+    from pneumo.search.tuner import history
 
     best, objective = top[0], cfg.tuner.objective
-    tracking.log_params(client, run_id, {f"{metrics.BEST_HP_PREFIX}{k}": str(v)
+    runs.log_params(client, run_id, {f"{names.BEST_HP_PREFIX}{k}": str(v)
                                          for k, v in best.hyperparameters.values.items()})
-    tags = {metrics.TAG_BEST_TRIAL: best.trial_id}
+    tags = {names.TAG_BEST_TRIAL: best.trial_id}
     if len(top) > 1:
-        tags[metrics.TAG_ENSEMBLE] = " ".join(t.trial_id for t in top)
-    tracking.log_tags(client, run_id, tags)
+        tags[names.TAG_ENSEMBLE] = " ".join(t.trial_id for t in top)
+    runs.log_tags(client, run_id, tags)
 
     batch, ev = cfg.trainer.batch_size, cfg.evaluation
     p_val = model.predict(splits.val.x, batch_size=batch, verbose=0).reshape(-1)
-    threshold = evaluate.choose_threshold(splits.val.y, p_val, ev.threshold, ev.target_sensitivity)
-    found = {objective: float(best.score), metrics.EPOCHS_TRAINED: float((best.best_step or 0) + 1)}
-    found[metrics.VAL_AUC] = evaluate.auc(splits.val.y, p_val)  # the registered model's own, an ensemble's too
+    threshold = stats.choose_threshold(splits.val.y, p_val, ev.threshold, ev.target_sensitivity)
+    found = {objective: float(best.score), names.EPOCHS_TRAINED: float((best.best_step or 0) + 1)}
+    found[names.VAL_AUC] = stats.auc(splits.val.y, p_val)  # the registered model's own, an ensemble's too
     mlflow.log_metrics(found)
     fault_point("during_evaluation")
     p_test = model.predict(splits.test.x, batch_size=batch, verbose=0).reshape(-1)
-    results = evaluate.evaluate(splits.test.y, p_test, splits.test.patients, threshold,
+    results = stats.evaluate(splits.test.y, p_test, splits.test.patients, threshold,
                                 bootstrap=ev.bootstrap, confidence=ev.confidence, seed=ev.seed)
-    mlflow.log_metrics({k: v for k, v in results.items() if metrics.finite(v) is not None})
+    mlflow.log_metrics({k: v for k, v in results.items() if names.finite(v) is not None})
     with tempfile.TemporaryDirectory() as tmp:
-        evaluate.write_report(Path(tmp), splits.test.y, p_test, threshold, history(best))
+        stats.write_report(Path(tmp), splits.test.y, p_test, threshold, history(best))
         explain.write_pictures(tmp, model, splits.test, p_test, threshold, per_outcome=ev.heatmaps,
                                gallery=ev.gallery, batch_size=batch)
         mlflow.log_artifacts(tmp, "evaluation")
@@ -165,7 +173,7 @@ def _evaluate_and_register(cfg, model, top: list, splits, client, run_id: str) -
             card.record(client, run_id, done.version, card.render(cfg, splits, top, threshold, results, done.version,
                                                                   run_id))
         return
-    info = registry.log_model(model, splits.image_size, threshold)
+    info = package.log_model(model, splits.image_size, threshold)
     fault_point("before_register")
     version = registry.register(client, run_id, info.model_uri,
                                 registry.version_tags(run_id, splits.digest, splits.test_digest, threshold, results))
@@ -184,7 +192,7 @@ def _hydra_job() -> tuple[list[str], int, str]:
         return [], 0, ""
     hc = HydraConfig.get()
     multirun = str(Path(hc.sweep.dir).resolve()) if str(hc.mode) == "RunMode.MULTIRUN" else ""
-    return tracking.redact_overrides(list(hc.overrides.task)), hc.job.get("num", 0), multirun
+    return redact.redact_overrides(list(hc.overrides.task)), hc.job.get("num", 0), multirun
 
 
 class JobError(CompactHydraException):
@@ -200,7 +208,7 @@ def fault_point(name: str) -> None:
 @hydra.main(config_path=str(paths.CONF_DIR), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float:
     from pneumo.data import DataError
-    from pneumo.space import ConfigError
+    from pneumo.config.space import ConfigError
 
     try:
         return train(cfg)

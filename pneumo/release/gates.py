@@ -1,0 +1,166 @@
+"""The gates a version must pass to take an alias (default `champion`) only if every gate passes:
+
+- its registration is READY and its run FINISHED (a FAILED or KILLED job's
+  numbers describe a job that did not complete);
+- it beats chance: the lower bound of the job's patient-bootstrap CI on test
+  AUC (`test_auc_ci_low`) is above 0.5. A constant predictor (AUC 0.5 with
+  sensitivity 1.0 and specificity 0.0) fails here;
+- test sensitivity >= `min_sensitivity` (0.9) and test specificity >=
+  `min_specificity` (0.25): "every image is pneumonia" clears any sensitivity
+  floor, so sensitivity alone gates nothing;
+- when a champion exists: it was tested on the same images and beats the
+  champion in a paired patient-level bootstrap (lower CI bound of the
+  improvement above zero: a tie is not a win).
+
+Without `version`, promote ranks only the versions that can pass: those
+failing a gate checked without the bootstrap (status, the AUC bound, the
+floors, and the champion's test set) are skipped, and the ones that ranked
+above the candidate are named with their reason. `force` (with a reason) is the only way past a
+failed gate, and only for a version named explicitly or the best passing one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pneumo.record import names as M
+from pneumo.release.registry import read_predictions, all_versions, logged, run_id_of, run_of, show, tested_on
+
+
+PAIRED_RESAMPLES = 2000
+
+
+PAIRED_SEED = 0
+
+
+THRESHOLD_FREE = {M.TEST_AUC, M.TEST_AUPRC, M.TEST_BRIER}  # the paired test needs no cut for these
+
+
+MIN_SENSITIVITY = 0.9
+
+
+# Refuses an operating point that calls (nearly) every image pneumonia: that is how a useless
+# model clears the sensitivity floor. Not 0.5: at the default operating point (validation
+# sensitivity 0.95) the `make demo` jobs measured 0.26-0.35 (43 healthy test images; the best's
+# 95% CI [0.16, 0.54]) with test AUC CIs starting at 0.59-0.77, and 0.5 refused them all, the
+# README's champion included. A site with a specificity requirement sets --min-specificity.
+MIN_SPECIFICITY = 0.25
+
+
+CHANCE_AUC = 0.5  # the test AUC's lower CI bound must be above it: a CI reaching 0.5 allows a coin flip
+
+
+AUC_CI_LOW = M.ci_names(M.TEST_AUC)[0]  # logged by the job (patient-level bootstrap, 95%)
+
+
+SKIPPED_SHOWN = 20  # skipped versions named in a decision or error; the rest are counted
+
+
+def own_gates(mv, run, min_sensitivity: float, min_specificity: float) -> tuple[list[str], list[str], dict]:
+    """The gates a version passes or fails on its own, with no champion or bootstrap: (passed, failed, numbers)."""
+    status = run.info.status if run is not None else None
+    nums = {"run_status": status, "min_sensitivity": min_sensitivity,
+            "sensitivity": logged(mv, run, M.TEST_SENSITIVITY), "min_specificity": min_specificity,
+            "specificity": logged(mv, run, M.TEST_SPECIFICITY), AUC_CI_LOW: logged(mv, run, AUC_CI_LOW)}
+    ok, fail = [], []
+    if mv.status != "READY":
+        fail.append(f"version {mv.version} registration status {mv.status} (must be READY)")
+    if status == "FINISHED":
+        ok.append(f"run {run_id_of(mv)} status FINISHED")
+    else:
+        fail.append(f"run {run_id_of(mv)} status {status or 'unknown (run not found)'} (must be FINISHED)")
+    low = nums[AUC_CI_LOW]
+    if low is None:
+        fail.append(f"{AUC_CI_LOW} not logged: nothing shows the model beats chance (AUC {CHANCE_AUC})")
+    elif low > CHANCE_AUC:
+        ok.append(f"{AUC_CI_LOW} {show(low)} above {CHANCE_AUC}: better than chance")
+    else:
+        fail.append(f"{AUC_CI_LOW} {show(low)} not above {CHANCE_AUC}: the test AUC's CI includes chance")
+    for name, key in ((M.TEST_SENSITIVITY, "sensitivity"), (M.TEST_SPECIFICITY, "specificity")):
+        value, floor = nums[key], nums[f"min_{key}"]
+        if value is None:
+            fail.append(f"{name} not logged: the {floor} floor cannot be checked")
+        else:
+            (ok if value >= floor else fail).append(f"{name} {show(value)} {'>=' if value >= floor else 'below'} "
+                                                    f"{floor}")
+    return ok, fail, nums
+
+
+def best_passing(c, metric: str, champion, min_sensitivity: float, min_specificity: float) -> tuple[object, list[str]]:
+    """The version ranked first by the metric among those that can pass, and why each one above it cannot.
+
+    "Can pass": the gates that need no bootstrap (own_gates, and the champion's test set).
+    The champion itself is never skipped: when it ranks first there is nothing to do.
+    """
+    higher = M.higher_is_better(metric)
+    ranked = []
+    for mv in all_versions(c):
+        run, value = None, M.finite((mv.tags or {}).get(metric))
+        if value is None:  # only versions registered without metric tags cost a call here
+            run = run_of(c, run_id_of(mv))
+            value = logged(mv, run, metric)
+        if value is not None:
+            is_champ = champion is not None and str(mv.version) == str(champion.version)
+            ranked.append(((-value if higher else value), not is_champ, int(mv.version), value, mv, run))
+    if not ranked:
+        raise LookupError(f"no registered version of {M.MODEL_NAME!r} has a value for {metric}")
+    ranked.sort(key=lambda t: t[:3])
+    champ_digest = tested_on(champion, run_of(c, run_id_of(champion))) if champion is not None else None
+    skipped = []
+    for _, is_challenger, _, value, mv, run in ranked:
+        if not is_challenger:
+            return mv, skipped
+        run = run or run_of(c, run_id_of(mv))  # one call per version, only down to the first that can pass
+        _, fail, _ = own_gates(mv, run, min_sensitivity, min_specificity)
+        if champion is not None and (not tested_on(mv, run) or tested_on(mv, run) != champ_digest):
+            fail.append(f"tested on {tested_on(mv, run)}, champion version {champion.version} on {champ_digest}: "
+                        "not comparable")
+        if not fail:
+            return mv, skipped
+        skipped.append(f"version {mv.version} ({metric} {show(value)}): {'; '.join(fail)}")
+    raise LookupError(f"no registered version of {M.MODEL_NAME!r} can pass the gates; skipped:\n"
+                      + "\n".join(f"  {line}" for line in capped(skipped))
+                      + "\n(to promote one anyway: --version N --force --reason TEXT)")
+
+
+def capped(lines: list[str]) -> list[str]:
+    """The first SKIPPED_SHOWN lines, and how many more: a sweep of failed jobs must not flood the printout."""
+    more = len(lines) - SKIPPED_SHOWN
+    return lines[:SKIPPED_SHOWN] + ([f"... and {more} more versions that cannot pass"] if more > 0 else [])
+
+
+def _predictions(c, run_id: str, tmp: str) -> list[tuple[str, str, int, float]]:
+    from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR as BAR
+
+    before = os.environ.get(BAR.name)
+    os.environ[BAR.name] = "false"  # one small CSV: a progress bar is noise in the decision printout
+    try:
+        return read_predictions(c.download_artifacts(run_id, M.PREDICTIONS_ARTIFACT, tmp))
+    finally:
+        if before is None:
+            os.environ.pop(BAR.name, None)
+        else:
+            os.environ[BAR.name] = before
+
+
+def paired_test(c, cand, champ, metric, thresholds, confidence) -> tuple[dict, str | None]:
+    """Paired bootstrap of metric(candidate) - metric(champion) on their common test images."""
+    import numpy as np
+
+    from pneumo.evaluation.stats import paired_bootstrap
+
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+        try:
+            old, new = _predictions(c, run_id_of(champ), a), _predictions(c, run_id_of(cand), b)
+        except Exception as err:  # noqa: BLE001 -- any failure to read is a failed gate, reported
+            return {}, f"cannot read {M.PREDICTIONS_ARTIFACT} of both runs: {err}"
+    if [r[:3] for r in old] != [r[:3] for r in new]:
+        return {}, (f"{M.PREDICTIONS_ARTIFACT} of the two runs hold different images or labels "
+                    f"({len(old)} vs {len(new)} rows) despite equal test digests")
+    y = np.array([r[2] for r in new])
+    patients = np.array([r[1] for r in new])
+    res = paired_bootstrap(y, np.array([r[3] for r in old]), np.array([r[3] for r in new]), patients, metric,
+                           thresholds[1], thresholds[0], n=PAIRED_RESAMPLES, confidence=confidence,
+                           seed=PAIRED_SEED)
+    return {"delta": res["delta"], "ci_low": res["ci_low"], "ci_high": res["ci_high"], "p_value": res["p_value"],
+            "confidence": confidence, "n_images": len(y), "n_patients": len(set(patients))}, None

@@ -1,0 +1,117 @@
+"""Registered versions: what a job leaves in the Model Registry, and how it is read back.
+
+A job writes its model's record through this module (`log_predictions`, `version_tags`,
+`register`), and promotion reads it back here: each format is written in one function, beside
+its reader. MLflow is imported inside functions: the CLI imports this module for its defaults
+and must start fast.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pneumo.record import names as M
+
+
+PREDICTION_COLUMNS = ("hash", "patient", "y_true", "probability")  # of M.PREDICTIONS_ARTIFACT
+
+
+REGISTERED_TAG = "registered_version"  # on the job run
+
+
+def log_predictions(client, run_id: str, hashes, patients, y, probabilities) -> None:
+    """The job's test predictions, one row an image: what a paired bootstrap between two versions reads."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(PREDICTION_COLUMNS)
+    writer.writerows((h, p, int(t), round(float(q), 6)) for h, p, t, q in zip(hashes, patients, y, probabilities))
+    client.log_text(run_id, buf.getvalue(), M.PREDICTIONS_ARTIFACT)
+
+
+def read_predictions(path) -> list[tuple[str, str, int, float]]:
+    with open(path, newline="") as f:
+        rows = [(r["hash"], r["patient"], int(float(r["y_true"])), float(r["probability"])) for r in csv.DictReader(f)]
+    return sorted(rows)  # aligned by (hash, patient): duplicate images (same bytes) score alike
+
+
+def version_tags(run_id: str, data_digest: str, test_digest: str, threshold: float, results: dict) -> dict[str, str]:
+    """What a registered version carries about its job: promotion and the registry UI read these."""
+    return {
+        M.VERSION_TAG_RUN_ID: run_id,
+        M.TAG_DATA_DIGEST: data_digest,
+        M.TAG_TEST_DIGEST: test_digest,
+        M.THRESHOLD: str(threshold),
+        **{m: str(results[m]) for m in M.TEST_METRICS if m in results},
+    }
+
+
+def registered(client, run_id: str):
+    """The version already registered from this run (a resumed job registers once), or None."""
+    found = client.search_model_versions(f"name='{M.MODEL_NAME}' and run_id='{run_id}'")
+    return found[0] if found else None
+
+
+def register(client, run_id: str, model_uri: str, tags: dict[str, str]) -> str:
+    """A new version of the model from `model_uri`, tagged; the job run is tagged with its number."""
+    import mlflow
+
+    from pneumo.runtime import quiet
+
+    with quiet.printed():  # MLflow prints "Successfully registered model ..." on stderr
+        mv = mlflow.register_model(model_uri, M.MODEL_NAME, tags=tags)
+    client.set_tag(run_id, REGISTERED_TAG, mv.version)
+    return str(mv.version)
+
+
+def previous_alias(alias: str) -> str:
+    return M.PREVIOUS if alias == M.CHAMPION else f"{alias}-{M.PREVIOUS}"
+
+
+def by_alias(c, alias: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return c.get_model_version_by_alias(M.MODEL_NAME, alias)
+    except MlflowException as err:
+        if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise
+
+
+def all_versions(c) -> list:
+    from pneumo.record.store import pages
+
+    return list(pages(c.search_model_versions, f"name='{M.MODEL_NAME}'"))
+
+
+def logged(mv, run, name: str):
+    """A number the job logged: the run's metric, else the version's tag (string)."""
+    value = M.finite(run.data.metrics.get(name)) if run is not None else None
+    return value if value is not None else M.finite((mv.tags or {}).get(name))
+
+
+def tested_on(mv, run):
+    return (mv.tags or {}).get(M.TAG_TEST_DIGEST) or (run.data.tags.get(M.TAG_TEST_DIGEST) if run else None)
+
+
+def run_id_of(mv):
+    return mv.run_id or (mv.tags or {}).get(M.VERSION_TAG_RUN_ID)
+
+
+def run_of(c, run_id):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return c.get_run(run_id) if run_id else None
+    except MlflowException:
+        return None
+
+
+def show(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def default_client():
+    from pneumo.record.store import connect
+
+    return connect()
