@@ -49,24 +49,23 @@ def keras_layers(rotation=0.0, zoom=0.0, translation=0.0, contrast=0.0, seed=Non
 
 
 def light() -> dict:
-    from omegaconf import OmegaConf
+    from pneumo.config import defaults
 
-    cfg = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "augmentation" / "light.yaml"))
-    return {k: v for k, v in cfg.items() if k != "defaults"}
+    return defaults.values("augmentation", "light")
 
 
 def images(args):
     import numpy as np
-
-    from pneumo import data
-    from pneumo.config.schema import DataConfig
     from omegaconf import OmegaConf
 
+    from pneumo import data
+    from pneumo.config import defaults
+
     if args.data == "kermany":
-        cfg = dict(source="folder", root=str(KERMANY))
+        source, cfg = "folder", dict(root=str(KERMANY))
     else:
-        cfg = dict(source="synthetic", n_images=max(args.images * 2, 200), image_px=args.size)
-    cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), dict(cache_dir=str(ROOT / ".cache" / "data"), **cfg))
+        source, cfg = "synthetic", dict(n_images=max(args.images * 2, 200), image_px=args.size)
+    cfg = OmegaConf.merge(defaults.option("data", source), dict(cache_dir=str(ROOT / ".cache" / "data"), **cfg))
     splits = data.load(cfg, args.size, progress=False)
     pick = np.random.default_rng(0).permutation(len(splits.train))[: args.images]
     return splits.train.x[pick], splits.train.y[pick], splits.val.x[:128], splits.val.y[:128]
@@ -90,12 +89,13 @@ def main() -> int:
 
     import keras
 
+    from pneumo.config import defaults
     from pneumo.model import builders
 
     x, y, xv, yv = images(args)
     aug = light()
     cases = {
-        "none": {},
+        "none": defaults.values("augmentation", "none"),
         "keras layers (before)": aug,
         "pneumo Augment": aug,
     }
@@ -118,8 +118,8 @@ def main() -> int:
             builders.augmentation = keras_layers if case.startswith("keras") else original
             keras.backend.clear_session()
             jit = {"auto": "auto", "true": True, "false": False}[args.jit]
-            model = builders.build(args.size, getattr(models, args.model), {}, kw, keras.optimizers.Adam(1e-3), seed=0,
-                                 jit_compile=jit)
+            model = builders.build(args.size, getattr(builders, args.model), defaults.values("model", args.model), kw,
+                                   keras.optimizers.Adam(1e-3), seed=0, jit_compile=jit, standardize=False)
             clock = Clock()
             clock.laps = []
             model.fit(x, y, validation_data=(xv, yv), epochs=args.epochs, batch_size=args.batch, verbose=0,

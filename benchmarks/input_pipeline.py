@@ -30,10 +30,12 @@ DEFAULT_ROOT = REPO.parent / "shared" / "data" / "kermany-224"
 
 
 def pneumo_loader(root: Path, size: int, batch: int, cache_dir: str, workers: int) -> int:
-    from pneumo.data import load
-    from pneumo.config.schema import DataConfig
+    from omegaconf import OmegaConf
 
-    cfg = DataConfig(source="folder", root=str(root), cache_dir=cache_dir, workers=workers)
+    from pneumo.config import defaults
+    from pneumo.data import load
+
+    cfg = OmegaConf.merge(defaults.option("data", "folder"), dict(root=str(root), cache_dir=cache_dir, workers=workers))
     splits = load(cfg, size, progress=False)
     n = 0
     for sub in (splits.train, splits.val, splits.test):
@@ -100,7 +102,8 @@ def main() -> int:
     else:
         print("(c) skipped: keras.utils.image_dataset_from_directory needs TensorFlow (tf.data), not installed")
     try:
-        rows.append(("(d) ImageDataGenerator.flow_from_directory", *timed(image_data_generator, args.root, args.size, args.batch)))
+        rows.append(("(d) ImageDataGenerator.flow_from_directory",
+                     *timed(image_data_generator, args.root, args.size, args.batch)))
     except ImportError as e:
         print(f"(d) skipped: ImageDataGenerator not available ({e})")
     warm = rows[1][1] / rows[1][2]

@@ -10,8 +10,10 @@ trial  The same model (each search space at its default), data, epochs and batch
        MLflow store (MLflow's system-metrics sampler on, as `tracking.system_metrics` has it by
        default), with pneumo's callbacks. Repeated, a/b order alternating (ABBA), each
        epoch timed by a Keras callback from one epoch's start to the next (so the tuner's
-       per-epoch MLflow logging and checkpointing land in the epoch that caused them).
-       Prints (b)/(a) per epoch and for the whole fit, and training images/s per model.
+       per-epoch MLflow logging and best-epoch bookkeeping land in the epoch that caused them).
+       Prints (b)/(a) per epoch and for the whole fit, training images/s per model, and checks
+       what keeps (b) cheap: no callback of the trial's fit has a per-batch hook (Keras keeps its
+       asynchronous step dispatch) and the best epoch's weights are written at most once per fit.
 job    One whole job, `pneumo.job.train` with tuner.max_trials=1, phases timed by wrapping
        the calls it makes: config composition, data load (cold, then warm cache), MLflow setup
        and bookkeeping, tuner setup, training, evaluation (predict, threshold, metrics with
@@ -53,20 +55,26 @@ def load_libraries() -> float:
     Not at module level: pneumo decodes in worker processes started with `spawn`,
     which re-import this file, and each would pay for the backend again.
     """
-    global keras, keras_tuner, mlflow, MlflowClient, data, evaluate, metrics, paths, schema, tracking, tuning
-    global job_module, registry, HyperModel, EpochClock
+    global keras, keras_tuner, mlflow, MlflowClient, data, paths, schema, names, provenance, runs, store, stats
+    global package, registry, fit_module, tuner_module, job_module, HyperModel, EpochClock
     start = time.perf_counter()
     import pneumo  # noqa: F401  (first: picks the installed Keras backend when KERAS_BACKEND is unset)
+
+    # isort: split
     import keras
     import keras_tuner
     import mlflow
     from mlflow.tracking import MlflowClient
 
     from pneumo import data
-    from pneumo.config import paths, schema
-    from pneumo.release import registry
     from pneumo import job as job_module
+    from pneumo.config import paths, schema
+    from pneumo.evaluation import stats
     from pneumo.model.builders import HyperModel
+    from pneumo.record import names, provenance, runs, store
+    from pneumo.release import package, registry
+    from pneumo.search import fit as fit_module
+    from pneumo.search import tuner as tuner_module
 
     class EpochClock(keras.callbacks.Callback):
         """Marks each epoch's start and the end of training, in wall and in CPU seconds.
@@ -143,9 +151,9 @@ def bare_fit(hypermodel, fit) -> tuple[tuple[float, float], list[tuple[float, fl
 @contextmanager
 def hook_clock(tuner, totals: dict):
     """Time spent in what (b) adds around the training steps: the tracked tuner's hooks (MLflow
-    runs, per-epoch metrics), Keras Tuner's best-epoch checkpoint and pneumo's callbacks."""
-    from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
-
+    runs, per-epoch metrics), the best epoch's weights kept and written, pneumo's callbacks; and
+    how many times the weights were written."""
+    from pneumo.search.fit import BestEpochWeights
     from pneumo.search.guard import TrialGuard
 
     def wrap(owner, name, bucket):
@@ -157,16 +165,17 @@ def hook_clock(tuner, totals: dict):
                 return original(*a, **kw)
             finally:
                 totals[bucket] += time.perf_counter() - start
+                totals[f"{name} calls"] += 1
 
         setattr(owner, name, timed)
         return owner, name, original
 
-    per_epoch = [(tuner, "on_epoch_begin"), (tuner, "on_epoch_end"), (tuner, "on_batch_begin"),
-                 (tuner, "on_batch_end"), (SaveBestEpoch, "on_epoch_end"),
+    per_epoch = [(tuner, "on_epoch_end"), (BestEpochWeights, "on_epoch_end"),
                  (keras.callbacks.ReduceLROnPlateau, "on_epoch_end"), (TrialGuard, "on_epoch_end")]
     patches = [wrap(o, n, "epoch") for o, n in per_epoch]
     patches += [wrap(tuner, "on_trial_begin", "trial"), wrap(tuner, "on_trial_end", "trial"),
-                wrap(tuner.BestEpochInMemory, "on_train_end", "trial")]  # the best epoch's weights, written once
+                wrap(BestEpochWeights, "on_train_end", "trial"),  # the best epoch's weights, written once
+                wrap(keras.Model, "save_weights", "writes")]  # inside on_train_end: counted, timed there
     try:
         yield
     finally:
@@ -177,6 +186,14 @@ def hook_clock(tuner, totals: dict):
                 delattr(owner, name)
 
 
+def per_batch_hooks(callbacks: list) -> list[str]:
+    """The callbacks among `callbacks` that override a batch hook: any one makes Keras wait for every
+    step's logs on the host."""
+    hooks = ("on_batch_begin", "on_batch_end", "on_train_batch_begin", "on_train_batch_end")
+    return [type(c).__name__ for c in callbacks
+            if any(getattr(type(c), h) is not getattr(keras.callbacks.Callback, h) for h in hooks)]
+
+
 def tracked_trial(cfg, hypermodel, fit, tmp: Path, n: int, hooks: dict):
     store.setup(None, tmp / "mlruns")
     client = MlflowClient()
@@ -185,16 +202,29 @@ def tracked_trial(cfg, hypermodel, fit, tmp: Path, n: int, hooks: dict):
     mlflow.set_system_metrics_sampling_interval(cfg.tracking.system_metrics_interval)
     with mlflow.start_run(experiment_id=exp_id, run_name=f"overhead-{n}",  # as a job starts its run: system
                           log_system_metrics=cfg.tracking.system_metrics) as run:  # metrics sampled (default on)
-        tuner = tuner.make_tuner(cfg.tuner, hypermodel, directory=tmp / "tuner", project_name=f"p{n}",
+        tuner = tuner_module.make_tuner(cfg.tuner, hypermodel, directory=tmp / "tuner", project_name=f"p{n}",
                                   overwrite=True, client=client, experiment_id=exp_id,
                                   parent_run_id=run.info.run_id)
         EpochClock.marks = []
-        with hook_clock(tuner, hooks):
-            start = time.perf_counter(), time.process_time()
-            tuner.search(**{**fit, "callbacks": [EpochClock(), *fit["callbacks"]]})
-            wall = time.perf_counter() - start[0], time.process_time() - start[1]
+        fits = []  # the callbacks each of the trial's fits got
+
+        def recording_fit(hp, model, *a, **kw):
+            fits.append(kw["callbacks"])
+            return type(hypermodel).fit(hypermodel, hp, model, *a, **kw)
+
+        hypermodel.fit = recording_fit
+        try:
+            with hook_clock(tuner, hooks):
+                start = time.perf_counter(), time.process_time()
+                tuner.search(**{**fit, "callbacks": [EpochClock(), *fit["callbacks"]]})
+                wall = time.perf_counter() - start[0], time.process_time() - start[1]
+        finally:
+            del hypermodel.fit
     (trial,) = tuner.oracle.trials.values()
     assert str(trial.status) == "COMPLETED", trial.message
+    slow = [name for callbacks in fits for name in per_batch_hooks(callbacks)]
+    assert not slow, f"per-batch hooks in a trial's fit (Keras then waits for every step): {slow}"
+    hooks["fits"] += len(fits)
     return wall, EpochClock.epochs()
 
 
@@ -203,7 +233,7 @@ def part_trial(args, tmp: Path) -> None:
         cfg = compose(base_overrides(args, model, tmp))
         splits = data.load(cfg.data, cfg.trainer.image_size, progress=False)
         hypermodel = HyperModel(cfg.model, cfg.optimizer, cfg.augmentation, cfg.trainer.image_size, seed=SEED)
-        fit = fit.fit_kwargs(cfg.trainer, splits)
+        fit = fit_module.fit_kwargs(cfg.trainer, splits)
         runs, hooks = {"a": [], "b": []}, defaultdict(float)
         for r in range(args.repeats):
             for variant in ("ab" if r % 2 == 0 else "ba"):
@@ -247,10 +277,12 @@ def report_trial(model: str, args, runs: dict, hooks: dict, n_train: int, n_val:
         print(f"| {label} | {aw:.2f} | {bw:.2f} | {bw / aw:.3f} | {ac:.2f} | {bc:.2f} | {bc / ac:.3f} |")
     bare_epoch = statistics.median(ep[0] for run in runs["a"] for ep in (run[1][1:] or run[1]))
     hook_epoch = hooks["epoch"] / args.repeats / args.epochs
-    print(f"\ntime inside what (b) adds (tracked tuner hooks, best-epoch checkpoint, pneumo callbacks): "
+    print(f"\ntime inside what (b) adds (tracked tuner hooks, best-epoch weights, pneumo callbacks): "
           f"{hook_epoch:.3f} s per epoch = {hook_epoch / bare_epoch:.1%} of a bare epoch; "
           f"{hooks['trial'] / args.repeats:.2f} s per trial to open and close its run and write the best "
-          "epoch's weights")
+          f"epoch's weights ({hooks['save_weights calls']:.0f} writes in {hooks['fits']:.0f} fits; "
+          "no per-batch hook in any)")
+    assert hooks["save_weights calls"] <= hooks["fits"], "the best epoch's weights written more than once a fit"
     if args.epochs > 1:
         per = args.epochs - 1
         a, b = med("a", _later_epochs, 0), med("b", _later_epochs, 0)
@@ -265,6 +297,7 @@ def report_trial(model: str, args, runs: dict, hooks: dict, n_train: int, n_val:
 def phase_clock(totals: dict):
     """Wrap the calls a job makes, summing wall time per phase (nested calls count once)."""
     active = []
+    book, reload = "MLflow setup + bookkeeping", "evaluation: reload best weights, predict, threshold"
 
     def wrap(owner, name, label):
         original = getattr(owner, name)
@@ -286,30 +319,26 @@ def phase_clock(totals: dict):
     def make_tuner(*a, **kw):
         tuner = make_tuner.original(*a, **kw)
         wrap(tuner, "search", "training (the trial's search)")
-        wrap(tuner, "load_model", "evaluation: reload best weights, predict, threshold")
+        wrap(tuner, "load_model", reload)
         return tuner
 
     patches = [wrap(data, "load", "data load"),
-               wrap(tracking, "setup", "MLflow setup + bookkeeping"),
-               wrap(tracking, "experiment_id", "MLflow setup + bookkeeping"),
-               wrap(tracking, "find_job", "MLflow setup + bookkeeping"),
-               wrap(tracking, "reap", "MLflow setup + bookkeeping"),
-               wrap(tracking, "log_params", "MLflow setup + bookkeeping"),
-               wrap(tracking, "log_tags", "MLflow setup + bookkeeping"),
-               wrap(tracking, "log_dataset", "MLflow setup + bookkeeping"),
-               wrap(tracking, "git_tags", "MLflow setup + bookkeeping"),
-               wrap(keras.Model, "predict", "evaluation: reload best weights, predict, threshold"),
-               wrap(evaluate, "choose_threshold", "evaluation: reload best weights, predict, threshold"),
-               wrap(evaluate, "evaluate", "evaluation: test metrics + patient bootstrap"),
-               wrap(evaluate, "write_report", "plots (confusion, ROC, PR, calibration, curves)"),
-               wrap(registry, "log_model", "model logging + registration"),
+               *(wrap(store, n, book) for n in ("connect", "experiment_id")),
+               *(wrap(runs, n, book) for n in ("find_job", "reap", "log_job", "log_params", "log_tags",
+                                               "log_dataset", "git_tags")),
+               wrap(provenance, "job_tags", book),
+               wrap(keras.Model, "predict", reload),
+               wrap(stats, "choose_threshold", reload),
+               wrap(stats, "evaluate", "evaluation: test metrics + patient bootstrap"),
+               wrap(stats, "write_report", "plots (confusion, ROC, PR, calibration, curves)"),
+               wrap(package, "log_model", "model logging + registration"),
                wrap(registry, "register", "model logging + registration")]
-    make_tuner.original = tuner.make_tuner
-    tuner.make_tuner = make_tuner
+    make_tuner.original = tuner_module.make_tuner
+    tuner_module.make_tuner = make_tuner
     try:
         yield
     finally:
-        tuner.make_tuner = make_tuner.original
+        tuner_module.make_tuner = make_tuner.original
         for owner, name, original in reversed(patches):
             setattr(owner, name, original)
 

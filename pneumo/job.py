@@ -14,21 +14,19 @@ from pathlib import Path
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # bars per tiny artifact bury the log
 
-import signal  # noqa: E402
 
-import hydra  # noqa: E402
-import mlflow  # noqa: E402
-from hydra.errors import CompactHydraException  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+import hydra
+import mlflow
+from hydra.errors import CompactHydraException
+from omegaconf import DictConfig, OmegaConf
 
-from pneumo.runtime import backend
 from pneumo import data
-from pneumo.search import distributed
-from pneumo.evaluation import stats
-from pneumo.record import names, provenance
-from pneumo.config import paths, schema
+from pneumo.config import keys, paths, schema
+from pneumo.evaluation import referral, scoring, stats
+from pneumo.record import names, provenance, redact, runs, store
 from pneumo.release import package, registry
-from pneumo.record import redact, runs, store
+from pneumo.runtime import backend, testpoints
+from pneumo.search import distributed
 
 log = logging.getLogger("pneumo")
 schema.register()
@@ -40,9 +38,6 @@ for message in (
 ):
     warnings.filterwarnings("ignore", message=message)
 
-# Overrides that say where things go, not what is trained: left out of run names.
-NOT_IN_NAME = ("paths.", "tracking.", "hydra.", "distributed.", "restart", "experiment", "data.root", "data.test_root",
-               "data.cache_dir", "rerun_of")
 
 
 def train(cfg: DictConfig) -> float:
@@ -52,14 +47,15 @@ def train(cfg: DictConfig) -> float:
     quiet.libraries(cfg.trainer.verbose)  # before the Keras backend is imported: its chatter stays off the console
     import keras
 
-    from pneumo.search import repeats
     from pneumo.model.builders import HyperModel, ensemble
-    from pneumo.search.tuner import completed_trial_ids, make_tuner, trial_counts
+    from pneumo.search import repeats
     from pneumo.search.fit import fit_kwargs
+    from pneumo.search.tuner import completed_trial_ids, make_tuner, trial_counts
 
     # Everything that can be wrong with the config or the data fails here, before the
     # store is touched: a bad command leaves MLflow exactly as it was.
     schema.check(cfg)
+    testpoints.rendezvous()  # tests of parallel jobs only (PNEUMO_RENDEZVOUS)
     distributed.prepare(cfg.distributed)  # before any framework touches a GPU
     trainer = cfg.trainer
     determinism = backend.determinism(trainer.deterministic)  # process-wide: every job sets it, on or off
@@ -73,7 +69,7 @@ def train(cfg: DictConfig) -> float:
     plain = OmegaConf.to_container(cfg, resolve=True)
     client = store.connect(cfg.tracking.uri, cfg.tracking.store)
     exp_id = store.experiment_id(cfg.experiment, cfg.tracking.store)
-    key = runs.job_key(distributed.job_config(plain))
+    key = runs.job_key(plain, splits.digest, splits.test_digest)
     if cfg.distributed.role == "worker":  # runs trials of the chief's search; the chief owns the parent run
         return distributed.work(cfg, hypermodel, splits, client, exp_id, key, _tuner_dir(cfg))
     prior = runs.find_job(client, exp_id, key)
@@ -87,7 +83,7 @@ def train(cfg: DictConfig) -> float:
     keras.mixed_precision.set_global_policy(trainer.precision)
 
     overrides, num, multirun = _hydra_job()
-    run_name = " ".join(o for o in overrides if not o.lstrip("+~").startswith(NOT_IN_NAME)) or "defaults"
+    run_name = " ".join(o for o in overrides if keys.part_of_job(o.partition("=")[0])) or "defaults"
     if cfg.tracking.system_metrics:  # MLflow's own sampler: CPU, memory (GPU with pynvml) as system/* metrics
         import psutil
 
@@ -98,7 +94,7 @@ def train(cfg: DictConfig) -> float:
                           log_system_metrics=cfg.tracking.system_metrics) as run:
         run_id = run.info.run_id
         runs.log_job(client, run_id, plain, overrides, {
-            names.TAG_ROLE: "job", names.TAG_JOB_KEY: key, names.TAG_SWEEP: cfg.experiment,
+            names.TAG_ROLE: names.ROLE_JOB, names.TAG_JOB_KEY: key, names.TAG_SWEEP: cfg.experiment,
             names.TAG_JOB_NUM: str(num), names.TAG_MULTIRUN: multirun, names.TAG_DATA_DIGEST: splits.digest,
             names.TAG_TEST_DIGEST: splits.test_digest, names.TAG_TEST_SOURCE: splits.test_source,
             **provenance.job_tags(cfg, splits, determinism),
@@ -116,7 +112,7 @@ def train(cfg: DictConfig) -> float:
         distributed.publish(client, run_id, cfg.distributed)
         tuner.search(**fit_kwargs(trainer, splits))  # a chief serves the oracle here until the workers are done
         distributed.withdraw(client, run_id, cfg.distributed)
-        fault_point("after_search")
+        testpoints.fault_point("after_search")
         counts = trial_counts(tuner)
         mlflow.log_metrics({k: float(v) for k, v in counts.items()})
         if counts[names.TRIALS_COMPLETED] == 0:
@@ -134,8 +130,8 @@ def train(cfg: DictConfig) -> float:
 def _evaluate_and_register(cfg, model, top: list, splits, client, run_id: str) -> None:
     """The job's model (the best trial's, or the top trials' average): threshold on val, test once, report,
     register. The test split is touched here, once; nothing is chosen on it."""
-    from pneumo.release import card
     from pneumo.evaluation import explain
+    from pneumo.release import card
     from pneumo.search.tuner import history
 
     best, objective = top[0], cfg.tuner.objective
@@ -147,21 +143,25 @@ def _evaluate_and_register(cfg, model, top: list, splits, client, run_id: str) -
     runs.log_tags(client, run_id, tags)
 
     batch, ev = cfg.trainer.batch_size, cfg.evaluation
-    p_val = model.predict(splits.val.x, batch_size=batch, verbose=0).reshape(-1)
-    threshold = stats.choose_threshold(splits.val.y, p_val, ev.threshold, ev.target_sensitivity)
-    found = {objective: float(best.score), names.EPOCHS_TRAINED: float((best.best_step or 0) + 1)}
-    found[names.VAL_AUC] = stats.auc(splits.val.y, p_val)  # the registered model's own, an ensemble's too
-    mlflow.log_metrics(found)
-    fault_point("during_evaluation")
-    p_test = model.predict(splits.test.x, batch_size=batch, verbose=0).reshape(-1)
-    results = stats.evaluate(splits.test.y, p_test, splits.test.patients, threshold,
-                                bootstrap=ev.bootstrap, confidence=ev.confidence, seed=ev.seed)
-    mlflow.log_metrics({k: v for k, v in results.items() if names.finite(v) is not None})
+
+    def validated(val: dict) -> None:  # logged before the test split is touched (resume reads them)
+        mlflow.log_metrics({objective: float(best.score), names.EPOCHS_TRAINED: float((best.best_step or 0) + 1),
+                            names.MODEL_VAL_AUC: val[names.MODEL_VAL_AUC]})
+        testpoints.fault_point("during_evaluation")
+
+    scored = scoring.score_model(model, splits, ev, batch, after_validation=validated)
+    threshold, p_test, results = scored.threshold, scored.p_test, scored.metrics
+    guard, flagged = _guard(model, splits, threshold, ev, batch)
+    results.update(flagged)
+    mlflow.log_metrics(results)
     with tempfile.TemporaryDirectory() as tmp:
         stats.write_report(Path(tmp), splits.test.y, p_test, threshold, history(best))
+        if scored.band is not None:
+            referral.write_curve(tmp, {"validation": (splits.val.y, scored.p_val), "test": (splits.test.y, p_test)},
+                                 scored.band, threshold)
         explain.write_pictures(tmp, model, splits.test, p_test, threshold, per_outcome=ev.heatmaps,
                                gallery=ev.gallery, batch_size=batch)
-        mlflow.log_artifacts(tmp, "evaluation")
+        mlflow.log_artifacts(tmp, names.EVALUATION_DIR)
     test = splits.test
     registry.log_predictions(client, run_id, test.hashes, test.patients, test.y, p_test)
     if not cfg.tracking.register:
@@ -173,11 +173,25 @@ def _evaluate_and_register(cfg, model, top: list, splits, client, run_id: str) -
             card.record(client, run_id, done.version, card.render(cfg, splits, top, threshold, results, done.version,
                                                                   run_id))
         return
-    info = package.log_model(model, splits.image_size, threshold)
-    fault_point("before_register")
+    info = package.log_model(model, splits.image_size, threshold, band=scored.band, guard=guard)
+    testpoints.fault_point("before_register")
     version = registry.register(client, run_id, info.model_uri,
                                 registry.version_tags(run_id, splits.digest, splits.test_digest, threshold, results))
     card.record(client, run_id, version, card.render(cfg, splits, top, threshold, results, version, run_id))
+
+
+def _guard(model, splits, threshold: float, ev, batch: int):
+    """The out-of-distribution guard the registered model carries (training films; threshold on
+    validation) and the shares it flags; (None, {}) when it cannot be fitted: the model still ships."""
+    import numpy as np
+
+    from pneumo.evaluation import ood_fit
+
+    try:
+        return ood_fit.fit_guard(model, splits, threshold, ev, batch)
+    except (ValueError, np.linalg.LinAlgError) as e:
+        log.warning("no out-of-distribution guard for this model: %s", e)
+        return None, {}
 
 
 def _tuner_dir(cfg) -> Path:
@@ -199,16 +213,10 @@ class JobError(CompactHydraException):
     """A job stopped for a reason the user can act on: Hydra prints the message, no traceback."""
 
 
-def fault_point(name: str) -> None:
-    """Reliability tests SIGKILL the job here (PNEUMO_KILL_AT=name): a real, uncatchable kill."""
-    if os.environ.get("PNEUMO_KILL_AT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 @hydra.main(config_path=str(paths.CONF_DIR), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float:
-    from pneumo.data import DataError
     from pneumo.config.space import ConfigError
+    from pneumo.data import DataError
 
     try:
         return train(cfg)

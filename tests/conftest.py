@@ -43,7 +43,12 @@ def synthetic_root(tmp_path_factory) -> Path:
 def data_cfg(tmp_path):
     """DataConfig factory with its cache in tmp_path: data_cfg(source="folder", root=...)."""
 
-    def make(**overrides) -> DataConfig:
-        return DataConfig(**{"source": "synthetic", "cache_dir": str(tmp_path / "cache"), **overrides})
+    def make(**overrides):
+        from omegaconf import OmegaConf
+
+        from pneumo.config import defaults
+
+        return OmegaConf.merge(OmegaConf.structured(DataConfig), defaults.option("data", "synthetic"),
+                               {"cache_dir": str(tmp_path / "cache"), **overrides})
 
     return make

@@ -23,9 +23,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import client_for, run_pneumo, tracking_uri
 
 from pneumo.record import names
+
+from helpers import client_for, run_pneumo, tracking_uri
 
 _BUILT: dict = {}
 SWEEP_OUTPUT = "sweep-console.txt"  # the sweep's stdout + stderr, as a newcomer's terminal shows them
@@ -64,6 +65,30 @@ def smoke_store(tmp_path_factory) -> Path:
     return _BUILT["path"]
 
 
+def copy_store(source: Path, dest: Path) -> Path:
+    """A private copy of a built store folder (mlruns/ and cache/), for a test that writes to it: the
+    sqlite database's absolute paths (artifact locations, model sources) rewritten to the copy's."""
+    import shutil
+    import sqlite3
+
+    shutil.copytree(source, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.lock"))
+    old, new = str(source.resolve()), str(dest.resolve())
+    with sqlite3.connect(dest / "mlruns" / "mlflow.db") as db:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        for table in tables:
+            for _, column, kind, *_ in db.execute(f'PRAGMA table_info("{table}")').fetchall():
+                if any(t in (kind or "").upper() for t in ("CHAR", "TEXT", "CLOB")):
+                    db.execute(f'UPDATE "{table}" SET "{column}" = REPLACE("{column}", ?, ?) '
+                               f'WHERE "{column}" LIKE ?', (old, new, f"%{old}%"))
+    return dest
+
+
+@pytest.fixture
+def smoke_copy(smoke_store, tmp_path) -> Path:
+    """The shared smoke store, copied for a test that adds runs, versions or aliases to it."""
+    return copy_store(smoke_store, tmp_path / "smoke")
+
+
 def smoke_jpegs(store: Path, n: int) -> list[Path]:
     """n real JPEGs of the synthetic set the smoke sweep trained on, both classes."""
     files = sorted((store / "cache").rglob("*.jpeg"))
@@ -85,9 +110,10 @@ def free_port() -> int:
     connections of a sweep to its tracking server) before our server binds it. Below the
     ephemeral range only an explicit bind can take it; `start_server` retries that case.
     """
-    low = _ephemeral_low()
+    low, high = ephemeral_range()
+    outside = [*range(10000, min(low, 65536)), *range(max(high + 1, 10000), 65536)]  # never handed out by the kernel
     for _ in range(200):
-        port = random.randrange(20000, low) if low > 21000 else 0
+        port = random.choice(outside)
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
@@ -97,11 +123,13 @@ def free_port() -> int:
     raise AssertionError("no free port found")
 
 
-def _ephemeral_low() -> int:
+def ephemeral_range() -> tuple[int, int]:
+    """The kernel's range of ports for outgoing connections (Linux' default where /proc does not say)."""
     try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 0  # no /proc: bind(0)
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[:2])
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 ADDRESS_IN_USE = re.compile(r"address already in use|errno 98|eaddrinuse|could not bind", re.I)

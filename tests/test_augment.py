@@ -60,10 +60,12 @@ def test_intensity_jitter_keeps_geometry():
 
 
 def test_trains_inside_a_compiled_model_and_serialises(tmp_path):
+    from pneumo.config import defaults
     from pneumo.model import builders
 
-    model = builders.build(32, builders.cnn, {"blocks": 2}, {"rotation": 0.03, "zoom": 0.1, "gamma": 0.1},
-                         keras.optimizers.Adam(1e-3), seed=0)
+    model = builders.build(32, builders.cnn, defaults.values("model", "cnn", blocks=2),
+                           defaults.values("augmentation", "none", rotation=0.03, zoom=0.1, gamma=0.1),
+                           keras.optimizers.Adam(1e-3), seed=0, jit_compile=False, standardize=False)
     x = np.random.default_rng(0).integers(0, 255, (32, 32, 32, 1), dtype=np.uint8)
     y = (np.arange(32) % 2).astype("int64")
     model.fit(x, y, epochs=1, batch_size=16, verbose=0)
@@ -75,9 +77,12 @@ def test_trains_inside_a_compiled_model_and_serialises(tmp_path):
 
 
 def test_standardize_makes_the_model_blind_to_exposure_and_is_served_too(tmp_path):
+    from pneumo.config import defaults
     from pneumo.model import builders
 
-    model = builders.build(32, builders.cnn, {"blocks": 2}, {}, keras.optimizers.Adam(1e-3), standardize=True)
+    model = builders.build(32, builders.cnn, defaults.values("model", "cnn", blocks=2),
+                           defaults.values("augmentation", "none"), keras.optimizers.Adam(1e-3), jit_compile=False,
+                           standardize=True)
     rng = np.random.default_rng(0)
     x = rng.integers(40, 160, (8, 32, 32, 1)).astype(np.uint8)
     brighter = (x.astype(int) + 60).astype(np.uint8)  # a film exposed differently: same picture, shifted levels
@@ -102,3 +107,67 @@ def test_standardize_makes_the_model_blind_to_exposure_and_is_served_too(tmp_pat
     assert proc.returncode == 0, proc.stderr[-3000:]
     served = json.loads(proc.stdout.strip().splitlines()[-1])
     np.testing.assert_allclose(served, model.predict(x, verbose=0).ravel(), rtol=1e-5)
+
+
+# -- inside a compiled train step on the other backends ----------------------------------------
+# JAX is installed with the dev extra (CI has it: helpers.require fails there without it). PyTorch is
+# in no extra CI installs: its case is collected only where torch is installed, never skipped.
+COMPILED_STEP = textwrap.dedent("""
+    import json, sys
+    import keras
+    import numpy as np
+    from pneumo.model.layers import Augment
+
+    assert keras.backend.backend() == sys.argv[1], keras.backend.backend()
+    traced = []
+
+    class Counted(Augment):  # the same layer; counts the times its training branch is traced or run
+        def _warp(self, x, n):
+            traced.append(1)
+            return super()._warp(x, n)
+
+    aug = Counted(flip=True, rotation=0.05, zoom=0.1, translation=0.1, gamma=0.2, contrast=0.2, brightness=0.1,
+                  seed=0)
+    inputs = keras.Input((32, 32, 1))
+    h = keras.layers.Conv2D(4, 3, activation="relu")(aug(inputs))
+    out = keras.layers.Dense(1, activation="sigmoid")(keras.layers.GlobalAveragePooling2D()(h))
+    model = keras.Model(inputs, out)
+    model.compile(keras.optimizers.Adam(1e-2), "binary_crossentropy", jit_compile=True)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 32, 32, 1)).astype("float32"), (np.arange(64) % 2).astype("float32")
+    seed_before = np.asarray(keras.ops.convert_to_numpy(aug.generator.state)).tolist()
+    history = model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    print(json.dumps({"jit_compile": model.jit_compile, "traced": len(traced), "loss": history.history["loss"],
+                      "seed_before": seed_before,
+                      "seed_after": np.asarray(keras.ops.convert_to_numpy(aug.generator.state)).tolist()}))
+""")
+
+
+def _compiled_backends() -> list[str]:
+    import importlib.util
+
+    return ["jax"] + (["torch"] if importlib.util.find_spec("torch") is not None else [])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", _compiled_backends())
+def test_trains_inside_a_compiled_step_on_other_backends(backend, tmp_path):
+    """model.fit with jit_compile=True (jax.jit / torch.compile) runs Augment's training branch inside the
+    compiled step, and its SeedGenerator state advances there: each batch draws new transforms."""
+    import importlib.util
+
+    from helpers import require
+
+    require(importlib.util.find_spec(backend) is not None, f"{backend} is not installed")
+    proc = subprocess.run([sys.executable, "-c", COMPILED_STEP, backend], capture_output=True, text=True, timeout=600,
+                          cwd=tmp_path, env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["jit_compile"] is True  # Keras kept XLA / torch.compile on: no layer forced it off
+    assert got["traced"] >= 1  # the training branch is in the step (inference would skip the warp)
+    if backend == "jax":
+        assert got["traced"] < 8  # 2 epochs x 4 batches: traced (once), not run eagerly per batch
+    assert all(np.isfinite(got["loss"]))
+    # The generator's state, carried out of each compiled step: 8 draws (rotation, zoom, flip, 2 shifts,
+    # gamma, contrast, brightness) in each of 2 x 4 steps. Frozen inside the step it would repeat one transform.
+    assert got["seed_after"][1] - got["seed_before"][1] == 8 * 2 * 4, got

@@ -8,19 +8,16 @@ import json
 import os
 
 import pytest
-from helpers import client_for, run_pneumo
 
-from pneumo.runtime import backend
 from pneumo.record import names
+from pneumo.runtime import backend
+
+from helpers import client_for, require, run_pneumo
 
 
 def _need_jax() -> None:
     """Off CI a machine without JAX skips; in CI (which installs it with the dev extra) that fails."""
-    if importlib.util.find_spec("jax") is None:
-        message = 'JAX is not installed (pip install -e ".[dev]" brings it)'
-        if os.environ.get("CI"):
-            pytest.fail(f"{message}: CI must run the JAX backend test")
-        pytest.skip(message)
+    require(importlib.util.find_spec("jax") is not None, 'JAX is not installed (pip install -e ".[dev]" brings it)')
 
 
 @pytest.mark.slow

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import clean_env, run_pneumo
 from PIL import Image
 
 from pneumo.data import imaging
+
+from helpers import clean_env, run_pneumo
 
 
 def jpeg(a: np.ndarray, mode: str = "L", fmt: str = "JPEG") -> bytes:

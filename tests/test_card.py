@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from pneumo.release import card
-from pneumo.record import names
 from pneumo.config import paths, schema
 from pneumo.data.base import Splits, Subset
+from pneumo.record import names
+from pneumo.release import card
 
 
 def _subset(n_normal: int, n_pneumonia: int, prefix: str) -> Subset:

@@ -9,10 +9,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import clean_env, require
-from store_fixture import start_server, stop
 
 from pneumo.config import paths
+
+from helpers import clean_env, require
+from store_fixture import start_server, stop
 
 pytestmark = pytest.mark.slow
 

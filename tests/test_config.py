@@ -32,6 +32,98 @@ def test_every_option_composes(group):
         extra = ["data.root=/tmp/x"] if (group, option) == ("data", "folder") else []
         cfg = cfg_with(f"{group}={option}", *extra)
         assert cfg[group] is not None
+        schema.check(cfg)  # sets every key its schema has (no ???), and no key it lacks
+
+
+def sweep_grid():
+    """(sweep, overrides of one grid point) for every point of every sweep in sweeps/."""
+    import itertools
+
+    from omegaconf import OmegaConf
+
+    points = []
+    for sweep in sorted(p.stem for p in paths.SWEEPS_DIR.glob("*.yaml")):
+        with initialize_config_dir(config_dir=str(paths.SWEEPS_DIR), version_base="1.3"):
+            params = compose(sweep, overrides=[f"hydra.searchpath=[{paths.CONF_DIR.as_uri()}]"],
+                             return_hydra_config=True).hydra.sweeper.params
+        grid = {k: str(v).split(",") for k, v in (OmegaConf.to_container(params) or {}).items()}
+        points += [(sweep, [f"{k}={v}" for k, v in zip(grid, values)]) for values in itertools.product(*grid.values())]
+    return points
+
+
+def test_every_point_of_every_sweep_composes_and_passes_the_check():
+    from omegaconf import OmegaConf
+
+    points = sweep_grid()
+    assert {s for s, _ in points} == {p.stem for p in paths.SWEEPS_DIR.glob("*.yaml")}
+    for sweep, overrides in points:
+        extra = ["data.root=/tmp/x"] if sweep.startswith("kermany") else []  # null off the dev machine
+        with initialize_config_dir(config_dir=str(paths.SWEEPS_DIR), version_base="1.3"):
+            cfg = compose(sweep, overrides=[*overrides, *extra, f"hydra.searchpath=[{paths.CONF_DIR.as_uri()}]"])
+        schema.check(cfg)
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_an_unknown_option_lists_the_real_options_only(group):
+    """The schemas are stored outside the groups a user picks from: `model=typo` lists cnn, resnet, transfer."""
+    with pytest.raises(ConfigCompositionException) as e:
+        cfg_with(f"{group}=typo")
+    text = str(e.value)
+    listed = text.split(f"Available options in '{group}':")[1].split("Config search path")[0].split()
+    assert listed == options(group)
+    if group == "model":
+        assert listed == ["cnn", "resnet", "transfer"]
+
+
+def test_the_schema_holds_types_only():
+    """Values live in conf/ only: no schema field has a default but MISSING (the YAML sets it) or None
+    ("not set", on an Optional or Any field); no default_factory either."""
+    import dataclasses
+    import inspect
+    import typing
+
+    from omegaconf import MISSING
+
+    classes = [c for _, c in inspect.getmembers(schema, dataclasses.is_dataclass) if c.__module__ == schema.__name__]
+    assert {schema.Config, schema.Paths, schema.DistributedConfig, schema.EarlyStoppingConfig,
+            schema.ReduceLRConfig, schema.CNNConfig} <= set(classes)
+    valued = []
+    for cls in classes:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            optional = hints[f.name] is typing.Any or type(None) in typing.get_args(hints[f.name])
+            if f.default_factory is not dataclasses.MISSING or not (
+                    f.default is MISSING or (f.default is None and optional)):
+                valued.append(f"{cls.__name__}.{f.name}")
+    assert valued == []
+
+
+def test_the_builders_take_their_values_from_the_config_only():
+    """conf/ is the only home of a builder's values: no signature default (None, "not set", aside) to disagree
+    with it (builders.transfer once said trainable=False where the config said true)."""
+    import ast
+
+    tree = ast.parse((paths.ROOT / "pneumo" / "model" / "builders.py").read_text())
+    funcs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    valued = []
+    for name in ("cnn", "resnet", "transfer", "augmentation", "build"):
+        a = funcs[name].args
+        params = a.posonlyargs + a.args
+        pairs = list(zip(params[len(params) - len(a.defaults):], a.defaults)) + list(zip(a.kwonlyargs, a.kw_defaults))
+        valued += [f"{name}({arg.arg}=...)" for arg, d in pairs
+                   if d is not None and not (isinstance(d, ast.Constant) and d.value is None)]
+    assert valued == []
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["data=folder"], "data.root"),  # folder.yaml leaves it ???
+    (["trainer.verbose=???"], "trainer.verbose"),
+    (["tuner.objective=???", "model.dropout=???"], "model.dropout, tuner.objective"),
+])
+def test_a_value_left_unset_fails_at_start_naming_the_key(overrides, key):
+    with pytest.raises(space.ConfigError, match=f"^{key} (is|are) not set"):
+        schema.check(cfg_with(*overrides))
 
 
 @pytest.mark.parametrize("model", options("model"))
@@ -88,7 +180,9 @@ def test_every_tuner_builds_a_tracked_search(tuner, tmp_path):
     assert "model.blocks" in t.oracle.hyperparameters.values
 
 
-@pytest.mark.parametrize("override", ["+trainer.epoch=3", "+model.dropot=0.1", "+lr=0.1"])
+@pytest.mark.parametrize("override", ["+trainer.epoch=3", "+model.dropot=0.1", "+lr=0.1",
+                                      "+trainer.early_stopping.patiense=3", "+paths.cahce=/tmp/x",
+                                      "+distributed.rol=chief"])
 def test_keys_added_with_plus_are_refused_before_training(override):
     cfg = cfg_with(override)
     with pytest.raises(space.ConfigError, match=override.lstrip("+").split("=")[0].split(".")[-1]):

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from pneumo.data import cache, load, synthetic
-from pneumo.commands.data import register
-from pneumo.data.imaging import decode
 from test_data_sources import BROKEN, expected_counts, write_kaggle_tree
+
+from pneumo.commands.data import register
+from pneumo.data import cache, load, synthetic
+from pneumo.data.imaging import decode
+
+from helpers import require
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = REPO.parent / "shared" / "data" / "kermany-224"  # beside the checkout; absent in a user's clone
@@ -137,10 +139,9 @@ def test_inspect_json_through_the_installed_command(tmp_path, synthetic_root):
     assert sum(sum(c.values()) for c in rep["splits"].values()) == 60 and rep["leakage"]["ok"]
 
 
-# The one skip allowed in CI: a clone has no real data (licensed, 1.2 GB); nothing else may skip it.
-@pytest.mark.skipif(not REAL_DATA.exists(), reason=f"real data absent: no {REAL_DATA} (the decoded Kermany set "
-                                                   "beside the checkout, on the dev machine only)")
 def test_real_kermany_train_split_counts_and_no_leakage(tmp_path):
+    # CI has ../shared/data beside its clone; elsewhere a checkout without it skips, saying why.
+    require(REAL_DATA.exists(), f"real data absent: no {REAL_DATA} (the Kermany films beside the checkout)")
     from pneumo.commands.data import report
 
     rep, splits = report(str(REAL_DATA), size=32, seed=0, cache_dir=str(tmp_path), progress=False)

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import clean_env
 from PIL import Image
 
 from pneumo.data import DataError, load
 from pneumo.data import kaggle as kaggle_source
+
+from helpers import clean_env
 
 # (split, class, file name, how it is written); `broken` files must be skipped with a reason.
 GOOD = [

@@ -12,8 +12,8 @@ import json
 import numpy as np
 import pytest
 
-from pneumo.evaluation import explain
 from pneumo.data.base import Subset
+from pneumo.evaluation import explain
 
 SIZE = 32
 

@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+
+from pneumo.data import DataError, load, synthetic
+from pneumo.data.loader import labels_digest
+from pneumo.record import names
+
 from helpers import TOY, client_for, run_pneumo, tracking_uri
 from store_fixture import smoke_store  # noqa: F401
-
-from pneumo.record import names
-from pneumo.data import DataError, load
-from pneumo.data import synthetic
-from pneumo.data.loader import labels_digest
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_a_job_with_test_root_tests_on_that_folder(tmp_path, external):
 
 
 @pytest.mark.slow
-def test_evaluate_records_a_run_under_the_versions_job(smoke_store, external, tmp_path):  # noqa: F811
+def test_evaluate_records_a_run_under_the_versions_job(smoke_store, external, tmp_path):
     env = {"MLFLOW_TRACKING_URI": tracking_uri(smoke_store)}
     proc = run_pneumo(["evaluate", str(external), "--model", f"models:/{names.MODEL_NAME}@{names.CHAMPION}",
                        "--bootstrap", "100"], tmp_path, env_extra=env, hydra=False)
@@ -116,14 +116,158 @@ def test_evaluate_records_a_run_under_the_versions_job(smoke_store, external, tm
     assert float(record[column]) == pytest.approx(run.data.metrics[names.TEST_AUC])
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("args, message", [
-    (["{tmp}/nowhere"], "does not exist"),
-    (["{tmp}", "--model", "models:/pneumonia-classifier/99"], "cannot use models:/pneumonia-classifier/99"),
-    (["{tmp}", "--model", "runs:/abc/model"], "not a registered version"),
+# -- bad input: no trained model needed (what fails, fails before the model is loaded) -------
+
+
+@pytest.fixture(scope="module")
+def registered_store(tmp_path_factory) -> str:
+    """A sqlite store whose registry holds version 1 with `champion`, and no model files behind it."""
+    import mlflow
+
+    root = tmp_path_factory.mktemp("registry-only")
+    uri = f"sqlite:///{root}/mlflow.db"
+    client = mlflow.MlflowClient(uri)
+    exp = client.create_experiment("s", artifact_location=(root / "artifacts").as_uri())
+    run = client.create_run(exp, tags={names.TAG_ROLE: names.ROLE_JOB})
+    client.create_registered_model(names.MODEL_NAME)
+    version = client.create_model_version(names.MODEL_NAME, f"{run.info.artifact_uri}/{names.MODEL_ARTIFACT}",
+                                          run.info.run_id)
+    client.set_registered_model_alias(names.MODEL_NAME, names.CHAMPION, version.version)
+    return uri
+
+
+def _one_class(folder: Path) -> None:  # NORMAL/ only: nothing to compute an AUC on
+    (folder / "NORMAL").mkdir(parents=True)
+    synthetic.generate(folder.parent / "gen", n_images=8, image_px=32, seed=3)
+    for i, f in enumerate(sorted((folder.parent / "gen" / "test" / "NORMAL").glob("*.jpeg"))):
+        (folder / "NORMAL" / f"n{i}.jpeg").write_bytes(f.read_bytes())
+
+
+@pytest.mark.parametrize("args, message, lines", [
+    (["{tmp}/nowhere"], "does not exist", 1),
+    (["{tmp}/one-class"], "one-class/PNEUMONIA is missing: every split needs both NORMAL/ and PNEUMONIA/", 1),
+    (["{tmp}/one-class", "--model", "models:/pneumonia-classifier/99"], "cannot use models:/pneumonia-classifier/99",
+     2),
+    (["{tmp}/one-class", "--model", "runs:/abc/model"], "not a registered version", 2),
 ])
-def test_evaluate_bad_input_is_one_line_and_exit_2(smoke_store, tmp_path, args, message):  # noqa: F811
-    env = {"MLFLOW_TRACKING_URI": tracking_uri(smoke_store)}
-    proc = run_pneumo(["evaluate", *[a.format(tmp=tmp_path) for a in args]], tmp_path, env_extra=env, hydra=False,
-                      check=False)
-    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+def test_evaluate_bad_input_is_one_error_line_and_exit_2(registered_store, tmp_path, monkeypatch, capsys, args, message,
+                                                          lines):
+    """The error on the first line of stderr (a model URI's gets a second: how to list the versions), nothing
+    on stdout, no run recorded."""
+    import mlflow
+
+    from pneumo.cli import main
+
+    _one_class(tmp_path / "one-class")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registered_store)
+    client = mlflow.MlflowClient(registered_store)
+    before = len(client.search_runs([e.experiment_id for e in client.search_experiments()], ""))
+    assert main(["evaluate", *[a.format(tmp=tmp_path) for a in args]]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("pneumo evaluate: ") and message in err.splitlines()[0], err
+    assert len(err.splitlines()) == lines, err
+    assert len(client.search_runs([e.experiment_id for e in client.search_experiments()], "")) == before
+
+
+# -- what `pneumo evaluate` records, checked against its own predictions ---------------------
+
+
+def _evaluate(store: Path, folder: Path, cwd: Path):
+    return run_pneumo(["evaluate", str(folder), "--bootstrap", "100"], cwd, hydra=False, check=False,
+                      env_extra={"MLFLOW_TRACKING_URI": tracking_uri(store)})
+
+
+def _recorded(store: Path, stdout: str):
+    """The evaluation run `pneumo evaluate` said it recorded, and its predictions.csv rows."""
+    import re
+
+    from pneumo.record import predictions
+
+    run_id = re.search(r"recorded as run (\w+)", stdout).group(1)
+    client = client_for(store)
+    path = client.download_artifacts(run_id, f"{names.EVALUATION_DIR}/{names.EVALUATION_PREDICTIONS}")
+    return client, client.get_run(run_id), predictions.read(path)
+
+
+@pytest.mark.slow
+def test_evaluate_metrics_are_those_of_its_own_logged_predictions(smoke_store, external, tmp_path):
+    """scikit-learn on evaluation/predictions.csv gives the logged numbers; each probability is what the
+    version's model gives that file; each label is the file's class folder."""
+    import mlflow
+    import numpy as np
+    import pandas as pd
+    from sklearn.metrics import confusion_matrix, roc_auc_score
+
+    proc = _evaluate(smoke_store, external, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client, run, rows = _recorded(smoke_store, proc.stdout)
+    files = sorted(external.rglob("*.jpeg"))
+    path_, _, y_true, probability = names.EVALUATION_COLUMNS
+    assert sorted(r[path_] for r in rows) == sorted(str(f.relative_to(external)) for f in files)
+    y = np.array([int(r[y_true]) for r in rows])
+    p = np.array([float(r[probability]) for r in rows])
+    assert list(y) == [int(Path(r[path_]).parent.name == "PNEUMONIA") for r in rows]
+    m = run.data.metrics
+    assert m[names.IMAGES] == len(rows) == len(files)
+    assert roc_auc_score(y, p) == pytest.approx(m[names.TEST_AUC], abs=1e-9)
+    version = client.get_model_version(names.MODEL_NAME, run.data.tags[names.TAG_MODEL_VERSION])
+    threshold = float(version.tags[names.THRESHOLD])
+    tn, fp, fn, tp = confusion_matrix(y, (p >= threshold).astype(int), labels=[0, 1]).ravel()
+    assert m[names.TEST_SENSITIVITY] == pytest.approx(tp / (tp + fn)) and m[names.TEST_SPECIFICITY] == pytest.approx(
+        tn / (tn + fp))
+    model = mlflow.pyfunc.load_model(f"models:/{names.MODEL_NAME}/{version.version}")
+    own = model.predict(pd.DataFrame({"image": [(external / r[path_]).read_bytes() for r in rows]}))
+    np.testing.assert_allclose(p, own["probability"].to_numpy(), rtol=0, atol=1e-6)  # file by file, not reshuffled
+
+
+def _with_unreadable(src: Path, dst: Path, classes=("NORMAL", "PNEUMONIA")) -> dict[str, str]:
+    """Copy src (NORMAL/, PNEUMONIA/) to dst plus broken .jpeg files in `classes`; {relative path: reason}."""
+    import shutil
+
+    shutil.copytree(src, dst)
+    bad = {}
+    for name in classes:
+        (dst / name / "zero.jpeg").write_bytes(b"")
+        (dst / name / "notes.jpeg").write_text("patient notes, not a radiograph\n")
+        bad[f"{name}/zero.jpeg"], bad[f"{name}/notes.jpeg"] = "empty", "not an image"
+    return bad
+
+
+@pytest.mark.slow
+def test_evaluate_skips_and_reports_unreadable_files(smoke_store, external, tmp_path):
+    folder = tmp_path / "with-broken"
+    bad = _with_unreadable(external, folder)
+    proc = _evaluate(smoke_store, folder, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    skipped = {line.split(": ", 1)[0].removeprefix("  skipped "): line.split(": ", 1)[1]
+               for line in proc.stderr.splitlines() if line.startswith("  skipped ")}
+    assert skipped.keys() == bad.keys()
+    assert all(reason in skipped[path] for path, reason in bad.items()), skipped
+    client, run, rows = _recorded(smoke_store, proc.stdout)
+    good = len(list(external.rglob("*.jpeg")))
+    assert run.data.metrics[names.IMAGES] == len(rows) == good  # scored without them
+    assert f"{good} images" in proc.stdout
+    listed = Path(client.download_artifacts(run.info.run_id, f"{names.EVALUATION_DIR}/unreadable.txt")).read_text()
+    assert {line.split("\t")[0] for line in listed.splitlines()} == set(bad)
+
+
+@pytest.mark.slow
+def test_evaluate_with_one_readable_class_is_one_error_naming_the_unreadable(smoke_store, external, tmp_path):
+    """PNEUMONIA/ holds files, none readable: not both classes once they are left out, and the error says which."""
+    import shutil
+
+    folder = tmp_path / "pneumonia-unreadable"
+    shutil.copytree(external / "NORMAL", folder / "NORMAL")
+    (folder / "PNEUMONIA").mkdir()
+    (folder / "PNEUMONIA" / "zero.jpeg").write_bytes(b"")
+    (folder / "PNEUMONIA" / "notes.jpeg").write_text("patient notes, not a radiograph\n")
+    client = client_for(smoke_store)
+    before = len(client.search_runs([e.experiment_id for e in client.search_experiments()], ""))
+    proc = _evaluate(smoke_store, folder, tmp_path)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stdout == "" and "Traceback" not in proc.stderr
+    error = [line for line in proc.stderr.splitlines() if line.startswith("pneumo evaluate: error: ")]
+    assert len(error) == 1 and "not both classes: nothing to evaluate" in error[0], proc.stderr[-3000:]
+    for name in ("PNEUMONIA/zero.jpeg", "PNEUMONIA/notes.jpeg"):  # the reader is told which files were left out
+        assert name in proc.stderr, proc.stderr[-3000:]
+    assert len(client.search_runs([e.experiment_id for e in client.search_experiments()], "")) == before

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from helpers import TOY, client_for, run_pneumo
 
 from pneumo.record import names
+
+from helpers import TOY, client_for, run_pneumo
 
 pytestmark = pytest.mark.slow
 

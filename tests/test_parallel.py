@@ -10,10 +10,11 @@ import subprocess
 import sys
 
 import pytest
-from helpers import clean_env, client_for
-from store_fixture import start_server, stop
 
 from pneumo.record import names
+
+from helpers import clean_env, client_for
+from store_fixture import start_server, stop
 
 pytestmark = pytest.mark.slow
 

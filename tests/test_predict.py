@@ -13,7 +13,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import run_pneumo, tracking_uri
+
+from pneumo.record import names
+
+from helpers import client_for, run_pneumo, tracking_uri
 from store_fixture import smoke_jpegs, smoke_store  # noqa: F401
 
 CLASSES = {"NORMAL", "PNEUMONIA"}
@@ -25,7 +28,7 @@ def _predict(args: list[str], store: Path, cwd: Path):
 
 
 @pytest.fixture
-def mixed_folder(smoke_store, tmp_path) -> tuple[Path, dict[str, str | None]]:  # noqa: F811
+def mixed_folder(smoke_store, tmp_path) -> tuple[Path, dict[str, str | None]]:
     """A folder of good and broken files; maps each expected path to None (good) or a reason fragment (bad)."""
     from PIL import Image
 
@@ -56,7 +59,7 @@ def mixed_folder(smoke_store, tmp_path) -> tuple[Path, dict[str, str | None]]:  
 
 
 @pytest.mark.slow
-def test_predict_lists_every_file_classifies_the_good_and_explains_the_bad(smoke_store, mixed_folder, tmp_path):  # noqa: F811
+def test_predict_lists_every_file_classifies_the_good_and_explains_the_bad(smoke_store, mixed_folder, tmp_path):
     root, expected = mixed_folder
     missing = tmp_path / "not-there.jpeg"  # named on the command line but absent: a row, not a crash
     expected[str(missing)] = "unreadable"
@@ -70,9 +73,9 @@ def test_predict_lists_every_file_classifies_the_good_and_explains_the_bad(smoke
     assert by_path.keys() == expected.keys()
     for path, reason in expected.items():
         r = by_path[path]
-        assert set(r) == {"path", "probability", "label", "error"}
-        if reason is None:
-            assert r["error"] == "" and r["label"] in CLASSES, r
+        assert set(r) == {"path", "probability", "label", "error", names.OOD_COLUMN, names.OOD_FLAG_COLUMN}
+        if reason is None:  # a class, or the guard's word on a film a toy model never saw the like of
+            assert r["error"] == "" and r["label"] in (*CLASSES, names.LABEL_OOD, names.LABEL_REFER), r
             assert 0.0 <= r["probability"] <= 1.0, r
         else:
             assert r["probability"] is None and r["label"] == "", r
@@ -91,7 +94,7 @@ def test_predict_lists_every_file_classifies_the_good_and_explains_the_bad(smoke
 
 
 @pytest.mark.slow
-def test_predict_exits_1_when_no_file_could_be_classified(smoke_store, tmp_path):  # noqa: F811
+def test_predict_exits_1_when_no_file_could_be_classified(smoke_store, tmp_path):
     (tmp_path / "zero.jpeg").write_bytes(b"")
     (tmp_path / "x.png").write_text("text")
     proc = _predict([str(tmp_path / "zero.jpeg"), str(tmp_path / "x.png"), "--format", "json"], smoke_store, tmp_path)
@@ -125,7 +128,7 @@ def test_no_image_files_is_exit_2(tmp_path):
 
 
 @pytest.mark.slow
-def test_predict_explain_writes_one_overlay_per_classified_file(smoke_store, mixed_folder, tmp_path):  # noqa: F811
+def test_predict_explain_writes_one_overlay_per_classified_file(smoke_store, mixed_folder, tmp_path):
     from PIL import Image
 
     root, expected = mixed_folder
@@ -146,3 +149,35 @@ def test_predict_explain_writes_one_overlay_per_classified_file(smoke_store, mix
     csv_rows = list(csv.DictReader(io.StringIO(_predict([str(root), "--explain", str(tmp_path / "again"),
                                                          "--format", "csv"], smoke_store, tmp_path).stdout)))
     assert [Path(r["explanation"]).name for r in csv_rows] == [Path(r["explanation"]).name for r in rows]
+
+
+@pytest.mark.slow
+def test_piped_output_is_json_and_each_label_is_the_served_threshold(smoke_store, tmp_path):
+    """No --format and stdout a pipe (as here): JSON, one object a file with the columns. Each label is the
+    served model's own threshold applied to the probability (>= threshold: PNEUMONIA), but where the served
+    model says otherwise by design: a film its guard flags, a probability inside its referral band."""
+    import mlflow
+
+    from pneumo.record import names
+    from pneumo.release.predict import COLUMNS
+
+    files = smoke_jpegs(smoke_store, 12)
+    proc = _predict([str(f) for f in files], smoke_store, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(proc.stdout)  # not a table: a program reads it
+    assert [r["path"] for r in rows] == [str(f) for f in files]
+    assert all(list(r) == list(COLUMNS) and r["error"] == "" for r in rows), rows
+    version = client_for(smoke_store).get_model_version_by_alias(names.MODEL_NAME, names.CHAMPION)  # and the URI
+    served = mlflow.pyfunc.load_model(f"models:/{names.MODEL_NAME}@{names.CHAMPION}").unwrap_python_model()
+    assert served.threshold == float(version.tags[names.THRESHOLD])  # the job's validation-chosen cut
+    by_cut = []
+    for r in rows:
+        p = r["probability"]
+        if r[names.OOD_FLAG_COLUMN]:
+            assert r["label"] == names.LABEL_OOD, r
+        elif served.band is not None and served.band[0] < p < served.band[1]:
+            assert r["label"] == names.LABEL_REFER, r
+        elif abs(p - served.threshold) > 1e-6:  # printed to 6 decimals: no verdict at the cut itself
+            assert r["label"] == ("PNEUMONIA" if p >= served.threshold else "NORMAL"), (r, served.threshold)
+            by_cut.append(r["label"])
+    assert set(by_cut) == CLASSES, rows  # both sides of the cut are exercised

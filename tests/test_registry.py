@@ -17,11 +17,11 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-from pneumo.evaluation import stats
 from pneumo.commands import leaderboard
-from pneumo.release import promote, registry
+from pneumo.evaluation import stats
+from pneumo.record import names
 from pneumo.record import store as record_store
-from pneumo.record import names as M
+from pneumo.release import promote, registry
 
 
 class Echo(mlflow.pyfunc.PythonModel):
@@ -47,26 +47,27 @@ def probabilities(y, noise, signal):
     return 1 / (1 + np.exp(-(signal * (2 * y - 1) + noise)))
 
 
-def make_job(c, exp_id, name, data, p, *, digest="test-A", threshold=None, status="FINISHED", hp=None):
+def make_job(c, exp_id, name, data, p, *, digest="test-A", threshold=None, status="FINISHED", hp=None, drop=()):
     """A parent run as a job leaves it, plus its registered version; returns the version number.
 
     The predictions, the version's tags and the registration go through the functions a job uses
-    (pneumo.release.registry), so a change of format reaches these tests too; only the model is a stand-in."""
+    (pneumo.release.registry), so a change of format reaches these tests too; only the model is a stand-in.
+    `drop`: metrics the job did not log (neither on its run nor on its version), as an older pneumo left them."""
     y, patients, hashes, _ = data
     threshold = stats.choose_threshold(y, p, "sensitivity", 0.95) if threshold is None else threshold
-    scores = stats.evaluate(y, p, patients, threshold, bootstrap=200)
-    tags = {M.TAG_ROLE: "job", M.TAG_OVERRIDES: f"model=cnn job={name}", M.TAG_TEST_DIGEST: digest,
-            M.TAG_DATA_DIGEST: "data-1", M.TAG_JOB_KEY: name, M.TAG_SWEEP: "s", M.TAG_JOB_NUM: "0",
-            M.TAG_BEST_TRIAL: "00"}
+    scores = {k: v for k, v in stats.evaluate(y, p, patients, threshold, bootstrap=200).items() if k not in drop}
+    tags = {names.TAG_ROLE: "job", names.TAG_OVERRIDES: f"model=cnn job={name}", names.TAG_TEST_DIGEST: digest,
+            names.TAG_DATA_DIGEST: "data-1", names.TAG_JOB_KEY: name, names.TAG_SWEEP: "s", names.TAG_JOB_NUM: "0",
+            names.TAG_BEST_TRIAL: "00"}
     run_id = c.create_run(exp_id, run_name=name, tags=tags).info.run_id
     hp = hp or {"model.blocks": "3", "optimizer.learning_rate": "0.001"}
     c.log_batch(
         run_id,
         metrics=[Metric(k, v, 0, 0) for k, v in scores.items()]
-        + [Metric(M.VAL_AUC, scores["test_auc"], 0, 0), Metric(M.EPOCHS_TRAINED, 7, 0, 0),
-           Metric(M.TRIALS_COMPLETED, 3, 0, 0), Metric(M.TRIALS_FAILED, 0, 0, 0)],
+        + [Metric(names.VAL_AUC, scores["test_auc"], 0, 0), Metric(names.EPOCHS_TRAINED, 7, 0, 0),
+           Metric(names.TRIALS_COMPLETED, 3, 0, 0), Metric(names.TRIALS_FAILED, 0, 0, 0)],
         params=[Param("model._target_", "pneumo.model.builders.cnn")]
-        + [Param(M.BEST_HP_PREFIX + k, v) for k, v in hp.items()],
+        + [Param(names.BEST_HP_PREFIX + k, v) for k, v in hp.items()],
     )
     order = np.random.default_rng(len(name)).permutation(len(y))  # row order is arbitrary
     registry.log_predictions(c, run_id, [hashes[i] for i in order], patients[order], y[order], p[order])
@@ -117,19 +118,19 @@ def store(template, tmp_path, monkeypatch):
 
 
 def aliases(c):
-    return {k: str(x) for k, x in c.get_registered_model(M.MODEL_NAME).aliases.items()}
+    return {k: str(x) for k, x in c.get_registered_model(names.MODEL_NAME).aliases.items()}
 
 
 def tags(c, version):
-    return c.get_model_version(M.MODEL_NAME, version).tags
+    return c.get_model_version(names.MODEL_NAME, version).tags
 
 
 def crown(c, version):
-    c.set_registered_model_alias(M.MODEL_NAME, M.CHAMPION, version)
+    c.set_registered_model_alias(names.MODEL_NAME, names.CHAMPION, version)
 
 
 def run_of(c, version):
-    return c.get_model_version(M.MODEL_NAME, version).run_id
+    return c.get_model_version(names.MODEL_NAME, version).run_id
 
 
 def cli(*argv):
@@ -146,7 +147,7 @@ def test_first_promotion_takes_the_best_passing_version(store):
     c, v = store
     d = promote.promote()  # no champion yet
     assert d.promoted and d.version == v["better"] and d.previous is None
-    assert aliases(c) == {M.CHAMPION: v["better"]}
+    assert aliases(c) == {names.CHAMPION: v["better"]}
     t = tags(c, v["better"])
     assert t["promotion.decision"] == "promoted" and t["promotion.at"].endswith("+00:00")
     again = promote.promote()
@@ -159,7 +160,7 @@ def test_better_candidate_promoted_and_old_champion_kept_as_previous(store):
     d = promote.promote()
     assert d.promoted and d.version == v["better"] and d.previous == v["good"]
     assert d.numbers["ci_low"] > 0 and d.numbers["delta"] > 0 and d.numbers["n_images"] == 600
-    assert aliases(c) == {M.CHAMPION: v["better"], M.PREVIOUS: v["good"]}
+    assert aliases(c) == {names.CHAMPION: v["better"], names.PREVIOUS: v["good"]}
     assert float(tags(c, v["better"])["promotion.ci_low"]) > 0
 
 
@@ -170,7 +171,7 @@ def test_worse_candidate_refused_with_numbers(store):
     assert not d.promoted and d.numbers["delta"] < 0 and d.numbers["ci_high"] < 0
     assert d.numbers["p_value"] > 0.5 and d.numbers["champion_version"] == v["good"]
     assert any(r.startswith("FAIL") and "no improvement shown" in r for r in d.reasons)
-    assert aliases(c) == {M.CHAMPION: v["good"]}
+    assert aliases(c) == {names.CHAMPION: v["good"]}
     t = tags(c, v["worse"])
     assert t["promotion.decision"] == "refused" and float(t["promotion.delta"]) < 0
     assert "a tie is not a win" in t["promotion.reason"]
@@ -181,7 +182,7 @@ def test_tie_is_not_a_win(store):
     crown(c, v["good"])
     d = promote.promote(version=v["tied"])
     assert not d.promoted and d.numbers["delta"] == 0 and d.numbers["ci_low"] == 0
-    assert aliases(c) == {M.CHAMPION: v["good"]}
+    assert aliases(c) == {names.CHAMPION: v["good"]}
 
 
 def test_different_test_set_refused(store):
@@ -200,7 +201,7 @@ def test_low_sensitivity_and_unfinished_runs_refused(store):
     assert d.numbers["sensitivity"] < 0.9
     failed = promote.promote(version=v["failed"])
     assert not failed.promoted and any("FAILED" in r and r.startswith("FAIL") for r in failed.reasons)
-    assert M.CHAMPION not in aliases(c)
+    assert names.CHAMPION not in aliases(c)
 
 
 def test_force_needs_a_reason_and_records_it(store):
@@ -211,7 +212,7 @@ def test_force_needs_a_reason_and_records_it(store):
     assert cli("promote", "--version", v["worse"], "--force") == 2
     d = promote.promote(version=v["worse"], force=True, reason="champion artefact lost")
     assert d.promoted and d.forced and d.previous == v["good"]
-    assert aliases(c) == {M.CHAMPION: v["worse"], M.PREVIOUS: v["good"]}
+    assert aliases(c) == {names.CHAMPION: v["worse"], names.PREVIOUS: v["good"]}
     t = tags(c, v["worse"])
     assert t["promotion.forced_reason"] == "champion artefact lost" and t["promotion.decision"] == "promoted"
 
@@ -222,10 +223,10 @@ def test_dry_run_changes_nothing(store, capsys):
     before = tags(c, v["better"])
     d = promote.promote(dry_run=True)
     assert d.promoted and d.dry_run and d.version == v["better"]
-    assert aliases(c) == {M.CHAMPION: v["good"]} and tags(c, v["better"]) == before
+    assert aliases(c) == {names.CHAMPION: v["good"]} and tags(c, v["better"]) == before
     assert cli("promote", "--dry-run") == 0
     assert "[dry run] would promote" in capsys.readouterr().out
-    assert aliases(c) == {M.CHAMPION: v["good"]}
+    assert aliases(c) == {names.CHAMPION: v["good"]}
 
 
 def test_rollback_swaps_champion_and_previous(store):
@@ -237,9 +238,9 @@ def test_rollback_swaps_champion_and_previous(store):
     promote.promote()
     d = promote.rollback()
     assert d.promoted and d.rollback and d.version == v["good"] and d.previous == v["better"]
-    assert aliases(c) == {M.CHAMPION: v["good"], M.PREVIOUS: v["better"]}
+    assert aliases(c) == {names.CHAMPION: v["good"], names.PREVIOUS: v["better"]}
     promote.rollback()  # a second rollback undoes the first
-    assert aliases(c) == {M.CHAMPION: v["better"], M.PREVIOUS: v["good"]}
+    assert aliases(c) == {names.CHAMPION: v["better"], names.PREVIOUS: v["good"]}
 
 
 def test_constant_predictor_refused_by_every_path(store, capsys):
@@ -247,7 +248,7 @@ def test_constant_predictor_refused_by_every_path(store, capsys):
     c, v = store
     const = v["constant"]
     for version in set(v.values()) - {const}:  # the issue's registry: that job's version alone
-        c.delete_model_version(M.MODEL_NAME, version)
+        c.delete_model_version(names.MODEL_NAME, version)
     before = tags(c, const)
     assert cli("promote", "--version", const, "--dry-run") == 1
     out = capsys.readouterr().out
@@ -260,15 +261,15 @@ def test_constant_predictor_refused_by_every_path(store, capsys):
         err = capsys.readouterr().err
         assert f"can pass the gates; skipped:\n  version {const} (test_auc 0.5): " in err
         assert "test_auc_ci_low 0.5 not above 0.5" in err and "--version N --force --reason" in err
-        assert M.CHAMPION not in aliases(c)
+        assert names.CHAMPION not in aliases(c)
     assert cli("promote", "--version", const) == 1
     assert "REFUSED" in capsys.readouterr().out
     t = tags(c, const)
     assert t["promotion.decision"] == "refused" and t["promotion.test_auc_ci_low"] == "0.5"
     assert t["promotion.specificity"] == "0" and t["promotion.min_specificity"] == "0.25"
-    assert M.CHAMPION not in aliases(c)
+    assert names.CHAMPION not in aliases(c)
     assert cli("promote", "--version", const, "--force", "--reason", "serving smoke test") == 0
-    assert aliases(c) == {M.CHAMPION: const}
+    assert aliases(c) == {names.CHAMPION: const}
     t = tags(c, const)
     assert t["promotion.decision"] == "promoted" and t["promotion.forced_reason"] == "serving smoke test"
 
@@ -289,7 +290,7 @@ def test_each_usefulness_gate_refuses_on_its_own(store):
     weak = promote.promote(version=v["worse"], min_specificity=0.5, dry_run=True)  # a stricter site's floor
     assert not weak.promoted and [r for r in weak.reasons if r.startswith("FAIL")] == [
         f"FAIL: test_specificity {weak.numbers['specificity']:.4g} below 0.5"]
-    assert M.CHAMPION not in aliases(c)
+    assert names.CHAMPION not in aliases(c)
 
 
 def test_promote_ranks_only_versions_that_can_pass(store):
@@ -304,7 +305,7 @@ def test_promote_ranks_only_versions_that_can_pass(store):
     ]
     crown(c, v["other"])  # a champion tested on other images: scores on test-A do not rank against it
     d = promote.promote(dry_run=True)
-    assert d.noop and d.version == v["other"] and aliases(c) == {M.CHAMPION: v["other"]}
+    assert d.noop and d.version == v["other"] and aliases(c) == {names.CHAMPION: v["other"]}
     skipped = [r for r in d.reasons if r.startswith("skipped:")]
     assert skipped[0].startswith(f"skipped: version {v['better']} (test_auc ")
     assert skipped[0].endswith(f"tested on test-A, champion version {v['other']} on test-B: not comparable")
@@ -320,7 +321,7 @@ def test_promote_skips_failed_and_killed_jobs(store, capsys):
     assert out.startswith(f"[dry run] would promote version {v['mid']} to 'champion'")
     assert "the best passing version takes it" in out
     d = promote.promote()
-    assert d.promoted and d.version == v["mid"] and aliases(c) == {M.CHAMPION: v["mid"]}
+    assert d.promoted and d.version == v["mid"] and aliases(c) == {names.CHAMPION: v["mid"]}
     skipped = [r for r in d.reasons if r.startswith("skipped:")]
     assert len(skipped) == 2
     assert skipped[0].startswith(f"skipped: version {v['better']} (test_auc ") and "status KILLED" in skipped[0]
@@ -331,7 +332,7 @@ def test_promote_skips_failed_and_killed_jobs(store, capsys):
     out = capsys.readouterr().out
     assert out.startswith(f"nothing to do: version {v['mid']} already holds 'champion'")
     assert f"skipped: version {v['better']}" in out and f"skipped: version {v['failed']}" in out
-    assert aliases(c) == {M.CHAMPION: v["mid"]}
+    assert aliases(c) == {names.CHAMPION: v["mid"]}
 
 
 def test_rollback_after_two_real_promotions(store, capsys):
@@ -342,31 +343,31 @@ def test_rollback_after_two_real_promotions(store, capsys):
     assert cli("promote", "--version", a) == 0  # the first champion
     assert cli("promote", "--version", b) == 0  # A -> B: beats A in the paired bootstrap
     assert cli("promote") == 0  # B -> C: the best
-    assert aliases(c) == {M.CHAMPION: new, M.PREVIOUS: b}
+    assert aliases(c) == {names.CHAMPION: new, names.PREVIOUS: b}
     assert tags(c, new)["promotion.champion_version"] == b and tags(c, b)["promotion.champion_version"] == a
     capsys.readouterr()
     promoted = {x: tags(c, x) for x in (a, b, new)}
-    cards = {x: c.get_model_version(M.MODEL_NAME, x).description for x in (a, b, new)}
+    cards = {x: c.get_model_version(names.MODEL_NAME, x).description for x in (a, b, new)}
     assert all("promoted for `champion`" in text for text in cards.values())  # each decision on its card
 
     assert cli("promote", "--rollback", "--dry-run") == 0
     out = capsys.readouterr().out
     assert out.startswith(f"[dry run] would roll back 'champion' to version {b}; version {new} becomes 'previous'")
-    assert aliases(c) == {M.CHAMPION: new, M.PREVIOUS: b}
+    assert aliases(c) == {names.CHAMPION: new, names.PREVIOUS: b}
     assert {x: tags(c, x) for x in (a, b, new)} == promoted
-    assert {x: c.get_model_version(M.MODEL_NAME, x).description for x in (a, b, new)} == cards
+    assert {x: c.get_model_version(names.MODEL_NAME, x).description for x in (a, b, new)} == cards
 
     assert cli("promote", "--rollback") == 0
     out = capsys.readouterr().out
     assert out.startswith(f"ROLLED BACK 'champion' to version {b}; version {new} becomes 'previous'")
-    assert aliases(c) == {M.CHAMPION: b, M.PREVIOUS: new}
+    assert aliases(c) == {names.CHAMPION: b, names.PREVIOUS: new}
     after = {x: tags(c, x) for x in (a, b, new)}
     assert after[a] == promoted[a]  # one level of history: A is neither alias nor touched
     for x in (b, new):  # the promotion.* record of each decision stays; rollback.* says what happened
         assert {k: t for k, t in after[x].items() if not k.startswith("rollback.")} == promoted[x]
     assert set(after[b]) - set(promoted[b]) == {"rollback.restored_at"}
     assert set(after[new]) - set(promoted[new]) == {"rollback.displaced_at"}
-    card_b, card_new = (c.get_model_version(M.MODEL_NAME, x).description for x in (b, new))
+    card_b, card_new = (c.get_model_version(names.MODEL_NAME, x).description for x in (b, new))
     assert card_b.startswith(cards[b].rstrip())
     assert card_b.rstrip().endswith(f"this version takes `champion` back from version {new}")
     assert card_new.startswith(cards[new].rstrip())
@@ -375,12 +376,12 @@ def test_rollback_after_two_real_promotions(store, capsys):
 
     assert cli("promote", "--rollback") == 0  # the second rollback undoes the first
     assert capsys.readouterr().out.startswith(f"ROLLED BACK 'champion' to version {new}; version {b} becomes")
-    assert aliases(c) == {M.CHAMPION: new, M.PREVIOUS: b}
+    assert aliases(c) == {names.CHAMPION: new, names.PREVIOUS: b}
     assert {"rollback.restored_at", "rollback.displaced_at"} <= set(tags(c, new))
     assert tags(c, new)["promotion.decision"] == "promoted"
     assert cli("promote", "--rollback", "--version", a) == 2
     assert cli("promote", "--rollback", "--force", "--reason", "x") == 2
-    assert aliases(c) == {M.CHAMPION: new, M.PREVIOUS: b}
+    assert aliases(c) == {names.CHAMPION: new, names.PREVIOUS: b}
 
 
 def test_promote_cli_exit_codes(store, capsys):
@@ -390,13 +391,110 @@ def test_promote_cli_exit_codes(store, capsys):
     out = capsys.readouterr().out
     assert "REFUSED" in out and "delta" in out
     assert cli("promote") == 0
-    assert "PROMOTED" in capsys.readouterr().out and aliases(c)[M.CHAMPION] == v["better"]
+    assert "PROMOTED" in capsys.readouterr().out and aliases(c)[names.CHAMPION] == v["better"]
     with pytest.raises(SystemExit) as exit_:
         cli("promote", "--metric", "val_loss")
     assert exit_.value.code == 2
     for bad in (["--min-specificity", "1.5"], ["--min-sensitivity", "-0.1"], ["--min-specificity", "nan"]):
         assert cli("promote", "--dry-run", *bad) == 2
         assert "must be between 0 and 1" in capsys.readouterr().err
+
+
+# -- each gate where it bites (issue 18.3) ---------------------------------------------
+
+AUC_CI_LOW = names.ci_names(names.TEST_AUC)[0]
+
+
+def fails(d) -> list[str]:
+    return [r for r in d.reasons if r.startswith("FAIL")]
+
+
+def test_auc_gate_reads_the_lower_ci_bound_not_the_point_auc(store, capsys):
+    """A model a hair better than chance on 600 images: its test AUC is above 0.5, its CI reaches below."""
+    c, v = store
+    a = make_test_set(0)  # test-A, the images every other version was tested on
+    weak = make_job(c, c.get_experiment_by_name("sweep-a").experiment_id, "weak", a, probabilities(a[0], a[3], 0.1))
+    m = c.get_run(run_of(c, weak)).data.metrics
+    assert m[names.TEST_AUC] > 0.5 >= m[AUC_CI_LOW]  # what a gate reading the point AUC would pass
+    floors = {"min_sensitivity": 0.0, "min_specificity": 0.0}  # only the AUC gate left to refuse it
+    d = promote.promote(version=weak, dry_run=True, **floors)
+    assert not d.promoted and d.numbers[AUC_CI_LOW] == m[AUC_CI_LOW]
+    assert fails(d) == [f"FAIL: {AUC_CI_LOW} {m[AUC_CI_LOW]:.4g} not above 0.5: the test AUC's CI includes chance"]
+    assert cli("promote", "--version", weak, "--min-sensitivity", "0", "--min-specificity", "0") == 1
+    assert f"REFUSED version {weak}" in capsys.readouterr().out
+    assert tags(c, weak)["promotion.decision"] == "refused" and names.CHAMPION not in aliases(c)
+    for version in set(v.values()):  # alone in the registry, it is not the best that can pass either
+        c.delete_model_version(names.MODEL_NAME, version)
+    with pytest.raises(LookupError, match=f"version {weak} .*{AUC_CI_LOW} .* not above 0.5"):
+        promote.promote(dry_run=True, **floors)
+
+
+@pytest.mark.parametrize("status", ["PENDING_REGISTRATION", "FAILED_REGISTRATION"])
+def test_a_version_not_ready_is_refused_and_skipped(store, tmp_path, status):
+    """MLflow's other registration states: the model's files may not (all) be there to serve."""
+    import sqlite3
+
+    c, v = store
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:  # the store's own record, as a slow registration leaves it
+        db.execute("UPDATE model_versions SET status = ? WHERE name = ? AND version = ?",
+                   (status, names.MODEL_NAME, int(v["better"])))
+    assert c.get_model_version(names.MODEL_NAME, v["better"]).status == status
+    d = promote.promote(version=v["better"], dry_run=True)
+    assert not d.promoted
+    assert fails(d) == [f"FAIL: version {v['better']} registration status {status} (must be READY)"]
+    best = promote.promote(dry_run=True)  # the best by test_auc is skipped, naming why
+    assert best.promoted and best.version == v["mid"]
+    assert [r for r in best.reasons if r.startswith("skipped:")] == [
+        f"skipped: version {v['better']} (test_auc {best_auc(c, v['better'])}): "
+        f"version {v['better']} registration status {status} (must be READY)",
+        f"skipped: version {v['failed']} (test_auc {best_auc(c, v['failed'])}): "
+        f"run {run_of(c, v['failed'])} status FAILED (must be FINISHED)"]
+
+
+def best_auc(c, version) -> str:
+    from pneumo.evaluation import format
+
+    return format.value(c.get_run(run_of(c, version)).data.metrics[names.TEST_AUC])
+
+
+@pytest.mark.parametrize("metric, floor", [
+    (AUC_CI_LOW, "nothing shows the model beats chance (AUC 0.5)"),
+    (names.TEST_SENSITIVITY, "the 0.9 floor cannot be checked"),
+    (names.TEST_SPECIFICITY, "the 0.25 floor cannot be checked"),
+])
+def test_a_gate_metric_not_logged_is_refused_naming_it(store, capsys, metric, floor):
+    """Neither the run nor the version has it: the gate fails saying what is missing, it does not pass."""
+    c, v = store
+    a = make_test_set(0)  # the best model of the registry, but for the one number it never logged
+    version = make_job(c, c.get_experiment_by_name("sweep-a").experiment_id, "unlogged", a,
+                       probabilities(a[0], a[3], 2.2), drop=(metric,))
+    assert metric not in c.get_run(run_of(c, version)).data.metrics and metric not in tags(c, version)
+    d = promote.promote(version=version, dry_run=True)
+    assert not d.promoted and fails(d) == [f"FAIL: {metric} not logged: {floor}"]
+    assert cli("promote", "--version", version, "--dry-run") == 1
+    assert f"FAIL: {metric} not logged: {floor}" in capsys.readouterr().out
+    best = promote.promote(dry_run=True)  # ranked first by test_auc, and skipped for it
+    assert best.promoted and best.version == v["better"]
+    skipped = [r for r in best.reasons if r.startswith("skipped:")]
+    assert skipped[0].startswith(f"skipped: version {version} (test_auc ")
+    assert skipped[0].endswith(f"{metric} not logged: {floor}")
+
+
+@pytest.mark.parametrize("metric, option, key", [
+    (names.TEST_SPECIFICITY, "--min-specificity", "min_specificity"),
+    (names.TEST_SENSITIVITY, "--min-sensitivity", "min_sensitivity"),
+])
+def test_a_floor_is_met_at_exactly_its_value_and_missed_just_below(store, capsys, metric, option, key):
+    c, v = store
+    value = c.get_run(run_of(c, v["good"])).data.metrics[metric]  # the number the gate reads
+    above = float(np.nextafter(value, 1.0))  # the smallest floor the value is below
+    assert promote.promote(version=v["good"], dry_run=True, **{key: value}).promoted
+    assert cli("promote", "--version", v["good"], "--dry-run", option, repr(value)) == 0
+    assert f"pass: {metric} {value:.4g} >= {value}" in capsys.readouterr().out
+    d = promote.promote(version=v["good"], dry_run=True, **{key: above})
+    assert not d.promoted and fails(d) == [f"FAIL: {metric} {value:.4g} below {above}"]
+    assert cli("promote", "--version", v["good"], "--dry-run", option, repr(above)) == 1
+    assert f"FAIL: {metric} {value:.4g} below {above}" in capsys.readouterr().out
 
 
 # -- leaderboard ------------------------------------------------------------------------
@@ -408,7 +506,7 @@ def test_leaderboard_rows_join_versions_and_aliases(store):
     rows = leaderboard.leaderboard("sweep-a")
     assert [r["run_name"] for r in rows][0] == "better" and len(rows) == 10
     good = next(r for r in rows if r["run_name"] == "good")
-    assert good["version"] == int(v["good"]) and good["aliases"] == [M.CHAMPION]
+    assert good["version"] == int(v["good"]) and good["aliases"] == [names.CHAMPION]
     assert good["best_hp"] == {"model.blocks": "3", "optimizer.learning_rate": "0.001"}
     assert good["test_auc_ci_low"] <= good["test_auc"] <= good["test_auc_ci_high"]
     assert good["epochs_trained"] == 7 and good["duration_s"] >= 0 and good["overrides"] == "model=cnn job=good"
@@ -435,6 +533,26 @@ def test_compare_ranks_finished_jobs_and_lists_the_others_after(store, capsys):
     assert cli("compare", "--experiment", "sweep-a", "--format", "csv") == 0
     records = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert list(records[0])[0] == "rank" and [r["rank"] for r in records[-2:]] == ["", ""]
+
+
+def test_compare_lists_a_running_job_after_the_ranked_ones_unranked(store, capsys):
+    """A job still running has logged its numbers (the best so far): listed, marked RUNNING, not ranked."""
+    c, v = store
+    c.update_run(run_of(c, v["better"]), status="RUNNING")  # the top scorer, reopened as a job still in progress
+    rows = leaderboard.leaderboard("sweep-a")
+    assert [(r["run_name"], r["status"], r["rank"]) for r in rows[8:]] == [("better", "RUNNING", None),
+                                                                           ("failed", "FAILED", None)]
+    assert rows[0]["run_name"] == "mid" and [r["rank"] for r in rows[:8]] == list(range(1, 9))
+    top = leaderboard.leaderboard("sweep-a", top=1)
+    assert [(r["run_name"], r["rank"]) for r in top] == [("mid", 1), ("better", None), ("failed", None)]
+    assert cli("compare", "--experiment", "sweep-a", "--format", "json") == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(r["run_name"], r["rank"]) for r in listed[-2:]] == [("better", None), ("failed", None)]
+    assert cli("compare", "--experiment", "sweep-a", "--format", "table") == 0
+    table = capsys.readouterr().out
+    assert "RUNNING" in table and "2 job(s) not FINISHED" in table
+    assert table.index("mid") < table.index("RUNNING") < table.index("FAILED")
+    assert promote.promote(dry_run=True).version == v["mid"]  # and promotion skips it too
 
 
 class Counting:
@@ -464,13 +582,13 @@ def big_store(template, tmp_path_factory):
     exp = c.create_experiment("sweep-big")
     rng = np.random.default_rng(0)
     for i in range(300):
-        run = c.create_run(exp, run_name=f"job-{i}", tags={M.TAG_ROLE: "job", M.TAG_OVERRIDES: f"model.blocks={i}"})
+        run = c.create_run(exp, run_name=f"job-{i}", tags={names.TAG_ROLE: "job", names.TAG_OVERRIDES: f"model.blocks={i}"})
         values = {"test_auc": rng.random(), "test_brier": rng.random() / 4, "test_sensitivity": rng.random()}
         c.log_batch(run.info.run_id, metrics=[Metric(k, x, 0, 0) for k, x in values.items()],
                     params=[Param("best_hp.model.blocks", str(i))], tags=[RunTag("x", "y")])
         c.set_terminated(run.info.run_id)  # only FINISHED jobs are ranked
     for i in range(3):  # trials must not appear
-        c.create_run(exp, run_name=f"trial-{i}", tags={M.TAG_ROLE: "trial", "mlflow.parentRunId": "x"})
+        c.create_run(exp, run_name=f"trial-{i}", tags={names.TAG_ROLE: "trial", "mlflow.parentRunId": "x"})
     return f"sqlite:///{root}/mlflow.db"
 
 

@@ -15,16 +15,16 @@ import mlflow
 import pytest
 from mlflow.entities import Metric, RunTag
 
-from pneumo.commands import leaderboard, rerun
-from pneumo.record import names as M
 from pneumo.cli import main as cli
+from pneumo.commands import leaderboard, reproduce, table
+from pneumo.record import names
 
-BASE = {M.VAL_AUC: 0.758, M.THRESHOLD: 0.565, M.TEST_AUC: 0.786, M.TEST_SENSITIVITY: 0.714,
-        M.TEST_SPECIFICITY: 0.5, M.TEST_BRIER: 0.232}
+BASE = {names.VAL_AUC: 0.758, names.THRESHOLD: 0.565, names.TEST_AUC: 0.786, names.TEST_SENSITIVITY: 0.714,
+        names.TEST_SPECIFICITY: 0.5, names.TEST_BRIER: 0.232}
 
 
 def job(client, exp_id, name, values, tags=None):
-    run = client.create_run(exp_id, run_name=name, tags={M.TAG_ROLE: "job", **(tags or {})})
+    run = client.create_run(exp_id, run_name=name, tags={names.TAG_ROLE: "job", **(tags or {})})
     client.log_batch(run.info.run_id, metrics=[Metric(k, v, 0, 0) for k, v in values.items()],
                      tags=[RunTag(k, v) for k, v in (tags or {}).items()])
     client.set_terminated(run.info.run_id, "FINISHED")
@@ -38,12 +38,12 @@ def store(tmp_path_factory):
     client = mlflow.MlflowClient(uri)
     exp = client.create_experiment("s", artifact_location=(root / "artifacts").as_uri())
     ids = {"original": job(client, exp, "original", BASE)}
-    ids["same"] = job(client, exp, "same", {**BASE, M.TEST_AUC: BASE[M.TEST_AUC] + 1e-6},
-                      {M.TAG_RERUN_OF: ids["original"]})
-    ids["moved"] = job(client, exp, "moved", {**BASE, M.TEST_AUC: 0.9, M.TEST_BRIER: 0.2},
-                       {M.TAG_RERUN_OF: ids["original"]})
-    seeds = {m: v for name in (M.TEST_AUC, M.VAL_AUC) for m, v in zip(M.seed_names(name), (0.801, 0.0234))}
-    ids["seeded"] = job(client, exp, "seeded", {**BASE, M.TEST_AUC: 0.5, M.SEED_REPEATS: 3, **seeds})
+    ids["same"] = job(client, exp, "same", {**BASE, names.TEST_AUC: BASE[names.TEST_AUC] + 1e-6},
+                      {names.TAG_RERUN_OF: ids["original"]})
+    ids["moved"] = job(client, exp, "moved", {**BASE, names.TEST_AUC: 0.9, names.TEST_BRIER: 0.2},
+                       {names.TAG_RERUN_OF: ids["original"]})
+    seeds = {m: v for name in (names.TEST_AUC, names.MODEL_VAL_AUC) for m, v in zip(names.seed_names(name), (0.801, 0.0234))}
+    ids["seeded"] = job(client, exp, "seeded", {**BASE, names.TEST_AUC: 0.5, names.SEED_REPEATS: 3, **seeds})
     return uri, client, ids
 
 
@@ -57,7 +57,7 @@ def test_a_rerun_is_flagged_only_beyond_the_tolerance(store):
     assert rows["same"]["rerun"]["differs"] is False and rows["same"]["rerun"]["max_diff"] == pytest.approx(1e-6)
     moved = rows["moved"]["rerun"]
     assert moved["differs"] is True and moved["of"] == ids["original"]
-    assert moved["diffs"] == {M.TEST_AUC: [0.786, 0.9], M.TEST_BRIER: [0.232, 0.2]}
+    assert moved["diffs"] == {names.TEST_AUC: [0.786, 0.9], names.TEST_BRIER: [0.232, 0.2]}
     assert "rerun" not in rows["original"] and "rerun" not in rows["seeded"]
     assert rows_by_name(client, tolerance=0.2)["moved"]["rerun"]["differs"] is False
 
@@ -70,9 +70,10 @@ def test_the_original_is_found_when_it_is_off_the_page(store):
 
 
 def test_a_metric_that_only_one_run_has_differs():
-    verdict = rerun.differences({M.TEST_AUC: 0.7, M.TEST_NPV: float("nan")}, {M.TEST_AUC: 0.7, M.TEST_NPV: 0.5})
-    assert verdict["differs"] and list(verdict["diffs"]) == [M.TEST_NPV]
-    assert not rerun.differences({M.TEST_NPV: float("nan")}, {})["differs"]  # undefined in both: the same
+    verdict = reproduce.differences({names.TEST_AUC: 0.7, names.TEST_NPV: float("nan")},
+                                    {names.TEST_AUC: 0.7, names.TEST_NPV: 0.5})
+    assert verdict["differs"] and list(verdict["diffs"]) == [names.TEST_NPV]
+    assert not reproduce.differences({names.TEST_NPV: float("nan")}, {})["differs"]  # undefined in both: the same
 
 
 def test_compare_shows_the_verdict_and_the_seed_spread(store, capsys, monkeypatch):
@@ -88,19 +89,20 @@ def test_compare_shows_the_verdict_and_the_seed_spread(store, capsys, monkeypatc
     assert float(records["seeded"]["test_auc_seed_sd"]) == pytest.approx(0.0234)
     assert cli(["compare", "--experiment", "s", "--format", "json", "--tolerance", "0.5"]) == 0
     rows = {r["run_name"]: r for r in json.loads(capsys.readouterr().out)}
-    assert rows["moved"]["rerun"]["differs"] is False and rows["seeded"]["seeds"][M.TEST_AUC]["mean"] == 0.801
+    assert rows["moved"]["rerun"]["differs"] is False and rows["seeded"]["seeds"][names.TEST_AUC]["mean"] == 0.801
 
 
 def test_without_reruns_or_repeats_the_table_keeps_its_columns(store):
-    columns = leaderboard.table_columns(M.TEST_AUC, [{"seeds": None}, {}])
-    assert columns == leaderboard.table_columns(M.TEST_AUC)
-    assert leaderboard.SEEDS_COLUMN not in columns and leaderboard.RERUN_COLUMN not in columns
+    columns = table.table_columns(names.TEST_AUC, [{"seeds": None}, {}])
+    assert columns == table.table_columns(names.TEST_AUC)
+    assert table.SEEDS_COLUMN not in columns and table.RERUN_COLUMN not in columns
 
 
 def test_the_seed_spread_is_the_mean_and_sample_sd():
     from pneumo.search.repeats import spread
 
-    stats = spread([{M.TEST_AUC: 0.7, M.TEST_NPV: 0.5}, {M.TEST_AUC: 0.8}, {M.TEST_AUC: 0.9}])
-    mean, sd = M.seed_names(M.TEST_AUC)
-    assert stats[M.SEED_REPEATS] == 3 and stats[mean] == pytest.approx(0.8) and stats[sd] == pytest.approx(0.1)
-    assert stats[M.seed_names(M.TEST_NPV)[0]] == 0.5 and M.seed_names(M.TEST_NPV)[1] not in stats  # one value: no SD
+    stats = spread([{names.TEST_AUC: 0.7, names.TEST_NPV: 0.5}, {names.TEST_AUC: 0.8}, {names.TEST_AUC: 0.9}])
+    mean, sd = names.seed_names(names.TEST_AUC)
+    assert stats[names.SEED_REPEATS] == 3 and stats[mean] == pytest.approx(0.8) and stats[sd] == pytest.approx(0.1)
+    mean, sd = names.seed_names(names.TEST_NPV)
+    assert stats[mean] == 0.5 and sd not in stats  # one value: no SD

@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import clean_env, client_for, isolate
 
 from pneumo.record import names, runs
+
+from helpers import clean_env, client_for, isolate
 
 JOB = ["train", "experiment=resume", "data.n_images=64", "data.image_px=48", "trainer.image_size=32",
        "trainer.epochs=3", "trainer.batch_size=16", "tuner.max_trials=3", "evaluation.bootstrap=50",
@@ -200,15 +201,14 @@ def test_the_mid_epoch_kill_point_is_the_only_per_batch_hook_and_only_when_asked
     """A per-batch callback costs a device sync per step on a GPU: a job's own callbacks have none."""
     import keras
     import numpy as np
-    from omegaconf import OmegaConf
 
-    from pneumo.config.schema import TrainerConfig
+    from pneumo.config import defaults
     from pneumo.search.fit import keras_callbacks as callbacks
 
     def per_batch(cbs):
         return [c for c in cbs if type(c).on_train_batch_end is not keras.callbacks.Callback.on_train_batch_end]
 
-    trainer, y_val = OmegaConf.structured(TrainerConfig), np.array([0, 1, 1, 0, 1])
+    trainer, y_val = defaults.option("trainer", "default"), np.array([0, 1, 1, 0, 1])
     monkeypatch.delenv("PNEUMO_KILL_AT", raising=False)
     assert len(callbacks(trainer, y_val)) == 3 and per_batch(callbacks(trainer, y_val)) == []
     monkeypatch.setenv("PNEUMO_KILL_AT", "after_search")  # a kill point outside the fit: no hook either

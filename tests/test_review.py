@@ -14,11 +14,11 @@ import re
 from pathlib import Path
 
 import pytest
-from helpers import TOY, client_for, run_pneumo, tracking_uri
 from PIL import Image
 
-from pneumo.release import card
 from pneumo.record import names
+
+from helpers import TOY, client_for, run_pneumo, tracking_uri
 
 pytestmark = pytest.mark.slow
 FAMILIES = ("cnn", "resnet", "transfer")
@@ -80,7 +80,7 @@ def test_every_version_has_a_card_in_the_registry_and_in_its_run(review, family)
     job = jobs[family]
     mv = _version(client, job)
     text = mv.description
-    assert text == _text(client, job.info.run_id, card.ARTIFACT)  # as written at registration
+    assert text == _text(client, job.info.run_id, names.CARD_ARTIFACT)  # as written at registration
     m, tags, params = job.data.metrics, job.data.tags, job.data.params
     for expected in (f"version {mv.version}", job.info.run_id, "## Intended use", "Not a diagnosis",
                      f"data digest `{tags[names.TAG_DATA_DIGEST][:16]}`",
@@ -103,7 +103,8 @@ def test_each_job_run_records_cpu_and_memory_and_trials_do_not(review):
         history = client.get_metric_history(job.info.run_id, "system/cpu_utilization_percentage")
         assert history and all(0 <= h.value <= 100 * 64 for h in history), family
         assert client.get_metric_history(job.info.run_id, "system/system_memory_usage_megabytes")
-        (trial,) = client.search_runs([job.info.experiment_id], f"tags.`mlflow.parentRunId` = '{job.info.run_id}'")
+        (trial,) = client.search_runs([job.info.experiment_id], f"tags.`{names.PARENT_RUN_ID}` = '{job.info.run_id}' "
+                                      f"and tags.`{names.TAG_ROLE}` = '{names.ROLE_TRIAL}'")  # not the evaluation runs
         assert not [k for k in trial.data.metrics if k.startswith("system/")]
 
 
@@ -131,9 +132,10 @@ def test_promote_and_evaluate_append_to_the_card_the_artifact_stays(review):
     run_pneumo(["evaluate", str(hospital), "--model", f"models:/{names.MODEL_NAME}/{mv.version}",
                 "--bootstrap", "50"], tmp, env, hydra=False)
     text = client.get_model_version(names.MODEL_NAME, mv.version).description
-    ev = client.search_runs([jobs["cnn"].info.experiment_id], f"tags.`{names.TAG_ROLE}` = 'evaluation'")
-    assert len(ev) == 1 and ev[0].data.tags["mlflow.parentRunId"] == jobs["cnn"].info.run_id
+    ev = client.search_runs([jobs["cnn"].info.experiment_id], f"tags.`{names.TAG_ROLE}` = '{names.ROLE_EVALUATION}' "
+                            f"and tags.`{names.PARENT_RUN_ID}` = '{jobs['cnn'].info.run_id}'")
+    assert len(ev) == 1 and ev[0].data.tags[names.PARENT_RUN_ID] == jobs["cnn"].info.run_id
     assert f"external evaluation on `{hospital}" in text and ev[0].info.run_id in text
     assert f"| test_auc | {ev[0].data.metrics['test_auc']:.3f} |" in text
     assert text.index("UTC: promoted") < text.index("UTC: external evaluation on")  # in the order they happened
-    assert _text(client, jobs["cnn"].info.run_id, card.ARTIFACT) == at_registration
+    assert _text(client, jobs["cnn"].info.run_id, names.CARD_ARTIFACT) == at_registration

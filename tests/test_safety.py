@@ -7,9 +7,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from store_fixture import smoke_store  # noqa: F401
 
 from pneumo.record import names
+
+from store_fixture import smoke_store  # noqa: F401
 
 
 def test_a_keras_file_with_arbitrary_code_is_refused_on_load(tmp_path):
@@ -28,10 +29,12 @@ def test_a_keras_file_with_arbitrary_code_is_refused_on_load(tmp_path):
 
 
 def test_ui_binds_to_loopback_unless_told(monkeypatch, tmp_path):
+    import os
+
     from pneumo import cli
 
     calls = []
-    monkeypatch.setattr(cli.os, "execv", lambda f, argv: calls.append(argv))
+    monkeypatch.setattr(os, "execv", lambda f, argv: calls.append(argv))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     cli.main(["ui"])
     cli.main(["ui", "--host", "0.0.0.0"])

@@ -6,10 +6,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import client_for, run_pneumo
-from test_data_sources import DATASET, KAGGLE_KEY as KEY, KAGGLE_USER as USER, fake_kaggle_env, zip_dir
+from test_data_sources import DATASET, fake_kaggle_env, zip_dir
+from test_data_sources import KAGGLE_KEY as KEY
+from test_data_sources import KAGGLE_USER as USER
 
 from pneumo.record import names
+
+from helpers import client_for, run_pneumo
 
 TOKEN = "hf_Tok3nValue9988776655"
 # The user's own copy of the dataset on Kaggle: the owner in its name is their username.
@@ -26,12 +29,12 @@ def occurrences(root: Path, needles: list[bytes], skip: Path | None = None) -> l
 
 
 @pytest.mark.slow
-def test_smoke_sweep_leaves_no_credential_anywhere(tmp_path):
+def test_smoke_sweep_leaves_no_credential_anywhere(tmp_path, monkeypatch):
     """The secrets really travel through the sweep: the Kaggle download authenticates with
     KAGGLE_USERNAME / KAGGLE_KEY (the client, faked at the network, logs the username as
     a library might), data.dataset names the user's own copy (the username in a param, a
     tag, the run name and Hydra's launch line), and a token override sets an environment
-    variable. Then every byte the sweep wrote is searched, HOME included."""
+    variable. Then every byte the sweep wrote is searched, HOME and the temp folder included."""
     from pneumo.data import synthetic
 
     fake = tmp_path / "fake-kaggle"  # the test's own files: the archive Kaggle hands out, its call log
@@ -39,6 +42,10 @@ def test_smoke_sweep_leaves_no_credential_anywhere(tmp_path):
                       fake / "chest-xray-pneumonia.zip")
     calls = fake / "calls.txt"
     (tmp_path / "home").mkdir()
+    # What the sweep (Python's tempfile, MLflow's artifact staging, Keras Tuner) leaves in the system temp
+    # folder would otherwise never be searched: the sweep gets its own, inside what is searched below.
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
     env = {**fake_kaggle_env(archive, calls), "HOME": str(tmp_path / "home")}  # what libraries write to ~ too
     proc = run_pneumo(["sweep", "smoke", "data=kaggle", f"data.dataset={OWN_DATASET}", "trainer.epochs=1",
                        f"+hydra.job.env_set.HUB_TOKEN={TOKEN}"], tmp_path, env_extra=env)
@@ -69,7 +76,7 @@ def test_smoke_sweep_leaves_no_credential_anywhere(tmp_path):
             assert hydra["job"]["config"]["override_dirname"]["exclude_keys"] == []  # not a credential
 
     # Not one byte of any value anywhere: store (db and artifacts), Hydra outputs and logs,
-    # caches (tuner state, decoded data, the download), HOME, and the console.
+    # caches (tuner state, decoded data, the download), HOME, the temp folder, and the console.
     needles = [USER.encode(), KEY.encode(), TOKEN.encode()]
     assert (tmp_path / "mlruns" / "mlflow.db").stat().st_size > 0 and list((tmp_path / "mlruns").rglob("*.keras"))
     assert list((tmp_path / "multirun").rglob("multirun.yaml")) and list((tmp_path / "cache" / "kaggle").rglob("*.jpeg"))

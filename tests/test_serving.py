@@ -16,10 +16,11 @@ import urllib.request
 
 import numpy as np
 import pytest
-from helpers import client_for
-from store_fixture import server_env, smoke_jpegs, smoke_store, start_server, stop, tail  # noqa: F401
 
 from pneumo.record import names
+
+from helpers import client_for
+from store_fixture import server_env, smoke_jpegs, smoke_store, start_server, stop, tail  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +41,11 @@ def _split(payloads: list) -> dict:
     return {"dataframe_split": {"columns": ["image"], "data": [[p] for p in payloads]}}
 
 
-def test_served_champion_classifies_base64_jpegs_like_the_local_model(smoke_store, tmp_path):  # noqa: F811
+def _records(payloads: list) -> dict:
+    return {"dataframe_records": [{"image": p} for p in payloads]}
+
+
+def test_served_champion_classifies_base64_jpegs_like_the_local_model(smoke_store, tmp_path):
     from PIL import Image
 
     jpegs = smoke_jpegs(smoke_store, 4)
@@ -56,6 +61,8 @@ def test_served_champion_classifies_base64_jpegs_like_the_local_model(smoke_stor
     proc, port = start_server(cmd, server_env(smoke_store), log, "/ping")
     try:
         status, text = _post(f"http://127.0.0.1:{port}/invocations", _split(payloads))
+        # MLflow's other DataFrame input format: one {"column": value} object a row.
+        rec_status, rec_text = _post(f"http://127.0.0.1:{port}/invocations", _records(payloads))
         # Text that is not base64 at all fails MLflow's own input-schema check (binary column): the whole request.
         bad_status, bad_text = _post(f"http://127.0.0.1:{port}/invocations", _split(["%%% not base64 %%%"]))
     finally:
@@ -65,11 +72,21 @@ def test_served_champion_classifies_base64_jpegs_like_the_local_model(smoke_stor
     assert status == 200, f"{status} {text[:2000]}\n{tail(log)}"
     preds = json.loads(text)["predictions"]  # json.loads accepts the NaN the server writes for a failed row
     assert len(preds) == len(payloads)
+    # The same rows sent as dataframe_records: the same answer, row for row, every column.
+    assert rec_status == 200, f"{rec_status} {rec_text[:2000]}\n{tail(log)}"
+    by_records = json.loads(rec_text)["predictions"]
+    assert len(by_records) == len(preds) and all(set(r) == set(preds[0]) for r in by_records + preds)
+    for column in preds[0]:
+        mine, theirs = [r[column] for r in by_records], [r[column] for r in preds]
+        if column in ("probability", names.OOD_COLUMN):  # floats, NaN (or null) where a row has none
+            np.testing.assert_allclose(np.array(mine, dtype=float), np.array(theirs, dtype=float), rtol=0, atol=1e-6)
+        else:
+            assert mine == theirs, column
     for row in preds[:-1]:
-        assert set(row) == {"probability", "label", "error"}
+        assert set(row) == {"probability", "label", "error", names.OOD_COLUMN, names.OOD_FLAG_COLUMN}
         assert row["error"] == "", row
         assert 0.0 <= row["probability"] <= 1.0
-        assert row["label"] in ("NORMAL", "PNEUMONIA")
+        assert row["label"] in ("NORMAL", "PNEUMONIA", names.LABEL_OOD, names.LABEL_REFER)
     bad = preds[-1]
     assert bad["label"] == "" and "not an image" in bad["error"], bad
     assert bad["probability"] is None or math.isnan(bad["probability"])
@@ -86,5 +103,7 @@ def test_served_champion_classifies_base64_jpegs_like_the_local_model(smoke_stor
     np.testing.assert_allclose(served_prob, local["probability"].to_numpy()[:-1], rtol=0, atol=1e-5)
     assert [r["label"] for r in preds] == list(local["label"])
     assert [r["error"] for r in preds] == list(local["error"])
-    # Labels are the job's validation-chosen threshold applied to the probability.
-    assert [r["label"] for r in preds[:-1]] == ["PNEUMONIA" if p >= threshold else "NORMAL" for p in served_prob]
+    # Labels are the job's validation-chosen threshold applied to the probability, where the guard lets it decide.
+    decided = [(r["label"], p) for r, p in zip(preds[:-1], served_prob) if r["label"] in ("NORMAL", "PNEUMONIA")]
+    assert decided and [label for label, _ in decided] == ["PNEUMONIA" if p >= threshold else "NORMAL"
+                                                          for _, p in decided]

@@ -11,15 +11,19 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import TOY, client_for, run_pneumo, tracking_uri
 
+from pneumo.config import defaults, paths
 from pneumo.record import names
-from pneumo.config import paths
+
+from helpers import TOY, client_for, run_pneumo, tracking_uri
+from store_fixture import SWEEP_OUTPUT, smoke_store  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
-def test_smoke_sweep_leaves_the_promised_store(tmp_path):
-    proc = run_pneumo(["sweep", "smoke"], tmp_path)
+def test_smoke_sweep_leaves_the_promised_store(smoke_store):
+    """The shared smoke store (tests/store_fixture.py: `pneumo sweep smoke` as a user runs it, then promote)."""
+    tmp_path = smoke_store
+    output = (smoke_store / SWEEP_OUTPUT).read_text()
     client = client_for(tmp_path)
     exp = client.get_experiment_by_name("smoke")
     assert exp is not None
@@ -61,7 +65,7 @@ def test_smoke_sweep_leaves_the_promised_store(tmp_path):
         assert sum(map(sum, cm["matrix"])) == len(preds) - 1 > 0  # every test image, once
         assert job.inputs.dataset_inputs and job.inputs.dataset_inputs[0].dataset.digest
     # The multirun ends with a leaderboard and a command that opens the UI as printed (venv not activated).
-    ui = next(line for line in proc.stdout.splitlines() if "Open the runs in the MLflow UI" in line)
+    ui = next(line for line in output.splitlines() if "Open the runs in the MLflow UI" in line)
     assert f"ui --backend-store-uri {tracking_uri(tmp_path)}" in ui and "pneumo" in ui
 
 
@@ -83,9 +87,9 @@ def test_registered_version_predicts_on_a_jpeg(tmp_path):
     big_rgb = io.BytesIO()
     Image.open(jpegs[0]).convert("RGB").resize((300, 260)).save(big_rgb, format="JPEG")
     out = model.predict(pd.DataFrame({"image": [p.read_bytes() for p in jpegs] + [big_rgb.getvalue(), b"not an image"]}))
-    assert list(out.columns) == ["probability", "label", "error"]
+    assert list(out.columns) == ["probability", "label", "error", names.OOD_COLUMN, names.OOD_FLAG_COLUMN]
     assert out["probability"][:4].between(0, 1).all()
-    assert set(out["label"][:4]) <= {"NORMAL", "PNEUMONIA"} and out["error"][:4].eq("").all()
+    assert set(out["label"][:4]) <= {"NORMAL", "PNEUMONIA", names.LABEL_OOD} and out["error"][:4].eq("").all()
     assert out["label"][4] == "" and "not an image" in out["error"][4]
 
 
@@ -115,7 +119,8 @@ def test_an_ensemble_of_the_best_trials_is_registered_as_one_model(tmp_path):
     assert out["probability"].to_numpy() == pytest.approx(expected, abs=1e-5)  # the average is what is served
 
 
-@pytest.mark.parametrize("sweep", sorted(p.stem for p in paths.SWEEPS_DIR.glob("*.yaml")))
+# smoke: the shared smoke store above is that sweep, run as a user runs it.
+@pytest.mark.parametrize("sweep", sorted(p.stem for p in paths.SWEEPS_DIR.glob("*.yaml") if p.stem != "smoke"))
 def test_every_named_sweep_runs_at_toy_size(sweep, tmp_path):
     extra = list(TOY)
     if sweep.startswith("kermany"):  # real-data sweeps: point them at a tiny Kaggle-layout folder instead
@@ -124,11 +129,31 @@ def test_every_named_sweep_runs_at_toy_size(sweep, tmp_path):
         root = synthetic.generate(tmp_path / "kaggle-like", n_images=48, image_px=48, seed=3)
         extra = [e for e in extra if not e.startswith("data")] + [
             "data=folder", f"data.root={root}", "data.test_root=null"]
-    if sweep in ("smoke",):
-        extra = ["trainer.epochs=1"]
     run_pneumo(["sweep", sweep, *extra], tmp_path)
     client = client_for(tmp_path)
     exp = client.get_experiment_by_name(sweep)
     jobs = client.search_runs([exp.experiment_id], f"tags.`{names.TAG_ROLE}` = 'job'")
     assert jobs and all(j.info.status == "FINISHED" for j in jobs)
     assert len(client.search_model_versions(f"name='{names.MODEL_NAME}'")) == len(jobs)
+    for job in jobs:  # every job learned something: at least one trial FINISHED, not FAILED as chance
+        trials = client.search_runs([exp.experiment_id], f"tags.`{names.PARENT_RUN_ID}` = '{job.info.run_id}' "
+                                    f"and tags.`{names.TAG_ROLE}` = '{names.ROLE_TRIAL}'")
+        assert any(t.info.status == "FINISHED" for t in trials), (job.info.run_name, [t.info.status for t in trials])
+
+
+def test_the_default_job_learns(tmp_path):
+    """`pneumo train` with nothing shrunk, the first command a user runs: it finishes, its trials learn
+    (none failed as chance after early stopping cut it short), and a version is registered."""
+    run_pneumo(["train"], tmp_path, timeout=1200)
+    client = client_for(tmp_path)
+    exp = client.get_experiment_by_name("pneumo")
+    (job,) = client.search_runs([exp.experiment_id], f"tags.`{names.TAG_ROLE}` = '{names.ROLE_JOB}'")
+    assert job.info.status == "FINISHED" and job.info.run_name == "defaults"
+    trials = client.search_runs([exp.experiment_id], f"tags.`{names.PARENT_RUN_ID}` = '{job.info.run_id}' "
+                                f"and tags.`{names.TAG_ROLE}` = '{names.ROLE_TRIAL}'")
+    assert any(t.info.status == "FINISHED" for t in trials), [t.info.status for t in trials]
+    # Early stopping waits out its warm-up: no trial was cut short (and then failed as chance) before it.
+    stop = defaults.option("trainer", "default").early_stopping
+    epochs = {t.info.run_name: len(client.get_metric_history(t.info.run_id, names.VAL_AUC)) for t in trials}
+    assert min(epochs.values()) >= stop.start_from_epoch + stop.patience, epochs
+    assert [v.run_id for v in client.search_model_versions(f"name='{names.MODEL_NAME}'")] == [job.info.run_id]

@@ -20,11 +20,12 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from pneumo.config import paths
+from pneumo.record import names
+
 from helpers import client_for
 from store_fixture import server_env, smoke_store, start_server, stop  # noqa: F401
-
-from pneumo.record import names
-from pneumo.config import paths
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 ARTIFACTS = paths.ROOT / "test-artifacts"
@@ -54,7 +55,7 @@ METRIC_COLUMNS = [names.TEST_AUC, "test_auprc", names.TEST_SENSITIVITY, names.TE
 
 
 @pytest.fixture(scope="module")
-def expected(smoke_store):  # noqa: F811
+def expected(smoke_store):
     """What the store holds, read with the MLflow client: the UI must show the same."""
     client = client_for(smoke_store)
     exp = client.get_experiment_by_name("smoke")
@@ -64,6 +65,8 @@ def expected(smoke_store):  # noqa: F811
                 for j in jobs}
     # the trials; other tests of the session may have nested a `pneumo evaluate` run under a job too
     trials = {j: [r for r in runs if r.data.tags.get(names.TAG_ROLE) == "trial"] for j, runs in children.items()}
+    # The tests below loop over each job's trials: with none, every check on them would pass unchecked.
+    assert all(trials.values()), {j.info.run_name: len(trials[j.info.run_id]) for j in jobs}
     champion = client.get_model_version_by_alias(names.MODEL_NAME, names.CHAMPION)
     champion_job = next(j for j in jobs if j.info.run_id == champion.run_id)
     return {"experiment_id": exp.experiment_id, "jobs": jobs, "trials": trials, "children": children,
@@ -72,7 +75,7 @@ def expected(smoke_store):  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def ui_url(smoke_store, tmp_path_factory):  # noqa: F811
+def ui_url(smoke_store, tmp_path_factory):
     log = tmp_path_factory.mktemp("ui") / "mlflow-server.log"
     cmd = lambda port: [str(Path(sys.executable).parent / "pneumo"), "ui", "--port", str(port)]  # noqa: E731
     env = {**server_env(smoke_store), "PATH": "/usr/bin:/bin"}  # as a user who never activated the venv

@@ -39,11 +39,15 @@ def _counts(entries, split_of) -> dict:
 def report(root: str, size: int, seed: int, cache_dir: str, workers: int = 0, progress: bool = True,
            test_root: str | None = None):
     """(the inspect report as a dict, Splits or None): what `load` would see for a folder."""
-    from pneumo.data.cache import decoded
-    from pneumo.data.loader import from_index, index as build_index
-    from pneumo.config.schema import DataConfig
+    from omegaconf import OmegaConf
 
-    cfg = DataConfig(source="folder", root=root, seed=seed, cache_dir=cache_dir, workers=workers, test_root=test_root)
+    from pneumo.config import defaults
+    from pneumo.data.cache import decoded
+    from pneumo.data.loader import from_index
+    from pneumo.data.loader import index as build_index
+
+    cfg = OmegaConf.merge(defaults.option("data", "folder"), dict(root=root, seed=seed, cache_dir=cache_dir,
+                                                                 workers=workers, test_root=test_root))
     index = build_index(cfg)
     _, row, bad = decoded(index, size, cache_dir, workers, progress)  # validates every image once
     usable = [e for e in index.entries if e.hash in row]
@@ -141,8 +145,10 @@ def download(args) -> int:
 
 
 def register(subparsers) -> None:
-    """Add `data` and its subcommands to the main CLI's subparsers (defaults: the config schema's)."""
-    from pneumo.config.schema import DataConfig, TrainerConfig
+    """Add `data` and its subcommands to the main CLI's subparsers (defaults: conf/'s)."""
+    from pneumo.config import defaults
+
+    data_cfg, trainer_cfg = defaults.option("data", "synthetic"), defaults.option("trainer", "default")
 
     data = subparsers.add_parser("data", help="inspect, generate or download a data set")
     sub = data.add_subparsers(dest="data_command", metavar="{inspect,synth,download}", required=True)
@@ -151,25 +157,25 @@ def register(subparsers) -> None:
     p.add_argument("root", help="a folder in the Kaggle layout (train/ [val/] [test/], each NORMAL/ PNEUMONIA/)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.add_argument("--plots", metavar="DIR", help="write class-count and sample-image PNGs to DIR")
-    p.add_argument("--size", metavar="PX", type=int, default=TrainerConfig.image_size,
+    p.add_argument("--size", metavar="PX", type=int, default=trainer_cfg.image_size,
                    help="decode size, as trainer.image_size (shares load's cache)")
-    p.add_argument("--seed", type=int, default=DataConfig.seed, help="split seed, as data.seed")
+    p.add_argument("--seed", type=int, default=data_cfg.seed, help="split seed, as data.seed")
     p.add_argument("--cache-dir", default=str(DEFAULT_CACHE / "data"), help="decode cache (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=DataConfig.workers, help="decode processes; 0 = one per core")
+    p.add_argument("--workers", type=int, default=data_cfg.workers, help="decode processes; 0 = one per core")
     p.add_argument("--test-root", help="a folder with NORMAL/ and PNEUMONIA/ to use as the test split (data.test_root)")
     p.set_defaults(func=inspect)
 
     p = sub.add_parser("synth", help="write the synthetic data set (Kaggle layout, Kermany names) to OUT")
     p.add_argument("out")
-    p.add_argument("--n-images", type=int, default=DataConfig.n_images)
-    p.add_argument("--size", metavar="PX", type=int, default=DataConfig.image_px, help="side of the written JPEGs")
-    p.add_argument("--seed", type=int, default=DataConfig.seed)
-    p.add_argument("--normal-fraction", type=float, default=DataConfig.normal_fraction)
+    p.add_argument("--n-images", type=int, default=data_cfg.n_images)
+    p.add_argument("--size", metavar="PX", type=int, default=data_cfg.image_px, help="side of the written JPEGs")
+    p.add_argument("--seed", type=int, default=data_cfg.seed)
+    p.add_argument("--normal-fraction", type=float, default=data_cfg.normal_fraction)
     p.set_defaults(func=synth)
 
     p = sub.add_parser("download", help="download the Kaggle chest X-ray set once (needs Kaggle credentials)")
     p.add_argument("--dest", default=str(DEFAULT_CACHE / "kaggle"), help="download folder (default: %(default)s)")
-    p.add_argument("--dataset", default=DataConfig.dataset)
+    p.add_argument("--dataset", default=defaults.option("data", "kaggle").dataset)
     p.set_defaults(func=download)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 from collections.abc import Callable
 
@@ -40,3 +41,12 @@ def write(rows: list[dict], fmt: str, *, columns: list[str], cells: Callable[[di
             table.add_row(*cells(row))
         tty = hasattr(out, "isatty") and out.isatty()
         Console(file=out, width=None if tty else 200).print(table)  # piped: do not fold to 80 columns
+
+
+def command(*args: str) -> str:
+    """How to run `pneumo ARGS` as typed from the current folder, venv activated or not."""
+    exe = os.path.join(os.path.dirname(sys.executable), "pneumo")
+    if not os.path.exists(exe):
+        return " ".join([sys.executable, "-m", "pneumo", *args])
+    rel = os.path.relpath(exe)
+    return " ".join([exe if rel.startswith("..") else rel, *args])

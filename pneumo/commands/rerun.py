@@ -1,247 +1,46 @@
-"""`pneumo rerun RUN_ID`: run a finished job again from its own record, and say whether it reproduced.
-
-What a rerun takes from the original run: the Hydra config its overrides were applied to
-(tag `pneumo.config`), the overrides (`config/overrides.txt`), and, to check against,
-the resolved config (`config/config.yaml`), the data and split digests and the versions
-and device it ran on (pneumo.record.provenance). Before anything trains it refuses (exit 2) when
-the rerun could not be the same job:
-
-- the overrides no longer compose the logged config (a default in conf/ or sweeps/ changed
-  since, or a key was removed): the keys are named, with the commit the job ran at;
-- the data or the split differ (other files, or the same files split otherwise);
-- the run is not a FINISHED job, was a distributed search, or its overrides hold redacted values.
-
-Versions, device, commit and options added since (at their defaults) are warnings: the
-rerun then measures what they change. The rerun goes into the same experiment as a new job
-run tagged `pneumo.rerun_of`, with restart=true (the job key would skip a finished job) and
-no model registered (the original's version stands). Its test and validation numbers are
-then compared with the original's (`differences`); `pneumo compare` shows the same verdict.
-"""
+"""`pneumo rerun RUN_ID`: run a finished job again from its own record (pneumo.commands.reproduce
+plans it), and say whether it reproduced."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+import sys
 
-from pneumo.record import names as M
-from pneumo.config import paths
-
-# A rerun reproduces when every compared number is within this of the original's. pneumo
-# prints and the README quotes 3 decimals: below half a unit of the third, no number a user
-# reads moves (bar rounding at a boundary). Training noise is far above it: one seed moves a
-# demo job's test AUC by 0.01-0.1. On one machine and one set of versions a CPU job
-# reproduces exactly (difference 0); the tolerance is for what a user would see.
-TOLERANCE = 5e-4
-COMPARED = (M.VAL_AUC, M.THRESHOLD, *M.TEST_METRICS)
-# Keys that say where things go, not what is computed (the data digests check what data.* points at).
-WHERE = ("paths.", "tracking.", "hydra.", "distributed.", "restart", "rerun_of", "data.root", "data.cache_dir")
-SET_BY_RERUN = ("restart", "rerun_of", "tracking.register")
+from pneumo.commands.reproduce import TOLERANCE, Refused, check_data, describe, differences, latest_rerun, plan
+from pneumo.config import keys
+from pneumo.record import names
 
 
-class Refused(Exception):
-    """The rerun could not be the same job: the message says why and what to do."""
+def register(sub) -> None:
+    p = sub.add_parser("rerun", help="run a finished job again from its logged config; did it reproduce?")
+    p.add_argument("run_id", metavar="RUN_ID", help="the job's parent run (MLFLOW_TRACKING_URI picks the store)")
+    p.add_argument("overrides", nargs="*", metavar="OVERRIDE",
+                   help=f"where things go only: {', '.join(keys.NOT_PART_OF_JOB)} (the job itself runs as logged)")
+    p.add_argument("--tolerance", type=float, default=TOLERANCE,
+                   help="largest difference of a metric that still reproduces (default %(default)s)")
+    p.set_defaults(func=rerun)
 
 
-@dataclass
-class Plan:
-    run: object  # the original run (mlflow Run)
-    config_dir: Path
-    config_name: str
-    overrides: list[str]
-    cfg: object = None  # the composed config (DictConfig)
-    warnings: list[str] = field(default_factory=list)
-    changes: dict = field(default_factory=dict)  # {tag: (original's, now)}: versions, device, commit
+def rerun(args) -> int:
+    """Exit 0: reproduced; 1: the rerun's numbers differ (or it failed); 2: refused before it ran."""
+    from pneumo.commands import run
+    from pneumo.record import runs, store
 
-    @property
-    def run_id(self) -> str:
-        return self.run.info.run_id
-
-    def argv(self) -> list[str]:
-        """The `pneumo train` arguments of the rerun."""
-        return ["--config-dir", str(self.config_dir), "--config-name", self.config_name, *self.overrides,
-                "restart=true", f"rerun_of={self.run_id}", "tracking.register=false"]
-
-
-def plan(client, run_id: str, extra: list[str]) -> Plan:
-    """What the rerun of `run_id` runs, or Refused; `extra` may only say where things go."""
-    from mlflow.exceptions import MlflowException
-
+    client = store.connect()
     try:
-        run = client.get_run(run_id)
-    except MlflowException:
-        raise Refused(f"no run {run_id} in {client.tracking_uri} (MLFLOW_TRACKING_URI picks the store)") from None
-    tags = run.data.tags
-    if tags.get(M.TAG_ROLE) != "job":
-        parent = tags.get("mlflow.parentRunId")
-        raise Refused(f"run {run_id} is not a job" + (f"; rerun its job, run {parent}" if parent else ""))
-    if run.info.status != "FINISHED":
-        raise Refused(f"run {run_id} ended {run.info.status}: resume it with the command that started it "
-                      "(its completed trials are kept), or rerun a FINISHED job")
-    where_not = [o for o in extra if not _key(o).startswith(WHERE)]
-    if where_not:
-        raise Refused(f"a rerun runs the job as logged; only where things go may be added ({', '.join(WHERE)}), "
-                      f"not: {' '.join(where_not)}")
-    logged = [line for line in _text(client, run_id, "config/overrides.txt").splitlines() if line.strip()]
-    if any("***" in o for o in logged):
-        raise Refused(f"run {run_id}'s overrides hold redacted values ({' '.join(o for o in logged if '***' in o)}): "
-                      "run it again by hand with them")
-    extra_keys = {_key(o) for o in extra}
-    overrides = [o for o in logged if _key(o) not in (*SET_BY_RERUN, *extra_keys)] + list(extra)
-    config_dir, config_name = _source(tags)
-    out = Plan(run, config_dir, config_name, overrides)
-    out.cfg = _compose(config_dir, config_name, [o for o in overrides if not _key(o).startswith("hydra.")])
-    if out.cfg.distributed.role:
-        raise Refused(f"run {run_id} was a distributed search's chief: rerun its chief and workers with their commands")
-    out.warnings += _config_changes(client, run, out.cfg)
-    out.changes = environment_changes(tags)
-    out.warnings += [f"{k}: {was} -> {now}" for k, (was, now) in out.changes.items()]
-    return out
-
-
-def check_data(plan: Plan) -> None:
-    """Refuse when the data or the split the rerun would load are not the original's."""
-    from pneumo import data
-    from pneumo.record import provenance
-
-    try:
-        splits = data.load(plan.cfg.data, plan.cfg.trainer.image_size)
-    except data.DataError as e:
-        raise Refused(f"the data of run {plan.run_id} cannot be loaded: {e}") from None
-    now = {M.TAG_DATA_DIGEST: splits.digest, M.TAG_TEST_DIGEST: splits.test_digest,
-           M.TAG_SPLIT_DIGEST: provenance.split_digest(splits)}
-    tags = plan.run.data.tags
-    changed = [f"{k} {tags[k][:12]}... -> {v[:12]}..." for k, v in now.items() if k in tags and tags[k] != v]
-    if changed:
-        raise Refused(f"the data differ from run {plan.run_id}'s ({'; '.join(changed)}): other files, or the same "
-                      "files split otherwise; a rerun would test something else")
-
-
-def environment_changes(tags: dict) -> dict[str, tuple[str, str]]:
-    """{tag: (the original's, this process's)} for what decides the numbers and differs now."""
-    from pneumo.record import provenance, runs
-
-    now = {**runs.runtime_tags(), **runs.git_tags(), **provenance.environment()}
-    return {k: (tags.get(k, "(not recorded)"), now.get(k, "(none)")) for k in provenance.DECISIVE
-            if (k in tags or k in now) and tags.get(k) != now.get(k)}
-
-
-def latest_rerun(client, run):
-    """The newest job run that reruns `run`, in its experiment."""
-    found = client.search_runs([run.info.experiment_id], f"tags.`{M.TAG_RERUN_OF}` = '{run.info.run_id}'",
-                               order_by=["attributes.start_time DESC"], max_results=1)
-    return found[0] if found else None
-
-
-def differences(original: dict, rerun: dict, tolerance: float = TOLERANCE) -> dict:
-    """Compare two runs' metrics: {'differs', 'max_diff', 'diffs': {name: [original, rerun]}}.
-
-    A metric one run has and the other lacks (undefined on its test split) differs too.
-    """
-    diffs, largest = {}, 0.0
-    for name in COMPARED:
-        a, b = M.finite(original.get(name)), M.finite(rerun.get(name))
-        if a is None and b is None:
-            continue
-        gap = float("inf") if a is None or b is None else abs(a - b)
-        largest = max(largest, gap)
-        if gap > tolerance:
-            diffs[name] = [a, b]
-    return {"differs": bool(diffs), "max_diff": largest, "tolerance": tolerance, "diffs": diffs}
-
-
-def describe(verdict: dict, original_id: str, rerun_id: str, changes: dict | None = None) -> str:
-    """The verdict in a few lines, as `pneumo rerun` prints it; `changes` as `environment_changes` gives them."""
-    head = f"rerun {rerun_id} of {original_id}"
-    if not verdict["differs"]:
-        return (f"{head}: reproduced: every compared metric ({', '.join(COMPARED)}) within {verdict['tolerance']:g} "
-                f"(largest difference {verdict['max_diff']:.3g})")
-    lines = [f"{head}: DIFFERS beyond {verdict['tolerance']:g}:"]
-    for name, (a, b) in verdict["diffs"].items():
-        lines.append(f"  {name}: {_fmt(a)} -> {_fmt(b)}")
-    decisive = {k for k in (changes or {}) if k not in ("mlflow.source.git.commit", "git.dirty")}
-    if decisive:
-        lines.append(f"  it ran on other {', '.join(sorted(decisive))} (the warnings above)")
-    elif changes:
-        lines.append("  same versions and device, other code: the commit changed what the job computes")
-    else:
-        lines.append("  nothing recorded changed: the job does not run deterministically here "
-                     "(try trainer.deterministic=true)")
-    return "\n".join(lines)
-
-
-# -- helpers ---------------------------------------------------------------------
-
-
-def _key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
-
-
-def _text(client, run_id: str, path: str) -> str:
-    import os
-
-    import mlflow
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one small file: no bar
-
-    try:
-        return mlflow.artifacts.load_text(f"{client.get_run(run_id).info.artifact_uri}/{path}")
-    except Exception as e:  # noqa: BLE001 -- a run logged without it, or an artifact store gone
-        raise Refused(f"run {run_id} has no readable {path} ({type(e).__name__}): it cannot be rerun from its record")
-
-
-def _source(tags: dict) -> tuple[Path, str]:
-    """The config folder and name the job was composed from. Runs older than the `pneumo.config` tag:
-    the sweep named like its experiment, else conf/config (the config check catches a wrong guess)."""
-    recorded = tags.get(M.TAG_CONFIG)
-    if recorded:
-        folder, _, name = recorded.rpartition("/")
-        folder = Path(folder) if Path(folder).is_absolute() else paths.ROOT / folder
-    elif (paths.SWEEPS_DIR / f"{tags.get(M.TAG_SWEEP)}.yaml").exists():
-        folder, name = paths.SWEEPS_DIR, tags[M.TAG_SWEEP]
-    else:
-        folder, name = paths.CONF_DIR, "config"
-    if not (folder / f"{name}.yaml").exists():
-        raise Refused(f"the job's config {folder / name}.yaml is not in this checkout")
-    return folder, name
-
-
-def _compose(config_dir: Path, name: str, overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-
-    from pneumo.config import schema
-
-    schema.register()
-    try:
-        # conf/ stays on the search path, as under `pneumo train --config-dir`: sweeps build on conf/config
-        with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
-            return compose(name, overrides=[*overrides, f"hydra.searchpath=[{paths.CONF_DIR.resolve().as_uri()}]"])
-    except HydraException as e:
-        raise Refused(f"the job's overrides no longer compose ({str(e).splitlines()[0]}): the code changed since; "
-                      "rerun it at the commit it ran at") from None
-
-
-def _config_changes(client, run, cfg) -> list[str]:
-    """Refuse a config that differs from the logged one; return the keys added since, as warnings."""
-    import yaml
-    from omegaconf import OmegaConf
-
-    from pneumo.record.runs import flatten
-    from pneumo.record.redact import redact_config
-
-    logged = flatten(yaml.safe_load(_text(client, run.info.run_id, "config/config.yaml")) or {})
-    now = flatten(redact_config(OmegaConf.to_container(cfg, resolve=True)))
-    keep = lambda keys: {k for k in keys if not k.startswith(WHERE)}  # noqa: E731
-    changed = sorted(k for k in keep(logged) & keep(now) if logged[k] != now[k])
-    removed = sorted(keep(logged) - keep(now))
-    if changed or removed:
-        commit = run.data.tags.get("mlflow.source.git.commit", "")
-        detail = [f"{k}: {logged[k]} -> {now[k]}" for k in changed] + [f"{k}: no longer a key" for k in removed]
-        raise Refused(f"run {run.info.run_id}'s overrides now compose another config ({'; '.join(detail)}): "
-                      "conf/ or sweeps/ changed since" + (f"; rerun it at commit {commit[:12]}" if commit else ""))
-    return [f"{k}={now[k]}: a key added since run {run.info.run_id}, at its default"
-            for k in sorted(keep(now) - keep(logged))]
-
-
-def _fmt(value) -> str:
-    return "-" if value is None else f"{value:.4f}"
+        job = plan(client, args.run_id, args.overrides)
+        for warning in job.warnings:
+            print(f"pneumo rerun: warning: {warning}", file=sys.stderr)
+        check_data(job)
+    except Refused as err:
+        print(f"pneumo rerun: {err}", file=sys.stderr)
+        return 2
+    code = run.train(job.argv())
+    again = latest_rerun(client, job.run)
+    if code or again is None or again.info.status != "FINISHED":
+        print(f"pneumo rerun: the rerun of {args.run_id} did not finish", file=sys.stderr)
+        return code or 1
+    if job.warnings:
+        runs.log_tags(client, again.info.run_id, {names.TAG_RERUN_CHANGES: "; ".join(job.warnings)})
+    verdict = differences(job.run.data.metrics, again.data.metrics, args.tolerance)
+    print(describe(verdict, args.run_id, again.info.run_id, job.changes))
+    return 1 if verdict["differs"] else 0

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 from hydra.core.utils import JobStatus
-from hydra.types import RunMode
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from pneumo.config import paths
@@ -71,7 +71,7 @@ def summarize(out=sys.stdout) -> int:
     """Print the sweep's leaderboard; return the number of its jobs that did not finish."""
     if not MULTIRUN:
         return 0
-    from pneumo.commands import leaderboard
+    from pneumo.commands import leaderboard, table
     from pneumo.record import names, store
 
     client = store.connect(MULTIRUN["uri"], MULTIRUN["store"])
@@ -82,12 +82,12 @@ def summarize(out=sys.stdout) -> int:
             print(f"job FAILED: {overrides}: {error}", file=out)
         return len(MULTIRUN.get("failed", []))
     ours = f"tags.`{names.TAG_MULTIRUN}` = '{MULTIRUN['sweep_dir']}'"
-    failed = client.search_runs([exp.experiment_id], f"tags.`{names.TAG_ROLE}` = 'job' and {ours} "
+    failed = client.search_runs([exp.experiment_id], f"tags.`{names.TAG_ROLE}` = '{names.ROLE_JOB}' and {ours} "
                                                      "and attributes.status != 'FINISHED'")
     # Ranked by what the search optimised (validation), not by a test metric: the table shows
     # the test numbers, but a sweep's jobs are chosen between on validation.
     rows = leaderboard.leaderboard(MULTIRUN["experiment"], MULTIRUN["objective"], client=client)
-    leaderboard.render(rows, MULTIRUN["objective"], "table", out=out)
+    table.render(rows, MULTIRUN["objective"], "table", out=out)
     named = {run.info.run_name for run in failed}
     for run in failed:
         print(f"job FAILED: {run.info.run_name} (run {run.info.run_id}, {run.info.status})", file=out)
@@ -95,7 +95,7 @@ def summarize(out=sys.stdout) -> int:
         if overrides not in named:
             print(f"job FAILED: {overrides}: {error}", file=out)
     n_failed = max(len(failed), len(MULTIRUN.get("failed", [])))
-    from pneumo.cli import command
+    from pneumo.commands.output import command
 
     if uri.startswith(("http://", "https://")):
         print(f"\nThe runs are on the tracking server: {uri}", file=out)

@@ -1,19 +1,24 @@
-"""Typed schemas for every config group (Hydra structured configs).
+"""Typed schemas for every config group (Hydra structured configs): types only.
 
-Types live here, values in conf/*.yaml. Each YAML option names its schema in
-its defaults list, so a misspelled key or a wrong type in an override fails
-at composition, naming the key, before any data is loaded or model trained.
-Fields that may hold a search space (see `pneumo.config.space`) are typed Any.
+Types live here, values in conf/*.yaml only: no field has a default (MISSING:
+the YAML must set it; None on an Optional field means "not set", not a value),
+so a value has one home and the two cannot disagree. Each YAML option names
+its schema in its defaults list (`/schema/<group>@_here_`, models
+`/schema/model/<name>@_here_`; stored outside the user-facing groups, so
+`model=typo` lists only real options), and a misspelled key or a wrong type in
+an override fails at composition, naming the key, before any data is loaded
+or model trained. Fields that may hold a search space (see
+`pneumo.config.space`) are typed Any.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from pneumo.config import paths
 
@@ -27,55 +32,56 @@ class Paths:
 @dataclass
 class DataConfig:
     source: str = MISSING  # synthetic | folder | kaggle
-    root: Optional[str] = None  # folder: the Kaggle-layout root; synthetic/kaggle: where it is written
-    dataset: str = "paultimothymooney/chest-xray-pneumonia"  # kaggle only
-    n_images: int = 600  # synthetic only
-    image_px: int = 128  # synthetic only: side of the generated JPEGs
-    normal_fraction: float = 0.26  # synthetic only: Kermany's train split is 26% NORMAL
-    seed: int = 0  # synthetic images and the split
-    val_fraction: float = 0.15  # of train patients, carved patient-disjoint
-    test_fraction: float = 0.15  # only when the source has no test/ and no test_root
+    root: Optional[str] = MISSING  # folder: the Kaggle-layout root; synthetic/kaggle: where it goes (None: cache)
+    dataset: str = MISSING  # kaggle only: owner/name
+    n_images: int = MISSING  # synthetic only
+    image_px: int = MISSING  # synthetic only: side of the generated JPEGs, px
+    normal_fraction: float = MISSING  # synthetic only
+    seed: int = MISSING  # synthetic images and the split
+    val_fraction: float = MISSING  # of train patients, carved patient-disjoint
+    test_fraction: float = MISSING  # only when the source has no test/ and no test_root
     # a folder with NORMAL/ and PNEUMONIA/ (an external test set): the test split instead of the source's
     test_root: Optional[str] = None
-    fold_kaggle_val: bool = True  # the 16-image Kaggle val/ is too small to select on
+    fold_kaggle_val: bool = MISSING  # a val/ folder joins train (Kaggle's 16 images are too few to select on)
     cache_dir: str = MISSING
-    workers: int = 0  # decode processes; 0 = one per core
+    workers: int = MISSING  # decode processes; 0 = one per core
 
 
 @dataclass
 class CNNConfig:
-    _target_: str = "pneumo.model.builders.cnn"
-    filters: Any = 32
-    blocks: Any = 3
-    kernel_size: Any = 3
-    dense_units: Any = 128
-    dropout: Any = 0.5
+    _target_: str = MISSING  # pneumo.model.builders.cnn
+    filters: Any = MISSING
+    blocks: Any = MISSING
+    kernel_size: Any = MISSING
+    dense_units: Any = MISSING
+    dropout: Any = MISSING
 
 
 @dataclass
 class ResNetConfig:
-    _target_: str = "pneumo.model.builders.resnet"
-    filters: Any = 32
-    stages: Any = 3
-    blocks_per_stage: Any = 1
-    dropout: Any = 0.3
+    _target_: str = MISSING  # pneumo.model.builders.resnet
+    filters: Any = MISSING
+    stages: Any = MISSING
+    blocks_per_stage: Any = MISSING
+    dropout: Any = MISSING
 
 
 @dataclass
 class TransferConfig:
-    _target_: str = "pneumo.model.builders.transfer"
-    backbone: Any = "MobileNetV2"
-    weights: Optional[str] = None  # "imagenet" needs a download
-    trainable: Any = True  # False: frozen backbone, only the head trains (with pretrained weights)
-    input_scale: float = 2.0  # backbone input = pixel/255 * scale + offset
-    input_offset: float = -1.0
-    dropout: Any = 0.2
+    _target_: str = MISSING  # pneumo.model.builders.transfer
+    backbone: Any = MISSING  # a keras.applications name
+    weights: Optional[str] = None  # None: random init; "imagenet" needs a download
+    trainable: Any = MISSING  # False: frozen backbone, only the head trains (with pretrained weights)
+    input_scale: float = MISSING  # backbone input = pixel/255 * scale + offset
+    input_offset: float = MISSING
+    dropout: Any = MISSING
 
 
 @dataclass
 class OptimizerConfig:
-    _target_: str = MISSING
-    learning_rate: Any = 1e-3
+    _target_: str = MISSING  # a keras.optimizers class
+    learning_rate: Any = MISSING
+    # None: not passed (the optimizer's own default)
     rho: Any = None  # rmsprop
     momentum: Any = None  # rmsprop, sgd
     nesterov: Optional[bool] = None  # sgd
@@ -86,27 +92,27 @@ class OptimizerConfig:
 
 @dataclass
 class AugmentationConfig:
-    _target_: str = "pneumo.model.builders.augmentation"
-    flip: Any = False  # horizontal: moves the heart; off by default
-    rotation: Any = 0.0  # fraction of a full turn
-    zoom: Any = 0.0
-    translation: Any = 0.0  # fraction of the side
-    gamma: Any = 0.0  # largest |log gamma|: exposure differs between machines and years
-    contrast: Any = 0.0
-    brightness: Any = 0.0  # fraction of full scale
+    _target_: str = MISSING  # pneumo.model.builders.augmentation
+    flip: Any = MISSING  # horizontal
+    rotation: Any = MISSING  # fraction of a full turn
+    zoom: Any = MISSING  # fraction of the scale
+    translation: Any = MISSING  # fraction of the side
+    gamma: Any = MISSING  # largest |log gamma|
+    contrast: Any = MISSING  # fraction of the spread about the film's mean
+    brightness: Any = MISSING  # fraction of full scale
 
 
 @dataclass
 class TunerConfig:
-    _target_: str = MISSING
-    objective: str = "val_auc"
-    max_trials: Optional[int] = None
-    executions_per_trial: int = 1
+    _target_: str = MISSING  # a keras_tuner tuner class
+    objective: str = MISSING  # a names.py metric, maximised
+    max_trials: Optional[int] = None  # None: the tuner's own (hyperband: set by max_epochs)
+    executions_per_trial: int = MISSING
     seed: Optional[int] = None
-    max_retries_per_trial: int = 1
-    max_consecutive_failed_trials: int = 3
+    max_retries_per_trial: int = MISSING
+    max_consecutive_failed_trials: int = MISSING
     max_model_size: Optional[int] = None  # parameters; a bigger model fails its trial (no OOM mid-search)
-    start_with_defaults: bool = False  # the first trial takes every space's default (random, bayesian)
+    start_with_defaults: bool = MISSING  # the first trial takes every space's default (random, bayesian)
     # bayesian
     num_initial_points: Optional[int] = None
     # hyperband
@@ -117,58 +123,62 @@ class TunerConfig:
 
 @dataclass
 class EarlyStoppingConfig:
-    monitor: str = "val_loss"
-    patience: int = 3
+    monitor: str = MISSING  # a names.py metric
+    patience: int = MISSING  # epochs
+    start_from_epoch: int = MISSING  # epochs trained before it watches (Keras' warm-up)
 
 
 @dataclass
 class ReduceLRConfig:
-    monitor: str = "val_loss"
-    factor: float = 0.3
-    patience: int = 2
-    min_lr: float = 1e-6
+    monitor: str = MISSING  # a names.py metric
+    factor: float = MISSING
+    patience: int = MISSING  # epochs
+    min_lr: float = MISSING
 
 
 @dataclass
 class TrainerConfig:
-    epochs: int = 10
-    batch_size: int = 32
-    image_size: int = 128  # px; images are decoded (and cached) at this size
-    standardize: bool = False  # each film to zero mean, unit variance inside the model (train and serve)
-    class_weight: bool = True  # the data is ~74% PNEUMONIA
-    early_stopping: Optional[EarlyStoppingConfig] = field(default_factory=EarlyStoppingConfig)
-    reduce_lr: Optional[ReduceLRConfig] = field(default_factory=ReduceLRConfig)
+    epochs: int = MISSING
+    batch_size: int = MISSING
+    image_size: int = MISSING  # px; images are decoded (and cached) at this size
+    standardize: bool = MISSING  # each film to zero mean, unit variance inside the model (train and serve)
+    class_weight: bool = MISSING  # weight the classes by inverse frequency
+    early_stopping: Optional[EarlyStoppingConfig] = MISSING  # None: off
+    reduce_lr: Optional[ReduceLRConfig] = MISSING  # None: off
     # A trial whose best val AUC is within chance_z standard errors of 0.5 fails (0: only AUC <= 0.5;
-    # null: no check, for toy data too small for it)
-    chance_z: Optional[float] = 1.645
-    precision: str = "float32"  # or mixed_float16 (GPU)
+    # None: no check, for toy data too small for it)
+    chance_z: Optional[float] = MISSING
+    precision: str = MISSING  # float32 | mixed_float16 (GPU)
     # The best trial's hyperparameters trained with this many seeds (the search's own fit is the first):
     # the parent run gets each metric's mean and spread. 1: the search's fit alone.
-    repeats: int = 1
-    deterministic: bool = False  # the backend's deterministic kernels (TF op determinism; slower; see benchmarks/)
-    jit_compile: Any = "auto"  # "auto": XLA where there is an accelerator (pneumo.runtime.backend.jit_compile)
-    verbose: int = 0
+    repeats: int = MISSING
+    deterministic: bool = MISSING  # the backend's deterministic kernels (TF op determinism; slower; see benchmarks/)
+    jit_compile: Any = MISSING  # "auto" (XLA where there is an accelerator: pneumo.runtime.backend.jit_compile) | bool
+    verbose: int = MISSING  # Keras fit verbosity
 
 
 @dataclass
 class EvaluationConfig:
-    threshold: str = "sensitivity"  # sensitivity (at target_sensitivity) | youden
-    target_sensitivity: float = 0.95  # used by threshold=sensitivity
-    ensemble: int = 1  # the registered model averages the best N completed trials' models
-    bootstrap: int = 1000  # patient-level resamples for the 95% CIs
-    confidence: float = 0.95
-    seed: int = 0
-    heatmaps: int = 2  # test films per outcome (TP, TN, FP, FN) in evaluation/heatmaps.png; 0: none
-    gallery: int = 24  # errors drawn in evaluation/error_gallery.png, most confident first (all in errors.csv)
+    threshold: str = MISSING  # sensitivity (at target_sensitivity) | youden
+    target_sensitivity: float = MISSING  # used by threshold=sensitivity
+    ensemble: int = MISSING  # the registered model averages the best N completed trials' models
+    bootstrap: int = MISSING  # patient-level resamples for the CIs
+    confidence: float = MISSING  # of the CIs
+    seed: int = MISSING
+    heatmaps: int = MISSING  # test films per outcome (TP, TN, FP, FN) in evaluation/heatmaps.png; 0: none
+    gallery: int = MISSING  # errors drawn in evaluation/error_gallery.png, most confident first (all in errors.csv)
+    refer: Optional[float] = MISSING  # None: off; else the target accuracy of decided validation films (REFER band)
+    ood_quantile: float = MISSING  # the OOD threshold: this quantile of validation films' scores (0.99: ~1% flagged)
+    ood_sample: int = MISSING  # training films (at most) whose statistics the registered model carries
 
 
 @dataclass
 class TrackingConfig:
     uri: Optional[str] = None  # None: sqlite store under <root>/mlruns; MLFLOW_TRACKING_URI wins
     store: str = MISSING  # local store folder (sqlite db + artifacts)
-    register: bool = True
-    system_metrics: bool = True  # CPU, memory (and GPU, with pynvml) on each job run: MLflow's own sampler
-    system_metrics_interval: float = 10.0  # seconds between samples
+    register: bool = MISSING  # register each job's model in the MLflow Model Registry
+    system_metrics: bool = MISSING  # CPU, memory (and GPU, with pynvml) on each job run: MLflow's own sampler
+    system_metrics_interval: float = MISSING  # seconds between samples
 
 
 @dataclass
@@ -181,58 +191,92 @@ class DistributedConfig:
     oracle_ip: Optional[str] = None
     oracle_port: Optional[int] = None  # chief: None = 8000; worker: None = as published
     worker_id: Optional[str] = None  # unique per worker; None: <host>-<pid>
-    wait_s: float = 600.0  # worker: how long to wait for the chief's parent run to appear
+    wait_s: float = MISSING  # worker: how long to wait for the chief's parent run to appear, seconds
 
 
 @dataclass
 class Config:
     data: DataConfig = MISSING
-    model: Any = MISSING
+    model: Any = MISSING  # CNNConfig | ResNetConfig | TransferConfig, as the option's defaults list says
     optimizer: OptimizerConfig = MISSING
     augmentation: AugmentationConfig = MISSING
     tuner: TunerConfig = MISSING
     trainer: TrainerConfig = MISSING
     evaluation: EvaluationConfig = MISSING
     tracking: TrackingConfig = MISSING
-    paths: Paths = field(default_factory=Paths)
-    distributed: DistributedConfig = field(default_factory=DistributedConfig)
-    seed: int = 42
-    experiment: str = "pneumo"  # MLflow experiment = the sweep
-    restart: bool = False  # discard this job's tuner state and search again
+    paths: Paths = MISSING
+    distributed: DistributedConfig = MISSING
+    seed: int = MISSING
+    experiment: str = MISSING  # MLflow experiment = the sweep
+    restart: bool = MISSING  # discard this job's tuner state and search again
     rerun_of: Optional[str] = None  # set by `pneumo rerun RUN_ID`: this job reruns that run
 
 
+# Where each schema is stored in Hydra's ConfigStore: under schema/, outside the groups a user picks
+# options from. A conf/<group>/<option>.yaml names its schema first in its defaults list:
+#   defaults: [/schema/<group>@_here_, _self_]        (models: /schema/model/<option>@_here_)
+STORED = {
+    "schema/data": DataConfig, "schema/optimizer": OptimizerConfig, "schema/augmentation": AugmentationConfig,
+    "schema/tuner": TunerConfig, "schema/trainer": TrainerConfig, "schema/evaluation": EvaluationConfig,
+    "schema/tracking": TrackingConfig,
+    "schema/model/cnn": CNNConfig, "schema/model/resnet": ResNetConfig, "schema/model/transfer": TransferConfig,
+}
 GROUP_SCHEMAS = {
     "data": DataConfig, "optimizer": OptimizerConfig, "augmentation": AugmentationConfig,
     "tuner": TunerConfig, "trainer": TrainerConfig, "evaluation": EvaluationConfig,
-    "tracking": TrackingConfig, "distributed": DistributedConfig,
+    "tracking": TrackingConfig, "distributed": DistributedConfig, "paths": Paths,
 }
-MODEL_SCHEMAS = {c._target_: c for c in (CNNConfig, ResNetConfig, TransferConfig)}
+MODEL_SCHEMAS = {"cnn": CNNConfig, "resnet": ResNetConfig, "transfer": TransferConfig}  # by option = builder name
+
+
+def _schema_of(node, key, fallback):
+    """The dataclass node[key] was typed by (a composed node keeps its schema's type), else `fallback`;
+    None for a key that is unset, None or not a mapping."""
+    if OmegaConf.is_missing(node, key) or not isinstance(node[key], DictConfig):
+        return None
+    typ = OmegaConf.get_type(node, key)
+    return typ if typ is not None and is_dataclass(typ) else fallback
+
+
+def _refuse_unknown(node, cls, where: str) -> None:
+    from pneumo.config.space import ConfigError
+
+    allowed = {f.name for f in fields(cls)}
+    for key in node:
+        if key not in allowed:
+            raise ConfigError(f"{where}.{key}: unknown key; {where} takes {sorted(allowed - {'_target_'})}")
+    for f in fields(cls):
+        sub = _schema_of(node, f.name, None)
+        if sub is not None:
+            _refuse_unknown(node[f.name], sub, f"{where}.{f.name}")
 
 
 def check(cfg) -> None:
-    """Refuse keys the schemas do not know, also ones added with `+` (Hydra lets those in)."""
-    from dataclasses import fields
-
+    """Refuse what composition lets through: values left unset (??? in the YAML, or `key=???`),
+    keys the schemas do not know (also ones added with `+`, which Hydra lets in, nested ones too),
+    and sizes out of range."""
     from pneumo.config.space import ConfigError
 
+    missing = sorted(k for k in OmegaConf.missing_keys(cfg) if not str(k).startswith("hydra."))
+    if missing:
+        raise ConfigError(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: "
+                          f"pass {missing[0]}=VALUE (the config leaves it ???)")
     size = cfg.trainer.image_size
     if not 16 <= size <= 1024:
         raise ConfigError(f"trainer.image_size: {size} px is out of range; use 16 to 1024 (e.g. 128)")
-    if cfg.trainer.get("repeats", 1) < 1:
+    if cfg.trainer.repeats < 1:
         raise ConfigError(f"trainer.repeats: {cfg.trainer.repeats}; use 1 (the search's fit alone) or more seeds")
     known_top = {f.name for f in fields(Config)} | {"hydra"}
     for key in cfg:
         if key not in known_top:
             raise ConfigError(f"{key}: unknown config key; known: {sorted(known_top - {'hydra'})}")
-    for group, node in cfg.items():
-        cls = GROUP_SCHEMAS.get(group) or (MODEL_SCHEMAS.get(node.get("_target_")) if group == "model" else None)
-        if cls is None or node is None:
-            continue
-        allowed = {f.name for f in fields(cls)}
-        for key in node:
-            if key not in allowed:
-                raise ConfigError(f"{group}.{key}: unknown key; {group} takes {sorted(allowed - {'_target_'})}")
+    for group in cfg:
+        fallback = GROUP_SCHEMAS.get(group)
+        if group == "model" and not OmegaConf.is_missing(cfg, group) and isinstance(cfg.model, DictConfig):
+            fallback = MODEL_SCHEMAS.get(str(cfg.model.get("_target_", "")).rsplit(".", 1)[-1])
+        cls = _schema_of(cfg, group, fallback) if group != "hydra" else None
+        if cls is not None:
+            _refuse_unknown(cfg[group], cls, group)
 
 
 def register() -> None:
@@ -244,13 +288,6 @@ def register() -> None:
         OmegaConf.register_new_resolver("pneumo_if_exists", lambda path: path if os.path.exists(path) else None)
     cs = ConfigStore.instance()
     cs.store(name="pneumo_config", node=Config)
-    cs.store(group="data", name="schema", node=DataConfig)
-    cs.store(group="model", name="cnn_schema", node=CNNConfig)
-    cs.store(group="model", name="resnet_schema", node=ResNetConfig)
-    cs.store(group="model", name="transfer_schema", node=TransferConfig)
-    cs.store(group="optimizer", name="schema", node=OptimizerConfig)
-    cs.store(group="augmentation", name="schema", node=AugmentationConfig)
-    cs.store(group="tuner", name="schema", node=TunerConfig)
-    cs.store(group="trainer", name="schema", node=TrainerConfig)
-    cs.store(group="evaluation", name="schema", node=EvaluationConfig)
-    cs.store(group="tracking", name="schema", node=TrackingConfig)
+    for where, node in STORED.items():
+        group, _, name = where.rpartition("/")
+        cs.store(group=group, name=name, node=node)

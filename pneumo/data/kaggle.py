@@ -56,11 +56,11 @@ def _download_zip(dataset: str, dest: Path) -> Path:
             import kaggle
 
             kaggle.api.authenticate()
-    except (Exception, SystemExit) as e:  # the message may quote config: name the type only
+    except (Exception, SystemExit) as e:  # noqa: BLE001 -- the message may quote config: name the type only
         raise DataError(f"Kaggle authentication failed ({type(e).__name__}); {CREDENTIALS_HELP}") from None
     try:
         kaggle.api.dataset_download_files(dataset, path=str(dest), quiet=False, unzip=False)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 -- whatever the client raises, the user gets one DataError
         raise DataError(_download_failed(dataset, e)) from None
     archive = dest / (dataset.split("/")[-1] + ".zip")
     if not archive.is_file():

@@ -106,7 +106,7 @@ def from_index(index: Index, cfg, image_size: int, progress: bool = True) -> Spl
     usable = [e for e in index.entries if e.hash in row]
     skipped = list(index.skipped) + [(e.path, bad[e.hash]) for e in index.entries if e.hash in bad]
     for split in index.splits():
-        for label, name in enumerate(CLASSES):
+        for label in range(len(CLASSES)):
             if not any(e.split == split and e.label == label for e in usable):
                 folder = next(Path(index.root / e.path).parent for e in index.entries
                               if e.split == split and e.label == label)

@@ -16,8 +16,8 @@ import numpy as np
 from scipy import sparse
 from sklearn import metrics as skm
 
-from pneumo.record import names as M
 from pneumo.data.base import CLASSES as LABELS
+from pneumo.record import names
 from pneumo.record.names import TEST_METRICS, THRESHOLD, ci_names, higher_is_better
 
 THRESHOLD_POLICIES = ("youden", "sensitivity")
@@ -65,15 +65,15 @@ def score(y, p, threshold) -> dict[str, float]:
     tn, fp, fn, tp = skm.confusion_matrix(y, pred, labels=[0, 1]).ravel()
     both = len(np.unique(y)) == 2
     out = {
-        M.TEST_AUC: skm.roc_auc_score(y, p) if both else np.nan,
-        M.TEST_AUPRC: skm.average_precision_score(y, p) if y.any() else np.nan,
-        M.TEST_ACCURACY: skm.accuracy_score(y, pred),
-        M.TEST_SENSITIVITY: skm.recall_score(y, pred, zero_division=np.nan),
-        M.TEST_SPECIFICITY: _ratio(tn, tn + fp),
-        M.TEST_PRECISION: skm.precision_score(y, pred, zero_division=np.nan),
-        M.TEST_NPV: _ratio(tn, tn + fn),
-        M.TEST_F1: skm.f1_score(y, pred, zero_division=np.nan),
-        M.TEST_BRIER: skm.brier_score_loss(y, p) if len(y) else np.nan,
+        names.TEST_AUC: skm.roc_auc_score(y, p) if both else np.nan,
+        names.TEST_AUPRC: skm.average_precision_score(y, p) if y.any() else np.nan,
+        names.TEST_ACCURACY: skm.accuracy_score(y, pred),
+        names.TEST_SENSITIVITY: skm.recall_score(y, pred, zero_division=np.nan),
+        names.TEST_SPECIFICITY: _ratio(tn, tn + fp),
+        names.TEST_PRECISION: skm.precision_score(y, pred, zero_division=np.nan),
+        names.TEST_NPV: _ratio(tn, tn + fn),
+        names.TEST_F1: skm.f1_score(y, pred, zero_division=np.nan),
+        names.TEST_BRIER: skm.brier_score_loss(y, p) if len(y) else np.nan,
     }
     return {k: float(v) for k, v in out.items()}
 
@@ -112,15 +112,15 @@ class _Resampler:
         auprc = _ratio(np.sum(pos[:, ::-1] * prec_at, axis=1), n_pos)
         n = n_pos + n_neg
         return {
-            M.TEST_AUC: auc,
-            M.TEST_AUPRC: auprc,
-            M.TEST_ACCURACY: _ratio(tp + tn, n),
-            M.TEST_SENSITIVITY: _ratio(tp, tp + fn),
-            M.TEST_SPECIFICITY: _ratio(tn, tn + fp),
-            M.TEST_PRECISION: _ratio(tp, tp + fp),
-            M.TEST_NPV: _ratio(tn, tn + fn),
-            M.TEST_F1: _ratio(2 * tp, 2 * tp + fp + fn),
-            M.TEST_BRIER: _ratio(sq, n),
+            names.TEST_AUC: auc,
+            names.TEST_AUPRC: auprc,
+            names.TEST_ACCURACY: _ratio(tp + tn, n),
+            names.TEST_SENSITIVITY: _ratio(tp, tp + fn),
+            names.TEST_SPECIFICITY: _ratio(tn, tn + fp),
+            names.TEST_PRECISION: _ratio(tp, tp + fp),
+            names.TEST_NPV: _ratio(tn, tn + fn),
+            names.TEST_F1: _ratio(2 * tp, 2 * tp + fp + fn),
+            names.TEST_BRIER: _ratio(sq, n),
         }
 
 
@@ -226,7 +226,7 @@ def write_report(out_dir, y, p, threshold, history: dict | None = None) -> list[
     written.append(out / "classification_report.txt")
 
     if history:
-        pairs = [k for k in (M.LOSS, M.AUC) if k in history or f"val_{k}" in history]
+        pairs = [k for k in (names.LOSS, names.AUC) if k in history or f"val_{k}" in history]
         fig = Figure(figsize=(4.5 * max(len(pairs), 1), 4))
         for ax, key in zip(np.atleast_1d(fig.subplots(1, max(len(pairs), 1))), pairs):
             for name in (key, f"val_{key}"):

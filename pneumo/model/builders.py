@@ -14,14 +14,14 @@ import keras
 import keras_tuner
 from hydra.utils import get_method
 
-from pneumo.runtime import backend
-from pneumo.record import names
 from pneumo.config import space
+from pneumo.record import names
+from pneumo.runtime import backend
 
 # -- bodies: (tensor, **plain values) -> feature tensor ---------------------
 
 
-def cnn(x, *, filters=32, blocks=3, kernel_size=3, dense_units=128, dropout=0.5):
+def cnn(x, *, filters, blocks, kernel_size, dense_units, dropout):
     """The seed: Conv2D + ReLU + MaxPooling blocks (filters doubling), Dense, Dropout."""
     for i in range(blocks):
         x = keras.layers.Conv2D(filters * 2**i, kernel_size, padding="same", activation="relu")(x)
@@ -36,7 +36,7 @@ def cnn(x, *, filters=32, blocks=3, kernel_size=3, dense_units=128, dropout=0.5)
 BN_MOMENTUM = 0.9
 
 
-def resnet(x, *, filters=32, stages=3, blocks_per_stage=1, dropout=0.3):
+def resnet(x, *, filters, stages, blocks_per_stage, dropout):
     """A small pre-activation-free residual net: stem, stages of two-conv blocks."""
     x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False)(x)
     x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
@@ -59,8 +59,7 @@ def resnet(x, *, filters=32, stages=3, blocks_per_stage=1, dropout=0.3):
     return keras.layers.Dropout(dropout)(x)
 
 
-def transfer(x, *, backbone="MobileNetV2", weights=None, trainable=False,
-             input_scale=2.0, input_offset=-1.0, dropout=0.2):
+def transfer(x, *, backbone, weights=None, trainable, input_scale, input_offset, dropout):
     """A keras.applications backbone; gray input tiled to the 3 channels it expects."""
     try:
         app = getattr(keras.applications, backbone)
@@ -74,8 +73,7 @@ def transfer(x, *, backbone="MobileNetV2", weights=None, trainable=False,
     return keras.layers.Dropout(dropout)(x)
 
 
-def augmentation(*, flip=False, rotation=0.0, zoom=0.0, translation=0.0, gamma=0.0, contrast=0.0, brightness=0.0,
-                 seed=None):
+def augmentation(*, flip, rotation, zoom, translation, gamma, contrast, brightness, seed=None):
     """One layer (pneumo.model.layers.Augment), active only in training; None when nothing is asked."""
     from pneumo.model.layers import Augment
 
@@ -88,7 +86,7 @@ def augmentation(*, flip=False, rotation=0.0, zoom=0.0, translation=0.0, gamma=0
 
 
 def build(image_size: int, body, body_kwargs: Mapping, aug_kwargs: Mapping, optimizer, *,
-          jit_compile="auto", seed=None, standardize: bool = False) -> keras.Model:
+          jit_compile, seed=None, standardize: bool) -> keras.Model:
     """uint8 gray images in, P(pneumonia) out: rescaling, augmentation and standardisation live inside."""
     inputs = keras.Input((image_size, image_size, 1), dtype="uint8", name="image")
     x = keras.layers.Rescaling(1.0 / 255)(inputs)

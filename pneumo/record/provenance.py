@@ -13,24 +13,24 @@ import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from pneumo.record import names as M
 from pneumo.config import paths
+from pneumo.record import names
 
 # Versions beyond Keras and the backend (tracking.runtime_tags has those): the split uses
 # scikit-learn's group-aware splitters, the bootstrap and the data numpy.
 LIBRARIES = ("numpy", "scikit-learn")
 # Tags a rerun compares with what it would run on: a difference can change the numbers.
 # (mlflow.version, host and pid are recorded too, but do not decide a number.)
-DECISIVE = ("keras.backend", "keras.version", "keras_tuner.version", "tensorflow.version", "jax.version",
+DECISIVE = (names.TAG_KERAS_BACKEND, "keras.version", "keras_tuner.version", "tensorflow.version", "jax.version",
             "jaxlib.version", "torch.version", "python.version", *(f"{lib}.version" for lib in LIBRARIES),
-            M.TAG_DEVICE, "mlflow.source.git.commit", "git.dirty")
+            names.TAG_DEVICE, names.TAG_GIT_COMMIT, names.TAG_GIT_DIRTY)
 
 
 def environment() -> dict[str, str]:
     """This process's versions and device, under the tag names a job records them with."""
     from pneumo.runtime import backend
 
-    out = {"python.version": platform.python_version(), M.TAG_DEVICE: backend.device()}
+    out = {"python.version": platform.python_version(), names.TAG_DEVICE: backend.device()}
     for lib in LIBRARIES:
         try:
             out[f"{lib}.version"] = version(lib)
@@ -43,8 +43,8 @@ def job_tags(cfg, splits, determinism: str) -> dict[str, str]:
     """The parent run's provenance tags (runtime_tags and git_tags add Keras, backend and commit)."""
     seeds = {"seed": cfg.seed, "data.seed": cfg.data.seed, "tuner.seed": cfg.tuner.seed,
              "evaluation.seed": cfg.evaluation.seed}
-    return {**environment(), M.TAG_SPLIT_DIGEST: split_digest(splits), M.TAG_DETERMINISTIC: determinism,
-            M.TAG_SEEDS: " ".join(f"{k}={v}" for k, v in seeds.items()), M.TAG_CONFIG: config_source()}
+    return {**environment(), names.TAG_SPLIT_DIGEST: split_digest(splits), names.TAG_DETERMINISTIC: determinism,
+            names.TAG_SEEDS: " ".join(f"{k}={v}" for k, v in seeds.items()), names.TAG_CONFIG: config_source()}
 
 
 def split_digest(splits) -> str:

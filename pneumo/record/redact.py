@@ -9,7 +9,6 @@ import os
 import re
 from collections.abc import Mapping
 
-
 # A key that looks like it holds a credential never has its value recorded.
 SECRET_WORDS = r"key|token|secret|passw|credential|auth|cookie|session|kaggle_user"
 

@@ -16,14 +16,16 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+
 import mlflow
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
-from pneumo.record import names
-from pneumo.config import paths
-from pneumo.config.space import is_space, plain
-from pneumo.record.redact import REDACTED, SECRET_KEY, redact_config, scrub
 
+from pneumo.config import paths
+from pneumo.config.keys import job_config
+from pneumo.config.space import is_space, plain
+from pneumo.record import names
+from pneumo.record.redact import REDACTED, SECRET_KEY, redact_config, scrub
 
 PARAM_MAX = 6000  # MLflow's limit on a param value, in characters
 
@@ -44,11 +46,10 @@ def flatten(node, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def job_key(cfg_plain: Mapping) -> str:
-    """Stable identity of a job: the resolved config minus what does not change results."""
-    ignore = {"restart", "rerun_of", "tracking", "paths"}
-    keep = {k: v for k, v in cfg_plain.items() if k not in ignore}
-    blob = json.dumps(keep, sort_keys=True, default=str).encode()
+def job_key(cfg_plain: Mapping, *digests: str) -> str:
+    """Stable identity of a job: the part of its config that decides what is trained
+    (pneumo.config.keys), and the digests of the data it is trained and tested on."""
+    blob = json.dumps([job_config(cfg_plain), *digests], sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
@@ -61,24 +62,23 @@ def git_tags(root: Path = paths.ROOT) -> dict[str, str]:
         if sha.returncode != 0:
             return {}
         dirty = bool(git("status", "--porcelain", "--untracked-files=no").stdout.strip())
-        return {"mlflow.source.git.commit": sha.stdout.strip(), "git.dirty": str(dirty).lower()}
+        return {names.TAG_GIT_COMMIT: sha.stdout.strip(), names.TAG_GIT_DIRTY: str(dirty).lower()}
     except (OSError, subprocess.SubprocessError):
         return {}
 
 
 def runtime_tags() -> dict[str, str]:
-    import keras  # noqa: PLC0415 -- only jobs pay for it
-
+    import keras
     import keras_tuner
 
     tags = {
-        "keras.backend": keras.backend.backend(),
+        names.TAG_KERAS_BACKEND: keras.backend.backend(),
         "keras.version": keras.__version__,
         "keras_tuner.version": keras_tuner.__version__,
         "mlflow.version": mlflow.__version__,
         "host": socket.gethostname(),
         "pid": str(os.getpid()),
-        "pid.started": str(process_start(os.getpid()) or ""),  # tells a live job from a reused pid
+        names.TAG_PID_STARTED: str(process_start(os.getpid()) or ""),  # tells a live job from a reused pid
     }
     from pneumo.runtime import backend
 
@@ -90,7 +90,7 @@ def find_job(client: MlflowClient, exp_id: str, key: str):
     """The latest parent run of this job, if any (for resume / skip)."""
     runs = client.search_runs(
         [exp_id],
-        f"tags.`{names.TAG_JOB_KEY}` = '{key}' and tags.`{names.TAG_ROLE}` = 'job'",
+        f"tags.`{names.TAG_JOB_KEY}` = '{key}' and tags.`{names.TAG_ROLE}` = '{names.ROLE_JOB}'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
@@ -105,9 +105,9 @@ def reap(client: MlflowClient, exp_id: str, keep: str | None = None) -> int:
     run the caller is about to resume (its trials are reconciled separately).
     """
     host, n = socket.gethostname(), 0
-    for run in client.search_runs([exp_id], f"attributes.status = 'RUNNING' and tags.`{names.TAG_ROLE}` = 'job'"):
+    for run in client.search_runs([exp_id], f"attributes.status = 'RUNNING' and tags.`{names.TAG_ROLE}` = '{names.ROLE_JOB}'"):
         tags = run.data.tags
-        started = float(tags["pid.started"]) if tags.get("pid.started") else None
+        started = float(tags[names.TAG_PID_STARTED]) if tags.get(names.TAG_PID_STARTED) else None
         if run.info.run_id == keep or tags.get("host") != host or _alive(int(tags.get("pid", "0") or 0), started):
             continue
         for child in children(client, exp_id, run.info.run_id, "RUNNING"):
@@ -144,7 +144,7 @@ def process_start(pid: int) -> float | None:
 
 
 def children(client: MlflowClient, exp_id: str, parent_id: str, status: str | None = None):
-    query = f"tags.`mlflow.parentRunId` = '{parent_id}'"
+    query = f"tags.`{names.PARENT_RUN_ID}` = '{parent_id}'"
     if status:
         query += f" and attributes.status = '{status}'"
     return client.search_runs([exp_id], query, max_results=5000)
@@ -163,14 +163,14 @@ def close_stale_trials(client: MlflowClient, exp_id: str, parent_id: str, comple
 
 def start_trial(client: MlflowClient, exp_id: str, parent_id: str, trial_id: str, hp: Mapping,
                 name_prefix: str = "trial") -> str:
-    return start_child(client, exp_id, parent_id, f"{name_prefix}-{trial_id}", "trial", hp,
+    return start_child(client, exp_id, parent_id, f"{name_prefix}-{trial_id}", names.ROLE_TRIAL, hp,
                        {names.TAG_TRIAL_ID: trial_id})
 
 
 def start_child(client: MlflowClient, exp_id: str, parent_id: str, name: str, role: str, params: Mapping,
                 tags: Mapping[str, str] | None = None) -> str:
     """A child run of the job (a trial, or a seed repeat of the best trial), with its params."""
-    tags = {"mlflow.parentRunId": parent_id, names.TAG_ROLE: role, **(tags or {})}
+    tags = {names.PARENT_RUN_ID: parent_id, names.TAG_ROLE: role, **(tags or {})}
     run = client.create_run(exp_id, run_name=name, tags=tags)
     batch = [Param(k, scrub(str(v))[:PARAM_MAX]) for k, v in sorted(params.items())]
     if batch:
@@ -191,7 +191,7 @@ def log_epoch(client: MlflowClient, run_id: str, epoch: int, logs: Mapping, sync
     in flight; at a normal interpreter exit the queue is drained first.
     """
     now = int(time.time() * 1000)
-    batch = [Metric(k, float(v), now, epoch) for k, v in logs.items() if _finite(v)]
+    batch = [Metric(k, float(v), now, epoch) for k, v in logs.items() if names.finite(v) is not None]
     if not batch:
         return None
     if synchronous:
@@ -210,7 +210,7 @@ def wait_written(writes: list[Future]) -> None:
 
 def end_trial(client: MlflowClient, run_id: str, status: str, message: str | None = None) -> None:
     if message:
-        client.log_text(run_id, scrub(message), "error.txt")
+        client.log_text(run_id, scrub(message), names.ERROR_ARTIFACT)
         client.set_tag(run_id, "error", scrub(message.strip().splitlines()[-1])[:500])
     client.set_terminated(run_id, status)
 
@@ -234,8 +234,8 @@ def log_job(client: MlflowClient, run_id: str, plain: Mapping, overrides: list[s
 
     log_tags(client, run_id, {**tags, names.TAG_OVERRIDES: " ".join(overrides), **git_tags(), **runtime_tags()})
     log_params(client, run_id, flatten(plain))
-    client.log_text(run_id, OmegaConf.to_yaml(OmegaConf.create(redact_config(plain))), "config/config.yaml")
-    client.log_text(run_id, "\n".join(overrides) + "\n", "config/overrides.txt")
+    client.log_text(run_id, OmegaConf.to_yaml(OmegaConf.create(redact_config(plain))), names.CONFIG_ARTIFACT)
+    client.log_text(run_id, "\n".join(overrides) + "\n", names.OVERRIDES_ARTIFACT)
 
 
 def log_dataset(name: str, digest: str, source: str, counts: Mapping) -> None:
@@ -247,10 +247,3 @@ def log_dataset(name: str, digest: str, source: str, counts: Mapping) -> None:
     dataset = MetaDataset(source=resolve_dataset_source(uri), name=name, digest=digest[:36])
     mlflow.log_input(dataset, context="training", tags={"counts": json.dumps(counts)})
 
-
-def _finite(v) -> bool:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return False
-    return f == f and f not in (float("inf"), float("-inf"))

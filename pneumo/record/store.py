@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+
 import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from pneumo.config import paths
 
+from pneumo.config import paths
 
 _ours: dict = {}  # the tracking URI this process set, as MLflow mirrored it into the environment
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-from pneumo.record import names as M
+from pneumo.evaluation import format
+from pneumo.record import names
 
-ARTIFACT = "model_card.md"
 MAX_CHARS = 5000  # MLflow's model-version description column (String(5000))
 HISTORY = "## History"
 THRESHOLD_POLICY = {
@@ -35,11 +35,6 @@ INTENDED_USE = (
 
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _num(value) -> str:
-    v = M.finite(value)
-    return "n/a" if v is None else f"{v:.3f}"
 
 
 def _source(data_cfg, root: str) -> str:
@@ -61,10 +56,10 @@ def _counts(splits) -> list[str]:
 
 def _disjoint(splits) -> str:
     """Recounted here, not taken on trust: patients and file contents shared between splits."""
-    names = ("train", "val", "test")
+    subsets = ("train", "val", "test")
     shared_p = shared_h = 0
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
+    for i, a in enumerate(subsets):
+        for b in subsets[i + 1:]:
             sa, sb = getattr(splits, a), getattr(splits, b)
             shared_p += len(set(sa.patients) & set(sb.patients))
             shared_h += len(set(sa.hashes) & set(sb.hashes))
@@ -92,19 +87,15 @@ def _config_lines(cfg) -> list[str]:
     return out
 
 
-def _value(v) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
 def render(cfg, splits, top: list, threshold: float, results: dict, version, run_id: str) -> str:
     """The card of a version, from what its job knows when it registers it."""
     ev, best = cfg.evaluation, top[0]
     external = bool(cfg.data.test_root)
     policy = THRESHOLD_POLICY.get(ev.threshold, f"policy `{ev.threshold}`").format(target=ev.target_sensitivity)
     lines = [
-        f"# {M.MODEL_NAME} version {version}", "",
+        f"# {names.MODEL_NAME} version {version}", "",
         f"Registered {_now()} from job run `{run_id}` (experiment `{cfg.experiment}`): the run holds the "
-        f"config, the evaluation plots, the heatmaps and error gallery, and this card as `{ARTIFACT}`.", "",
+        f"config, the evaluation plots, the heatmaps and error gallery, and this card as `{names.CARD_ARTIFACT}`.", "",
         "## Intended use", "", INTENDED_USE, "",
         "## Data", "",
         f"- source: {_source(cfg.data, splits.root)}",
@@ -116,7 +107,7 @@ def render(cfg, splits, top: list, threshold: float, results: dict, version, run
         *_config_lines(cfg),
         f"- best trial `{best.trial_id}`" + (f"; the model averages trials {', '.join(t.trial_id for t in top)}"
                                             if len(top) > 1 else ""),
-        "- best hyperparameters: " + ", ".join(f"`{k}={_value(v)}`" for k, v in best.hyperparameters.values.items()),
+        "- best hyperparameters: " + ", ".join(f"`{k}={format.value(v)}`" for k, v in best.hyperparameters.values.items()),
         "",
         "## Threshold", "",
         f"{threshold:.4f}: {policy}. Chosen on validation; the test split was used once, after.", "",
@@ -124,12 +115,21 @@ def render(cfg, splits, top: list, threshold: float, results: dict, version, run
         f"{len(set(splits.test.patients))} patients)", "",
         f"| metric | value | {ev.confidence:.0%} CI (patient bootstrap) |", "|---|---:|---|",
     ]
-    for name in M.TEST_METRICS:
-        low, high = (results.get(n) for n in M.ci_names(name))
-        lines.append(f"| {name} | {_num(results.get(name))} | [{_num(low)}, {_num(high)}] |")
-    lines += ["", "External evaluations (`pneumo evaluate`) are added under History.", "",
+    for name in names.TEST_METRICS:
+        lines.append(f"| {name} | {format.metric(results, name, sep=' | ', missing='n/a')} |")
+    from pneumo.evaluation.subgroups import subtype_counts
+    from pneumo.release import trust_card
+
+    lines += ["", *trust_card.subtype_lines(results, subtype_counts(splits.test.y, splits.test.paths)),
+              *trust_card.guard_lines(results, _band(results)),
+              "External evaluations (`pneumo evaluate`) and shift checks (`pneumo shift`) are added under History.", "",
               "## Known limits", "", *limits(cfg.data, splits, external)]
     return "\n".join(lines) + "\n"
+
+
+def _band(results: dict):
+    low, high = names.finite(results.get(names.REFER_LOW)), names.finite(results.get(names.REFER_HIGH))
+    return None if low is None or high is None else (low, high)
 
 
 def limits(data_cfg, splits, external: bool) -> list[str]:
@@ -144,7 +144,8 @@ def limits(data_cfg, splits, external: bool) -> list[str]:
         "- Train/test shift: Kermany's own test films were taken later than its training films and score lower; "
         + ("this job was tested on an external folder." if external else
            "this job's test split shares their origin, so it likely overstates performance on new films."),
-        "- Labels are image-level NORMAL/PNEUMONIA; bacterial and viral pneumonia are one class.",
+        "- Labels are image-level NORMAL/PNEUMONIA; bacterial and viral pneumonia are one class to the model "
+        "(sensitivity per subtype is reported where the file names say which; viral is the harder one).",
         f"- {len(splits.test)} test films: read the CIs, not the point estimates.",
     ]
     return out
@@ -155,8 +156,8 @@ def record(client, run_id: str, version, text: str) -> None:
     from pneumo.record.redact import scrub_text
 
     text = scrub_text(text)  # a credential in a config value (data.dataset may name the Kaggle user) stays out
-    client.log_text(run_id, text, ARTIFACT)
-    client.update_model_version(M.MODEL_NAME, str(version), description=_fit(text, []))
+    client.log_text(run_id, text, names.CARD_ARTIFACT)
+    client.update_model_version(names.MODEL_NAME, str(version), description=_fit(text, []))
 
 
 def append(client, version, entry: str) -> None:
@@ -164,12 +165,12 @@ def append(client, version, entry: str) -> None:
     from pneumo.record.redact import scrub_text
 
     entry = scrub_text(entry)
-    text = client.get_model_version(M.MODEL_NAME, str(version)).description or ""
+    text = client.get_model_version(names.MODEL_NAME, str(version)).description or ""
     found = re.search(rf"(?m)^{HISTORY}$", text)
     head, history = (text[:found.start()], text[found.end():]) if found else (text, "")
     entries = [e.strip() for e in re.split(r"(?m)^(?=### )", history) if e.strip().startswith("### ")]
     dropped = sum(int(n) for n in re.findall(r"_\((\d+) earlier entr", history))
-    client.update_model_version(M.MODEL_NAME, str(version),
+    client.update_model_version(names.MODEL_NAME, str(version),
                                 description=_fit(head.rstrip() + "\n", [*entries, entry.strip()], dropped))
 
 
@@ -187,6 +188,13 @@ def _fit(head: str, entries: list[str], dropped: int = 0) -> str:
         dropped += 1
         text = compose()
     return text[:MAX_CHARS]
+
+
+def shift_entry(r: dict) -> str:
+    """A `pneumo shift` check as a History entry."""
+    from pneumo.release import trust_card
+
+    return trust_card.shift_entry(r, _now())
 
 
 def decision_entry(d, forced_reason: str | None = None) -> str:
@@ -214,7 +222,10 @@ def external_entry(r: dict) -> str:
     lines = [f"### {_now()}: external evaluation on `{r['folder']}`", "",
              f"{r['images']} films, threshold {r['threshold']:.4f} (the job's); run `{r['run_id']}`", "",
              "| metric | value | CI |", "|---|---:|---|"]
-    for name in (M.TEST_AUC, M.TEST_SENSITIVITY, M.TEST_SPECIFICITY, M.TEST_AUPRC, M.TEST_BRIER):
-        low, high = (r.get(n) for n in M.ci_names(name))
-        lines.append(f"| {name} | {_num(r.get(name))} | [{_num(low)}, {_num(high)}] |")
+    from pneumo.data.subtypes import SUBTYPES
+
+    subtypes = [names.subtype_metric(names.TEST_SENSITIVITY, s) for s in SUBTYPES]
+    for name in (names.TEST_AUC, names.TEST_SENSITIVITY, *subtypes, names.TEST_SPECIFICITY, names.TEST_AUPRC, names.TEST_BRIER):
+        if name not in subtypes or names.finite(r.get(name)) is not None:
+            lines.append(f"| {name} | {format.metric(r, name, sep=' | ', missing='n/a')} |")
     return "\n".join(lines)

@@ -1,14 +1,16 @@
-"""`pneumo predict`: a registered model on image files; a bad file is reported, not fatal."""
+"""A registered model on image files or folders: one row a file; a file that cannot be read is
+reported in its row, not fatal."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from pneumo.commands import output
 from pneumo.data.index import IMAGE_SUFFIXES, is_metadata
+from pneumo.record import names
 
-COLUMNS = ("path", "probability", "label", "error")
+COLUMNS = ("path", "probability", "label", "error", names.OOD_COLUMN, names.OOD_FLAG_COLUMN)
+NO_GUARD = ("this version has no out-of-distribution screening (registered before the guard): "
+            "its labels do not say when a file is not a chest film")
 EXPLAIN_COLUMN = "explanation"  # with --explain: the overlay PNG's path ('' where the file was not classified)
 DISPLAY_PX = 384  # side of the film in an overlay PNG (the heat is computed at the model's input size)
 
@@ -34,22 +36,32 @@ def predict_files(files: list[Path], model) -> list[dict]:
             images.append(f.read_bytes())
             readable.append(f)
         except OSError as e:
-            rows.append({"path": str(f), "probability": None, "label": "", "error": f"unreadable: {e.strerror or e}"})
+            rows.append({"path": str(f), "probability": None, "label": "", "error": f"unreadable: {e.strerror or e}",
+                         names.OOD_COLUMN: None, names.OOD_FLAG_COLUMN: None})
     if images:
         out = model.predict(pd.DataFrame({"image": images}))
         for f, (_, r) in zip(readable, out.iterrows()):
             prob = None if r["probability"] != r["probability"] else round(float(r["probability"]), 6)
-            rows.append({"path": str(f), "probability": prob, "label": r["label"], "error": r["error"]})
+            ood = r.get(names.OOD_COLUMN)  # absent from versions registered before the guard
+            flag = r.get(names.OOD_FLAG_COLUMN)
+            rows.append({"path": str(f), "probability": prob, "label": r["label"], "error": r["error"],
+                         names.OOD_COLUMN: None if ood is None or ood != ood else round(float(ood), 4),
+                         names.OOD_FLAG_COLUMN: None if flag is None or flag != flag else bool(flag)})
     order = {str(f): i for i, f in enumerate(files)}
     return sorted(rows, key=lambda r: order[r["path"]])
+
+
+def has_guard(model) -> bool:
+    """Whether a loaded version screens for out-of-distribution films (versions before the guard do not)."""
+    return getattr(model.unwrap_python_model(), "guard", None) is not None
 
 
 def explain_rows(rows: list[dict], model, out_dir: Path) -> None:
     """One overlay PNG per classified file in out_dir (see pneumo.evaluation.explain); each row gains its path."""
     import numpy as np
 
-    from pneumo.evaluation import explain
     from pneumo.data.imaging import decode
+    from pneumo.evaluation import explain
 
     served = model.unwrap_python_model()  # pneumo.release.serving.PneumoniaModel: its Keras model, input size, threshold
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -71,38 +83,3 @@ def explain_rows(rows: list[dict], model, out_dir: Path) -> None:
         display = decode(data, max(served.image_size, DISPLAY_PX))
         explain.explain_file(out_dir / name, display, h, r["probability"], served.threshold, Path(r["path"]).name)
         r[EXPLAIN_COLUMN] = str(out_dir / name)
-
-
-def run(items: list[str], model_uri: str, fmt: str | None, explain: str | None = None) -> int:
-    from pneumo.record import store
-
-    store.setup()
-    files = collect(items)
-    if not files:
-        print("pneumo predict: no JPEG/PNG files found in " + " ".join(items), file=sys.stderr)
-        return 2
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    from pneumo.runtime import quiet
-
-    quiet.libraries(0)  # the model's Keras backend loads next: its import chatter stays off the console
-    try:
-        model = mlflow.pyfunc.load_model(model_uri)
-    except MlflowException as e:
-        print(f"pneumo predict: cannot load {model_uri}: {e.message.splitlines()[0]}\n"
-              "  run a sweep and `pneumo promote` first, or pass --model models:/pneumonia-classifier/<version>",
-              file=sys.stderr)
-        return 2
-    rows = predict_files(files, model)
-    columns = list(COLUMNS)
-    if explain:
-        explain_rows(rows, model, Path(explain))
-        columns.append(EXPLAIN_COLUMN)
-    output.write(rows, output.choose(fmt), columns=columns, title=model_uri, cells=lambda r: [
-        r["path"], "" if r["probability"] is None else f"{r['probability']:.3f}", r["label"], r["error"],
-        *([r[EXPLAIN_COLUMN]] if explain else [])])
-    bad = sum(1 for r in rows if r["error"])
-    if bad:
-        print(f"{bad} of {len(rows)} file(s) could not be classified (see error column)", file=sys.stderr)
-    return 1 if bad == len(rows) else 0

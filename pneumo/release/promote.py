@@ -9,13 +9,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pneumo.record import names as M
-from pneumo.release.gates import MIN_SENSITIVITY, MIN_SPECIFICITY, PAIRED_RESAMPLES, THRESHOLD_FREE, best_passing, capped, own_gates, paired_test
-from pneumo.release.registry import default_client, by_alias, logged, previous_alias, run_id_of, run_of, show, tested_on
 
-
-TAG_PREFIX = "promotion."
-
+from pneumo.evaluation import format
+from pneumo.record import names
+from pneumo.release.gates import (
+    MIN_SENSITIVITY,
+    MIN_SPECIFICITY,
+    PAIRED_RESAMPLES,
+    THRESHOLD_FREE,
+    best_passing,
+    capped,
+    own_gates,
+    paired_test,
+    subtype_warnings,
+)
+from pneumo.release.registry import by_alias, default_client, logged, previous_alias, run_id_of, run_of, tested_on
 
 TAG_MAX = 5000  # characters; MLflow's limit on a model-version tag value
 
@@ -27,7 +35,7 @@ class Decision:
     previous: str | None  # the version displaced from the alias (None: there was none / no move)
     reasons: list[str]
     numbers: dict = field(default_factory=dict)
-    alias: str = M.CHAMPION
+    alias: str = names.CHAMPION
     dry_run: bool = False
     forced: bool = False
     noop: bool = False  # the candidate already holds the alias
@@ -46,11 +54,11 @@ class Decision:
             if self.dry_run:
                 head = "[dry run] " + head
         lines = [head, *(f"  - {r}" for r in self.reasons)]
-        lines += [f"    {k}: {show(v)}" for k, v in self.numbers.items() if v is not None]
+        lines += [f"    {k}: {format.value(v)}" for k, v in self.numbers.items() if v is not None]
         return "\n".join(lines)
 
 
-def promote(metric: str = M.TEST_AUC, version=None, alias: str = M.CHAMPION, *, confidence: float = 0.95,
+def promote(metric: str = names.TEST_AUC, version=None, alias: str = names.CHAMPION, *, confidence: float = 0.95,
             min_sensitivity: float = MIN_SENSITIVITY, min_specificity: float = MIN_SPECIFICITY,
             dry_run: bool = False, force: bool = False, reason: str | None = None, client=None) -> Decision:
     """Move `alias` to the best version that can pass by `metric` (or to `version`) if every gate passes."""
@@ -58,8 +66,8 @@ def promote(metric: str = M.TEST_AUC, version=None, alias: str = M.CHAMPION, *, 
 
     if force and not (reason or "").strip():
         raise ValueError("force=True needs a non-empty reason: it is recorded on the version")
-    if metric not in M.TEST_METRICS:
-        raise ValueError(f"promotion compares test predictions: metric must be one of {', '.join(M.TEST_METRICS)}")
+    if metric not in names.TEST_METRICS:
+        raise ValueError(f"promotion compares test predictions: metric must be one of {', '.join(names.TEST_METRICS)}")
     for name, floor in (("min_sensitivity", min_sensitivity), ("min_specificity", min_specificity)):
         if not 0 <= floor <= 1:  # also refuses nan
             raise ValueError(f"{name} is a proportion: it must be between 0 and 1, got {floor}")
@@ -70,9 +78,9 @@ def promote(metric: str = M.TEST_AUC, version=None, alias: str = M.CHAMPION, *, 
     skipped = []
     if version is not None:
         try:
-            cand = c.get_model_version(M.MODEL_NAME, str(version))
+            cand = c.get_model_version(names.MODEL_NAME, str(version))
         except MlflowException as err:
-            raise LookupError(f"{M.MODEL_NAME} has no version {version}") from err
+            raise LookupError(f"{names.MODEL_NAME} has no version {version}") from err
     else:
         cand, skipped = best_passing(c, metric, champ, min_sensitivity, min_specificity)
     skipped = [f"skipped: {s}" for s in capped(skipped)]
@@ -81,7 +89,7 @@ def promote(metric: str = M.TEST_AUC, version=None, alias: str = M.CHAMPION, *, 
                 else f"version {cand.version} holds '{alias}'")
         return Decision(False, str(cand.version), None, [held, *skipped], alias=alias, dry_run=dry_run, noop=True)
 
-    run, higher = run_of(c, run_id_of(cand)), M.higher_is_better(metric)
+    run, higher = run_of(c, run_id_of(cand)), names.higher_is_better(metric)
     ok, fail, own = own_gates(cand, run, min_sensitivity, min_specificity)
     nums = {"metric": metric, "candidate_value": logged(cand, run, metric), **own,
             "test_digest": tested_on(cand, run)}
@@ -97,7 +105,7 @@ def promote(metric: str = M.TEST_AUC, version=None, alias: str = M.CHAMPION, *, 
                         f"({nums['test_digest']} vs {nums['champion_test_digest']}): scores are not comparable")
         else:
             ok.append(f"same test set as champion version {champ.version} ({nums['test_digest']})")
-            thr = (logged(cand, run, M.THRESHOLD), logged(champ, champ_run, M.THRESHOLD))
+            thr = (logged(cand, run, names.THRESHOLD), logged(champ, champ_run, names.THRESHOLD))
             if None in thr and metric not in THRESHOLD_FREE:
                 fail.append(f"no logged threshold for {'candidate' if thr[0] is None else 'champion'}: "
                             f"{metric} cannot be recomputed")
@@ -123,7 +131,8 @@ def promote(metric: str = M.TEST_AUC, version=None, alias: str = M.CHAMPION, *, 
 
     forced = bool(fail) and force
     promoted = not fail or forced
-    reasons = [f"FAIL: {r}" for r in fail] + [f"pass: {r}" for r in ok] + skipped
+    warned = subtype_warnings(cand, run, min_sensitivity)  # named in the decision, never a refusal (see gates)
+    reasons = [f"FAIL: {r}" for r in fail] + [f"WARNING: {r}" for r in warned] + [f"pass: {r}" for r in ok] + skipped
     if forced:
         reasons.append(f"forced past the failed gates: {reason.strip()}")
     decision = Decision(promoted, str(cand.version), str(champ.version) if promoted and champ else None, reasons,
@@ -132,56 +141,56 @@ def promote(metric: str = M.TEST_AUC, version=None, alias: str = M.CHAMPION, *, 
         _record(c, cand, decision, reason.strip() if forced else None)
         if promoted:
             if champ is not None:
-                c.set_registered_model_alias(M.MODEL_NAME, previous_alias(alias), champ.version)
-            c.set_registered_model_alias(M.MODEL_NAME, alias, cand.version)
+                c.set_registered_model_alias(names.MODEL_NAME, previous_alias(alias), champ.version)
+            c.set_registered_model_alias(names.MODEL_NAME, alias, cand.version)
     return decision
 
 
 def _record(c, mv, d: Decision, forced_reason: str | None) -> None:
-    tags = {f"{TAG_PREFIX}{k}": show(v) for k, v in d.numbers.items()}
+    tags = {f"{names.PROMOTION_PREFIX}{k}": format.value(v) for k, v in d.numbers.items()}
     tags.update({
-        f"{TAG_PREFIX}decision": "promoted" if d.promoted else "refused",
-        f"{TAG_PREFIX}alias": d.alias,
-        f"{TAG_PREFIX}reason": "; ".join(d.reasons)[:TAG_MAX],
-        f"{TAG_PREFIX}at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        f"{names.PROMOTION_PREFIX}decision": "promoted" if d.promoted else "refused",
+        f"{names.PROMOTION_PREFIX}alias": d.alias,
+        f"{names.PROMOTION_PREFIX}reason": "; ".join(d.reasons)[:TAG_MAX],
+        f"{names.PROMOTION_PREFIX}at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     })
     if forced_reason:
-        tags[f"{TAG_PREFIX}forced_reason"] = forced_reason[:TAG_MAX]
+        tags[f"{names.PROMOTION_PREFIX}forced_reason"] = forced_reason[:TAG_MAX]
     for key in (mv.tags or {}):  # drop numbers a previous decision left that this one lacks
-        if key.startswith(TAG_PREFIX) and key not in tags:
-            c.delete_model_version_tag(M.MODEL_NAME, mv.version, key)
+        if key.startswith(names.PROMOTION_PREFIX) and key not in tags:
+            c.delete_model_version_tag(names.MODEL_NAME, mv.version, key)
     for key, value in tags.items():
-        c.set_model_version_tag(M.MODEL_NAME, mv.version, key, value)
+        c.set_model_version_tag(names.MODEL_NAME, mv.version, key, value)
     from pneumo.release import card
 
     card.append(c, mv.version, card.decision_entry(d, forced_reason))  # the tags hold the latest; the card, each
 
 
-def rollback(alias: str = M.CHAMPION, client=None, *, dry_run: bool = False) -> Decision:
+def rollback(alias: str = names.CHAMPION, client=None, *, dry_run: bool = False) -> Decision:
     """Give `alias` back to the version holding previous_alias(alias); the displaced one becomes previous."""
     c = client or default_client()
     prev_alias = previous_alias(alias)
     prev, cur = by_alias(c, prev_alias), by_alias(c, alias)
     if prev is None:
-        raise LookupError(f"no version of {M.MODEL_NAME} holds alias '{prev_alias}': nothing to roll back to")
+        raise LookupError(f"no version of {names.MODEL_NAME} holds alias '{prev_alias}': nothing to roll back to")
     if cur is not None and str(cur.version) == str(prev.version):
         return Decision(False, str(prev.version), None, [f"version {prev.version} holds both aliases"], alias=alias,
                         dry_run=dry_run, noop=True)
     reasons = [f"rollback: version {prev.version} takes '{alias}' back"
                + (f" from version {cur.version}, which becomes '{prev_alias}'" if cur else "")]
     if not dry_run:
-        c.set_registered_model_alias(M.MODEL_NAME, alias, prev.version)
+        c.set_registered_model_alias(names.MODEL_NAME, alias, prev.version)
         if cur is not None:
-            c.set_registered_model_alias(M.MODEL_NAME, prev_alias, cur.version)
+            c.set_registered_model_alias(names.MODEL_NAME, prev_alias, cur.version)
         else:
-            c.delete_registered_model_alias(M.MODEL_NAME, prev_alias)
+            c.delete_registered_model_alias(names.MODEL_NAME, prev_alias)
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        c.set_model_version_tag(M.MODEL_NAME, prev.version, "rollback.restored_at", now)
+        c.set_model_version_tag(names.MODEL_NAME, prev.version, names.TAG_ROLLBACK_RESTORED, now)
         from pneumo.release import card
 
         card.append(c, prev.version, card.rollback_entry(alias, True, cur.version if cur else None))
         if cur is not None:
-            c.set_model_version_tag(M.MODEL_NAME, cur.version, "rollback.displaced_at", now)
+            c.set_model_version_tag(names.MODEL_NAME, cur.version, names.TAG_ROLLBACK_DISPLACED, now)
             card.append(c, cur.version, card.rollback_entry(alias, False, prev.version))
     return Decision(True, str(prev.version), str(cur.version) if cur else None, reasons, alias=alias, dry_run=dry_run,
                     rollback=True)

@@ -8,46 +8,35 @@ and must start fast.
 
 from __future__ import annotations
 
-import csv
-import io
-from pneumo.record import names as M
-
-
-PREDICTION_COLUMNS = ("hash", "patient", "y_true", "probability")  # of M.PREDICTIONS_ARTIFACT
-
-
-REGISTERED_TAG = "registered_version"  # on the job run
+from pneumo.record import names, predictions
 
 
 def log_predictions(client, run_id: str, hashes, patients, y, probabilities) -> None:
     """The job's test predictions, one row an image: what a paired bootstrap between two versions reads."""
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(PREDICTION_COLUMNS)
-    writer.writerows((h, p, int(t), round(float(q), 6)) for h, p, t, q in zip(hashes, patients, y, probabilities))
-    client.log_text(run_id, buf.getvalue(), M.PREDICTIONS_ARTIFACT)
+    rows = ((h, p, int(t), round(float(q), 6)) for h, p, t, q in zip(hashes, patients, y, probabilities))
+    client.log_text(run_id, predictions.to_csv(names.PREDICTION_COLUMNS, rows), names.PREDICTIONS_ARTIFACT)
 
 
 def read_predictions(path) -> list[tuple[str, str, int, float]]:
-    with open(path, newline="") as f:
-        rows = [(r["hash"], r["patient"], int(float(r["y_true"])), float(r["probability"])) for r in csv.DictReader(f)]
+    hash_, patient, y_true, probability = names.PREDICTION_COLUMNS
+    rows = [(r[hash_], r[patient], int(float(r[y_true])), float(r[probability])) for r in predictions.read(path)]
     return sorted(rows)  # aligned by (hash, patient): duplicate images (same bytes) score alike
 
 
 def version_tags(run_id: str, data_digest: str, test_digest: str, threshold: float, results: dict) -> dict[str, str]:
     """What a registered version carries about its job: promotion and the registry UI read these."""
     return {
-        M.VERSION_TAG_RUN_ID: run_id,
-        M.TAG_DATA_DIGEST: data_digest,
-        M.TAG_TEST_DIGEST: test_digest,
-        M.THRESHOLD: str(threshold),
-        **{m: str(results[m]) for m in M.TEST_METRICS if m in results},
+        names.VERSION_TAG_RUN_ID: run_id,
+        names.TAG_DATA_DIGEST: data_digest,
+        names.TAG_TEST_DIGEST: test_digest,
+        names.THRESHOLD: str(threshold),
+        **{m: str(results[m]) for m in names.TEST_METRICS if m in results},
     }
 
 
 def registered(client, run_id: str):
     """The version already registered from this run (a resumed job registers once), or None."""
-    found = client.search_model_versions(f"name='{M.MODEL_NAME}' and run_id='{run_id}'")
+    found = client.search_model_versions(f"name='{names.MODEL_NAME}' and run_id='{run_id}'")
     return found[0] if found else None
 
 
@@ -58,20 +47,20 @@ def register(client, run_id: str, model_uri: str, tags: dict[str, str]) -> str:
     from pneumo.runtime import quiet
 
     with quiet.printed():  # MLflow prints "Successfully registered model ..." on stderr
-        mv = mlflow.register_model(model_uri, M.MODEL_NAME, tags=tags)
-    client.set_tag(run_id, REGISTERED_TAG, mv.version)
+        mv = mlflow.register_model(model_uri, names.MODEL_NAME, tags=tags)
+    client.set_tag(run_id, names.TAG_REGISTERED_VERSION, mv.version)
     return str(mv.version)
 
 
 def previous_alias(alias: str) -> str:
-    return M.PREVIOUS if alias == M.CHAMPION else f"{alias}-{M.PREVIOUS}"
+    return names.PREVIOUS if alias == names.CHAMPION else f"{alias}-{names.PREVIOUS}"
 
 
 def by_alias(c, alias: str):
     from mlflow.exceptions import MlflowException
 
     try:
-        return c.get_model_version_by_alias(M.MODEL_NAME, alias)
+        return c.get_model_version_by_alias(names.MODEL_NAME, alias)
     except MlflowException as err:
         if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
             return None
@@ -81,21 +70,21 @@ def by_alias(c, alias: str):
 def all_versions(c) -> list:
     from pneumo.record.store import pages
 
-    return list(pages(c.search_model_versions, f"name='{M.MODEL_NAME}'"))
+    return list(pages(c.search_model_versions, f"name='{names.MODEL_NAME}'"))
 
 
 def logged(mv, run, name: str):
     """A number the job logged: the run's metric, else the version's tag (string)."""
-    value = M.finite(run.data.metrics.get(name)) if run is not None else None
-    return value if value is not None else M.finite((mv.tags or {}).get(name))
+    value = names.finite(run.data.metrics.get(name)) if run is not None else None
+    return value if value is not None else names.finite((mv.tags or {}).get(name))
 
 
 def tested_on(mv, run):
-    return (mv.tags or {}).get(M.TAG_TEST_DIGEST) or (run.data.tags.get(M.TAG_TEST_DIGEST) if run else None)
+    return (mv.tags or {}).get(names.TAG_TEST_DIGEST) or (run.data.tags.get(names.TAG_TEST_DIGEST) if run else None)
 
 
 def run_id_of(mv):
-    return mv.run_id or (mv.tags or {}).get(M.VERSION_TAG_RUN_ID)
+    return mv.run_id or (mv.tags or {}).get(names.VERSION_TAG_RUN_ID)
 
 
 def run_of(c, run_id):
@@ -107,8 +96,6 @@ def run_of(c, run_id):
         return None
 
 
-def show(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def default_client():

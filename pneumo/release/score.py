@@ -11,15 +11,13 @@ here selects or changes a model: the threshold is the one the job chose on valid
 from __future__ import annotations
 
 import re
-import sys
 import tempfile
 from pathlib import Path
 
-from pneumo.record import names as M
+from pneumo.record import names, predictions
 
-TAG_MODEL_VERSION = "pneumo.model_version"
-TAG_MODEL_URI = "pneumo.model_uri"
-TAG_FOLDER = "pneumo.folder"
+UNREADABLE_NAMED = 5  # unreadable files named in the one-line error when too few readable ones are left
+
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
 
 
@@ -53,12 +51,12 @@ def evaluate(root: str, model_uri: str, *, bootstrap: int = 1000, confidence: fl
     import mlflow
     import numpy as np
 
-    from pneumo.evaluation import stats as ev
-    from pneumo.record import runs, store
+    from pneumo.data import DataError
     from pneumo.data.index import scan_labelled
     from pneumo.data.loader import labels_digest
     from pneumo.data.splits import group_keys
-    from pneumo.data import DataError
+    from pneumo.evaluation import stats as ev
+    from pneumo.record import runs, store
 
     client = client or store.connect()
     version = version_of(client, model_uri)  # before any image is read: a wrong URI fails fast
@@ -67,19 +65,30 @@ def evaluate(root: str, model_uri: str, *, bootstrap: int = 1000, confidence: fl
     threshold = float(model.unwrap_python_model().threshold)
     scored, failed = score_folder(model, index)
     y = np.array([e.label for e, _ in scored])
-    if len(set(y.tolist())) < 2:
-        raise DataError(f"{index.root}: {len(scored)} readable images, not both classes: nothing to evaluate "
-                        "(see the unreadable files listed above)")
+    if len(set(y.tolist())) < 2:  # raised before the command lists the unreadable files: name them here
+        shown = "; ".join(f"{path}: {why}" for path, why in failed[:UNREADABLE_NAMED])
+        more = f"; and {len(failed) - UNREADABLE_NAMED} more" if len(failed) > UNREADABLE_NAMED else ""
+        raise DataError(f"{index.root}: {len(scored)} readable images, not both classes: nothing to evaluate"
+                        + (f" ({len(failed)} unreadable, left out: {shown}{more})" if failed else ""))
     p = np.array([prob for _, prob in scored])
     patients = np.array(group_keys([e.patient for e, _ in scored], [e.hash for e, _ in scored]))
     results = ev.evaluate(y, p, patients, threshold, bootstrap=bootstrap, confidence=confidence, seed=seed)
+    from pneumo.evaluation.subgroups import subtype_metrics
+
+    results.update(subtype_metrics(y, p, patients, [e.path for e, _ in scored], threshold, bootstrap=bootstrap,
+                                   confidence=confidence, seed=seed))
+    band = getattr(model.unwrap_python_model(), "band", None)  # evaluation.refer: fixed on the job's validation
+    if band is not None:
+        from pneumo.evaluation.referral import decided_metrics
+
+        results.update(decided_metrics(y, p, threshold, band))
 
     job = client.get_run(version.run_id)
     tags = {
-        M.TAG_ROLE: "evaluation", "mlflow.parentRunId": job.info.run_id,
-        TAG_MODEL_VERSION: str(version.version), TAG_MODEL_URI: f"models:/{version.name}/{version.version}",
-        TAG_FOLDER: str(index.root), M.TAG_DATA_DIGEST: index.digest,
-        M.TAG_TEST_DIGEST: labels_digest([e.hash for e, _ in scored], y),
+        names.TAG_ROLE: names.ROLE_EVALUATION, names.PARENT_RUN_ID: job.info.run_id,
+        names.TAG_MODEL_VERSION: str(version.version), names.TAG_MODEL_URI: f"models:/{version.name}/{version.version}",
+        names.TAG_FOLDER: str(index.root), names.TAG_DATA_DIGEST: index.digest,
+        names.TAG_TEST_DIGEST: labels_digest([e.hash for e, _ in scored], y),
         **runs.git_tags(),
     }
     run = client.create_run(job.info.experiment_id, run_name=f"evaluate {index.root.name} v{version.version}",
@@ -87,16 +96,15 @@ def evaluate(root: str, model_uri: str, *, bootstrap: int = 1000, confidence: fl
     run_id = run.info.run_id
     try:
         client.log_batch(run_id, metrics=[_metric(k, v) for k, v in results.items() if np.isfinite(v)])
-        client.log_metric(run_id, "images", len(scored))
+        client.log_metric(run_id, names.IMAGES, len(scored))
         with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "evaluation"
+            out = Path(tmp) / names.EVALUATION_DIR
             ev.write_report(out, y, p, threshold)
-            rows = [("path", "patient", "y_true", "probability")]
-            rows += [(e.path, g, e.label, round(prob, 6)) for (e, prob), g in zip(scored, patients)]
-            (out / "predictions.csv").write_text("".join(",".join(map(str, r)) + "\n" for r in rows))
+            rows = [(e.path, g, e.label, round(prob, 6)) for (e, prob), g in zip(scored, patients)]
+            (out / names.EVALUATION_PREDICTIONS).write_text(predictions.to_csv(names.EVALUATION_COLUMNS, rows))
             if failed:
                 (out / "unreadable.txt").write_text("".join(f"{path}\t{why}\n" for path, why in failed))
-            client.log_artifacts(run_id, str(out), "evaluation")
+            client.log_artifacts(run_id, str(out), names.EVALUATION_DIR)
         client.set_terminated(run_id, "FINISHED")
     except BaseException:
         client.set_terminated(run_id, "FAILED")
@@ -105,7 +113,7 @@ def evaluate(root: str, model_uri: str, *, bootstrap: int = 1000, confidence: fl
            "folder": str(index.root), "images": len(scored), "unreadable": failed, "threshold": threshold, **results}
     from pneumo.release import card
 
-    if version.name == M.MODEL_NAME:  # the version's card lists every external test
+    if version.name == names.MODEL_NAME:  # the version's card lists every external test
         card.append(client, version.version, card.external_entry(out))
     return out
 
@@ -116,33 +124,3 @@ def _metric(key, value):
     from mlflow.entities import Metric
 
     return Metric(key, float(value), int(time.time() * 1000), 0)
-
-
-def command(args) -> int:
-    from mlflow.exceptions import MlflowException
-
-    from pneumo.runtime import quiet
-    from pneumo.data import DataError
-
-    quiet.libraries(0)  # the model's Keras backend loads in evaluate(): its import chatter stays off the console
-    try:
-        r = evaluate(args.root, args.model, bootstrap=args.bootstrap)
-    except DataError as e:
-        print(f"pneumo evaluate: error: {e}", file=sys.stderr)
-        return 2
-    except (ValueError, MlflowException) as e:
-        message = getattr(e, "message", str(e)).splitlines()[0]
-        print(f"pneumo evaluate: cannot use {args.model}: {message}\n  list versions with `pneumo compare`, "
-              "or pass --model models:/pneumonia-classifier/<version>", file=sys.stderr)
-        return 2
-    for path, why in r["unreadable"]:
-        print(f"  skipped {path}: {why}", file=sys.stderr)
-    print(f"version {r['version']} on {r['folder']}: {r['images']} images, threshold {r['threshold']:.4f} "
-          f"(chosen on the job's validation split)")
-    for name in M.TEST_METRICS:
-        low, high = (r.get(b) for b in M.ci_names(name))
-        if name in r and r[name] == r[name]:
-            ci = f"  [{low:.3f}, {high:.3f}]" if low == low and high == high else ""
-            print(f"  {name:18s} {r[name]:.3f}{ci}")
-    print(f"recorded as run {r['run_id']} (experiment {r['experiment_id']}), nested under the version's job")
-    return 0

@@ -3,7 +3,10 @@
 Input: a DataFrame with a column `image` holding encoded image files (JPEG/PNG
 bytes, or base64 text as sent over MLflow's REST server), any size, gray or
 RGB. Output: `probability` of pneumonia, `label` at the job's validation-chosen
-threshold, and `error` (empty, or why that row's image could not be used).
+threshold, `error` (empty, or why that row's image could not be used), and the
+out-of-distribution guard's `ood` score and `ood_flag` (empty for a version
+registered without its statistics). A flagged film's label reads OUT_OF_DISTRIBUTION
+and one inside the referral band (evaluation.refer) REFER; the probability stays.
 Preprocessing is pneumo.data.imaging.decode: the very function that fed training.
 """
 
@@ -20,7 +23,7 @@ from mlflow.pyfunc import PythonModel
 
 from pneumo.data.base import CLASSES
 from pneumo.data.imaging import ImageError, decode
-
+from pneumo.record import names
 
 
 class PneumoniaModel(PythonModel):
@@ -34,26 +37,62 @@ class PneumoniaModel(PythonModel):
             meta = json.load(f)
         self.image_size = int(meta["image_size"])
         self.threshold = float(meta["threshold"])
+        self.band = tuple(meta["refer"]) if meta.get("refer") else None
+        self.guard, self.embed = None, None
+        if names.OOD_ARTIFACT in context.artifacts:  # versions registered before the guard have none
+            from pneumo.evaluation.ood import Guard
+            from pneumo.model.embedding import embedder
 
-    # The signature is given explicitly at logging (binary image in, probability/label/error out).
+            self.guard = Guard.load(context.artifacts[names.OOD_ARTIFACT])
+            self.embed = embedder(self.model)
+
+    def measure(self, blobs: list[bytes]) -> dict:
+        """Everything the model sees of encoded files: probability, embedding and image features per
+        readable file (arrays over `rows`), and the reason each other file failed."""
+        from pneumo.evaluation import imagestats
+
+        images, rows, feats, errors = [], [], [], [""] * len(blobs)
+        for i, value in enumerate(blobs):
+            try:
+                data = _as_bytes(value)
+                image = decode(data, self.image_size)
+                feats.append(imagestats.features(data) if self.guard is not None else None)
+                images.append(image)
+                rows.append(i)
+            except ImageError as e:
+                errors[i] = str(e)
+        out = {"rows": np.array(rows, int), "errors": errors, "prob": np.zeros(0), "emb": None, "feats": None}
+        if images:
+            batch = np.stack(images)[..., None]
+            if self.embed is not None:
+                prob, emb = self.embed.predict(batch, verbose=0)
+                out["emb"], out["feats"] = np.asarray(emb, float).reshape(len(batch), -1), np.stack(feats)
+            else:
+                prob = self.model.predict(batch, verbose=0)
+            out["prob"] = np.asarray(prob, float).reshape(-1)
+        return out
+
+    # The signature is given explicitly at logging (binary image in, probability/label/error/ood out).
     # A DataFrame hint is one MLflow infers no schema from: it validates nothing more and no longer
     # warns, at every class definition, that hints are missing (a warnings filter cannot stop that
     # warning: MLflow resets the filters to "once" around it).
     def predict(self, context, model_input: pd.DataFrame, params=None):
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame({"image": list(model_input)})
-        images, rows, errors = [], [], [""] * len(frame)
-        for i, value in enumerate(frame["image"]):
-            try:
-                images.append(decode(_as_bytes(value), self.image_size))
-                rows.append(i)
-            except ImageError as e:
-                errors[i] = str(e)
-        prob = np.full(len(frame), np.nan)
-        if images:
-            batch = np.stack(images)[..., None]
-            prob[rows] = self.model.predict(batch, verbose=0).reshape(-1)
-        label = np.where(np.isnan(prob), "", np.where(prob >= self.threshold, CLASSES[1], CLASSES[0]))
-        return pd.DataFrame({"probability": prob, "label": label, "error": errors})
+        m = self.measure(list(frame["image"]))
+        prob, rows = np.full(len(frame), np.nan), m["rows"]
+        ood, flag = np.full(len(frame), np.nan), np.full(len(frame), None, dtype=object)
+        if len(rows):
+            prob[rows] = m["prob"]
+            if self.guard is not None:
+                score, flagged = self.guard.score(m["feats"], m["emb"])
+                ood[rows] = score
+                flag[rows] = [bool(f) for f in flagged]
+        label = np.where(np.isnan(prob), "", np.where(prob >= self.threshold, CLASSES[1], CLASSES[0])).astype(object)
+        if self.band is not None:
+            label[(prob > self.band[0]) & (prob < self.band[1])] = names.LABEL_REFER
+        label[flag == True] = names.LABEL_OOD  # noqa: E712 -- elementwise over an object array
+        return pd.DataFrame({"probability": prob, "label": label, "error": m["errors"], names.OOD_COLUMN: ood,
+                             names.OOD_FLAG_COLUMN: flag})
 
 
 def _as_bytes(value) -> bytes:

@@ -30,12 +30,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pneumo.config.space import ConfigError
+from pneumo.record import names
 
 log = logging.getLogger("pneumo")
 
 ROLES = (None, "chief", "worker")
-TAG_ORACLE = "pneumo.oracle"  # on the chief's parent run while its oracle serves: host:port
-TAG_TUNER_ID = "pneumo.tuner_id"  # on a trial run of a distributed search: the worker that ran it
 DEFAULT_IP, DEFAULT_PORT = "127.0.0.1", 8000
 ENV = ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT")
 ANY_INTERFACE = ("0.0.0.0", "::", "[::]")
@@ -69,14 +68,14 @@ def publish(client, run_id: str, dcfg: Mapping) -> None:
         return
     ip, port = os.environ["KERASTUNER_ORACLE_IP"], os.environ["KERASTUNER_ORACLE_PORT"]
     host = socket.getfqdn() if ip in ANY_INTERFACE else ip
-    client.set_tag(run_id, TAG_ORACLE, f"{host}:{port}")
+    client.set_tag(run_id, names.TAG_ORACLE, f"{host}:{port}")
     log.info("chief: oracle on %s:%s for job run %s; start workers with distributed.role=worker", host, port, run_id)
 
 
 def withdraw(client, run_id: str, dcfg: Mapping) -> None:
     """Chief: the search is over; a worker started now must not wait on a closed oracle."""
     if dcfg.get("role") == "chief":
-        client.delete_tag(run_id, TAG_ORACLE)
+        client.delete_tag(run_id, names.TAG_ORACLE)
 
 
 def join(client, exp_id: str, key: str, dcfg: Mapping) -> str:
@@ -86,12 +85,12 @@ def join(client, exp_id: str, key: str, dcfg: Mapping) -> str:
     deadline = time.monotonic() + float(dcfg.get("wait_s") or 0)
     while True:
         run = runs.find_job(client, exp_id, key)
-        address = run.data.tags.get(TAG_ORACLE) if run is not None and run.info.status == "RUNNING" else None
+        address = run.data.tags.get(names.TAG_ORACLE) if run is not None and run.info.status == "RUNNING" else None
         if address:
             break
         if time.monotonic() > deadline:
             raise RuntimeError(
-                f"no chief is serving job {key} (no RUNNING parent run tagged {TAG_ORACLE} after "
+                f"no chief is serving job {key} (no RUNNING parent run tagged {names.TAG_ORACLE} after "
                 f"{dcfg.get('wait_s')} s): start `pneumo train distributed.role=chief ...` with the same overrides")
         time.sleep(POLL_S)
     host, _, port = address.rpartition(":")
@@ -116,11 +115,6 @@ def work(cfg, hypermodel, splits, client, exp_id: str, key: str, directory: Path
                        client=client, experiment_id=exp_id, parent_run_id=parent_id)
     tuner.search(**fit_kwargs(cfg.trainer, splits))
     return float("nan")  # the job's objective is the chief's to report
-
-
-def job_config(plain: Mapping) -> dict:
-    """The config that identifies a job: chief and workers of one search share it."""
-    return {k: v for k, v in plain.items() if k != "distributed"}
 
 
 def _set_env(tuner_id: str, ip: str, port) -> None:
@@ -166,7 +160,7 @@ def claim_gpu(role: str | None = None, n_gpus: int | None = None, lock_dir: Path
     lock_dir = Path(lock_dir or Path(tempfile.gettempdir()) / f"pneumo-gpus-{os.getuid()}")
     lock_dir.mkdir(parents=True, exist_ok=True)
     for i in range(n):
-        f = open(lock_dir / f"gpu{i}.lock", "w")  # noqa: SIM115 -- held open on purpose
+        f = open(lock_dir / f"gpu{i}.lock", "w")
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -1,11 +1,14 @@
 """What every trial's `model.fit` gets: the training and validation data (never test), class
-weights and the callbacks (the seed's early stopping and learning-rate schedule, the guard).
+weights and the callbacks (the seed's early stopping and learning-rate schedule, the guard), and
+the two the tuner adds per trial (its epoch-end hook, the best epoch's weights).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+
 import keras
+
 from pneumo.search.guard import KillMidEpoch, TrialGuard
 
 
@@ -32,11 +35,12 @@ def class_weight(y) -> dict[int, float]:
 
 
 def keras_callbacks(trainer_cfg: Mapping, y_val) -> list:
-    """The seed's callbacks plus the trial guard. The best-epoch checkpoint is Keras Tuner's own (per trial)."""
+    """The seed's callbacks plus the trial guard. The tuner adds its own per trial (see TrackedTuner.run_trial)."""
     out = []
     if trainer_cfg.get("early_stopping"):
         es = trainer_cfg["early_stopping"]
-        out.append(keras.callbacks.EarlyStopping(monitor=es["monitor"], patience=es["patience"]))
+        out.append(keras.callbacks.EarlyStopping(monitor=es["monitor"], patience=es["patience"],
+                                                 start_from_epoch=es["start_from_epoch"]))
     if trainer_cfg.get("reduce_lr"):
         rl = trainer_cfg["reduce_lr"]
         out.append(keras.callbacks.ReduceLROnPlateau(
@@ -47,3 +51,54 @@ def keras_callbacks(trainer_cfg: Mapping, y_val) -> list:
     if kill is not None:  # tests only: a per-batch hook costs a device sync per step on a GPU
         out.append(kill)
     return out
+
+
+class TunerEpochEnd(keras.callbacks.Callback):
+    """Hands each epoch's logs to the tuner's public `on_epoch_end` hook (MLflow's per-epoch metrics, the
+    console), and nothing per step. Keras Tuner's own TunerCallback calls the tuner's batch hooks (no-ops
+    here) twice a step: any callback with a batch-end hook makes Keras wait for every step's logs on the
+    host (no asynchronous step dispatch), and under JAX each read of `self.model` copies the training
+    state back into the model's variables."""
+
+    def __init__(self, tuner, trial):
+        super().__init__()
+        self.tuner, self.trial = tuner, trial
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.tuner.on_epoch_end(self.trial, self.model, epoch, logs=logs)
+
+
+class BestEpochWeights(keras.callbacks.Callback):
+    """The best epoch's weights by `objective` (a keras_tuner.Objective), kept on the host and written to
+    `path` once, when a fit that improved on the best ends.
+
+    One instance serves all of a trial's executions, so the file holds the best epoch across them.
+    Keras Tuner's SaveBestEpoch writes at every improving epoch instead; a trial killed before its end
+    is run again from its start on resume, so a file written mid-fit was never read.
+    """
+
+    def __init__(self, objective, path):
+        super().__init__()
+        self.objective, self.path = objective, str(path)
+        self.best = float("-inf") if objective.direction == "max" else float("inf")  # a NaN epoch never wins
+        self.weights = None  # this fit's best epoch, until it is written
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.objective.has_value(logs):
+            value = self.objective.get_value(logs)
+            if not self.objective.better_than(value, self.best):
+                return
+            self.best = value
+        self.weights = self.model.get_weights()  # no objective in the logs: the last epoch, as Keras Tuner does
+
+    def on_train_end(self, logs=None):
+        if self.weights is None:
+            return
+        last = self.model.get_weights()
+        self.model.set_weights(self.weights)
+        try:
+            self.model.save_weights(self.path)
+        finally:
+            self.model.set_weights(last)  # the fit's caller gets the model as training left it
+            self.weights = None

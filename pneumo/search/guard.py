@@ -7,7 +7,10 @@ from __future__ import annotations
 import math
 import os
 import signal
+
 import keras
+import keras_tuner
+
 from pneumo.record import names
 
 
@@ -94,5 +97,6 @@ def FailOnNaN():  # noqa: N802
     return TrialGuard(0, 0, None)
 
 
-class DegenerateModel(RuntimeError):
-    """A trained model whose validation predictions carry no information."""
+class DegenerateModel(keras_tuner.errors.FailedTrialError):
+    """A trained model whose validation predictions carry no information. Keras Tuner fails its trial
+    without retrying it: the same hyperparameters and seed would train the same model again."""

@@ -29,13 +29,12 @@ import keras
 import mlflow
 import numpy as np
 
-from pneumo.evaluation import stats
+from pneumo.evaluation import scoring
 from pneumo.record import names, runs
-from pneumo.search.guard import DegenerateModel
 from pneumo.search.fit import fit_kwargs
+from pneumo.search.guard import DegenerateModel
 
 log = logging.getLogger("pneumo")
-ROLE = "repeat"
 
 
 def run(cfg, tuner, best, hypermodel, splits, client, exp_id: str, parent_id: str) -> dict[str, float]:
@@ -43,8 +42,8 @@ def run(cfg, tuner, best, hypermodel, splits, client, exp_id: str, parent_id: st
     scores = []
     for r in range(cfg.trainer.repeats):
         seed = cfg.seed + r
-        child = runs.start_child(client, exp_id, parent_id, f"repeat-{r}", ROLE,
-                                     {"seed": seed, "trial": best.trial_id}, {"pneumo.repeat": str(r)})
+        child = runs.start_child(client, exp_id, parent_id, f"repeat-{r}", names.ROLE_REPEAT,
+                                     {"seed": seed, "trial": best.trial_id}, {names.TAG_REPEAT: str(r)})
         try:
             model = tuner.load_model(best) if r == 0 else _fit(cfg, best, hypermodel, splits, seed)
             result = _score(cfg, model, splits)
@@ -98,11 +97,5 @@ def _fit(cfg, best, hypermodel, splits, seed: int):
 
 
 def _score(cfg, model, splits) -> dict[str, float]:
-    """As the job scores its model: threshold on validation, then the test metrics (no bootstrap)."""
-    batch, ev = cfg.trainer.batch_size, cfg.evaluation
-    p_val = model.predict(splits.val.x, batch_size=batch, verbose=0).reshape(-1)
-    threshold = stats.choose_threshold(splits.val.y, p_val, ev.threshold, ev.target_sensitivity)
-    p_test = model.predict(splits.test.x, batch_size=batch, verbose=0).reshape(-1)
-    out = {names.VAL_AUC: stats.auc(splits.val.y, p_val), names.THRESHOLD: float(threshold),
-           **stats.score(splits.test.y, p_test, threshold)}
-    return {k: v for k, v in out.items() if names.finite(v) is not None}
+    """As the job scores its model (pneumo.evaluation.scoring), without the bootstrap."""
+    return scoring.score_model(model, splits, cfg.evaluation, cfg.trainer.batch_size, bootstrap=False).metrics

@@ -5,35 +5,41 @@ closed through Keras Tuner's own hooks (on_trial_begin / on_epoch_end /
 on_trial_end), so what MLflow says matches what the oracle recorded, also
 across a kill and resume. A trial that raises is recorded FAILED with its
 traceback and Keras Tuner's retry / consecutive-failure policy carries on.
+Trials run through Keras Tuner's documented extension point, `Tuner.run_trial`.
 Never evaluates on test.
 """
 
 from __future__ import annotations
 
+import copy
+import gc
 import importlib
 import inspect
 import json
 import logging
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
+
 import keras
 import keras_tuner
 from hydra.utils import get_class
-from keras_tuner.src.engine import tuner_utils
-from pneumo.search import console, distributed
-from pneumo.record import names, runs
+
 from pneumo.config.space import ConfigError
+from pneumo.record import names, runs
+from pneumo.search import console
+from pneumo.search.fit import BestEpochWeights, TunerEpochEnd
 
-
-# Keras Tuner prints every failed trial's traceback to the console (DEBUG defaults
-# on). The traceback goes to the trial's MLflow run (error.txt) instead, and the
-# console gets one line per failed trial.
-_kt_config = importlib.import_module("keras_tuner.src.config")
-
-
-_kt_config.DEBUG = False
-
+# Keras Tuner prints every failed trial's traceback to stderr unless its DEBUG flag is off, and offers
+# no public switch: the traceback goes to the trial's MLflow run (error.txt) instead, and the console
+# gets one line per failed trial. The one private name pneumo touches, and only cosmetic: should a
+# Keras Tuner release move it, failed trials print their tracebacks again (tests/test_failures.py
+# says so) and nothing else changes, so keras-tuner is not pinned for it.
+try:
+    importlib.import_module("keras_tuner.src.config").DEBUG = False
+except ImportError:
+    pass
 
 log = logging.getLogger("pneumo")
 
@@ -71,18 +77,46 @@ class TrackedTuner:
         )
         self._epoch_writes = []
         if "KERASTUNER_TUNER_ID" in os.environ:  # a distributed search: which process ran the trial
-            self.mlflow_client.set_tag(self._trial_run, distributed.TAG_TUNER_ID, self.tuner_id)
+            self.mlflow_client.set_tag(self._trial_run, names.TAG_TUNER_ID, self.tuner_id)
 
-    def _build_and_fit_model(self, trial, *args, **kwargs):
-        """Keras Tuner's per-trial callbacks, made cheap per step and per epoch (see `_cheaper`)."""
-        _cheaper(self, kwargs.get("callbacks") or [])
-        return super()._build_and_fit_model(trial, *args, **kwargs)
+    def run_trial(self, trial, *args, **kwargs):
+        """Build and fit the trial's model once per execution; Keras Tuner scores the histories returned,
+        or retries / fails the trial on what is raised.
+
+        Each execution gets the search's callbacks deep-copied (as Keras Tuner does: no early-stopping
+        or guard state leaks between fits) and two of pneumo's in place of Keras Tuner's own: the
+        tuner's epoch-end hook without per-step hooks, and the best epoch's weights (across
+        executions) written once per fit instead of at every improving epoch (pneumo.search.fit).
+        """
+        hp = trial.hyperparameters
+        if "tuner/epochs" in hp.values:  # a Hyperband round (values HyperbandOracle documents)
+            kwargs.update(epochs=hp.values["tuner/epochs"], initial_epoch=hp.values["tuner/initial_epoch"])
+        best = BestEpochWeights(self.oracle.objective, _trial_file(self, trial.trial_id, WEIGHTS))
+        callbacks = kwargs.pop("callbacks", None) or []
+        histories = []
+        for _ in range(self.executions_per_trial):
+            if "tuner/trial_id" in hp.values:  # Hyperband goes on from the previous round's best epoch
+                model = self.load_model(self.oracle.get_trial(hp.values["tuner/trial_id"]))
+            else:
+                model = _build(self.hypermodel, hp, self.max_model_size)
+            own = [*_copies(callbacks), TunerEpochEnd(self, trial), best]
+            histories.append(self.hypermodel.fit(hp, model, *args, callbacks=own, **kwargs))
+            Path(_trial_file(self, trial.trial_id, BUILD_CONFIG)).write_text(json.dumps(model.get_build_config()))
+        return histories
+
+    def load_model(self, trial):
+        """The trial's model with its best epoch's weights."""
+        model = _build(self.hypermodel, trial.hyperparameters)
+        if not model.built:  # built on its first call: its variables must exist before loading (JAX, ...)
+            model.build_from_config(json.loads(Path(_trial_file(self, trial.trial_id, BUILD_CONFIG)).read_text()))
+        model.load_weights(_trial_file(self, trial.trial_id, WEIGHTS))
+        return model
 
     def on_epoch_end(self, trial, model, epoch, logs=None):
         super().on_epoch_end(trial, model, epoch, logs=logs)
         logs = dict(logs or {})
-        if "learning_rate" not in logs:  # ReduceLROnPlateau, when on, has put it there
-            logs["learning_rate"] = _learning_rate(model)
+        if names.LEARNING_RATE not in logs:  # ReduceLROnPlateau, when on, has put it there
+            logs[names.LEARNING_RATE] = _learning_rate(model)
         write = runs.log_epoch(self.mlflow_client, self._trial_run, epoch, logs, synchronous=False)
         if write is not None:
             self._epoch_writes.append(write)
@@ -92,7 +126,7 @@ class TrackedTuner:
         try:
             super().on_trial_end(trial)  # the oracle scores, retries or fails the trial here
         finally:
-            if self._is_worker():  # the chief's oracle had the last word (a NaN score fails a trial)
+            if _is_worker():  # the chief's oracle had the last word (a NaN score fails a trial)
                 try:
                     trial = self.oracle.get_trial(trial.trial_id)
                 except Exception:  # noqa: BLE001 -- the chief is gone: keep what this worker saw
@@ -114,50 +148,36 @@ class TrackedTuner:
                     log.warning("trial %s FAILED (run %s): %s", trial.trial_id, self._trial_run, last[0][:300])
 
 
-def _cheaper(tuner, callbacks: list) -> None:
-    """What Keras Tuner adds to each fit, without the per-step sync and per-epoch disk write.
-
-    - Its TunerCallback overrides the batch hooks, to pass `self.model` to the tuner's
-      on_batch_begin / on_batch_end (no-ops here) twice a step. Under JAX reading
-      `Callback.model` copies the training state back into the model's variables (and the next
-      step gathers it again), and any overridden batch-end hook turns off Keras' asynchronous
-      step dispatch for the whole fit: every step then waits for its logs to reach the host.
-      When the tuner's batch hooks are Keras Tuner's no-ops, the callback gets Keras' default
-      (no-op) batch hooks and the fit steps as a bare `model.fit` does.
-    - Its SaveBestEpoch writes the weights file at every improving epoch. `BestEpochInMemory`
-      keeps a host copy of the best epoch's weights instead and writes the same file once, when
-      training ends: what `load_model` reads is unchanged, and a trial killed before its end is
-      run again from its start on resume, so its partial checkpoint was never read.
-    """
-    base = keras_tuner.Tuner
-    no_batch_hooks = (type(tuner).on_batch_begin is base.on_batch_begin
-                      and type(tuner).on_batch_end is base.on_batch_end)
-    for cb in callbacks:
-        if isinstance(cb, tuner_utils.TunerCallback) and no_batch_hooks:
-            for hook in ("on_batch_begin", "on_batch_end"):
-                setattr(cb, hook, getattr(keras.callbacks.Callback, hook).__get__(cb))
-        elif type(cb) is tuner_utils.SaveBestEpoch:  # the one instance shared by a trial's executions
-            cb.__class__ = BestEpochInMemory
+# In each trial's directory (Keras Tuner's own names: tuner directories written before still load).
+WEIGHTS = "checkpoint.weights.h5"  # the best epoch's weights
+BUILD_CONFIG = "build_config.json"  # the input shape a model that builds on its first call was built with
 
 
-class BestEpochInMemory(tuner_utils.SaveBestEpoch):
-    """Keras Tuner's SaveBestEpoch, writing its file once per fit instead of once per improving epoch."""
+def _build(hypermodel, hp, max_model_size: int | None = None):
+    """A fresh model for `hp`; one over `max_model_size` trainable parameters fails its trial."""
+    keras.backend.clear_session()  # the previous trial's graphs and layer names go, as in Keras Tuner
+    gc.collect()
+    model = hypermodel.build(hp)
+    size = sum(math.prod(w.shape) for w in model.trainable_weights)  # what Keras Tuner counts
+    if max_model_size and size > max_model_size:
+        raise keras_tuner.errors.FailedTrialError(f"Oversized model: {size} parameters. Skip model.")
+    return model
 
-    _best_weights = None
 
-    def _save_model(self):  # SaveBestEpoch.on_epoch_end calls it when the objective improved
-        self._best_weights = self.model.get_weights()
+def _copies(callbacks: list) -> list:
+    try:
+        return copy.deepcopy(callbacks)
+    except Exception as e:
+        raise keras_tuner.errors.FatalValueError(f"every callback of a search must be deep-copyable: {e!r}") from e
 
-    def on_train_end(self, logs=None):
-        if self._best_weights is None:
-            return
-        last = self.model.get_weights()
-        self.model.set_weights(self._best_weights)
-        try:
-            super()._save_model()
-        finally:
-            self.model.set_weights(last)
-            self._best_weights = None
+
+def _trial_file(tuner, trial_id: str, name: str) -> str:
+    return os.path.join(tuner.get_trial_dir(trial_id), name)
+
+
+def _is_worker() -> bool:
+    """A worker of a distributed search, by Keras Tuner's documented KERASTUNER_* variables."""
+    return "KERASTUNER_ORACLE_IP" in os.environ and "chief" not in os.environ.get("KERASTUNER_TUNER_ID", "")
 
 
 def make_tuner(tuner_cfg: Mapping, hypermodel, *, directory: Path, project_name: str,

@@ -1,0 +1,37 @@
+"""`pneumo train` and `pneumo sweep`: hand the arguments to Hydra untouched (its own --help, -m,
+--cfg ...), then print the sweep's summary from the store."""
+
+from __future__ import annotations
+
+import sys
+
+from pneumo.config import paths
+
+
+def train(hydra_argv: list[str]) -> int:
+    """Run pneumo.job's Hydra app with these arguments; 1 when a job failed."""
+    sys.argv = ["pneumo train", *hydra_argv]
+    from pneumo.commands import summary
+    from pneumo.job import main as hydra_main
+
+    code = 0
+    try:
+        hydra_main()
+    except SystemExit as e:  # Hydra exits 1 after reporting a failed job
+        code = e.code if isinstance(e.code, int) else 1
+    failed = summary.summarize()
+    return code or (1 if failed else 0)
+
+
+def sweep(argv: list[str]) -> int:
+    """A named sweep from sweeps/ as a multirun: `pneumo sweep NAME [overrides]`."""
+    sweeps = sorted(p.stem for p in paths.SWEEPS_DIR.glob("*.yaml"))
+    if not argv or argv[0].startswith("-"):
+        print(f"usage: pneumo sweep NAME [overrides...]\nsweeps: {', '.join(sweeps)}", file=sys.stderr)
+        return 2
+    name, overrides = argv[0], argv[1:]
+    if name not in sweeps:
+        print(f"pneumo sweep: no sweep {name!r} in {paths.SWEEPS_DIR}; choose one of: {', '.join(sweeps)}",
+              file=sys.stderr)
+        return 2
+    return train(["--multirun", "--config-dir", str(paths.SWEEPS_DIR), "--config-name", name, *overrides])

@@ -1,0 +1,29 @@
+"""Which config keys are part of a job (they decide what is trained and how it is measured) and which
+only say where things go or how the job is driven. One list, read by the job's identity (its key),
+its run name, and `pneumo rerun` (which may add only these)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+# Where things go (store, cache, outputs, the data's location: its content is identified by digest),
+# and how a job is driven (resume, rerun, distributed roles): never what is trained.
+NOT_PART_OF_JOB = ("paths", "tracking", "hydra", "distributed", "restart", "rerun_of", "experiment",
+                   "data.root", "data.test_root", "data.cache_dir")
+
+
+def part_of_job(key: str) -> bool:
+    """Is the dotted key (`model.filters`, `+trainer.epochs`, `~data.root`) part of what the job trains?"""
+    key = key.lstrip("+~")
+    return not any(key == k or key.startswith(k + ".") for k in NOT_PART_OF_JOB)
+
+
+def job_config(plain: Mapping, prefix: str = "") -> dict:
+    """The resolved config without the keys that are not part of the job."""
+    out = {}
+    for k, v in plain.items():
+        name = f"{prefix}{k}"
+        if not part_of_job(name):
+            continue
+        out[k] = job_config(v, name + ".") if isinstance(v, Mapping) else v
+    return out

@@ -1,0 +1,57 @@
+"""The job's out-of-distribution guard: fitted on the training films, thresholded on validation.
+
+Image checks are measured on each film's raw file (under the data root) as served films are;
+a film whose file is gone falls back to its decoded gray square. Nothing here touches the
+test split except to report the share of its films the guard flags.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pneumo.evaluation import imagestats, ood
+from pneumo.record import names
+
+
+def _raw(root: Path, subset, idx) -> list[bytes]:
+    out = []
+    for i in idx:
+        f = root / str(subset.paths[i])
+        try:
+            out.append(f.read_bytes())
+        except OSError:
+            out.append(imagestats.from_array(subset.x[i]))
+    return out
+
+
+def measure(embed, subset, root, idx=None, batch_size: int = 64):
+    """(image features, probabilities, embeddings) of the films `idx` of a split (all by default)."""
+    from pneumo.model import embedding
+
+    idx = np.arange(len(subset)) if idx is None else np.asarray(idx)
+    feats, ok = imagestats.many(_raw(Path(root), subset, idx))
+    prob, emb = embedding.predict(embed, subset.x[idx[ok]], batch_size)
+    return feats, prob, emb
+
+
+def fit_guard(model, splits, threshold: float, evaluation, batch_size: int) -> tuple[ood.Guard, dict]:
+    """The guard and what it flags: val_ood_flagged (~1 - quantile by construction), test_ood_flagged."""
+    from pneumo.model import embedding
+
+    embed = embedding.embedder(model)
+    rng = np.random.default_rng(evaluation.seed)
+    n = len(splits.train)
+    idx = np.sort(rng.choice(n, min(n, int(evaluation.ood_sample)), replace=False))
+    root = Path(splits.root)
+    t_img, _, t_emb = measure(embed, splits.train, root, idx, batch_size)
+    v_img, v_prob, v_emb = measure(embed, splits.val, root, None, batch_size)
+    guard = ood.fit(t_img, t_emb, v_img, v_emb, v_prob, prob_threshold=threshold,
+                    quantile=float(evaluation.ood_quantile), reference=int(evaluation.ood_sample),
+                    seed=int(evaluation.seed), names=imagestats.FEATURES)
+    test_root = Path(splits.test_source) if Path(splits.test_source).is_dir() else root
+    s_img, _, s_emb = measure(embed, splits.test, test_root, None, batch_size)
+    metrics = {names.VAL_OOD_FLAGGED: float(guard.score(v_img, v_emb)[1].mean()),
+               names.TEST_OOD_FLAGGED: float(guard.score(s_img, s_emb)[1].mean())}
+    return guard, metrics

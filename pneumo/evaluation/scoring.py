@@ -1,0 +1,48 @@
+"""How a model is scored, the one path for the job's model and for each seed repeat: predict the
+validation split, choose the threshold there, then predict the test split once and measure it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pneumo.evaluation import referral, stats, subgroups
+from pneumo.record import names
+
+
+@dataclass
+class Scored:
+    p_val: object  # validation probabilities
+    p_test: object  # test probabilities
+    threshold: float  # chosen on validation
+    metrics: dict[str, float]  # MODEL_VAL_AUC, THRESHOLD and the test metrics (with CIs when bootstrapped); finite only
+    band: tuple[float, float] | None = None  # evaluation.refer: the referral band, chosen on validation
+
+
+def score_model(model, splits, evaluation, batch_size: int, *, bootstrap: bool = True,
+                after_validation: Callable[[dict], None] | None = None) -> Scored:
+    """Threshold on validation, then test once. `after_validation` gets the validation numbers before
+    the test split is predicted (the job logs them there, and its reliability tests kill it there)."""
+    p_val = model.predict(splits.val.x, batch_size=batch_size, verbose=0).reshape(-1)
+    threshold = stats.choose_threshold(splits.val.y, p_val, evaluation.threshold, evaluation.target_sensitivity)
+    # The registered model's own validation AUC (an ensemble's too), under a name of its own: the
+    # objective's name holds the best trial's Keras score, the number the job returns to Hydra.
+    val = {names.MODEL_VAL_AUC: stats.auc(splits.val.y, p_val), names.THRESHOLD: float(threshold)}
+    if after_validation is not None:
+        after_validation(val)
+    p_test = model.predict(splits.test.x, batch_size=batch_size, verbose=0).reshape(-1)
+    if bootstrap:
+        test = stats.evaluate(splits.test.y, p_test, splits.test.patients, threshold, bootstrap=evaluation.bootstrap,
+                              confidence=evaluation.confidence, seed=evaluation.seed)
+    else:
+        test = stats.score(splits.test.y, p_test, threshold)
+    # Per pneumonia subtype where the file names carry it (Kermany's bacteria / virus).
+    test.update(subgroups.subtype_metrics(splits.test.y, p_test, splits.test.patients, splits.test.paths, threshold,
+                                          bootstrap=evaluation.bootstrap if bootstrap else 0,
+                                          confidence=evaluation.confidence, seed=evaluation.seed))
+    band = None
+    if getattr(evaluation, "refer", None) is not None:  # the band is chosen on validation; test only reports it
+        band = referral.choose_band(splits.val.y, p_val, threshold, float(evaluation.refer))
+        test.update(referral.decided_metrics(splits.test.y, p_test, threshold, band))
+    metrics = {k: v for k, v in {**val, **test}.items() if names.finite(v) is not None}
+    return Scored(p_val, p_test, float(threshold), metrics, band)

@@ -1,0 +1,85 @@
+"""`pneumo shift`: a folder of unlabelled films against a registered version's training collection.
+
+The version's own logged model measures every film (pneumo.release.serving: probability,
+embedding, raw-file image checks, out-of-distribution flag); pneumo.evaluation.shift compares
+them with the reference sample the version carries. The result is recorded as a run nested
+under the version's job, as `pneumo evaluate` does, and added to the version's card.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from pneumo.record import names
+
+
+class ShiftError(ValueError):
+    """Input the check cannot use; str() is the one line the user sees."""
+
+
+def check(folder: str, model_uri: str, *, bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0,
+          client=None) -> dict:
+    import mlflow
+    import numpy as np
+
+    from pneumo.evaluation import shift
+    from pneumo.record import runs, store
+    from pneumo.release import card
+    from pneumo.release.predict import collect
+    from pneumo.release.score import version_of
+
+    client = client or store.connect()
+    version = version_of(client, model_uri)  # a wrong URI fails before any file is read
+    root = Path(folder)
+    if not root.is_dir():
+        raise ShiftError(f"{folder} is not a folder")
+    files = collect([folder])
+    if not files:
+        raise ShiftError(f"{folder} holds no JPEG/PNG files")
+    model = mlflow.pyfunc.load_model(f"models:/{version.name}/{version.version}")
+    served = model.unwrap_python_model()
+    if getattr(served, "guard", None) is None:
+        raise ShiftError(f"version {version.version} carries no training-film statistics (registered before the "
+                         "out-of-distribution guard): train a new version to check shift against it")
+    blobs = []
+    for f in files:
+        try:
+            blobs.append(f.read_bytes())
+        except OSError:
+            blobs.append(b"")
+    m = served.measure(blobs)
+    if len(m["rows"]) < shift.MIN_FILMS:
+        raise ShiftError(f"{folder}: {len(m['rows'])} of {len(files)} files are readable images; the check needs "
+                         f"at least {shift.MIN_FILMS}")
+    r = shift.compare(served.guard, m["feats"], m["emb"], m["prob"], bootstrap=bootstrap, confidence=confidence,
+                      seed=seed)
+    r[names.SHIFT_OOD_FLAGGED] = float(served.guard.score(m["feats"], m["emb"])[1].mean())
+    unreadable = [(str(files[i]), why) for i, why in enumerate(m["errors"]) if why]
+
+    job = client.get_run(version.run_id)
+    tags = {names.TAG_ROLE: names.ROLE_SHIFT, names.PARENT_RUN_ID: job.info.run_id, names.TAG_MODEL_VERSION: str(version.version),
+            names.TAG_MODEL_URI: f"models:/{version.name}/{version.version}", names.TAG_FOLDER: str(root.resolve()),
+            names.TAG_SHIFT_VERDICT: r["verdict"], **runs.git_tags()}
+    run = client.create_run(job.info.experiment_id, run_name=f"shift {root.resolve().name} v{version.version}",
+                            tags=tags)
+    run_id = run.info.run_id
+    try:
+        for k, v in r.items():
+            if isinstance(v, float) and np.isfinite(v):
+                client.log_metric(run_id, k, v)
+        client.log_metric(run_id, names.IMAGES, len(m["rows"]))
+        with tempfile.TemporaryDirectory() as tmp:
+            report = Path(tmp) / Path(names.SHIFT_REPORT).name
+            report.write_text(json.dumps({**r, "unreadable": unreadable}, indent=2))
+            client.log_artifact(run_id, str(report), str(Path(names.SHIFT_REPORT).parent))
+        client.set_terminated(run_id, "FINISHED")
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    out = {**r, "run_id": run_id, "experiment_id": job.info.experiment_id, "version": str(version.version),
+           "folder": str(root.resolve()), "unreadable": unreadable}
+    if version.name == names.MODEL_NAME:
+        card.append(client, version.version, card.shift_entry(out))
+    return out
