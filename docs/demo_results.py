@@ -1,7 +1,7 @@
-"""Write the README's quoted sweep results from what the code produces now, never by hand.
+"""Write docs/results.md's quoted sweep results from what the code produces now, never by hand.
 
     python docs/demo_results.py demo     # `pneumo sweep demo` in a fresh folder, as `make demo` in a fresh clone
-    python docs/demo_results.py smoke    # the smoke sweep: the block tests/test_readme_results.py checks
+    python docs/demo_results.py smoke    # the smoke sweep: the block tests/test_reruns.py checks
     python docs/demo_results.py demo trainer.repeats=3 --block demo-seeds   # overrides; another block
     python docs/demo_results.py demo --store mlruns    # from a store you have (after `make demo`)
     python docs/demo_results.py demo --keep /tmp/demo  # keep the fresh store: docs/screenshot.py /tmp/demo/mlruns demo
@@ -27,11 +27,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pneumo.record import names as M
-from pneumo.config import paths
+from pneumo.config import paths  # noqa: E402 -- the checkout's pneumo, put on the path above
+from pneumo.evaluation import format  # noqa: E402
+from pneumo.record import names  # noqa: E402
 
-README = ROOT / "README.md"
-COLUMNS = ("job", M.VAL_AUC, "test_auc [95% CI]", M.TEST_SENSITIVITY, M.TEST_SPECIFICITY, M.THRESHOLD)
+README = ROOT / "docs" / "results.md"  # the page that holds the generated tables (README.md links to it)
+COLUMNS = ("job", names.VAL_AUC, "test_auc [95% CI]", names.TEST_SENSITIVITY, names.TEST_SPECIFICITY, names.THRESHOLD)
 
 
 def run_sweep(name: str, folder: Path, overrides: list[str] = ()) -> Path:
@@ -47,29 +48,30 @@ def run_sweep(name: str, folder: Path, overrides: list[str] = ()) -> Path:
 def block(store: Path, experiment: str, command: str) -> str:
     """The README block: a markdown leaderboard of the experiment's finished jobs (reruns left out)."""
     from pneumo.commands import leaderboard
-    from pneumo.record import runs, store
+    from pneumo.record.store import connect
 
-    client = store.connect(store=store)
-    rows = [r for r in leaderboard.leaderboard(experiment, M.VAL_AUC, client=client)
+    client = connect(store=store)
+    rows = [r for r in leaderboard.leaderboard(experiment, names.VAL_AUC, client=client)
             if r["status"] == "FINISHED" and not r["rerun_of"]]
     if not rows:
         raise SystemExit(f"no finished jobs in experiment {experiment!r} of {store}")
     seeded = any(r["seeds"] for r in rows)
-    columns = [*COLUMNS, *(["test_auc over seeds (mean ± sd)", "val_auc over seeds"] if seeded else [])]
+    columns = [*COLUMNS, *(["test_auc over seeds (mean ± sd)", "model_val_auc over seeds"] if seeded else [])]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
-        ci = f"{_f(r[M.TEST_AUC])} [{_f(r[M.TEST_AUC + '_ci_low'])}, {_f(r[M.TEST_AUC + '_ci_high'])}]"
-        cells = [r["run_name"], _f(r[M.VAL_AUC]), ci, _f(r[M.TEST_SENSITIVITY]), _f(r[M.TEST_SPECIFICITY]),
-                 _f(r[M.THRESHOLD])]
+        ci = format.metric(r, names.TEST_AUC)
+        cells = [r["run_name"], format.number(r[names.VAL_AUC]), ci, format.number(r[names.TEST_SENSITIVITY]),
+                 format.number(r[names.TEST_SPECIFICITY]),
+                 format.number(r[names.THRESHOLD])]
         if seeded:
-            seeds, n = r["seeds"] or {}, int(r[M.SEED_REPEATS] or 0)
-            cells += [f"{_f(seeds[m]['mean'])} ± {_f(seeds[m]['sd'])} ({n} seeds)" if m in seeds else "-"
-                      for m in (M.TEST_AUC, M.VAL_AUC)]
+            seeds, n = r["seeds"] or {}, int(r[names.SEED_REPEATS] or 0)
+            cells += [f"{format.number(seeds[m]['mean'])} ± {format.number(seeds[m]['sd'])} ({n} seeds)" if m in seeds else "-"
+                      for m in (names.TEST_AUC, names.MODEL_VAL_AUC)]
         lines.append("| " + " | ".join(cells) + " |")
     run = client.get_run(rows[0]["run_id"])
     tags, backend = run.data.tags, run.data.tags.get("keras.backend", "?")
     ran_on = (f"Keras {tags.get('keras.version', '?')} on {backend} {tags.get(f'{backend}.version', '?')}, "
-              f"{tags.get(M.TAG_DEVICE, 'device not recorded')}, {_test_images(run)} test images")
+              f"{tags.get(names.TAG_DEVICE, 'device not recorded')}, {_test_images(run)} test images")
     lines += ["", f"Written by `{command}` ({ran_on})."]
     return "\n".join(lines)
 
@@ -79,11 +81,59 @@ def table(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith("|")]
 
 
-def ran_on(text: str) -> str:
-    """What a block's numbers were computed with: Keras, backend, device (the `Written by` line's parenthesis),
-    less the test-image count."""
-    found = re.search(r"^Written by `[^`]*` \((?P<what>.*)\)\.$", text, re.M)
-    return found.group("what").rsplit(", ", 1)[0] if found else "an unrecorded machine"
+WRITTEN_BY = re.compile(r"^Written by `(?P<command>[^`]+)` \((?P<ran_on>.+), (?P<images>\d+) test images\)\.$", re.M)
+
+
+def parse(text: str) -> dict:
+    """A block's structure and numbers: its columns, its rows by job, what it ran on (Keras, backend,
+    device) and how many test images. Raises ValueError on a block that is not as `block` writes it."""
+    written = WRITTEN_BY.search(text)
+    if not written:
+        raise ValueError("no well-formed line `Written by `COMMAND` (Keras ... on BACKEND ..., DEVICE, N test images).`")
+    lines = table(text)
+    if len(lines) < 3 or set(lines[1]) != {"|", "-"}:
+        raise ValueError("no markdown table (header, rule, rows)")
+    split = lambda line: [c.strip() for c in line.strip("|").split("|")]  # noqa: E731
+    rows = [split(line) for line in lines[2:]]
+    jobs = [r[0] for r in rows]
+    if len(set(jobs)) != len(jobs):
+        raise ValueError(f"a job is listed twice: {jobs}")
+    return {"columns": split(lines[0]), "rows": {r[0]: r[1:] for r in rows}, "ran_on": written["ran_on"],
+            "images": int(written["images"])}
+
+
+# Another CPU (its vector unit) or other library versions round floats otherwise, and a 1-epoch model on
+# ~20 test images turns a rounding into a different threshold: numbers quoted from another machine or
+# set of versions may differ by this much (absolute; every quoted number is a proportion or an AUC).
+# The structure may not differ anywhere: the same columns, jobs and test-image count.
+TOLERANCE = 0.25
+
+
+def differences(quoted: str, produced: str, tolerance: float = TOLERANCE) -> list[str]:
+    """What differs between a quoted block and the one the code produces now; [] when they agree.
+
+    Structure (columns, jobs, test images) must be equal. On the same machine and versions (the
+    `Written by` line's parenthesis) every cell must be equal; elsewhere each number within `tolerance`.
+    """
+    q, p = parse(quoted), parse(produced)
+    out = [f"{what}: quoted {q[key]!r}, produced {p[key]!r}" for key, what in
+           (("columns", "columns"), ("images", "test images")) if q[key] != p[key]]
+    if sorted(q["rows"]) != sorted(p["rows"]):
+        out.append(f"jobs: quoted {sorted(q['rows'])}, produced {sorted(p['rows'])}")
+    same_machine = q["ran_on"] == p["ran_on"]
+    for job in sorted(set(q["rows"]) & set(p["rows"])):
+        for column, a, b in zip(q["columns"][1:], q["rows"][job], p["rows"][job]):
+            if same_machine and a != b:
+                out.append(f"{job} {column}: quoted {a}, produced {b} (same machine and versions: must be equal)")
+            elif not same_machine and (len(numbers(a)) != len(numbers(b)) or any(
+                    abs(x - y) > tolerance for x, y in zip(numbers(a), numbers(b)))):
+                out.append(f"{job} {column}: quoted {a}, produced {b} (beyond {tolerance} on {p['ran_on']})")
+    return out
+
+
+def numbers(cell: str) -> list[float]:
+    """The numbers a cell shows: '0.786 [0.555, 1.000]' -> [0.786, 0.555, 1.0]; '-' -> []."""
+    return [float(x) for x in re.findall(r"-?\d+\.\d+", cell)]
 
 
 def quoted(name: str, readme: Path = README) -> str | None:
@@ -113,10 +163,6 @@ def _test_images(run) -> str:
             if tag.key == "counts":
                 return str(json.loads(tag.value).get("test", "?"))
     return "?"
-
-
-def _f(value) -> str:
-    return "-" if value is None else f"{value:.3f}"
 
 
 def main(argv=None) -> None:

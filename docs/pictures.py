@@ -20,8 +20,8 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pneumo.record import names
-from pneumo.config import paths
+from pneumo.config import paths  # noqa: E402 -- the checkout's pneumo, put on the path above
+from pneumo.record import names  # noqa: E402
 
 PICTURES = {"evaluation/heatmaps.png": ROOT / "docs" / "heatmaps.png",
             "evaluation/error_gallery.png": ROOT / "docs" / "error-gallery.png"}

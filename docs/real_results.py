@@ -18,16 +18,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pneumo.record import names as M
+from pneumo.evaluation import format  # noqa: E402 -- the checkout's pneumo, put on the path above
+from pneumo.record import names  # noqa: E402
 
-SHOWN = (M.TEST_AUC, M.TEST_ACCURACY, M.TEST_SENSITIVITY, M.TEST_SPECIFICITY)
+SHOWN = (names.TEST_AUC, names.TEST_ACCURACY, names.TEST_SENSITIVITY, names.TEST_SPECIFICITY)
 
 
 def cell(values: dict, name: str) -> str:
-    value, (low, high) = values.get(name), (values.get(b) for b in M.ci_names(name))
-    if value is None:
-        return "-"
-    return f"{value:.3f} [{low:.3f}, {high:.3f}]" if low is not None and high is not None else f"{value:.3f}"
+    return format.metric(values, name)
 
 
 def rows(client, experiments: list[str]) -> list[str]:
@@ -40,18 +38,18 @@ def rows(client, experiments: list[str]) -> list[str]:
             raise SystemExit(f"no experiment {name!r} in {client.tracking_uri}")
         runs = list(pages(client.search_runs, [exp.experiment_id], order_by=["attributes.start_time ASC"]))
         evaluations = {r.data.tags.get("mlflow.parentRunId"): r for r in runs
-                       if r.data.tags.get(M.TAG_ROLE) == "evaluation" and r.info.status == "FINISHED"}
-        for job in (r for r in runs if r.data.tags.get(M.TAG_ROLE) == "job" and r.info.status == "FINISHED"):
+                       if r.data.tags.get(names.TAG_ROLE) == "evaluation" and r.info.status == "FINISHED"}
+        for job in (r for r in runs if r.data.tags.get(names.TAG_ROLE) == "job" and r.info.status == "FINISHED"):
             m, tags = job.data.metrics, job.data.tags
-            external = tags.get(M.TAG_TEST_SOURCE) != "carved from train"
+            external = tags.get(names.TAG_TEST_SOURCE) != "carved from train"
             other = evaluations.get(job.info.run_id)
             tested = m if external else (other.data.metrics if other else {})
             carved = "" if external else ("carved test: " + ", ".join(
                 f"{k.removeprefix('test_')} {cell(m, k)}" for k in SHOWN) + "; ")
             minutes = (job.info.end_time - job.info.start_time) / 60000
-            out.append(f"| {name} | {job.info.run_name} | {m.get(M.VAL_AUC, float('nan')):.4f} | "
+            out.append(f"| {name} | {job.info.run_name} | {m.get(names.VAL_AUC, float('nan')):.4f} | "
                        + " | ".join(cell(tested, k) for k in SHOWN)
-                       + f" | {m.get(M.THRESHOLD, float('nan')):.3f} | {carved}{minutes:.0f} min, "
+                       + f" | {m.get(names.THRESHOLD, float('nan')):.3f} | {carved}{minutes:.0f} min, "
                          f"{tags.get('mlflow.source.git.commit', '?')[:7]} |")
     return out
 

@@ -17,11 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import test_ui as ui  # noqa: E402
-from store_fixture import free_port, start, stop, wait_until_up  # noqa: E402
+import test_ui as ui
 
-from pneumo.record import names
 from pneumo.config import paths
+from pneumo.record import names
+
+from store_fixture import free_port, start, stop, wait_until_up
 
 
 def main(store: str, experiment: str) -> None:
@@ -33,7 +34,7 @@ def main(store: str, experiment: str) -> None:
     uri = paths.local_tracking_uri(store)
     client = mlflow.MlflowClient(uri)
     exp = client.get_experiment_by_name(experiment)
-    jobs = client.search_runs([exp.experiment_id], f"tags.`{names.TAG_ROLE}` = 'job'", order_by=["names.test_auc DESC"])
+    jobs = client.search_runs([exp.experiment_id], f"tags.`{names.TAG_ROLE}` = 'job'", order_by=["metrics.test_auc DESC"])
     expected = {"experiment_id": exp.experiment_id, "jobs": jobs}
     port, log = free_port(), Path(tempfile.mkdtemp()) / "server.log"
     server = start([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--default-artifact-root",
