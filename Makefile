@@ -8,7 +8,7 @@ UI_PORT ?= 5000
 BACKEND ?= tensorflow
 BIN    := $(VENV)/bin
 
-.PHONY: install demo smoke test test-fast ui bench clean
+.PHONY: install demo smoke test test-fast lint ui bench clean
 
 install: $(VENV)/.installed-$(BACKEND)
 $(VENV)/.installed-$(BACKEND): pyproject.toml
@@ -23,11 +23,18 @@ demo: install          ## the main job: the demo sweep on the built-in synthetic
 smoke: install         ## an install check in about a minute
 	$(BIN)/pneumo sweep smoke
 
-test: install          ## the whole suite (what CI runs)
-	$(BIN)/python -m pytest
+# Two pytest workers (pytest-xdist), a module per worker: while one waits on a subprocess's imports, a
+# server or the browser, the other trains. TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 2
+
+test: install          ## the whole suite (what CI runs); PYTEST_ARGS adds options
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: install     ## everything but the slow (training / server / browser) tests
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
+
+lint: install          ## ruff, as CI runs it
+	$(BIN)/ruff check pneumo tests docs benchmarks
 
 ui: install            ## the MLflow UI on the local store, http://127.0.0.1:$(UI_PORT)
 	$(BIN)/pneumo ui --port $(UI_PORT)

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pneumo import data
 from pneumo.config import keys, paths, schema
-from pneumo.evaluation import referral, scoring, stats
+from pneumo.evaluation import plots, referral, scoring
 from pneumo.record import names, provenance, redact, runs, store
 from pneumo.release import package, registry
 from pneumo.runtime import backend, testpoints
@@ -155,7 +155,7 @@ def _evaluate_and_register(cfg, model, top: list, splits, client, run_id: str) -
     results.update(flagged)
     mlflow.log_metrics(results)
     with tempfile.TemporaryDirectory() as tmp:
-        stats.write_report(Path(tmp), splits.test.y, p_test, threshold, history(best))
+        plots.write_report(Path(tmp), splits.test.y, p_test, threshold, history(best))
         if scored.band is not None:
             referral.write_curve(tmp, {"validation": (splits.val.y, scored.p_val), "test": (splits.test.y, p_test)},
                                  scored.band, threshold)
@@ -215,7 +215,7 @@ class JobError(CompactHydraException):
 
 @hydra.main(config_path=str(paths.CONF_DIR), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float:
-    from pneumo.config.space import ConfigError
+    from pneumo.config.errors import ConfigError
     from pneumo.data import DataError
 
     try:

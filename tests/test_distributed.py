@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from pneumo.config.space import ConfigError
+from pneumo.config.errors import ConfigError
 from pneumo.record import names
 from pneumo.search import distributed
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from pneumo.evaluation import plots
 from pneumo.evaluation import stats as ev
 from pneumo.record.names import TEST_METRICS, THRESHOLD, ci_names
 
@@ -141,7 +142,7 @@ def test_paired_bootstrap():
 def test_write_report(tmp_path):
     y, p, _ = synthetic(n_patients=40, seed=7)
     history = {"loss": [0.7, 0.5, 0.4], "val_loss": [0.7, 0.6, 0.55], "auc": [0.6, 0.8, 0.9], "val_auc": [0.6, 0.7, 0.75]}
-    paths = ev.write_report(tmp_path / "eval", y, p, 0.4, history=history)
+    paths = plots.write_report(tmp_path / "eval", y, p, 0.4, history=history)
     names = {path.name for path in paths}
     assert names == {
         "confusion_matrix.png", "confusion_matrix.json", "roc.png", "pr.png", "calibration.png",
@@ -152,4 +153,4 @@ def test_write_report(tmp_path):
     assert cm["labels"] == ["NORMAL", "PNEUMONIA"] and cm["threshold"] == 0.4
     assert cm["matrix"] == skm.confusion_matrix(y, (p >= 0.4).astype(int)).tolist()
     assert "PNEUMONIA" in (tmp_path / "eval" / "classification_report.txt").read_text()
-    assert "training_curves.png" not in {x.name for x in ev.write_report(tmp_path / "b", y, p, 0.4)}
+    assert "training_curves.png" not in {x.name for x in plots.write_report(tmp_path / "b", y, p, 0.4)}

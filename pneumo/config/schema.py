@@ -239,7 +239,7 @@ def _schema_of(node, key, fallback):
 
 
 def _refuse_unknown(node, cls, where: str) -> None:
-    from pneumo.config.space import ConfigError
+    from pneumo.config.errors import ConfigError
 
     allowed = {f.name for f in fields(cls)}
     for key in node:
@@ -255,7 +255,7 @@ def check(cfg) -> None:
     """Refuse what composition lets through: values left unset (??? in the YAML, or `key=???`),
     keys the schemas do not know (also ones added with `+`, which Hydra lets in, nested ones too),
     and sizes out of range."""
-    from pneumo.config.space import ConfigError
+    from pneumo.config.errors import ConfigError
 
     missing = sorted(k for k in OmegaConf.missing_keys(cfg) if not str(k).startswith("hydra."))
     if missing:

@@ -13,12 +13,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pneumo.config.errors import ConfigError
+
 KINDS = ("choice", "int", "float")
 OPTIONS = {"default", "step", "log"}
 
-
-class ConfigError(ValueError):
-    """A config value that cannot work; the message names the key."""
 
 
 def is_space(value: Any) -> bool:

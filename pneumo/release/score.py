@@ -55,6 +55,7 @@ def evaluate(root: str, model_uri: str, *, bootstrap: int = 1000, confidence: fl
     from pneumo.data.index import scan_labelled
     from pneumo.data.loader import labels_digest
     from pneumo.data.splits import group_keys
+    from pneumo.evaluation import plots
     from pneumo.evaluation import stats as ev
     from pneumo.record import runs, store
 
@@ -99,7 +100,7 @@ def evaluate(root: str, model_uri: str, *, bootstrap: int = 1000, confidence: fl
         client.log_metric(run_id, names.IMAGES, len(scored))
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / names.EVALUATION_DIR
-            ev.write_report(out, y, p, threshold)
+            plots.write_report(out, y, p, threshold)
             rows = [(e.path, g, e.label, round(prob, 6)) for (e, prob), g in zip(scored, patients)]
             (out / names.EVALUATION_PREDICTIONS).write_text(predictions.to_csv(names.EVALUATION_COLUMNS, rows))
             if failed:

@@ -29,7 +29,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from pneumo.config.space import ConfigError
+from pneumo.config.errors import ConfigError
 from pneumo.record import names
 
 log = logging.getLogger("pneumo")

@@ -26,7 +26,7 @@ import keras
 import keras_tuner
 from hydra.utils import get_class
 
-from pneumo.config.space import ConfigError
+from pneumo.config.errors import ConfigError
 from pneumo.record import names, runs
 from pneumo.search import console
 from pneumo.search.fit import BestEpochWeights, TunerEpochEnd
