@@ -48,33 +48,35 @@ class DataConfig:
 
 
 @dataclass
-class CNNConfig:
-    _target_: str = MISSING  # pneumo.model.builders.cnn
+class ModelConfig:
+    """What every model option has: its builder (pneumo.model.builders.*) and the head's dropout."""
+
+    _target_: str = MISSING
+    dropout: Any = MISSING
+
+
+@dataclass
+class CNNConfig(ModelConfig):
     filters: Any = MISSING
     blocks: Any = MISSING
     kernel_size: Any = MISSING
     dense_units: Any = MISSING
-    dropout: Any = MISSING
 
 
 @dataclass
-class ResNetConfig:
-    _target_: str = MISSING  # pneumo.model.builders.resnet
+class ResNetConfig(ModelConfig):
     filters: Any = MISSING
     stages: Any = MISSING
     blocks_per_stage: Any = MISSING
-    dropout: Any = MISSING
 
 
 @dataclass
-class TransferConfig:
-    _target_: str = MISSING  # pneumo.model.builders.transfer
+class TransferConfig(ModelConfig):
     backbone: Any = MISSING  # a keras.applications name
     weights: Optional[str] = None  # None: random init; "imagenet" needs a download
     trainable: Any = MISSING  # False: frozen backbone, only the head trains (with pretrained weights)
     input_scale: float = MISSING  # backbone input = pixel/255 * scale + offset
     input_offset: float = MISSING
-    dropout: Any = MISSING
 
 
 @dataclass
