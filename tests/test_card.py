@@ -102,3 +102,16 @@ def test_a_decision_entry_names_the_verdict_every_gate_and_the_reason(promoted, 
     assert "version 9" not in text  # other versions' skips belong to their own cards
     assert ("reason given: reviewed by Dr. A" in text) == forced
     assert ("version 2 became `previous`" in text) == promoted
+
+
+def test_history_keeps_its_entries_when_the_card_is_long():
+    """Past MLflow's 5,000 characters the card's last sections give way to History, not the decisions."""
+    from pneumo.release.card import MAX_CHARS, REST, _fit
+
+    head = "# v1\n\n" + "".join(f"## {name}\n\n{'x' * 600}\n\n" for name in
+                                 ("Intended use", "Data", "Training", "Threshold", "Test metrics", "When", "Known limits"))
+    entries = [f"### promoted\n\n{'p' * 700}", f"### external evaluation\n\n{'e' * 700}"]
+    text = _fit(head, list(entries))
+    assert len(text) <= MAX_CHARS and all(e in text for e in entries)
+    assert text.startswith(head[:head.index("## When")].rstrip()) and REST in text and "## Known limits" not in text
+    assert _fit(text[:text.index("## History")], list(entries)).count(REST) == 1  # a later append adds no second one

@@ -48,35 +48,33 @@ class DataConfig:
 
 
 @dataclass
-class ModelConfig:
-    """What every model option has: its builder (pneumo.model.builders.*) and the head's dropout."""
-
-    _target_: str = MISSING
-    dropout: Any = MISSING
-
-
-@dataclass
-class CNNConfig(ModelConfig):
+class CNNConfig:
+    _target_: str = MISSING  # pneumo.model.builders.cnn
     filters: Any = MISSING
     blocks: Any = MISSING
     kernel_size: Any = MISSING
     dense_units: Any = MISSING
+    dropout: Any = MISSING
 
 
 @dataclass
-class ResNetConfig(ModelConfig):
+class ResNetConfig:
+    _target_: str = MISSING  # pneumo.model.builders.resnet
     filters: Any = MISSING
     stages: Any = MISSING
     blocks_per_stage: Any = MISSING
+    dropout: Any = MISSING
 
 
 @dataclass
-class TransferConfig(ModelConfig):
+class TransferConfig:
+    _target_: str = MISSING  # pneumo.model.builders.transfer
     backbone: Any = MISSING  # a keras.applications name
     weights: Optional[str] = None  # None: random init; "imagenet" needs a download
     trainable: Any = MISSING  # False: frozen backbone, only the head trains (with pretrained weights)
     input_scale: float = MISSING  # backbone input = pixel/255 * scale + offset
     input_offset: float = MISSING
+    dropout: Any = MISSING
 
 
 @dataclass

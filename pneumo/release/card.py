@@ -22,6 +22,8 @@ from pneumo.record import names
 
 MAX_CHARS = 5000  # MLflow's model-version description column (String(5000))
 HISTORY = "## History"
+KEPT_SECTIONS = 6  # the title and Intended use, Data, Training, Threshold, Test metrics: never cut for History
+REST = f"_(the rest of this card: the job run's `{names.CARD_ARTIFACT}`)_"
 THRESHOLD_POLICY = {
     "sensitivity": "the highest threshold whose validation sensitivity is at least {target} (policy `sensitivity`)",
     "youden": "the validation threshold maximising sensitivity + specificity - 1 (policy `youden`)",
@@ -183,6 +185,13 @@ def _fit(head: str, entries: list[str], dropped: int = 0) -> str:
         return "\n".join([*top, HISTORY, "", *note, *(e + "\n" for e in entries)]).rstrip() + "\n"
 
     text = compose()
+    # Past MLflow's limit the card's last sections give way to History first (the job run's model_card.md
+    # keeps the whole card); the card down to its test metrics always stays.
+    sections = re.split(r"(?m)^(?=## )", head.replace(REST, "").rstrip() + "\n")
+    while len(text) > MAX_CHARS and len(sections) > KEPT_SECTIONS:
+        sections.pop()
+        head = "".join(sections).rstrip() + "\n\n" + REST + "\n"
+        text = compose()
     while len(text) > MAX_CHARS and len(entries) > 1:
         entries.pop(0)
         dropped += 1
