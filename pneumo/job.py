@@ -39,7 +39,6 @@ for message in (
     warnings.filterwarnings("ignore", message=message)
 
 
-
 def train(cfg: DictConfig) -> float:
     """Run one job; returns the best trial's validation objective (what a sweeper optimises)."""
     from pneumo.runtime import quiet

@@ -59,8 +59,6 @@ def _versions(client) -> tuple[dict[str, object], dict[str, list[str]]]:
     return by_run, aliases
 
 
-
-
 def _evaluations(client, exp_ids: list[str], page_size: int) -> dict[str, list[dict]]:
     """job run id -> its `pneumo evaluate` runs (latest per folder and version), one paged query."""
     from mlflow.entities import ViewType

@@ -19,7 +19,6 @@ KINDS = ("choice", "int", "float")
 OPTIONS = {"default", "step", "log"}
 
 
-
 def is_space(value: Any) -> bool:
     return isinstance(value, Mapping) and any(k in value for k in KINDS)
 

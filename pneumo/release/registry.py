@@ -96,8 +96,6 @@ def run_of(c, run_id):
         return None
 
 
-
-
 def default_client():
     from pneumo.record.store import connect
 
