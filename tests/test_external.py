@@ -12,7 +12,7 @@ from pneumo.data.loader import labels_digest
 from pneumo.record import names
 
 from helpers import TOY, client_for, run_pneumo, tracking_uri
-from store_fixture import smoke_store  # noqa: F401
+from store_fixture import copy_store, smoke_store  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +24,12 @@ def external(tmp_path_factory) -> Path:
         (out / f.parent.name).mkdir(parents=True, exist_ok=True)
         (out / f.parent.name / f"site2-{i:03d}.jpeg").write_bytes(f.read_bytes())
     return out
+
+
+@pytest.fixture(scope="module")
+def store(smoke_store, tmp_path_factory) -> Path:
+    """A private copy of the shared smoke store: `pneumo evaluate` adds runs under its jobs."""
+    return copy_store(smoke_store, tmp_path_factory.mktemp("evaluated"))
 
 
 def test_test_root_is_the_test_split_and_the_source_test_is_left_out(synthetic_root, external, data_cfg):
@@ -80,12 +86,12 @@ def test_a_job_with_test_root_tests_on_that_folder(tmp_path, external):
 
 
 @pytest.mark.slow
-def test_evaluate_records_a_run_under_the_versions_job(smoke_store, external, tmp_path):
-    env = {"MLFLOW_TRACKING_URI": tracking_uri(smoke_store)}
+def test_evaluate_records_a_run_under_the_versions_job(store, external, tmp_path):
+    env = {"MLFLOW_TRACKING_URI": tracking_uri(store)}
     proc = run_pneumo(["evaluate", str(external), "--model", f"models:/{names.MODEL_NAME}@{names.CHAMPION}",
                        "--bootstrap", "100"], tmp_path, env_extra=env, hydra=False)
     assert "test_auc" in proc.stdout and "recorded as run" in proc.stdout
-    client = client_for(smoke_store)
+    client = client_for(store)
     version = client.get_model_version_by_alias(names.MODEL_NAME, names.CHAMPION)
     runs = client.search_runs([client.get_run(version.run_id).info.experiment_id],
                               f"tags.`{names.TAG_ROLE}` = 'evaluation'")
@@ -190,7 +196,7 @@ def _recorded(store: Path, stdout: str):
 
 
 @pytest.mark.slow
-def test_evaluate_metrics_are_those_of_its_own_logged_predictions(smoke_store, external, tmp_path):
+def test_evaluate_metrics_are_those_of_its_own_logged_predictions(store, external, tmp_path):
     """scikit-learn on evaluation/predictions.csv gives the logged numbers; each probability is what the
     version's model gives that file; each label is the file's class folder."""
     import mlflow
@@ -198,9 +204,9 @@ def test_evaluate_metrics_are_those_of_its_own_logged_predictions(smoke_store, e
     import pandas as pd
     from sklearn.metrics import confusion_matrix, roc_auc_score
 
-    proc = _evaluate(smoke_store, external, tmp_path)
+    proc = _evaluate(store, external, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    client, run, rows = _recorded(smoke_store, proc.stdout)
+    client, run, rows = _recorded(store, proc.stdout)
     files = sorted(external.rglob("*.jpeg"))
     path_, _, y_true, probability = names.EVALUATION_COLUMNS
     assert sorted(r[path_] for r in rows) == sorted(str(f.relative_to(external)) for f in files)
@@ -234,16 +240,16 @@ def _with_unreadable(src: Path, dst: Path, classes=("NORMAL", "PNEUMONIA")) -> d
 
 
 @pytest.mark.slow
-def test_evaluate_skips_and_reports_unreadable_files(smoke_store, external, tmp_path):
+def test_evaluate_skips_and_reports_unreadable_files(store, external, tmp_path):
     folder = tmp_path / "with-broken"
     bad = _with_unreadable(external, folder)
-    proc = _evaluate(smoke_store, folder, tmp_path)
+    proc = _evaluate(store, folder, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     skipped = {line.split(": ", 1)[0].removeprefix("  skipped "): line.split(": ", 1)[1]
                for line in proc.stderr.splitlines() if line.startswith("  skipped ")}
     assert skipped.keys() == bad.keys()
     assert all(reason in skipped[path] for path, reason in bad.items()), skipped
-    client, run, rows = _recorded(smoke_store, proc.stdout)
+    client, run, rows = _recorded(store, proc.stdout)
     good = len(list(external.rglob("*.jpeg")))
     assert run.data.metrics[names.IMAGES] == len(rows) == good  # scored without them
     assert f"{good} images" in proc.stdout
@@ -252,7 +258,7 @@ def test_evaluate_skips_and_reports_unreadable_files(smoke_store, external, tmp_
 
 
 @pytest.mark.slow
-def test_evaluate_with_one_readable_class_is_one_error_naming_the_unreadable(smoke_store, external, tmp_path):
+def test_evaluate_with_one_readable_class_is_one_error_naming_the_unreadable(store, external, tmp_path):
     """PNEUMONIA/ holds files, none readable: not both classes once they are left out, and the error says which."""
     import shutil
 
@@ -261,9 +267,9 @@ def test_evaluate_with_one_readable_class_is_one_error_naming_the_unreadable(smo
     (folder / "PNEUMONIA").mkdir()
     (folder / "PNEUMONIA" / "zero.jpeg").write_bytes(b"")
     (folder / "PNEUMONIA" / "notes.jpeg").write_text("patient notes, not a radiograph\n")
-    client = client_for(smoke_store)
+    client = client_for(store)
     before = len(client.search_runs([e.experiment_id for e in client.search_experiments()], ""))
-    proc = _evaluate(smoke_store, folder, tmp_path)
+    proc = _evaluate(store, folder, tmp_path)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert proc.stdout == "" and "Traceback" not in proc.stderr
     error = [line for line in proc.stderr.splitlines() if line.startswith("pneumo evaluate: error: ")]
