@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
+import json
 import os
+import select
+import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -44,11 +49,71 @@ def isolate(tmp: Path) -> list[str]:
 
 
 def run_pneumo(args, tmp: Path, env_extra=None, check=True, timeout=900, hydra=True):
-    argv = [sys.executable, "-m", "pneumo", *args, *(isolate(tmp) if hydra else [])]
-    proc = subprocess.run(argv, env=clean_env(env_extra), cwd=tmp, capture_output=True, text=True, timeout=timeout)
+    """`python -m pneumo ARGS` in tmp (its outputs kept there with hydra=True), as a CompletedProcess."""
+    argv = [*args, *(isolate(tmp) if hydra else [])]
+    proc = pneumo_process(argv, tmp, clean_env(env_extra), timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"pneumo {' '.join(args)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
     return proc
+
+
+# What a process reads once, at import, from its environment: a child whose environment sets these
+# otherwise than the zygote's needs its own interpreter.
+IMPORT_TIME = ("KERAS_", "TF_", "XLA_", "JAX_", "PYTHON", "OMP_", "LD_")
+
+
+def pneumo_process(argv: list[str], cwd: Path, env: dict, timeout: float = 900) -> subprocess.CompletedProcess:
+    """A new `python -m pneumo ARGV` process: forked from this worker's pre-imported zygote (tests/zygote.py)
+    where the environment allows, else a fresh interpreter. A kill is a negative returncode either way."""
+    base = clean_env()
+    same = lambda k: env.get(k) == base.get(k)  # noqa: E731
+    if all(same(k) for k in env.keys() | base.keys() if k.startswith(IMPORT_TIME)):
+        return _zygote().run(argv, cwd, env, timeout)
+    return subprocess.run([sys.executable, "-m", "pneumo", *argv], env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+class Zygote:
+    """The client of one tests/zygote.py process (started on first use, ended with this process)."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("zygote.py"))], env=clean_env(),
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        atexit.register(self.proc.kill)
+
+    def _reply(self, timeout: float | None) -> dict:
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else ""
+        if not ready:
+            raise TimeoutError
+        if not line:
+            raise RuntimeError(f"the test zygote died (exit {self.proc.poll()})")
+        return json.loads(line)
+
+    def run(self, argv, cwd: Path, env: dict, timeout: float) -> subprocess.CompletedProcess:
+        with tempfile.TemporaryDirectory() as logs:
+            out, err = Path(logs) / "out", Path(logs) / "err"
+            request = {"argv": list(argv), "cwd": str(cwd), "env": env, "out": str(out), "err": str(err)}
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+            pid = self._reply(60)["pid"]
+            try:
+                code = self._reply(timeout)["code"]
+            except TimeoutError:
+                os.kill(pid, signal.SIGKILL)
+                self._reply(60)
+                raise subprocess.TimeoutExpired(["pneumo", *argv], timeout, out.read_text(), err.read_text()) from None
+            return subprocess.CompletedProcess(["pneumo", *argv], code, out.read_text(errors="replace"),
+                                               err.read_text(errors="replace"))
+
+
+_ZYGOTE: list[Zygote] = []
+
+
+def _zygote() -> Zygote:
+    if not _ZYGOTE or _ZYGOTE[0].proc.poll() is not None:
+        _ZYGOTE[:] = [Zygote()]
+    return _ZYGOTE[0]
 
 
 def tracking_uri(tmp: Path) -> str:

@@ -10,6 +10,7 @@ Also: the small helpers those tests need to run real servers on 127.0.0.1.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import re
@@ -36,7 +37,6 @@ def build_smoke_store(tmp: Path) -> Path:
     """`pneumo sweep smoke` then `pneumo promote` into tmp; returns tmp."""
     # As a newcomer runs it: no TF_CPP_MIN_LOG_LEVEL of ours (tests/test_console.py reads its output).
     proc = run_pneumo(["sweep", "smoke"], tmp, env_extra={"TF_CPP_MIN_LOG_LEVEL": None})
-    (tmp / SWEEP_OUTPUT).write_text(proc.stdout + proc.stderr)
     # ~18 toy test images cannot clear the gates reliably (the AUC's CI alone spans
     # ~0.4); the gates are tested in test_registry.py, here some version only needs to
     # hold the alias: the best by test AUC, forced, as a user would with a reason.
@@ -48,20 +48,38 @@ def build_smoke_store(tmp: Path) -> Path:
                hydra=False, env_extra={"MLFLOW_TRACKING_URI": tracking_uri(tmp)})
     champion = client_for(tmp).get_model_version_by_alias(names.MODEL_NAME, names.CHAMPION)
     assert champion.status == "READY", champion
+    (tmp / SWEEP_OUTPUT).write_text(proc.stdout + proc.stderr)  # last: its presence says the store is complete
     return tmp
 
 
 @pytest.fixture(scope="session")
 def smoke_store(tmp_path_factory) -> Path:
-    """A tmp dir holding the smoke sweep's MLflow store (mlruns/), its data cache (cache/) and a champion."""
+    """A tmp dir holding the smoke sweep's MLflow store (mlruns/), its data cache (cache/) and a champion.
+
+    Built once per test run: under pytest-xdist the first worker to ask builds it in the folder all
+    workers share, the others wait on the lock and read it. Tests read it; a test that writes copies it."""
     if "error" in _BUILT:
         pytest.fail(f"the shared smoke store failed to build earlier: {_BUILT['error']}")
     if "path" not in _BUILT:
-        try:
-            _BUILT["path"] = build_smoke_store(tmp_path_factory.mktemp("smoke-store"))
-        except BaseException as e:
-            _BUILT["error"] = f"{type(e).__name__}: {str(e)[:2000]}"
-            raise
+        shared = tmp_path_factory.getbasetemp()
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+            shared = shared.parent  # the run's folder, above each worker's own
+        path, failed = shared / "smoke-store", shared / "smoke-store.failed"
+        with open(shared / "smoke-store.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if failed.exists():
+                _BUILT["error"] = failed.read_text()
+            elif not (path / SWEEP_OUTPUT).exists():
+                try:
+                    path.mkdir(exist_ok=True)
+                    build_smoke_store(path)
+                except BaseException as e:
+                    _BUILT["error"] = f"{type(e).__name__}: {str(e)[:2000]}"
+                    failed.write_text(_BUILT["error"])
+                    raise
+        if "error" in _BUILT:
+            pytest.fail(f"the shared smoke store failed to build in another worker: {_BUILT['error']}")
+        _BUILT["path"] = path
     return _BUILT["path"]
 
 

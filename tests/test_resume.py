@@ -9,7 +9,6 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,18 +16,18 @@ import pytest
 
 from pneumo.record import names, runs
 
-from helpers import clean_env, client_for, isolate
+from helpers import clean_env, client_for, isolate, pneumo_process
 
 JOB = ["train", "experiment=resume", "data.n_images=64", "data.image_px=48", "trainer.image_size=32",
        "trainer.epochs=3", "trainer.batch_size=16", "tuner.max_trials=3", "evaluation.bootstrap=50",
        "trainer.early_stopping=null", "trainer.chance_z=null"]
 
 
-def command(tmp: Path) -> list[str]:
-    return [sys.executable, "-m", "pneumo", *JOB, *isolate(tmp)]
+def job(tmp: Path, *extra: str, **env) -> subprocess.CompletedProcess:
+    """The job as a new process (tests/helpers.py), no inherited MLflow run or store; env adds variables."""
+    return pneumo_process([*JOB, *isolate(tmp), *extra], tmp, clean_env(env), timeout=600)
 
 
-env = clean_env  # the job's environment: no inherited MLflow run or store
 store = client_for
 
 
@@ -38,8 +37,7 @@ def trial_runs(client, exp_id):
 
 def killed_at(tmp: Path, point: str, extra=()) -> None:
     """Run the job until PNEUMO_KILL_AT=point SIGKILLs it (no clean-up of any kind)."""
-    proc = subprocess.run(command(tmp) + list(extra), env={**env(), "PNEUMO_KILL_AT": point}, cwd=tmp,
-                          capture_output=True, text=True, timeout=600)
+    proc = job(tmp, *extra, PNEUMO_KILL_AT=point)
     assert proc.returncode == -signal.SIGKILL, f"not killed at {point} (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
 
 
@@ -53,7 +51,7 @@ def test_killed_job_resumes_without_rerunning_or_duplicating(tmp_path):
     interrupted = next(r for r in before.values() if r.info.status == "RUNNING")
     assert len(client.get_metric_history(interrupted.info.run_id, "val_auc")) == 1  # one epoch done, one cut
 
-    rerun = subprocess.run(command(tmp_path), env=env(), cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    rerun = job(tmp_path)
     assert rerun.returncode == 0, rerun.stderr[-4000:]
 
     jobs = client.search_runs([exp_id], f"tags.`{names.TAG_ROLE}` = 'job'")
@@ -73,7 +71,7 @@ def test_killed_job_resumes_without_rerunning_or_duplicating(tmp_path):
     assert [v.run_id for v in versions] == [jobs[0].info.run_id]
 
     # A finished job is not run again by the same command.
-    again = subprocess.run(command(tmp_path), env=env(), cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    again = job(tmp_path)
     assert again.returncode == 0 and "already finished" in again.stdout + again.stderr
     assert len(trial_runs(client, exp_id)) == len(runs)
     assert len(client.search_model_versions(f"name='{names.MODEL_NAME}'")) == 1
@@ -91,8 +89,7 @@ def test_kill_after_the_search_resumes_to_exactly_one_version(tmp_path, point):
     trials_before = {r.info.run_id for r in trial_runs(client, exp_id) if r.info.status == "FINISHED"}
     assert len(trials_before) == 2
 
-    rerun = subprocess.run(command(tmp_path) + SHORT, env=env(), cwd=tmp_path, capture_output=True, text=True,
-                           timeout=600)
+    rerun = job(tmp_path, *SHORT)
     assert rerun.returncode == 0, rerun.stderr[-4000:]
     jobs = client.search_runs([exp_id], f"tags.`{names.TAG_ROLE}` = 'job'")
     assert len(jobs) == 1 and jobs[0].info.status == "FINISHED"
@@ -111,8 +108,7 @@ def test_a_killed_job_that_is_not_rerun_is_marked_killed_with_its_trials_by_the_
     trials = {r.info.run_id: r.info.status for r in trial_runs(client, exp_id)}
     assert sorted(trials.values()) == ["FINISHED", "RUNNING"]
 
-    other = subprocess.run(command(tmp_path) + SHORT + ["seed=7"], env=env(), cwd=tmp_path, capture_output=True,
-                           text=True, timeout=600)
+    other = job(tmp_path, *SHORT, "seed=7")
     assert other.returncode == 0, other.stderr[-4000:]
     assert "marked job runs of killed processes as KILLED" in other.stdout + other.stderr
     assert client.get_run(dead.info.run_id).info.status == "KILLED"
@@ -128,13 +124,11 @@ def test_corrupt_tuner_state_gives_a_way_on(tmp_path):
     killed_at(tmp_path, "after_search", SHORT)
     oracle = next((tmp_path / "cache" / "tuner").rglob("oracle.json"))
     oracle.write_text(oracle.read_text()[:40])  # half-written
-    broken = subprocess.run(command(tmp_path) + SHORT, env=env(), cwd=tmp_path, capture_output=True, text=True,
-                            timeout=600)
+    broken = job(tmp_path, *SHORT)
     assert broken.returncode != 0
     assert str(oracle.parent) in broken.stderr and "restart=true" in broken.stderr
     assert "Traceback" not in broken.stderr
-    fresh = subprocess.run(command(tmp_path) + SHORT + ["restart=true"], env=env(), cwd=tmp_path,
-                           capture_output=True, text=True, timeout=600)
+    fresh = job(tmp_path, *SHORT, "restart=true")
     assert fresh.returncode == 0, fresh.stderr[-4000:]
     client = store(tmp_path)
     assert len(client.search_model_versions(f"name='{names.MODEL_NAME}'")) == 1

@@ -43,7 +43,7 @@ def test_ui_binds_to_loopback_unless_told(monkeypatch, tmp_path):
 
 
 @pytest.mark.slow
-def test_logged_model_is_code_and_a_safe_keras_file_not_a_pickle(smoke_store):
+def test_logged_model_is_code_and_a_safe_keras_file_not_a_pickle(smoke_store, tmp_path):
     from helpers import client_for
 
     client = client_for(smoke_store)
@@ -51,7 +51,7 @@ def test_logged_model_is_code_and_a_safe_keras_file_not_a_pickle(smoke_store):
     import mlflow
 
     local = Path(mlflow.artifacts.download_artifacts(f"models:/{names.MODEL_NAME}/{version.version}",
-                                                     dst_path=str(smoke_store / "dl")))
+                                                     dst_path=str(tmp_path / "dl")))
     files = [p for p in local.rglob("*") if p.is_file()]
     assert not [p for p in files if p.suffix in (".pkl", ".pickle", ".cloudpickle")], files
     mlmodel = (local / "MLmodel").read_text()

@@ -1,0 +1,98 @@
+"""A pre-imported `python -m pneumo` for the tests: one per pytest worker, forked once per command.
+
+Every job a test runs is a new process, as a user's is, but importing TensorFlow, Keras, Keras Tuner,
+MLflow and pneumo costs ~15 s of CPU per process on the dev machine, more than a toy job's training.
+This process pays it once: it imports them (running no TensorFlow op, so no thread pool exists to be
+lost in a fork), then for each request forks a child that sets the request's environment, working
+directory and argv and runs `pneumo.cli.main` exactly as `python -m pneumo` would, its stdout and
+stderr in files and its exit status (or the signal that killed it) reported back.
+
+Only requests whose environment leaves the import-time settings alone come here (helpers.py
+`run_pneumo` decides): a different KERAS_BACKEND or TF_CPP_MIN_LOG_LEVEL needs a real interpreter.
+
+Protocol, one JSON object per line: in {"argv", "cwd", "env", "out", "err"}; out {"pid"} then {"code"}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+
+def _child(request: dict) -> None:
+    """In the forked child: become `python -m pneumo ARGV` and never return."""
+    import tempfile
+
+    code = 1
+    try:
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        for fd, path in ((1, request["out"]), (2, request["err"])):
+            os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__  # now on those files
+        os.environ.clear()
+        os.environ.update(request["env"])
+        tempfile.tempdir = None  # read TMPDIR afresh, as a new process does
+        os.chdir(request["cwd"])
+        import pneumo.cli
+
+        sys.argv = [str(os.path.join(os.path.dirname(pneumo.cli.__file__), "__main__.py")), *request["argv"]]
+        try:
+            code = pneumo.cli.main()
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except BaseException:  # noqa: BLE001 - what an uncaught exception does to a real interpreter
+            import traceback
+
+            traceback.print_exc()
+            code = 1
+    finally:
+        # A real interpreter's exit: atexit handlers (MLflow ends its runs there), then flushed streams.
+        try:
+            import atexit
+
+            atexit._run_exitfuncs()
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(int(code or 0))
+
+
+def serve() -> None:
+    from pneumo.runtime import quiet
+
+    quiet.libraries(0)  # Keras and its backend, as a job imports them (chatter filtered)
+    import importlib
+    import pkgutil
+
+    import keras_tuner  # noqa: F401
+    import mlflow
+    import mlflow.store.model_registry.sqlalchemy_store
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+
+    import pneumo
+
+    for mod in pkgutil.walk_packages(pneumo.__path__, "pneumo."):
+        if mod.name.endswith("__main__"):
+            continue
+        importlib.import_module(mod.name)
+
+    protocol = sys.stdout
+    sys.stdout = sys.stderr  # nothing but the protocol on the pipe
+    for line in sys.stdin:
+        request = json.loads(line)
+        protocol.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            _child(request)
+        protocol.write(json.dumps({"pid": pid}) + "\n")
+        protocol.flush()
+        _, status = os.waitpid(pid, 0)
+        protocol.write(json.dumps({"code": os.waitstatus_to_exitcode(status)}) + "\n")
+        protocol.flush()
+
+
+if __name__ == "__main__":
+    serve()
