@@ -54,6 +54,7 @@ def data_cfg(tmp_path):
     return make
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the groups into scopes
 def pytest_collection_modifyitems(config, items):
     """How `make test` shares the tests out between its xdist workers (`--dist loadgroup`).
 

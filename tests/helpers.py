@@ -48,10 +48,12 @@ def isolate(tmp: Path) -> list[str]:
             f"hydra.sweep.dir={tmp}/multirun", f"hydra.run.dir={tmp}/outputs"]
 
 
-def run_pneumo(args, tmp: Path, env_extra=None, check=True, timeout=900, hydra=True):
-    """`python -m pneumo ARGS` in tmp (its outputs kept there with hydra=True), as a CompletedProcess."""
+def run_pneumo(args, tmp: Path, env_extra=None, check=True, timeout=900, hydra=True, fresh=False):
+    """`python -m pneumo ARGS` in tmp (its outputs kept there with hydra=True), as a CompletedProcess.
+    fresh: a new interpreter even where the zygote could fork it (a launcher that starts worker processes:
+    joblib's loky workers, started from a forked zygote child, sat idle for minutes)."""
     argv = [*args, *(isolate(tmp) if hydra else [])]
-    proc = pneumo_process(argv, tmp, clean_env(env_extra), timeout)
+    proc = pneumo_process(argv, tmp, clean_env(env_extra), timeout, fresh=fresh)
     if check and proc.returncode != 0:
         raise AssertionError(f"pneumo {' '.join(args)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
     return proc
@@ -62,12 +64,13 @@ def run_pneumo(args, tmp: Path, env_extra=None, check=True, timeout=900, hydra=T
 IMPORT_TIME = ("KERAS_", "TF_", "XLA_", "JAX_", "PYTHON", "OMP_", "LD_")
 
 
-def pneumo_process(argv: list[str], cwd: Path, env: dict, timeout: float = 900) -> subprocess.CompletedProcess:
+def pneumo_process(argv: list[str], cwd: Path, env: dict, timeout: float = 900,
+                   fresh: bool = False) -> subprocess.CompletedProcess:
     """A new `python -m pneumo ARGV` process: forked from this worker's pre-imported zygote (tests/zygote.py)
     where the environment allows, else a fresh interpreter. A kill is a negative returncode either way."""
     base = clean_env()
     same = lambda k: env.get(k) == base.get(k)  # noqa: E731
-    if all(same(k) for k in env.keys() | base.keys() if k.startswith(IMPORT_TIME)):
+    if not fresh and all(same(k) for k in env.keys() | base.keys() if k.startswith(IMPORT_TIME)):
         return _zygote().run(argv, cwd, env, timeout)
     return subprocess.run([sys.executable, "-m", "pneumo", *argv], env=env, cwd=cwd, capture_output=True, text=True,
                           timeout=timeout)

@@ -71,7 +71,7 @@ def test_joblib_runs_two_jobs_at_once_against_one_sqlite_store(tmp_path):
     # the other, the first would wait alone and fail. Evidence that needs no clock.
     proc = run_pneumo(["train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model=cnn,resnet",
                        "experiment=parallel", *TOY, "tuner.max_trials=2"], tmp_path,
-                      env_extra={"PNEUMO_RENDEZVOUS": f"{tmp_path}/rendezvous:2"})
+                      env_extra={"PNEUMO_RENDEZVOUS": f"{tmp_path}/rendezvous:2"}, fresh=True)
     log = proc.stdout + proc.stderr
     for trouble in ("database is locked", "OperationalError", "marked job runs of killed processes"):
         assert trouble not in log, trouble
