@@ -23,16 +23,16 @@ demo: install          ## the main job: the demo sweep on the built-in synthetic
 smoke: install         ## an install check in about a minute
 	$(BIN)/pneumo sweep smoke
 
-# Two pytest workers (pytest-xdist): while one waits on a server or the browser, the other trains. A
-# module's tests share a worker unless it is marked `spread` (tests/conftest.py); the slow go first.
+# Two pytest workers (pytest-xdist): while one waits on a server or the browser, the other trains. Tests
+# are shared out one by one, the slow first (tests/conftest.py); the smoke store is built once for both.
 # Each worker forks its jobs from one pre-imported pneumo (tests/zygote.py). TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
 
 test: install          ## the whole suite (what CI runs); PYTEST_ARGS adds options
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load $(PYTEST_ARGS)
 
 test-fast: install     ## everything but the slow (training / server / browser) tests
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load -m "not slow"
 
 lint: install          ## ruff, as CI runs it
 	$(BIN)/ruff check pneumo tests docs benchmarks

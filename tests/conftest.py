@@ -54,15 +54,7 @@ def data_cfg(tmp_path):
     return make
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the groups into scopes
 def pytest_collection_modifyitems(config, items):
-    """How `make test` shares the tests out between its xdist workers (`--dist loadgroup`).
-
-    A module's tests go to one worker, so a module-scoped fixture (a trained store, a browser) is built
-    once; a module marked `spread` holds slow tests that share nothing, which any free worker may take.
-    Slow tests are handed out first, so the run does not end waiting on one long test alone.
-    """
-    for item in items:
-        if not item.get_closest_marker("spread"):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    """Slow tests are handed out first (`make test`: xdist's `--dist load`), so the run does not end
+    waiting on one long test alone."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: file order within each

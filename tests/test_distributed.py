@@ -32,9 +32,6 @@ JOB = [*(o for o in TOY if not o.startswith("tuner.max_trials")), f"tuner.max_tr
        "trainer.epochs=2", "data.n_images=64", "experiment=distributed"]
 
 
-pytestmark = pytest.mark.spread  # independent tests: any worker (conftest.py)
-
-
 def _pg(name: str) -> str:
     found = shutil.which(name) or next((f"{b}/{name}" for b in reversed(PG_BIN) if Path(b, name).exists()), None)
     require(found is not None, f"PostgreSQL's {name} is not installed (apt-get install postgresql)")

@@ -8,7 +8,7 @@ from pneumo.record import names
 
 from helpers import TOY, client_for, run_pneumo
 
-pytestmark = [pytest.mark.slow, pytest.mark.spread]  # independent tests: any worker (conftest.py)
+pytestmark = pytest.mark.slow
 
 # At 32 px, six or more pooling blocks shrink the map to nothing: those trials raise in build.
 SOMETIMES_BROKEN = "model.blocks={int:[3,7]}"

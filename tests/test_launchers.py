@@ -22,9 +22,6 @@ from helpers import TOY, client_for, run_pneumo
 schema.register()
 
 
-pytestmark = pytest.mark.spread  # independent tests: any worker (conftest.py)
-
-
 def hydra_cfg(*overrides: str):
     with initialize_config_dir(config_dir=str(paths.CONF_DIR), version_base="1.3"):
         return compose("config", overrides=list(overrides), return_hydra_config=True).hydra

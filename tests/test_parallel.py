@@ -16,7 +16,7 @@ from pneumo.record import names
 from helpers import clean_env, client_for
 from store_fixture import start_server, stop
 
-pytestmark = [pytest.mark.slow, pytest.mark.spread]  # independent tests: any worker (conftest.py)
+pytestmark = pytest.mark.slow
 
 EVALUATION = {"confusion_matrix.png", "confusion_matrix.json", "roc.png", "pr.png", "calibration.png",
               "training_curves.png", "classification_report.txt", "test_predictions.csv",

@@ -23,9 +23,6 @@ JOB = ["train", "experiment=resume", "data.n_images=64", "data.image_px=48", "tr
        "trainer.early_stopping=null", "trainer.chance_z=null"]
 
 
-pytestmark = pytest.mark.spread  # independent tests: any worker (conftest.py)
-
-
 def job(tmp: Path, *extra: str, **env) -> subprocess.CompletedProcess:
     """The job as a new process (tests/helpers.py), no inherited MLflow run or store; env adds variables."""
     return pneumo_process([*JOB, *isolate(tmp), *extra], tmp, clean_env(env), timeout=600)

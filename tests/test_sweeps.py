@@ -18,7 +18,7 @@ from pneumo.record import names
 from helpers import TOY, client_for, run_pneumo, tracking_uri
 from store_fixture import SWEEP_OUTPUT, smoke_store  # noqa: F401
 
-pytestmark = [pytest.mark.slow, pytest.mark.spread]  # independent tests: any worker (conftest.py)
+pytestmark = pytest.mark.slow
 
 def test_smoke_sweep_leaves_the_promised_store(smoke_store):
     """The shared smoke store (tests/store_fixture.py: `pneumo sweep smoke` as a user runs it, then promote)."""
