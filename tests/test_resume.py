@@ -16,7 +16,7 @@ import pytest
 
 from pneumo.record import names, runs
 
-from helpers import clean_env, client_for, isolate, pneumo_process
+from helpers import client_for, run_pneumo
 
 JOB = ["train", "experiment=resume", "data.n_images=64", "data.image_px=48", "trainer.image_size=32",
        "trainer.epochs=3", "trainer.batch_size=16", "tuner.max_trials=3", "evaluation.bootstrap=50",
@@ -24,8 +24,8 @@ JOB = ["train", "experiment=resume", "data.n_images=64", "data.image_px=48", "tr
 
 
 def job(tmp: Path, *extra: str, **env) -> subprocess.CompletedProcess:
-    """The job as a new process (tests/helpers.py), no inherited MLflow run or store; env adds variables."""
-    return pneumo_process([*JOB, *isolate(tmp), *extra], tmp, clean_env(env), timeout=600)
+    """The job as a new process, its outputs under tmp (tests/helpers.py); env adds variables."""
+    return run_pneumo([*JOB, *extra], tmp, env_extra=env, check=False, timeout=600)
 
 
 store = client_for

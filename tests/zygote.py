@@ -8,7 +8,7 @@ directory and argv and runs `pneumo.cli.main` exactly as `python -m pneumo` woul
 stderr in files and its exit status (or the signal that killed it) reported back.
 
 Only requests whose environment leaves the import-time settings alone come here (helpers.py
-`run_pneumo` decides): a different KERAS_BACKEND or TF_CPP_MIN_LOG_LEVEL needs a real interpreter.
+`pneumo_process` decides): a different KERAS_BACKEND or TF_CPP_MIN_LOG_LEVEL needs a real interpreter.
 
 Protocol, one JSON object per line: in {"argv", "cwd", "env", "out", "err"}; out {"pid"} then {"code"}.
 """
@@ -42,6 +42,8 @@ def _child(request: dict) -> None:
             code = pneumo.cli.main()
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            if not isinstance(e.code, int | None):
+                print(e.code, file=sys.stderr)  # sys.exit("message"): the interpreter prints it
         except BaseException:  # noqa: BLE001 - what an uncaught exception does to a real interpreter
             import traceback
 
