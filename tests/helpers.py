@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import select
@@ -22,6 +23,7 @@ TOY = [
     "data=synthetic", "data.n_images=48", "data.image_px=48",
     "trainer.epochs=1", "trainer.image_size=32", "trainer.batch_size=16", "trainer.chance_z=null",
     "tuner.max_trials=1", "evaluation.bootstrap=50",
+    "evaluation.heatmaps=0",  # occlusion pictures: test_review asks for them (and the smoke sweep draws them)
 ]
 
 
@@ -48,15 +50,45 @@ def isolate(tmp: Path) -> list[str]:
             f"hydra.sweep.dir={tmp}/multirun", f"hydra.run.dir={tmp}/outputs"]
 
 
-def run_pneumo(args, tmp: Path, env_extra=None, check=True, timeout=900, hydra=True, fresh=False):
+def run_pneumo(args, tmp: Path, env_extra=None, check=True, timeout=900, hydra=True, fresh=False,
+               new_store=False):
     """`python -m pneumo ARGS` in tmp (its outputs kept there with hydra=True), as a CompletedProcess.
     fresh: a new interpreter even where the zygote could fork it (a launcher that starts worker processes:
-    joblib's loky workers, started from a forked zygote child, sat idle for minutes)."""
+    joblib's loky workers, started from a forked zygote child, sat idle for minutes).
+    new_store: let pneumo create tmp's sqlite store itself (else a copy of an empty one is put there first)."""
     argv = [*args, *(isolate(tmp) if hydra else [])]
+    if hydra and not new_store:
+        seed_store(tmp / "mlruns")
     proc = pneumo_process(argv, tmp, clean_env(env_extra), timeout, fresh=fresh)
     if check and proc.returncode != 0:
         raise AssertionError(f"pneumo {' '.join(args)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
     return proc
+
+
+_EMPTY_STORE: list[Path] = []
+
+
+def seed_store(store: Path) -> None:
+    """Put an empty, migrated MLflow sqlite database in `store` unless one is there.
+
+    A new store runs MLflow's ~60 schema migrations (4-5 s of CPU here) in every job that opens it.
+    pneumo creates one store per worker, once, with its own code (pneumo.record.store); each test's
+    store starts as a copy of it. Tests of store creation itself pass new_store=True."""
+    import shutil
+
+    from pneumo.record import store as record_store
+
+    db = store / "mlflow.db"
+    if db.exists():
+        return
+    if not _EMPTY_STORE:
+        empty = Path(tempfile.mkdtemp(prefix="pneumo-empty-store-")) / "mlflow.db"
+        with contextlib.chdir(empty.parent):  # MLflow's Default experiment points under the cwd: not the repo's
+            record_store._create_sqlite_store(f"sqlite:///{empty}")
+        atexit.register(shutil.rmtree, empty.parent, True)
+        _EMPTY_STORE.append(empty)
+    store.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_EMPTY_STORE[0], db)
 
 
 # What a process reads once, at import, from its environment: a child whose environment sets these

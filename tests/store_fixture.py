@@ -3,7 +3,8 @@
 Import the fixture into a test module with `from store_fixture import smoke_store  # noqa: F401`.
 pytest registers an imported fixture once per importing module, so a session-scoped
 fixture imported into three modules would still run three times: the store is built
-once here and cached at module level (and so is a failure, to fail fast, not retrain).
+once per run by `built_once` (any expensive read-only folder can be) and cached at module
+level (and so is a failure, to fail fast, not retrain).
 
 Also: the small helpers those tests need to run real servers on 127.0.0.1.
 """
@@ -36,7 +37,8 @@ SWEEP_OUTPUT = "sweep-console.txt"  # the sweep's stdout + stderr, as a newcomer
 def build_smoke_store(tmp: Path) -> Path:
     """`pneumo sweep smoke` then `pneumo promote` into tmp; returns tmp."""
     # As a newcomer runs it: no TF_CPP_MIN_LOG_LEVEL of ours (tests/test_console.py reads its output).
-    proc = run_pneumo(["sweep", "smoke"], tmp, env_extra={"TF_CPP_MIN_LOG_LEVEL": None})
+    # Its store is new, as a newcomer's is (MLflow's table creation prints must not reach the console either).
+    proc = run_pneumo(["sweep", "smoke"], tmp, env_extra={"TF_CPP_MIN_LOG_LEVEL": None}, new_store=True)
     # ~18 toy test images cannot clear the gates reliably (the AUC's CI alone spans
     # ~0.4); the gates are tested in test_registry.py, here some version only needs to
     # hold the alias: the best by test AUC, forced, as a user would with a reason.
@@ -48,39 +50,47 @@ def build_smoke_store(tmp: Path) -> Path:
                hydra=False, env_extra={"MLFLOW_TRACKING_URI": tracking_uri(tmp)})
     champion = client_for(tmp).get_model_version_by_alias(names.MODEL_NAME, names.CHAMPION)
     assert champion.status == "READY", champion
-    (tmp / SWEEP_OUTPUT).write_text(proc.stdout + proc.stderr)  # last: its presence says the store is complete
+    (tmp / SWEEP_OUTPUT).write_text(proc.stdout + proc.stderr)
     return tmp
+
+
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """The folder `build(folder)` fills, built once per test run and read by every xdist worker.
+
+    The first worker to ask builds it in the folder all workers share; the others wait on its
+    lock and read it. A failure is kept too, so the others fail fast instead of building again.
+    Tests read the folder; a test that writes copies it (copy_store)."""
+    if name in _BUILT:
+        if isinstance(_BUILT[name], str):
+            pytest.fail(f"{name} failed to build earlier: {_BUILT[name]}")
+        return _BUILT[name]
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the run's folder, above each worker's own
+    path, done, failed = shared / name, shared / f"{name}.done", shared / f"{name}.failed"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if failed.exists():
+            _BUILT[name] = failed.read_text()
+            pytest.fail(f"{name} failed to build in another worker: {_BUILT[name]}")
+        if not done.exists():
+            try:
+                path.mkdir(exist_ok=True)
+                build(path)
+            except BaseException as e:
+                _BUILT[name] = f"{type(e).__name__}: {str(e)[:2000]}"
+                failed.write_text(_BUILT[name])
+                raise
+            done.touch()  # last: its presence says the folder is complete
+    _BUILT[name] = path
+    return path
 
 
 @pytest.fixture(scope="session")
 def smoke_store(tmp_path_factory) -> Path:
-    """A tmp dir holding the smoke sweep's MLflow store (mlruns/), its data cache (cache/) and a champion.
-
-    Built once per test run: under pytest-xdist the first worker to ask builds it in the folder all
-    workers share, the others wait on the lock and read it. Tests read it; a test that writes copies it."""
-    if "error" in _BUILT:
-        pytest.fail(f"the shared smoke store failed to build earlier: {_BUILT['error']}")
-    if "path" not in _BUILT:
-        shared = tmp_path_factory.getbasetemp()
-        if os.environ.get("PYTEST_XDIST_WORKER"):
-            shared = shared.parent  # the run's folder, above each worker's own
-        path, failed = shared / "smoke-store", shared / "smoke-store.failed"
-        with open(shared / "smoke-store.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if failed.exists():
-                _BUILT["error"] = failed.read_text()
-            elif not (path / SWEEP_OUTPUT).exists():
-                try:
-                    path.mkdir(exist_ok=True)
-                    build_smoke_store(path)
-                except BaseException as e:
-                    _BUILT["error"] = f"{type(e).__name__}: {str(e)[:2000]}"
-                    failed.write_text(_BUILT["error"])
-                    raise
-        if "error" in _BUILT:
-            pytest.fail(f"the shared smoke store failed to build in another worker: {_BUILT['error']}")
-        _BUILT["path"] = path
-    return _BUILT["path"]
+    """A tmp dir holding the smoke sweep's MLflow store (mlruns/), its data cache (cache/) and a champion,
+    built once per test run (built_once)."""
+    return built_once(tmp_path_factory, "smoke-store", build_smoke_store)
 
 
 def copy_store(source: Path, dest: Path) -> Path:

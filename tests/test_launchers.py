@@ -64,11 +64,12 @@ def test_slurm_sweep_submits_one_array_task_per_job(tmp_path):
 
 @pytest.mark.slow
 def test_joblib_runs_two_jobs_at_once_against_one_sqlite_store(tmp_path):
+    # Both jobs open a store that does not exist yet (new_store): its tables are created once, under a lock.
     # Each job waits at its start until both have arrived (pneumo.runtime.testpoints): run one after
     # the other, the first would wait alone and fail. Evidence that needs no clock.
     proc = run_pneumo(["train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model=cnn,resnet",
                        "experiment=parallel", *TOY, "tuner.max_trials=2"], tmp_path,
-                      env_extra={"PNEUMO_RENDEZVOUS": f"{tmp_path}/rendezvous:2"}, fresh=True)
+                      env_extra={"PNEUMO_RENDEZVOUS": f"{tmp_path}/rendezvous:2"}, fresh=True, new_store=True)
     log = proc.stdout + proc.stderr
     for trouble in ("database is locked", "OperationalError", "marked job runs of killed processes"):
         assert trouble not in log, trouble

@@ -19,22 +19,32 @@ from PIL import Image
 from pneumo.record import names
 
 from helpers import TOY, client_for, run_pneumo, tracking_uri
+from store_fixture import built_once, copy_store
 
 pytestmark = pytest.mark.slow
 FAMILIES = ("cnn", "resnet", "transfer")
 
 
+def _build(tmp: Path) -> None:
+    toy = [o for o in TOY if not o.startswith("evaluation.heatmaps")]  # the default grid, drawn
+    run_pneumo(["train", "-m", "model=" + ",".join(FAMILIES), *toy, "experiment=review",
+                "tracking.system_metrics_interval=1"], tmp)
+
+
 @pytest.fixture(scope="module")
 def review(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("review")
-    run_pneumo(["train", "-m", "model=" + ",".join(FAMILIES), *TOY, "experiment=review",
-                "tracking.system_metrics_interval=1"], tmp)
+    """The three jobs, trained once per test run (read-only here: the test that promotes copies them)."""
+    tmp = built_once(tmp_path_factory, "review", _build)
+    return tmp, *_jobs(tmp)
+
+
+def _jobs(tmp: Path):
     client = client_for(tmp)
     exp = client.get_experiment_by_name("review")
     jobs = {j.data.params["model._target_"].rsplit(".", 1)[1]: j
             for j in client.search_runs([exp.experiment_id], f"tags.`{names.TAG_ROLE}` = 'job'")}
     assert sorted(jobs) == sorted(FAMILIES) and all(j.info.status == "FINISHED" for j in jobs.values())
-    return tmp, client, jobs
+    return client, jobs
 
 
 def _text(client, run_id: str, path: str) -> str:
@@ -108,12 +118,14 @@ def test_each_job_run_records_cpu_and_memory_and_trials_do_not(review):
         assert not [k for k in trial.data.metrics if k.startswith("system/")]
 
 
-def test_promote_and_evaluate_append_to_the_card_the_artifact_stays(review):
+def test_promote_and_evaluate_append_to_the_card_the_artifact_stays(review, tmp_path):
     from pneumo.data import synthetic
 
-    tmp, client, jobs = review
+    tmp = copy_store(review[0], tmp_path / "review")
+    client, jobs = _jobs(tmp)
     mv = _version(client, jobs["cnn"])
     at_registration = mv.description
+    artifact = _text(client, jobs["cnn"].info.run_id, names.CARD_ARTIFACT)  # the copy's paths: copy_store rewrote the db's
     env = {"MLFLOW_TRACKING_URI": tracking_uri(tmp)}
     proc = run_pneumo(["promote", "--dry-run", "--version", str(mv.version), "--min-sensitivity", "0"], tmp, env, False,
                       hydra=False)
@@ -139,4 +151,4 @@ def test_promote_and_evaluate_append_to_the_card_the_artifact_stays(review):
     assert f"external evaluation on `{hospital}" in text and ev[0].info.run_id in text
     assert f"| test_auc | {ev[0].data.metrics['test_auc']:.3f} |" in text
     assert text.index("UTC: promoted") < text.index("UTC: external evaluation on")  # in the order they happened
-    assert _text(client, jobs["cnn"].info.run_id, names.CARD_ARTIFACT) == at_registration
+    assert _text(client, jobs["cnn"].info.run_id, names.CARD_ARTIFACT) == artifact

@@ -72,8 +72,11 @@ def serve() -> None:
     import mlflow
     import mlflow.store.model_registry.sqlalchemy_store
     import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+    from mlflow.utils.requirements_utils import _init_packages_to_modules_map
 
     import pneumo
+
+    _init_packages_to_modules_map()  # the installed distributions, read by every model log (~1 s)
 
     for mod in pkgutil.walk_packages(pneumo.__path__, "pneumo."):
         if mod.name.endswith("__main__"):
