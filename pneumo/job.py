@@ -109,7 +109,8 @@ def train(cfg: DictConfig) -> float:
         if stale:
             log.info("resumed job %s: closed %d trial run(s) left RUNNING by a killed process", key, stale)
         distributed.publish(client, run_id, cfg.distributed)
-        tuner.search(**fit_kwargs(trainer, splits))  # a chief serves the oracle here until the workers are done
+        # a chief serves the oracle here until the workers are done
+        tuner.search(**fit_kwargs(trainer, splits, cfg.tuner.objective))
         distributed.withdraw(client, run_id, cfg.distributed)
         testpoints.fault_point("after_search")
         counts = trial_counts(tuner)

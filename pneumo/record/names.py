@@ -38,6 +38,7 @@ VAL_LOSS = "val_" + LOSS
 # ensemble). Not the objective: the objective's name carries the best trial's Keras score, the
 # number the job returns to Hydra.
 MODEL_VAL_AUC = "model_val_auc"
+VAL_AUC_SHIFTED = "val_auc_shifted"  # worst val AUC over fixed re-renderings of the validation films (search/shifted.py)
 
 # The final, once-only evaluation on the test split (threshold chosen on validation).
 TEST_AUC = "test_auc"
@@ -60,6 +61,7 @@ IMAGES = "images"  # `pneumo evaluate`: how many files were scored
 # Direction of every metric a user may sort or gate on: True = higher is better.
 HIGHER_IS_BETTER = {
     VAL_AUC: True,
+    VAL_AUC_SHIFTED: True,
     VAL_LOSS: False,
     MODEL_VAL_AUC: True,
     **{name: True for name in TEST_METRICS},

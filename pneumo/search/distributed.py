@@ -113,7 +113,7 @@ def work(cfg, hypermodel, splits, client, exp_id: str, key: str, directory: Path
     keras.mixed_precision.set_global_policy(cfg.trainer.precision)
     tuner = make_tuner(cfg.tuner, hypermodel, directory=directory, project_name=key, overwrite=False,
                        client=client, experiment_id=exp_id, parent_run_id=parent_id)
-    tuner.search(**fit_kwargs(cfg.trainer, splits))
+    tuner.search(**fit_kwargs(cfg.trainer, splits, cfg.tuner.objective))
     return float("nan")  # the job's objective is the chief's to report
 
 

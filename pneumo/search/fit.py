@@ -9,18 +9,24 @@ from collections.abc import Mapping
 
 import keras
 
+from pneumo.record import names
+from pneumo.search import shifted
 from pneumo.search.guard import KillMidEpoch, TrialGuard
 
 
-def fit_kwargs(trainer_cfg: Mapping, splits) -> dict:
-    """What every trial's model.fit gets (Keras Tuner passes it through); never the test split."""
+def fit_kwargs(trainer_cfg: Mapping, splits, objective: str | None = None) -> dict:
+    """What every trial's model.fit gets (Keras Tuner passes it through); never the test split.
+    `objective`: the tuner's; where it or a monitor is val_auc_shifted, the shifted validation films are made."""
+    shifted_val = None
+    if shifted.wanted(trainer_cfg, objective):
+        shifted_val = shifted.ShiftedValidation.for_splits(splits, 2 * trainer_cfg["batch_size"])
     return dict(
         x=splits.train.x, y=splits.train.y,
         validation_data=(splits.val.x, splits.val.y),
         epochs=trainer_cfg["epochs"],
         batch_size=trainer_cfg["batch_size"],
         class_weight=class_weight(splits.train.y) if trainer_cfg["class_weight"] else None,
-        callbacks=keras_callbacks(trainer_cfg, splits.val.y),
+        callbacks=keras_callbacks(trainer_cfg, splits.val.y, shifted_val),
         verbose=trainer_cfg["verbose"],
     )
 
@@ -34,23 +40,33 @@ def class_weight(y) -> dict[int, float]:
     return {int(c): float(w) for c, w in zip(classes, compute_class_weight("balanced", classes=classes, y=y))}
 
 
-def keras_callbacks(trainer_cfg: Mapping, y_val) -> list:
-    """The seed's callbacks plus the trial guard. The tuner adds its own per trial (see TrackedTuner.run_trial)."""
-    out = []
+def keras_callbacks(trainer_cfg: Mapping, y_val, shifted_val=None) -> list:
+    """The seed's callbacks plus the trial guard. The tuner adds its own per trial (see TrackedTuner.run_trial).
+    `shifted_val` (a ShiftedValidation) goes first: the others read the logs it writes to."""
+    out = [shifted_val] if shifted_val is not None else []
     if trainer_cfg.get("early_stopping"):
         es = trainer_cfg["early_stopping"]
         out.append(keras.callbacks.EarlyStopping(monitor=es["monitor"], patience=es["patience"],
-                                                 start_from_epoch=es["start_from_epoch"]))
+                                                 start_from_epoch=es["start_from_epoch"], mode=_mode(es["monitor"])))
     if trainer_cfg.get("reduce_lr"):
         rl = trainer_cfg["reduce_lr"]
         out.append(keras.callbacks.ReduceLROnPlateau(
-            monitor=rl["monitor"], factor=rl["factor"], patience=rl["patience"], min_lr=rl["min_lr"]))
+            monitor=rl["monitor"], factor=rl["factor"], patience=rl["patience"], min_lr=rl["min_lr"],
+            mode=_mode(rl["monitor"])))
     n_pos = int((y_val == 1).sum())
     out.append(TrialGuard(n_pos, len(y_val) - n_pos, trainer_cfg.get("chance_z")))
     kill = KillMidEpoch.from_env()
     if kill is not None:  # tests only: a per-batch hook costs a device sync per step on a GPU
         out.append(kill)
     return out
+
+
+def _mode(monitor: str) -> str:
+    """A monitor's direction where pneumo knows the metric (Keras infers only its compiled metrics')."""
+    try:
+        return "max" if names.higher_is_better(monitor) else "min"
+    except ValueError:
+        return "auto"
 
 
 class TunerEpochEnd(keras.callbacks.Callback):

@@ -85,7 +85,7 @@ def _fit(cfg, best, hypermodel, splits, seed: int):
     seeded.seed = seed  # the augmentation layer draws from its own seed
     hp = best.hyperparameters
     model = seeded.build(hp)
-    kwargs = fit_kwargs(cfg.trainer, splits)
+    kwargs = fit_kwargs(cfg.trainer, splits, objective)
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / "best.weights.h5"
         kwargs["callbacks"].append(
