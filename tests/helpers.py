@@ -91,6 +91,12 @@ def seed_store(store: Path) -> None:
     shutil.copyfile(_EMPTY_STORE[0], db)
 
 
+def empty_store(folder: Path) -> str:
+    """The URI of a new, empty sqlite store in folder (a copy: see seed_store)."""
+    seed_store(folder)
+    return f"sqlite:///{folder}/mlflow.db"
+
+
 # What a process reads once, at import, from its environment: a child whose environment sets these
 # otherwise than the zygote's needs its own interpreter.
 IMPORT_TIME = ("KERAS_", "TF_", "XLA_", "JAX_", "PYTHON", "OMP_", "LD_")

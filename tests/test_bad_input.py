@@ -21,7 +21,7 @@ from PIL import Image
 
 from pneumo.data import imaging
 
-from helpers import clean_env, run_pneumo
+from helpers import clean_env, empty_store, run_pneumo
 
 
 def jpeg(a: np.ndarray, mode: str = "L", fmt: str = "JPEG") -> bytes:
@@ -194,8 +194,7 @@ def filled_store(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("store")
     store = tmp / "mlruns"
-    store.mkdir()
-    mlflow.set_tracking_uri(f"sqlite:///{store}/mlflow.db")
+    mlflow.set_tracking_uri(empty_store(store))
     exp = mlflow.create_experiment("pneumo", artifact_location=(store / "artifacts").as_uri())
     with mlflow.start_run(experiment_id=exp, run_name="model=cnn"):
         mlflow.log_params({"model._target_": "pneumo.model.builders.cnn"})

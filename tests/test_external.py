@@ -11,7 +11,7 @@ from pneumo.data import DataError, load, synthetic
 from pneumo.data.loader import labels_digest
 from pneumo.record import names
 
-from helpers import TOY, client_for, run_pneumo, tracking_uri
+from helpers import TOY, client_for, empty_store, run_pneumo, tracking_uri
 from store_fixture import copy_store, smoke_store  # noqa: F401
 
 
@@ -131,7 +131,7 @@ def registered_store(tmp_path_factory) -> str:
     import mlflow
 
     root = tmp_path_factory.mktemp("registry-only")
-    uri = f"sqlite:///{root}/mlflow.db"
+    uri = empty_store(root)
     client = mlflow.MlflowClient(uri)
     exp = client.create_experiment("s", artifact_location=(root / "artifacts").as_uri())
     run = client.create_run(exp, tags={names.TAG_ROLE: names.ROLE_JOB})

@@ -23,6 +23,8 @@ from pneumo.record import names
 from pneumo.record import store as record_store
 from pneumo.release import promote, registry
 
+from helpers import empty_store
+
 
 class Echo(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input: list[float], params=None) -> list[float]:
@@ -80,7 +82,7 @@ def make_job(c, exp_id, name, data, p, *, digest="test-A", threshold=None, statu
 @pytest.fixture(scope="session")
 def template(tmp_path_factory):
     root = tmp_path_factory.mktemp("template")
-    uri = f"sqlite:///{root}/mlflow.db"
+    uri = empty_store(root)
     mlflow.set_tracking_uri(uri)
     try:
         c = MlflowClient(uri)

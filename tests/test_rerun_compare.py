@@ -19,6 +19,8 @@ from pneumo.cli import main as cli
 from pneumo.commands import leaderboard, reproduce, table
 from pneumo.record import names
 
+from helpers import empty_store
+
 BASE = {names.VAL_AUC: 0.758, names.THRESHOLD: 0.565, names.TEST_AUC: 0.786, names.TEST_SENSITIVITY: 0.714,
         names.TEST_SPECIFICITY: 0.5, names.TEST_BRIER: 0.232}
 
@@ -34,7 +36,7 @@ def job(client, exp_id, name, values, tags=None):
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("compare-store")
-    uri = f"sqlite:///{root}/mlflow.db"
+    uri = empty_store(root)
     client = mlflow.MlflowClient(uri)
     exp = client.create_experiment("s", artifact_location=(root / "artifacts").as_uri())
     ids = {"original": job(client, exp, "original", BASE)}

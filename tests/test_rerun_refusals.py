@@ -21,6 +21,8 @@ from pneumo.cli import main as cli
 from pneumo.config import paths, schema
 from pneumo.record import names, runs
 
+from helpers import empty_store as new_store
+
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
@@ -44,7 +46,7 @@ def logged_job(client, exp_id: str, overrides: list[str], plain: dict, status: s
 def empty_store(tmp_path_factory):
     """A new sqlite store with one experiment, made once (creating MLflow's tables takes seconds)."""
     root = tmp_path_factory.mktemp("rerun-store")
-    client = mlflow.MlflowClient(f"sqlite:///{root}/mlflow.db")
+    client = mlflow.MlflowClient(new_store(root))
     exp_id = client.create_experiment("reruns", artifact_location=(root / "artifacts").as_uri())
     return root / "mlflow.db", exp_id
 

@@ -16,6 +16,8 @@ from pneumo.data.base import Splits, Subset
 from pneumo.evaluation import referral, scoring, subgroups
 from pneumo.record import names
 
+from helpers import empty_store
+
 VIRUS = names.subtype_metric(names.TEST_SENSITIVITY, "virus")
 BACTERIA = names.subtype_metric(names.TEST_SENSITIVITY, "bacteria")
 
@@ -124,7 +126,7 @@ class _Const(mlflow.pyfunc.PythonModel):
 def test_promote_names_a_subtype_below_the_floor_as_a_warning_not_a_refusal(tmp_path, monkeypatch):
     from pneumo.release import promote
 
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = empty_store(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
     c = MlflowClient(uri)
