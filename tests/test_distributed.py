@@ -23,7 +23,7 @@ from pneumo.config.errors import ConfigError
 from pneumo.record import names
 from pneumo.search import distributed
 
-from helpers import TOY, clean_env, require
+from helpers import TOY, clean_env, pneumo_process, require
 from store_fixture import ADDRESS_IN_USE, free_port, start_server
 
 PG_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
@@ -160,11 +160,10 @@ def test_chief_and_two_workers_share_one_search_on_a_postgres_backed_server(tmp_
 
 @pytest.mark.slow
 def test_a_worker_without_a_chief_gives_up_naming_the_fix(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "pneumo", "train", *TOY, "experiment=lonely", "distributed.role=worker",
-         "distributed.wait_s=2", f"paths.cache={tmp_path}/cache", f"tracking.store={tmp_path}/mlruns",
-         f"hydra.run.dir={tmp_path}/outputs"],
-        env=clean_env(), cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+    proc = pneumo_process(
+        ["train", *TOY, "experiment=lonely", "distributed.role=worker", "distributed.wait_s=2",
+         f"paths.cache={tmp_path}/cache", f"tracking.store={tmp_path}/mlruns", f"hydra.run.dir={tmp_path}/outputs"],
+        tmp_path, clean_env(), timeout=300)
     assert proc.returncode != 0
     assert "distributed.role=chief" in proc.stdout + proc.stderr
 
@@ -201,10 +200,9 @@ def test_a_bad_role_or_worker_id_fails_before_anything_runs(env, dcfg, message):
 
 
 def test_a_role_typo_fails_at_the_command_line_before_data(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "pneumo", "train", "distributed.role=cheif", f"paths.cache={tmp_path}/cache",
-         f"tracking.store={tmp_path}/mlruns", f"hydra.run.dir={tmp_path}/outputs"],
-        env=clean_env(), cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+    proc = pneumo_process(
+        ["train", "distributed.role=cheif", f"paths.cache={tmp_path}/cache", f"tracking.store={tmp_path}/mlruns",
+         f"hydra.run.dir={tmp_path}/outputs"], tmp_path, clean_env(), timeout=300)
     assert proc.returncode != 0 and "distributed.role" in proc.stdout + proc.stderr
     assert not (tmp_path / "cache").exists() and not (tmp_path / "mlruns").exists()
 
