@@ -108,3 +108,19 @@ def test_the_seed_spread_is_the_mean_and_sample_sd():
     assert stats[names.SEED_REPEATS] == 3 and stats[mean] == pytest.approx(0.8) and stats[sd] == pytest.approx(0.1)
     mean, sd = names.seed_names(names.TEST_NPV)
     assert stats[mean] == 0.5 and sd not in stats  # one value: no SD
+
+
+def test_every_rankable_metric_ranks_including_an_objective_of_the_jobs_own(store, tmp_path):
+    """`pneumo compare --metric M` and the end-of-sweep table (ranked by the tuner's objective) accept
+    every metric pneumo knows a direction for (model_val_auc and val_auc_shifted were missing from the rows);
+    a job without it comes after those with it."""
+    _, client, ids = store
+    for metric in names.HIGHER_IS_BETTER:
+        rows = leaderboard.leaderboard("s", metric, client=client)
+        assert all(metric in r for r in rows) and {r["run_id"] for r in rows} == set(ids.values()), metric
+    client = mlflow.MlflowClient(empty_store(tmp_path))
+    exp = client.create_experiment("t", artifact_location=(tmp_path / "artifacts").as_uri())
+    plain = job(client, exp, "plain", BASE)
+    shifted = job(client, exp, "shifted", {**BASE, names.VAL_AUC_SHIFTED: 0.97})
+    rows = leaderboard.leaderboard("t", names.VAL_AUC_SHIFTED, client=client)
+    assert [(r["run_id"], r[names.VAL_AUC_SHIFTED]) for r in rows] == [(shifted, 0.97), (plain, None)]

@@ -71,7 +71,8 @@ def test_the_callback_writes_before_the_callbacks_that_read_it():
 
 @pytest.mark.slow
 def test_a_job_selects_and_stops_on_the_shifted_auc(tmp_path):
-    run_pneumo(["train", *TOY, "experiment=shifted", f"tuner.objective={names.VAL_AUC_SHIFTED}",
+    # a multirun: its end-of-sweep table ranks the jobs by the objective (it once raised KeyError there)
+    proc = run_pneumo(["train", "-m", *TOY, "experiment=shifted", f"tuner.objective={names.VAL_AUC_SHIFTED}",
                 "tuner.max_trials=2", "trainer.epochs=2",
                 f"trainer.early_stopping.monitor={names.VAL_AUC_SHIFTED}", "trainer.early_stopping.start_from_epoch=0"],
                tmp_path)
@@ -85,3 +86,4 @@ def test_a_job_selects_and_stops_on_the_shifted_auc(tmp_path):
     # every epoch of every trial has it, and the job's objective is the best trial's best epoch
     assert all(len(client.get_metric_history(t.info.run_id, names.VAL_AUC_SHIFTED)) >= 1 for t in trials)
     assert job.data.metrics[names.VAL_AUC_SHIFTED] == pytest.approx(max(best.values()))
+    assert names.VAL_AUC_SHIFTED in proc.stdout + proc.stderr  # the table's ranking column

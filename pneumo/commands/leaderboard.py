@@ -108,6 +108,8 @@ def _row(run, experiment: str, version, aliases: dict[str, list[str]]) -> dict:
             row[bound] = m.get(bound)
     for name in (names.THRESHOLD, names.EPOCHS_TRAINED, names.TRIALS_COMPLETED, names.TRIALS_FAILED):
         row[name] = m.get(name)
+    for name in names.HIGHER_IS_BETTER:  # every metric a job may be ranked by (an objective, model_val_auc)
+        row.setdefault(name, m.get(name))
     row["duration_s"] = (info.end_time - info.start_time) / 1000 if info.end_time and info.start_time else None
     row["version"] = int(version.version) if version else None
     row["aliases"] = sorted(aliases.get(str(row["version"]), [])) if version else []
