@@ -72,11 +72,13 @@ def serve() -> None:
     import mlflow
     import mlflow.store.model_registry.sqlalchemy_store
     import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
-    from mlflow.utils.requirements_utils import _init_packages_to_modules_map
+    from mlflow.utils import requirements_utils
 
     import pneumo
 
-    _init_packages_to_modules_map()  # the installed distributions, read by every model log (~1 s)
+    # The installed distributions, which MLflow reads on every model log (~1 s): read once here. A private
+    # name: should a release move it, each child reads them itself again, as before.
+    getattr(requirements_utils, "_init_packages_to_modules_map", lambda: None)()
 
     for mod in pkgutil.walk_packages(pneumo.__path__, "pneumo."):
         if mod.name.endswith("__main__"):
