@@ -72,11 +72,11 @@ def renderings(x: np.ndarray, sizes: dict[str, tuple[float, float]]) -> dict[str
 
 def worst_auc(predict, films: dict[str, np.ndarray], y: np.ndarray) -> tuple[float, dict[str, float]]:
     """The lowest ROC AUC over the renderings, and each one's; NaN with one class only."""
-    from sklearn.metrics import roc_auc_score
+    from pneumo.evaluation import stats
 
-    if len(np.unique(y)) < 2:
+    if len(np.unique(y)) < 2:  # no AUC: nothing to predict
         return float("nan"), {}
-    each = {k: float(roc_auc_score(y, np.ravel(predict(v)))) for k, v in films.items()}
+    each = {k: stats.auc(y, np.ravel(predict(v))) for k, v in films.items()}
     return min(each.values()), each
 
 
