@@ -2,21 +2,22 @@
 
 Once against the default sqlite store, once against a real `mlflow server`.
 (Hydra's joblib launcher, 2 jobs at once, is tests/test_launchers.py.)
+The race those sweeps can lose on their first write, a new data set, is also tried on its own, fast.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 
 import pytest
 
 from pneumo.record import names
+from pneumo.record.runs import log_dataset
 
-from helpers import clean_env, client_for
+from helpers import clean_env, client_for, empty_store
 from store_fixture import start_server, stop
-
-pytestmark = pytest.mark.slow
 
 EVALUATION = {"confusion_matrix.png", "confusion_matrix.json", "roc.png", "pr.png", "calibration.png",
               "training_curves.png", "classification_report.txt", "test_predictions.csv",
@@ -55,11 +56,46 @@ def assert_everything_recorded(client) -> None:
     assert sorted(v.run_id for v in versions) == sorted(j.info.run_id for j in jobs)
 
 
+def test_jobs_logging_one_new_data_set_at_once_all_link_to_it(tmp_path):
+    """MLflow looks a data set up and then inserts it, so jobs that log the same new one together race
+    and the losers' inserts break its key: on CI a sweep's job failed this way against a server."""
+    import mlflow
+
+    uri = empty_store(tmp_path / "mlruns")
+    mlflow.set_tracking_uri(uri)
+    client = mlflow.MlflowClient(uri)
+    exp = client.create_experiment("race")
+    failures = []
+    for digest in ("a" * 36, "b" * 36, "c" * 36):  # each round a data set nobody has logged yet
+        runs = [client.create_run(exp).info.run_id for _ in range(6)]
+        start = threading.Barrier(len(runs))
+
+        def job(run_id, digest=digest, start=start):
+            start.wait()
+            try:
+                with mlflow.start_run(run_id=run_id):
+                    log_dataset("cache", digest, str(tmp_path), {"train": 1})
+            except Exception as e:  # noqa: BLE001 -- collected, asserted below
+                failures.append(e)
+
+        threads = [threading.Thread(target=job, args=(r,)) for r in runs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not failures, failures[0]
+        for run_id in runs:
+            (logged,) = client.get_run(run_id).inputs.dataset_inputs
+            assert logged.dataset.digest == digest
+
+
+@pytest.mark.slow
 def test_two_sweeps_at_once_into_the_sqlite_store(tmp_path):
     run_two_at_once(tmp_path, clean_env())
     assert_everything_recorded(client_for(tmp_path))
 
 
+@pytest.mark.slow
 def test_two_sweeps_at_once_against_a_tracking_server(tmp_path):
     import mlflow
 
