@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import itertools
 import json
 import os
-import select
+import queue
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -102,47 +104,105 @@ def empty_store(folder: Path) -> str:
 IMPORT_TIME = ("KERAS_", "TF_", "XLA_", "JAX_", "PYTHON", "OMP_", "LD_")
 
 
-def pneumo_process(argv: list[str], cwd: Path, env: dict, timeout: float = 900,
-                   fresh: bool = False) -> subprocess.CompletedProcess:
-    """A new `python -m pneumo ARGV` process: forked from this worker's pre-imported zygote (tests/zygote.py)
-    where the environment allows, else a fresh interpreter. A kill is a negative returncode either way."""
+def _zygote_can_fork(env: dict, fresh: bool) -> bool:
     base = clean_env()
     same = lambda k: env.get(k) == base.get(k)  # noqa: E731
-    if not fresh and all(same(k) for k in env.keys() | base.keys() if k.startswith(IMPORT_TIME)):
+    return not fresh and all(same(k) for k in env.keys() | base.keys() if k.startswith(IMPORT_TIME))
+
+
+def pneumo_process(argv: list[str], cwd: Path, env: dict, timeout: float = 900,
+                   fresh: bool = False) -> subprocess.CompletedProcess:
+    """A new `python -m pneumo ARGV` process, run to its end: forked from this worker's pre-imported zygote
+    (tests/zygote.py) where the environment allows, else a fresh interpreter. A kill is a negative returncode
+    either way."""
+    if _zygote_can_fork(env, fresh):
         return _zygote().run(argv, cwd, env, timeout)
     return subprocess.run([sys.executable, "-m", "pneumo", *argv], env=env, cwd=cwd, capture_output=True, text=True,
                           timeout=timeout)
 
 
+def pneumo_popen(argv: list[str], cwd: Path, env: dict, log: Path, session: bool = False):
+    """`python -m pneumo ARGV` started and left running, stdout and stderr into log: for tests that run
+    several at once. Forked from the zygote where the environment allows (else a fresh interpreter), it
+    answers Popen's pid, poll(), wait(timeout) and returncode; session: it leads its own session (killpg)."""
+    if _zygote_can_fork(env, False):
+        return _zygote().start(argv, cwd, env, str(log), None, session)
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, "-m", "pneumo", *argv], env=env, cwd=cwd, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=session)
+
+
+class ZygoteChild:
+    """A process the zygote forked, as far as Popen's pid / poll / wait / returncode go."""
+
+    def __init__(self, argv, pid: int, ended: queue.Queue):
+        self.args, self.pid, self._ended, self.returncode = argv, pid, ended, None
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            try:
+                message = self._ended.get(timeout=timeout)
+            except queue.Empty:
+                raise subprocess.TimeoutExpired(self.args, timeout) from None
+            if message is None:
+                raise RuntimeError("the test zygote died")
+            self.returncode = message["code"]
+        return self.returncode
+
+    def poll(self) -> int | None:
+        try:
+            return self.wait(0)
+        except subprocess.TimeoutExpired:
+            return None
+
+
 class Zygote:
-    """The client of one tests/zygote.py process (started on first use, ended with this process)."""
+    """The client of one tests/zygote.py process (started on first use, ended with this process).
+    A reader thread hands each reply to the request it answers, so children may run at once."""
 
     def __init__(self):
         self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("zygote.py"))], env=clean_env(),
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         atexit.register(self.proc.kill)
+        self._lock = threading.Lock()
+        self._replies: dict[int, queue.Queue] = {}
+        self._next = itertools.count()
+        threading.Thread(target=self._read, daemon=True).start()
 
-    def _reply(self, timeout: float | None) -> dict:
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        line = self.proc.stdout.readline() if ready else ""
-        if not ready:
-            raise TimeoutError
-        if not line:
-            raise RuntimeError(f"the test zygote died (exit {self.proc.poll()})")
-        return json.loads(line)
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            message = json.loads(line)
+            with self._lock:
+                self._replies[message["id"]].put(message)
+        with self._lock:  # the zygote is gone: nobody waits for ever
+            for replies in self._replies.values():
+                replies.put(None)
+
+    def start(self, argv, cwd: Path, env: dict, out: str, err: str | None, session: bool = False) -> ZygoteChild:
+        rid, replies = next(self._next), queue.Queue()
+        with self._lock:
+            self._replies[rid] = replies
+            request = {"id": rid, "argv": list(argv), "cwd": str(cwd), "env": env, "out": out, "err": err,
+                       "session": session}
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+        try:
+            started = replies.get(timeout=60)
+        except queue.Empty:
+            started = None
+        if started is None:
+            raise RuntimeError(f"the test zygote did not start pneumo (zygote exit {self.proc.poll()})")
+        return ZygoteChild(["pneumo", *argv], started["pid"], replies)
 
     def run(self, argv, cwd: Path, env: dict, timeout: float) -> subprocess.CompletedProcess:
         with tempfile.TemporaryDirectory() as logs:
             out, err = Path(logs) / "out", Path(logs) / "err"
-            request = {"argv": list(argv), "cwd": str(cwd), "env": env, "out": str(out), "err": str(err)}
-            self.proc.stdin.write(json.dumps(request) + "\n")
-            self.proc.stdin.flush()
-            pid = self._reply(60)["pid"]
+            child = self.start(argv, cwd, env, str(out), str(err))
             try:
-                code = self._reply(timeout)["code"]
-            except TimeoutError:
-                os.kill(pid, signal.SIGKILL)
-                self._reply(60)
+                code = child.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(child.pid, signal.SIGKILL)
+                child.wait(60)
                 raise subprocess.TimeoutExpired(["pneumo", *argv], timeout, out.read_text(), err.read_text()) from None
             return subprocess.CompletedProcess(["pneumo", *argv], code, out.read_text(errors="replace"),
                                                err.read_text(errors="replace"))

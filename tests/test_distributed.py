@@ -23,7 +23,7 @@ from pneumo.config.errors import ConfigError
 from pneumo.record import names
 from pneumo.search import distributed
 
-from helpers import TOY, clean_env, pneumo_process, require
+from helpers import TOY, clean_env, pneumo_popen, pneumo_process, require
 from store_fixture import ADDRESS_IN_USE, free_port, start_server
 
 PG_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
@@ -84,7 +84,7 @@ def mlflow_server(backend: str, artifacts: Path):
         _stop(proc)
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def _stop(proc) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, 15)  # its own session: the server's uvicorn workers go too
         try:
@@ -94,12 +94,10 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def pneumo(tmp: Path, name: str, uri: str, *overrides: str, env: dict | None = None) -> subprocess.Popen:
-    args = [sys.executable, "-m", "pneumo", "train", *JOB, *overrides, f"paths.cache={tmp}/cache",
-            f"hydra.run.dir={tmp}/outputs/{name}"]
-    out = open(tmp / f"{name}.log", "w")
-    return subprocess.Popen(args, env=clean_env({"MLFLOW_TRACKING_URI": uri, **(env or {})}), cwd=tmp, stdout=out,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+def pneumo(tmp: Path, name: str, uri: str, *overrides: str, env: dict | None = None):
+    args = ["train", *JOB, *overrides, f"paths.cache={tmp}/cache", f"hydra.run.dir={tmp}/outputs/{name}"]
+    return pneumo_popen(args, tmp, clean_env({"MLFLOW_TRACKING_URI": uri, **(env or {})}), tmp / f"{name}.log",
+                        session=True)
 
 
 @pytest.mark.slow

@@ -7,7 +7,6 @@ The race those sweeps can lose on their first write, a new data set, is also tri
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import threading
 
@@ -16,7 +15,7 @@ import pytest
 from pneumo.record import names
 from pneumo.record.runs import log_dataset
 
-from helpers import clean_env, client_for, empty_store
+from helpers import clean_env, client_for, empty_store, pneumo_popen
 from store_fixture import start_server, stop
 
 EVALUATION = {"confusion_matrix.png", "confusion_matrix.json", "roc.png", "pr.png", "calibration.png",
@@ -25,16 +24,18 @@ EVALUATION = {"confusion_matrix.png", "confusion_matrix.json", "roc.png", "pr.pn
 
 
 def start_sweep(tmp, name, seed, env):
-    argv = [sys.executable, "-m", "pneumo", "sweep", "smoke", "trainer.epochs=1", f"seed={seed}",
-            f"paths.cache={tmp}/cache", f"tracking.store={tmp}/mlruns", f"hydra.sweep.dir={tmp}/{name}"]
-    return subprocess.Popen(argv, env=env, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    argv = ["sweep", "smoke", "trainer.epochs=1", f"seed={seed}", "data.n_images=48", "data.image_px=48",
+            "evaluation.bootstrap=50", f"paths.cache={tmp}/cache", f"tracking.store={tmp}/mlruns",
+            f"hydra.sweep.dir={tmp}/{name}"]
+    return pneumo_popen(argv, tmp, env, tmp / f"{name}.log")
 
 
 def run_two_at_once(tmp, env) -> None:
-    procs = [start_sweep(tmp, "a", 1, env), start_sweep(tmp, "b", 2, env)]
-    outs = [p.communicate(timeout=900)[0] for p in procs]
-    for p, out in zip(procs, outs):
-        assert p.returncode == 0, out[-5000:]
+    procs = {name: start_sweep(tmp, name, seed, env) for name, seed in (("a", 1), ("b", 2))}
+    codes = {name: p.wait(timeout=900) for name, p in procs.items()}
+    for name, code in codes.items():
+        out = (tmp / f"{name}.log").read_text()
+        assert code == 0, out[-5000:]
         assert "database is locked" not in out
 
 

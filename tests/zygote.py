@@ -9,8 +9,12 @@ stderr in files and its exit status (or the signal that killed it) reported back
 
 Only requests whose environment leaves the import-time settings alone come here (helpers.py
 `pneumo_process` decides): a different KERAS_BACKEND or TF_CPP_MIN_LOG_LEVEL needs a real interpreter.
+Several children may run at once (two sweeps into one store, a chief and its workers): each is
+reaped by its own thread, and forks happen only while no thread is writing to the protocol pipe.
 
-Protocol, one JSON object per line: in {"argv", "cwd", "env", "out", "err"}; out {"pid"} then {"code"}.
+Protocol, one JSON object per line: in {"id", "argv", "cwd", "env", "out", "err", "session"} (err null:
+stderr joins stdout; session: the child leads a new session, as Popen's start_new_session); out
+{"id", "pid"} at once, then {"id", "code"} when that child has ended.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 
 
 def _child(request: dict) -> None:
@@ -26,10 +31,15 @@ def _child(request: dict) -> None:
 
     code = 1
     try:
+        if request.get("session"):
+            os.setsid()
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
-        for fd, path in ((1, request["out"]), (2, request["err"])):
-            os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
+        os.dup2(os.open(request["out"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), 1)
+        if request.get("err"):
+            os.dup2(os.open(request["err"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), 2)
+        else:
+            os.dup2(1, 2)
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__  # now on those files
         os.environ.clear()
         os.environ.update(request["env"])
@@ -87,18 +97,28 @@ def serve() -> None:
 
     protocol = sys.stdout
     sys.stdout = sys.stderr  # nothing but the protocol on the pipe
+    # Held while writing to the pipe and while forking: a child never inherits the pipe's buffer
+    # half-written or its lock taken by a reaper thread (the child's sys.stdout is that object).
+    writing = threading.Lock()
+
+    def say(message: dict) -> None:
+        protocol.write(json.dumps(message) + "\n")
+        protocol.flush()
+
+    def reap(rid, pid: int) -> None:
+        _, status = os.waitpid(pid, 0)
+        with writing:
+            say({"id": rid, "code": os.waitstatus_to_exitcode(status)})
+
     for line in sys.stdin:
         request = json.loads(line)
-        protocol.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            _child(request)
-        protocol.write(json.dumps({"pid": pid}) + "\n")
-        protocol.flush()
-        _, status = os.waitpid(pid, 0)
-        protocol.write(json.dumps({"code": os.waitstatus_to_exitcode(status)}) + "\n")
-        protocol.flush()
+        with writing:
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:
+                _child(request)
+            say({"id": request["id"], "pid": pid})
+        threading.Thread(target=reap, args=(request["id"], pid), daemon=True).start()
 
 
 if __name__ == "__main__":
