@@ -38,7 +38,7 @@ def test_smoke_sweep_leaves_no_credential_anywhere(tmp_path, monkeypatch):
     from pneumo.data import synthetic
 
     fake = tmp_path / "fake-kaggle"  # the test's own files: the archive Kaggle hands out, its call log
-    archive = zip_dir(synthetic.generate(fake / "src" / "chest_xray", n_images=120, image_px=64),
+    archive = zip_dir(synthetic.generate(fake / "src" / "chest_xray", n_images=48, image_px=48),
                       fake / "chest-xray-pneumonia.zip")
     calls = fake / "calls.txt"
     (tmp_path / "home").mkdir()
@@ -48,6 +48,7 @@ def test_smoke_sweep_leaves_no_credential_anywhere(tmp_path, monkeypatch):
     monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
     env = {**fake_kaggle_env(archive, calls), "HOME": str(tmp_path / "home")}  # what libraries write to ~ too
     proc = run_pneumo(["sweep", "smoke", "data=kaggle", f"data.dataset={OWN_DATASET}", "trainer.epochs=1",
+                       "tuner.max_trials=1", "evaluation.bootstrap=50",
                        f"+hydra.job.env_set.HUB_TOKEN={TOKEN}"], tmp_path, env_extra=env)
     assert calls.read_text().split() == [OWN_DATASET]  # downloaded once, with the credentials, for both jobs
 
