@@ -12,7 +12,7 @@ import pytest
 
 from pneumo.config import paths
 
-from helpers import clean_env, require
+from helpers import clean_env, empty_store, require
 from store_fixture import start_server, stop
 
 pytestmark = pytest.mark.slow
@@ -24,8 +24,7 @@ PLAIN_PATH = "/usr/bin:/bin"
 def a_store(tmp: Path) -> str:
     from mlflow import MlflowClient
 
-    uri = paths.local_tracking_uri(tmp / "mlruns")
-    (tmp / "mlruns").mkdir()
+    uri = empty_store(tmp / "mlruns")
     MlflowClient(uri).create_experiment("only-here")
     return uri
 
