@@ -24,8 +24,7 @@ def _need_jax() -> None:
 def test_smoke_sweep_on_jax(tmp_path):
     _need_jax()
     # The smoke sweep's two jobs (cnn, resnet) at toy size; CI also runs it whole, JAX alone installed.
-    toy = [o for o in TOY if not o.startswith("data=")]
-    run_pneumo(["sweep", "smoke", *toy], tmp_path, env_extra={"KERAS_BACKEND": "jax"})
+    run_pneumo(["sweep", "smoke", *TOY], tmp_path, env_extra={"KERAS_BACKEND": "jax"})
     client = client_for(tmp_path)
     exp = client.get_experiment_by_name("smoke")
     jobs = client.search_runs([exp.experiment_id], f"tags.`{names.TAG_ROLE}` = 'job'")

@@ -245,23 +245,11 @@ def log_dataset(name: str, digest: str, source: str, counts: Mapping) -> None:
 
     uri = Path(source).resolve().as_uri() if "://" not in source else source
     dataset = MetaDataset(source=resolve_dataset_source(uri), name=name, digest=digest[:36])
-    for attempt in range(DATASET_ATTEMPTS):
-        try:
-            return mlflow.log_input(dataset, context="training", tags={"counts": json.dumps(counts)})
-        except mlflow.exceptions.MlflowException as e:
-            # MLflow looks the data set up, then inserts it: two jobs logging the same new data set at
-            # once (two sweeps, joblib, distributed workers) race, and the loser's insert breaks the
-            # unique key. Its transaction rolled back; the retry finds the winner's row and links to it.
-            if attempt + 1 == DATASET_ATTEMPTS or not _lost_insert_race(e):
-                raise
-            time.sleep(0.1 * (attempt + 1))
-
-
-DATASET_ATTEMPTS = 5
-
-
-def _lost_insert_race(error: Exception) -> bool:
-    """The data set's primary key broke: sqlite, PostgreSQL and MySQL each word it their own way."""
-    text = str(error)
-    return any(s in text for s in ("UNIQUE constraint failed: datasets.", '"dataset_pk"', "for key 'datasets.PRIMARY'"))
+    log = lambda: mlflow.log_input(dataset, context="training", tags={"counts": json.dumps(counts)})  # noqa: E731
+    try:
+        log()
+    except mlflow.exceptions.MlflowException:
+        # A parallel job logged the same new data set first: MLflow looks it up, then inserts it, and the
+        # loser's insert breaks its key (rolled back). It is there now; as for experiments (store.py).
+        log()
 
