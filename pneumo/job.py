@@ -59,7 +59,8 @@ def train(cfg: DictConfig) -> float:
     trainer = cfg.trainer
     determinism = backend.determinism(trainer.deterministic)  # process-wide: every job sets it, on or off
     hypermodel = HyperModel(cfg.model, cfg.optimizer, cfg.augmentation, trainer.image_size,  # checks every space
-                            jit_compile=trainer.jit_compile, seed=cfg.seed, standardize=trainer.standardize)
+                            jit_compile=trainer.jit_compile, seed=cfg.seed, standardize=trainer.standardize,
+                            run_eagerly=trainer.run_eagerly)
     hypermodel.check()
     started = time.perf_counter()
     splits = data.load(cfg.data, trainer.image_size)

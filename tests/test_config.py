@@ -139,6 +139,19 @@ def test_every_model_and_optimizer_builds(model, optimizer):
     assert built.optimizer.__class__.__name__.lower() == optimizer
 
 
+@pytest.mark.parametrize("eager", [False, True])
+def test_trainer_run_eagerly_reaches_keras_compile(eager):
+    """The named-sweep tests run their toy jobs eagerly (no graph traced): the switch must be Keras' own."""
+    import keras_tuner
+
+    from pneumo.model.builders import HyperModel
+
+    cfg = cfg_with(f"trainer.run_eagerly={str(eager).lower()}")
+    built = HyperModel(cfg.model, cfg.optimizer, cfg.augmentation, 32,
+                       run_eagerly=cfg.trainer.run_eagerly).build(keras_tuner.HyperParameters())
+    assert built.run_eagerly is eager
+
+
 @pytest.mark.parametrize("augmentation", options("augmentation"))
 def test_augmentation_is_active_only_in_training(augmentation):
     import keras_tuner

@@ -122,7 +122,9 @@ def test_an_ensemble_of_the_best_trials_is_registered_as_one_model(tmp_path):
 # smoke: the shared smoke store above is that sweep, run as a user runs it.
 @pytest.mark.parametrize("sweep", sorted(p.stem for p in paths.SWEEPS_DIR.glob("*.yaml") if p.stem != "smoke"))
 def test_every_named_sweep_runs_at_toy_size(sweep, tmp_path):
-    extra = list(TOY)
+    # Eager: on a few toy batches tracing the graph is most of a job (MobileNetV2: 41 s a job, 17 s eager).
+    # What runs traced is the smoke store's sweep, the default job and every family in test_review.
+    extra = [*TOY, "trainer.run_eagerly=true"]
     if sweep.startswith("kermany"):  # real-data sweeps: point them at a tiny Kaggle-layout folder instead
         from pneumo.data import synthetic
 
@@ -135,6 +137,7 @@ def test_every_named_sweep_runs_at_toy_size(sweep, tmp_path):
     jobs = client.search_runs([exp.experiment_id], f"tags.`{names.TAG_ROLE}` = 'job'")
     assert jobs and all(j.info.status == "FINISHED" for j in jobs)
     assert len(client.search_model_versions(f"name='{names.MODEL_NAME}'")) == len(jobs)
+    assert {j.data.params["trainer.run_eagerly"] for j in jobs} == {"true"}
     for job in jobs:  # every job learned something: at least one trial FINISHED, not FAILED as chance
         trials = client.search_runs([exp.experiment_id], f"tags.`{names.PARENT_RUN_ID}` = '{job.info.run_id}' "
                                     f"and tags.`{names.TAG_ROLE}` = '{names.ROLE_TRIAL}'")

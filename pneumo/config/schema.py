@@ -154,6 +154,7 @@ class TrainerConfig:
     repeats: int = MISSING
     deterministic: bool = MISSING  # the backend's deterministic kernels (TF op determinism; slower; see benchmarks/)
     jit_compile: Any = MISSING  # "auto" (XLA where there is an accelerator: pneumo.runtime.backend.jit_compile) | bool
+    run_eagerly: bool = MISSING  # Keras' debugging switch: each step as plain Python, no graph traced
     verbose: int = MISSING  # Keras fit verbosity
 
 

@@ -86,7 +86,7 @@ def augmentation(*, flip, rotation, zoom, translation, gamma, contrast, brightne
 
 
 def build(image_size: int, body, body_kwargs: Mapping, aug_kwargs: Mapping, optimizer, *,
-          jit_compile, seed=None, standardize: bool) -> keras.Model:
+          jit_compile, seed=None, standardize: bool, run_eagerly: bool = False) -> keras.Model:
     """uint8 gray images in, P(pneumonia) out: rescaling, augmentation and standardisation live inside."""
     inputs = keras.Input((image_size, image_size, 1), dtype="uint8", name="image")
     x = keras.layers.Rescaling(1.0 / 255)(inputs)
@@ -109,7 +109,8 @@ def build(image_size: int, body, body_kwargs: Mapping, aug_kwargs: Mapping, opti
             keras.metrics.AUC(curve="PR", name=names.AUPRC),
             keras.metrics.BinaryAccuracy(name=names.ACCURACY),
         ],
-        jit_compile=backend.jit_compile(jit_compile),
+        jit_compile=False if run_eagerly else backend.jit_compile(jit_compile),
+        run_eagerly=run_eagerly,
     )
     return model
 
@@ -127,12 +128,14 @@ class HyperModel(keras_tuner.HyperModel):
     """Resolves the model / optimizer / augmentation spaces and calls `build`."""
 
     def __init__(self, model_cfg: Mapping, optimizer_cfg: Mapping, augmentation_cfg: Mapping,
-                 image_size: int, *, jit_compile="auto", seed=None, standardize: bool = False):
+                 image_size: int, *, jit_compile="auto", seed=None, standardize: bool = False,
+                 run_eagerly: bool = False):
         super().__init__()
         for prefix, node in (("model", model_cfg), ("optimizer", optimizer_cfg), ("augmentation", augmentation_cfg)):
             space.validate(node, prefix)
         self.groups = {"model": model_cfg, "optimizer": optimizer_cfg, "augmentation": augmentation_cfg}
         self.image_size, self.jit_compile, self.seed, self.standardize = image_size, jit_compile, seed, standardize
+        self.run_eagerly = run_eagerly
 
     def build(self, hp):
         kw = {g: space.resolve(hp, {k: v for k, v in node.items() if k != "_target_"}, g)
@@ -140,7 +143,8 @@ class HyperModel(keras_tuner.HyperModel):
         body = get_method(self.groups["model"]["_target_"])
         optimizer = get_method(self.groups["optimizer"]["_target_"])(**kw["optimizer"])
         return build(self.image_size, body, kw["model"], kw["augmentation"], optimizer,
-                     jit_compile=self.jit_compile, seed=self.seed, standardize=self.standardize)
+                     jit_compile=self.jit_compile, seed=self.seed, standardize=self.standardize,
+                     run_eagerly=self.run_eagerly)
 
     def check(self) -> None:
         """Build once with every default (the Keras Tuner guide's habit): a config whose
