@@ -6,13 +6,15 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from pneumo.record import names
 from pneumo.runtime import backend
 
-from helpers import TOY, client_for, require, run_pneumo
+from helpers import TOY, clean_env, client_for, isolate, require, run_pneumo
 
 
 def _need_jax() -> None:
@@ -21,24 +23,41 @@ def _need_jax() -> None:
 
 
 @pytest.mark.slow
-def test_smoke_sweep_on_jax(tmp_path):
-    _need_jax()
-    # The smoke sweep's two jobs (cnn, resnet) at toy size; CI also runs it whole, JAX alone installed.
-    run_pneumo(["sweep", "smoke", *TOY], tmp_path, env_extra={"KERAS_BACKEND": "jax"})
+def test_smoke_sweep_on_jax_with_augment_in_the_compiled_step(tmp_path):
+    """The smoke sweep's two jobs (cnn, resnet) at toy size on JAX, with the `light` augmentation
+    (pneumo's Augment layer inside JAX's compiled train step).
+
+    PNEUMO_JAX_VENV (set by .ci/run): a venv with pneumo's `jax` extra alone, where TensorFlow must not
+    be importable; the sweep runs there as a user runs it, `pneumo` on the command line and KERAS_BACKEND
+    unset (pneumo picks the installed backend). Without it: this venv, KERAS_BACKEND=jax."""
+    venv = os.environ.get("PNEUMO_JAX_VENV")
+    argv = ["sweep", "smoke", *TOY, "augmentation=light"]
+    if venv:
+        python = Path(venv) / "bin" / "python"
+        tf = subprocess.run([python, "-c", "import tensorflow"], capture_output=True)
+        assert tf.returncode != 0, f"tensorflow is importable in {venv}: something depends on it again"
+        proc = subprocess.run([Path(venv) / "bin" / "pneumo", *argv, *isolate(tmp_path)], cwd=tmp_path,
+                              env=clean_env({"KERAS_BACKEND": None}), capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    else:
+        _need_jax()
+        run_pneumo(argv, tmp_path, env_extra={"KERAS_BACKEND": "jax"})
     client = client_for(tmp_path)
     exp = client.get_experiment_by_name("smoke")
     jobs = client.search_runs([exp.experiment_id], f"tags.`{names.TAG_ROLE}` = 'job'")
     assert len(jobs) == 2 and {j.info.status for j in jobs} == {"FINISHED"}
-    assert {j.data.tags["keras.backend"] for j in jobs} == {"jax"}
+    assert {j.data.tags[names.TAG_KERAS_BACKEND] for j in jobs} == {"jax"}
     assert all(j.data.tags.get("jax.version") and j.data.tags.get("jaxlib.version") for j in jobs)
+    assert all(float(j.data.params["augmentation.rotation"]) > 0 for j in jobs), "the light augmentation did not run"
     versions = client.search_model_versions(f"name='{names.MODEL_NAME}'")
     assert len(versions) == 2
     # Served in a fresh environment, the model must get a backend to run on: jax + jaxlib, pinned.
     import mlflow
 
-    reqs = open(mlflow.pyfunc.get_model_dependencies(f"models:/{names.MODEL_NAME}/{versions[0].version}")).read()
-    required = {line.split("==")[0] for line in reqs.split()}
-    assert {"jax", "jaxlib", "keras", "mlflow"} <= required and "tensorflow" not in required, reqs
+    for v in versions:
+        reqs = open(mlflow.pyfunc.get_model_dependencies(f"models:/{names.MODEL_NAME}/{v.version}")).read()
+        required = {line.split("==")[0] for line in reqs.split()}
+        assert {"jax", "jaxlib", "keras", "mlflow"} <= required and "tensorflow" not in required, reqs
 
 
 # -- the backend's choice and packages: no training --------------------------------------------
