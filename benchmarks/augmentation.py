@@ -119,7 +119,8 @@ def main() -> int:
             keras.backend.clear_session()
             jit = {"auto": "auto", "true": True, "false": False}[args.jit]
             model = builders.build(args.size, getattr(builders, args.model), defaults.values("model", args.model), kw,
-                                   keras.optimizers.Adam(1e-3), seed=0, jit_compile=jit, standardize=False)
+                                   keras.optimizers.Adam(1e-3), seed=0, jit_compile=jit, standardize=False,
+                                   run_eagerly=False)
             clock = Clock()
             clock.laps = []
             model.fit(x, y, validation_data=(xv, yv), epochs=args.epochs, batch_size=args.batch, verbose=0,

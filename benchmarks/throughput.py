@@ -57,7 +57,8 @@ def main() -> int:
             keras.mixed_precision.set_global_policy(precision)
             net = builders.build(size, getattr(builders, model), defaults.values("model", model),
                                  light() if aug == "light" else defaults.values("augmentation", "none"),
-                                 keras.optimizers.Adam(1e-3), seed=0, jit_compile="auto", standardize=False)
+                                 keras.optimizers.Adam(1e-3), seed=0, jit_compile="auto", standardize=False,
+                                 run_eagerly=False)
             laps = []
 
             class Clock(keras.callbacks.Callback):

@@ -65,7 +65,8 @@ def test_trains_inside_a_compiled_model_and_serialises(tmp_path):
 
     model = builders.build(32, builders.cnn, defaults.values("model", "cnn", blocks=2),
                            defaults.values("augmentation", "none", rotation=0.03, zoom=0.1, gamma=0.1),
-                           keras.optimizers.Adam(1e-3), seed=0, jit_compile=False, standardize=False)
+                           keras.optimizers.Adam(1e-3), seed=0, jit_compile=False, standardize=False,
+                           run_eagerly=False)
     x = np.random.default_rng(0).integers(0, 255, (32, 32, 32, 1), dtype=np.uint8)
     y = (np.arange(32) % 2).astype("int64")
     model.fit(x, y, epochs=1, batch_size=16, verbose=0)
@@ -82,7 +83,7 @@ def test_standardize_makes_the_model_blind_to_exposure_and_is_served_too(tmp_pat
 
     model = builders.build(32, builders.cnn, defaults.values("model", "cnn", blocks=2),
                            defaults.values("augmentation", "none"), keras.optimizers.Adam(1e-3), jit_compile=False,
-                           standardize=True)
+                           standardize=True, run_eagerly=False)
     rng = np.random.default_rng(0)
     x = rng.integers(40, 160, (8, 32, 32, 1)).astype(np.uint8)
     brighter = (x.astype(int) + 60).astype(np.uint8)  # a film exposed differently: same picture, shifted levels

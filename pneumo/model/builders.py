@@ -86,7 +86,7 @@ def augmentation(*, flip, rotation, zoom, translation, gamma, contrast, brightne
 
 
 def build(image_size: int, body, body_kwargs: Mapping, aug_kwargs: Mapping, optimizer, *,
-          jit_compile, seed=None, standardize: bool, run_eagerly: bool = False) -> keras.Model:
+          jit_compile, seed=None, standardize: bool, run_eagerly: bool) -> keras.Model:
     """uint8 gray images in, P(pneumonia) out: rescaling, augmentation and standardisation live inside."""
     inputs = keras.Input((image_size, image_size, 1), dtype="uint8", name="image")
     x = keras.layers.Rescaling(1.0 / 255)(inputs)
