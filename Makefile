@@ -7,8 +7,8 @@ UI_PORT ?= 5000
 # pneumo then runs on it when TensorFlow is not there too, else set KERAS_BACKEND=jax).
 BACKEND ?= tensorflow
 BIN    := $(VENV)/bin
-# What installs into .venv: pip, or uv (`make install PIP_INSTALL="uv pip install --python .venv/bin/python"`:
-# the same packages, 15 s instead of ~95 s here; CI uses it).
+# What installs into .venv: pip, or uv, as CI does (`make install PIP_INSTALL="uv pip install --compile-bytecode
+# --python .venv/bin/python"`: the same packages, ~35 s instead of ~95 s here).
 PIP_INSTALL ?= $(BIN)/python -m pip install
 
 .PHONY: install demo smoke test test-fast lint ui bench clean
