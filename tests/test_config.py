@@ -152,6 +152,20 @@ def test_trainer_run_eagerly_reaches_keras_compile(eager):
     assert built.run_eagerly is eager
 
 
+def test_a_jobs_identity_ignores_how_it_is_driven_not_what_it_trains():
+    """A job keeps its key (resume: "already finished") whether run eagerly or traced, and wherever its
+    store is; another number of epochs is another job."""
+    from omegaconf import OmegaConf
+
+    from pneumo.record.runs import job_key
+
+    def key(*overrides):
+        return job_key(OmegaConf.to_container(cfg_with(*overrides), resolve=False), "data-digest")
+
+    assert key() == key("trainer.run_eagerly=true") == key("tracking.store=/elsewhere")
+    assert key() != key("trainer.epochs=11")
+
+
 @pytest.mark.parametrize("augmentation", options("augmentation"))
 def test_augmentation_is_active_only_in_training(augmentation):
     import keras_tuner

@@ -146,7 +146,7 @@ def test_rerun_refuses_what_would_not_be_the_same_job(smoke, change):
                                     f"tags.`mlflow.parentRunId` = '{run_id}'")[0].info.run_id
         expected = f"is not a job; rerun its job, run {original.info.run_id}"
     else:
-        args, expected = ["model.dropout=0.1"], "only where things go may be added"
+        args, expected = ["model.dropout=0.1"], "only where things go or how it is driven may be added"
     before = store_state(smoke)
     try:
         proc = run_pneumo(["rerun", run_id, *args], smoke, env_extra=env(smoke), check=False)

@@ -79,8 +79,8 @@ def plan(client, run_id: str, extra: list[str]) -> Plan:
                       "(its completed trials are kept), or rerun a FINISHED job")
     where_not = [o for o in extra if keys.part_of_job(_key(o))]
     if where_not:
-        raise Refused(f"a rerun runs the job as logged; only where things go may be added ({', '.join(keys.NOT_PART_OF_JOB)}), "
-                      f"not: {' '.join(where_not)}")
+        raise Refused(f"a rerun runs the job as logged; only where things go or how it is driven may be added "
+                      f"({', '.join(keys.NOT_PART_OF_JOB)}), not: {' '.join(where_not)}")
     logged = [line for line in _text(client, run_id, names.OVERRIDES_ARTIFACT).splitlines() if line.strip()]
     if any("***" in o for o in logged):
         raise Refused(f"run {run_id}'s overrides hold redacted values ({' '.join(o for o in logged if '***' in o)}): "

@@ -14,7 +14,8 @@ def register(sub) -> None:
     p = sub.add_parser("rerun", help="run a finished job again from its logged config; did it reproduce?")
     p.add_argument("run_id", metavar="RUN_ID", help="the job's parent run (MLFLOW_TRACKING_URI picks the store)")
     p.add_argument("overrides", nargs="*", metavar="OVERRIDE",
-                   help=f"where things go only: {', '.join(keys.NOT_PART_OF_JOB)} (the job itself runs as logged)")
+                   help=f"where things go or how the job is driven only: {', '.join(keys.NOT_PART_OF_JOB)} "
+                        "(the job itself runs as logged)")
     p.add_argument("--tolerance", type=float, default=TOLERANCE,
                    help="largest difference of a metric that still reproduces (default %(default)s)")
     p.set_defaults(func=rerun)

@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 # Where things go (store, cache, outputs, the data's location: its content is identified by digest),
-# and how a job is driven (resume, rerun, distributed roles): never what is trained.
+# and how a job is driven (resume, rerun, distributed roles, Keras' eager debugging switch): never what
+# is trained.
 NOT_PART_OF_JOB = ("paths", "tracking", "hydra", "distributed", "restart", "rerun_of", "experiment",
-                   "data.root", "data.test_root", "data.cache_dir")
+                   "data.root", "data.test_root", "data.cache_dir", "trainer.run_eagerly")
 
 
 def part_of_job(key: str) -> bool:
