@@ -8,7 +8,7 @@ UI_PORT ?= 5000
 BACKEND ?= tensorflow
 BIN    := $(VENV)/bin
 # What installs into .venv: pip, or uv, as CI does (`make install PIP_INSTALL="uv pip install --compile-bytecode
-# --python .venv/bin/python"`: the same packages, ~35 s instead of ~95 s here).
+# --python .venv/bin/python"`: the same packages; CI's .venv and JAX-only venv took 42 s with uv, pip's .venv ~95 s).
 PIP_INSTALL ?= $(BIN)/python -m pip install
 
 .PHONY: install demo smoke test test-fast lint ui bench clean

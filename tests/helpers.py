@@ -53,15 +53,16 @@ def isolate(tmp: Path) -> list[str]:
 
 
 def run_pneumo(args, tmp: Path, env_extra=None, check=True, timeout=900, hydra=True, fresh=False,
-               new_store=False):
+               new_store=False, python: str | None = None):
     """`python -m pneumo ARGS` in tmp (its outputs kept there with hydra=True), as a CompletedProcess.
     fresh: a new interpreter even where the zygote could fork it (a launcher that starts worker processes:
     joblib's loky workers, started from a forked zygote child, sat idle for minutes).
-    new_store: let pneumo create tmp's sqlite store itself (else a copy of an empty one is put there first)."""
+    new_store: let pneumo create tmp's sqlite store itself (else a copy of an empty one is put there first).
+    python: another environment's interpreter (a fresh process; that environment's MLflow makes the store)."""
     argv = [*args, *(isolate(tmp) if hydra else [])]
-    if hydra and not new_store:
+    if hydra and not new_store and python is None:
         seed_store(tmp / "mlruns")
-    proc = pneumo_process(argv, tmp, clean_env(env_extra), timeout, fresh=fresh)
+    proc = pneumo_process(argv, tmp, clean_env(env_extra), timeout, fresh=fresh, python=python)
     if check and proc.returncode != 0:
         raise AssertionError(f"pneumo {' '.join(args)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
     return proc
@@ -111,14 +112,14 @@ def _zygote_can_fork(env: dict, fresh: bool) -> bool:
 
 
 def pneumo_process(argv: list[str], cwd: Path, env: dict, timeout: float = 900,
-                   fresh: bool = False) -> subprocess.CompletedProcess:
+                   fresh: bool = False, python: str | None = None) -> subprocess.CompletedProcess:
     """A new `python -m pneumo ARGV` process, run to its end: forked from this worker's pre-imported zygote
     (tests/zygote.py) where the environment allows, else a fresh interpreter. A kill is a negative returncode
     either way."""
-    if _zygote_can_fork(env, fresh):
+    if python is None and _zygote_can_fork(env, fresh):
         return _zygote().run(argv, cwd, env, timeout)
-    return subprocess.run([sys.executable, "-m", "pneumo", *argv], env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([python or sys.executable, "-m", "pneumo", *argv], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
 
 
 def pneumo_popen(argv: list[str], cwd: Path, env: dict, log: Path, session: bool = False):

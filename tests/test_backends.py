@@ -14,7 +14,7 @@ import pytest
 from pneumo.record import names
 from pneumo.runtime import backend
 
-from helpers import TOY, clean_env, client_for, isolate, require, run_pneumo
+from helpers import TOY, client_for, require, run_pneumo
 
 
 def _need_jax() -> None:
@@ -28,17 +28,15 @@ def test_smoke_sweep_on_jax_with_augment_in_the_compiled_step(tmp_path):
     (pneumo's Augment layer inside JAX's compiled train step).
 
     PNEUMO_JAX_VENV (set by .ci/run): a venv with pneumo's `jax` extra alone, where TensorFlow must not
-    be importable; the sweep runs there as a user runs it, `pneumo` on the command line and KERAS_BACKEND
+    be importable; the sweep runs there as `python -m pneumo`, KERAS_BACKEND
     unset (pneumo picks the installed backend). Without it: this venv, KERAS_BACKEND=jax."""
     venv = os.environ.get("PNEUMO_JAX_VENV")
     argv = ["sweep", "smoke", *TOY, "augmentation=light"]
     if venv:
-        python = Path(venv) / "bin" / "python"
+        python = str(Path(venv) / "bin" / "python")
         tf = subprocess.run([python, "-c", "import tensorflow"], capture_output=True)
         assert tf.returncode != 0, f"tensorflow is importable in {venv}: something depends on it again"
-        proc = subprocess.run([Path(venv) / "bin" / "pneumo", *argv, *isolate(tmp_path)], cwd=tmp_path,
-                              env=clean_env({"KERAS_BACKEND": None}), capture_output=True, text=True, timeout=900)
-        assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+        run_pneumo(argv, tmp_path, env_extra={"KERAS_BACKEND": None}, python=python)
     else:
         _need_jax()
         run_pneumo(argv, tmp_path, env_extra={"KERAS_BACKEND": "jax"})
