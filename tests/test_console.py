@@ -56,10 +56,11 @@ def test_plain_lines_in_a_log_say_job_trial_epoch_best_so_far_and_eta(caplog):
 
 def test_a_resumed_search_counts_the_trials_it_ran_before(caplog):
     caplog.set_level(logging.INFO, logger="pneumo")
-    p = console.JobProgress("model=cnn", 1, 1, 6, 2, "val_auc", True, done=("00", "01", "02"))
+    p = console.JobProgress("model=cnn", 1, 1, 6, 2, "val_auc", True, done=("00", "01", "02"), best=0.9)
     p.trial_begin("03")
     p.epoch_end(0, {"val_auc": 0.6})
     assert "trial 4/6 · epoch 1/2" in caplog.records[-1].getMessage()
+    assert "best val_auc so far 0.900" in caplog.records[-1].getMessage()  # not the new trial's 0.600
 
 
 def test_eta_counts_the_remaining_epochs_of_every_trial():

@@ -6,6 +6,7 @@ through a Keras callback, or at train.fault_point), never timed from outside.
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
@@ -53,6 +54,12 @@ def test_killed_job_resumes_without_rerunning_or_duplicating(tmp_path):
 
     rerun = job(tmp_path)
     assert rerun.returncode == 0, rerun.stderr[-4000:]
+    # Its progress lines count the trial finished before the kill, and its score as the best so far.
+    kept = max(m.value for r in before.values() if r.info.status == "FINISHED"
+               for m in client.get_metric_history(r.info.run_id, "val_auc"))
+    line = next(x for x in (rerun.stdout + rerun.stderr).splitlines() if "epoch 1/3" in x)
+    shown, best = (float(re.search(p + r" (\d\.\d+)", line).group(1)) for p in ("val_auc", "so far"))
+    assert "trial 2/3" in line and best == pytest.approx(max(kept, shown), abs=6e-4), line
 
     jobs = client.search_runs([exp_id], f"tags.`{names.TAG_ROLE}` = 'job'")
     assert len(jobs) == 1 and jobs[0].info.status == "FINISHED"  # the same parent run, resumed

@@ -62,7 +62,7 @@ class JobProgress:
     """One job's trials and epochs, drawn live (rich) or logged as plain lines."""
 
     def __init__(self, name: str, number: int, total: int, max_trials: int | None, epochs: int | None,
-                 objective: str, higher_is_better: bool, live=None, done: tuple = ()):
+                 objective: str, higher_is_better: bool, live=None, done: tuple = (), best: float | None = None):
         self.head = f"job {number}/{total or '?'} {name}".rstrip()
         self.max_trials, self.epochs, self.objective, self.higher = max_trials, epochs, objective, higher_is_better
         # distinct trials started; a resumed search counts those it ran before (Keras Tuner retries a
@@ -71,7 +71,7 @@ class JobProgress:
         self.trials = len(self.ids)
         self.retry = False
         self.epoch_s: list[float] = []
-        self.finished_best = None  # over the job's FINISHED trials: a failed trial's score is not a result
+        self.finished_best = best  # over FINISHED trials, a resumed search's too: a failed trial's score is no result
         self.trial_best = None
         self.epoch = 0
         self.mark = self.started = time.monotonic()
@@ -213,12 +213,12 @@ def live_console():
 
 @contextlib.contextmanager
 def job(name: str, max_trials: int | None, epochs: int | None, objective: str, higher_is_better: bool,
-        done: tuple = ()):
+        done: tuple = (), best: float | None = None):
     """The job's progress for the duration of its search (TrackedTuner.search); `done`: the ids of trials
-    a resumed search has already ended."""
+    a resumed search has already ended, `best`: the best objective of those that finished."""
     number, total = _hydra_job()
     progress = JobProgress(name, number, total, max_trials, epochs, objective, higher_is_better, live_console(),
-                           done)
+                           done, best)
     _job.append(progress)
     try:
         yield progress

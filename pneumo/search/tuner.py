@@ -64,8 +64,10 @@ class TrackedTuner:
         name = self.mlflow_client.get_run(self.parent_run_id).info.run_name if self.mlflow_client else ""
         objective, trials = self.oracle.objective, getattr(self.oracle, "trials", None) or {}
         ended = tuple(tid for tid, t in trials.items() if str(t.status) != "RUNNING")  # resumed: counted already
+        scores = [t.score for t in trials.values() if str(t.status) == "COMPLETED" and t.score is not None]
+        best = (max if objective.direction == "max" else min)(scores) if scores else None
         with console.job(name, self.oracle.max_trials, kwargs.get("epochs"), objective.name,
-                         objective.direction == "max", ended):
+                         objective.direction == "max", ended, best):
             return super().search(*args, **kwargs)
 
     def on_trial_begin(self, trial):
