@@ -115,9 +115,18 @@ def build(image_size: int, body, body_kwargs: Mapping, aug_kwargs: Mapping, opti
     return model
 
 
+def _weights_only(model: keras.Model) -> keras.Model:
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
 def ensemble(members: list) -> keras.Model:
     """One model averaging the members' probabilities: served, saved and thresholded like any other."""
     inputs = keras.Input(members[0].input_shape[1:], dtype="uint8", name="image")
+    # Each member's weights without its training state: a compiled member would be saved with its
+    # optimizer, which loading for inference skips with a warning per member.
+    members = [_weights_only(m) for m in members]
     for i, m in enumerate(members):
         m.name = f"member_{i}_{m.name}"  # each member is a named sub-model of the ensemble
     outputs = keras.layers.Average(name="pneumonia", dtype="float32")([m(inputs) for m in members])
