@@ -147,7 +147,8 @@ def _evaluate_and_register(cfg, model, top: list, splits, client, run_id: str) -
 
     def validated(val: dict) -> None:  # logged before the test split is touched (resume reads them)
         mlflow.log_metrics({objective: float(best.score), names.EPOCHS_TRAINED: float((best.best_step or 0) + 1),
-                            names.MODEL_VAL_AUC: val[names.MODEL_VAL_AUC]})
+                            **{k: val[k] for k in (names.MODEL_VAL_AUC, names.MODEL_VAL_AUC_SHIFTED)
+                               if names.finite(val[k]) is not None}})
         testpoints.fault_point("during_evaluation")
 
     scored = scoring.score_model(model, splits, ev, batch, after_validation=validated)

@@ -46,7 +46,7 @@ def sweep_grid():
         with initialize_config_dir(config_dir=str(paths.SWEEPS_DIR), version_base="1.3"):
             params = compose(sweep, overrides=[f"hydra.searchpath=[{paths.CONF_DIR.as_uri()}]"],
                              return_hydra_config=True).hydra.sweeper.params
-        grid = {k: str(v).split(",") for k, v in (OmegaConf.to_container(params) or {}).items()}
+        grid = {k: str(v).split(",") for k, v in (OmegaConf.to_container(params) if params else {}).items()}
         points += [(sweep, [f"{k}={v}" for k, v in zip(grid, values)]) for values in itertools.product(*grid.values())]
     return points
 

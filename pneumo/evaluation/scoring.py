@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pneumo.evaluation import referral, stats, subgroups
+from pneumo.evaluation import referral, renderings, stats, subgroups
 from pneumo.record import names
 
 
@@ -15,7 +15,7 @@ class Scored:
     p_val: object  # validation probabilities
     p_test: object  # test probabilities
     threshold: float  # chosen on validation
-    metrics: dict[str, float]  # MODEL_VAL_AUC, THRESHOLD and the test metrics (with CIs when bootstrapped); finite only
+    metrics: dict[str, float]  # MODEL_VAL_AUC(_SHIFTED), THRESHOLD and the test metrics (with CIs when bootstrapped); finite only
     band: tuple[float, float] | None = None  # evaluation.refer: the referral band, chosen on validation
 
 
@@ -27,7 +27,8 @@ def score_model(model, splits, evaluation, batch_size: int, *, bootstrap: bool =
     threshold = stats.choose_threshold(splits.val.y, p_val, evaluation.threshold, evaluation.target_sensitivity)
     # The registered model's own validation AUC (an ensemble's too), under a name of its own: the
     # objective's name holds the best trial's Keras score, the number the job returns to Hydra.
-    val = {names.MODEL_VAL_AUC: stats.auc(splits.val.y, p_val), names.THRESHOLD: float(threshold)}
+    val = {names.MODEL_VAL_AUC: stats.auc(splits.val.y, p_val), names.THRESHOLD: float(threshold),
+           names.MODEL_VAL_AUC_SHIFTED: shifted_val_auc(model, splits, batch_size)}
     if after_validation is not None:
         after_validation(val)
     p_test = model.predict(splits.test.x, batch_size=batch_size, verbose=0).reshape(-1)
@@ -46,3 +47,11 @@ def score_model(model, splits, evaluation, batch_size: int, *, bootstrap: bool =
         test.update(referral.decided_metrics(splits.test.y, p_test, threshold, band))
     metrics = {k: v for k, v in {**val, **test}.items() if names.finite(v) is not None}
     return Scored(p_val, p_test, float(threshold), metrics, band)
+
+
+def shifted_val_auc(model, splits, batch_size: int) -> float:
+    """The model's worst validation AUC over the fixed re-renderings of its validation films: what a
+    screen ranks on beside the plain validation AUC (a model's val_auc saturates near 1 on these films)."""
+    films = renderings.renderings(splits.val.x, renderings.ranges(splits.train.x))
+    worst, _ = renderings.worst_auc(lambda x: model.predict(x, batch_size=batch_size, verbose=0), films, splits.val.y)
+    return worst

@@ -38,7 +38,8 @@ VAL_LOSS = "val_" + LOSS
 # ensemble). Not the objective: the objective's name carries the best trial's Keras score, the
 # number the job returns to Hydra.
 MODEL_VAL_AUC = "model_val_auc"
-VAL_AUC_SHIFTED = "val_auc_shifted"  # worst val AUC over fixed re-renderings of the validation films (search/shifted.py)
+VAL_AUC_SHIFTED = "val_auc_shifted"  # worst val AUC over fixed re-renderings of the validation films (evaluation/renderings.py)
+MODEL_VAL_AUC_SHIFTED = "model_val_auc_shifted"  # the same for the registered model (an ensemble's too), once per job
 
 # The final, once-only evaluation on the test split (threshold chosen on validation).
 TEST_AUC = "test_auc"
@@ -64,6 +65,7 @@ HIGHER_IS_BETTER = {
     VAL_AUC_SHIFTED: True,
     VAL_LOSS: False,
     MODEL_VAL_AUC: True,
+    MODEL_VAL_AUC_SHIFTED: True,
     **{name: True for name in TEST_METRICS},
     TEST_BRIER: False,
 }
