@@ -46,7 +46,7 @@ def train(cfg: DictConfig) -> float:
     quiet.libraries(cfg.trainer.verbose)  # before the Keras backend is imported: its chatter stays off the console
     import keras
 
-    from pneumo.model.builders import HyperModel, ensemble
+    from pneumo.model.builders import HyperModel, ensemble, served
     from pneumo.search import repeats
     from pneumo.search.fit import fit_kwargs
     from pneumo.search.tuner import completed_trial_ids, make_tuner, trial_counts
@@ -60,7 +60,8 @@ def train(cfg: DictConfig) -> float:
     determinism = backend.determinism(trainer.deterministic)  # process-wide: every job sets it, on or off
     hypermodel = HyperModel(cfg.model, cfg.optimizer, cfg.augmentation, trainer.image_size,  # checks every space
                             jit_compile=trainer.jit_compile, seed=cfg.seed, standardize=trainer.standardize,
-                            run_eagerly=trainer.run_eagerly)
+                            run_eagerly=trainer.run_eagerly, clahe=trainer.clahe,
+                            label_smoothing=trainer.label_smoothing)
     hypermodel.check()
     started = time.perf_counter()
     splits = data.load(cfg.data, trainer.image_size)
@@ -121,6 +122,7 @@ def train(cfg: DictConfig) -> float:
 
         top = tuner.oracle.get_best_trials(cfg.evaluation.ensemble)
         model = ensemble([tuner.load_model(t) for t in top]) if len(top) > 1 else tuner.load_model(top[0])
+        model = served(model, cfg.evaluation)
         _evaluate_and_register(cfg, model, top, splits, client, run_id)
         if trainer.repeats > 1:  # the seed spread of the best hyperparameters, reported beside the job's model
             repeats.run(cfg, tuner, top[0], hypermodel, splits, client, exp_id, run_id)
@@ -164,8 +166,10 @@ def _evaluate_and_register(cfg, model, top: list, splits, client, run_id: str) -
         explain.write_pictures(tmp, model, splits.test, p_test, threshold, per_outcome=ev.heatmaps,
                                gallery=ev.gallery, batch_size=batch)
         mlflow.log_artifacts(tmp, names.EVALUATION_DIR)
-    test = splits.test
+    test, val = splits.test, splits.val
     registry.log_predictions(client, run_id, test.hashes, test.patients, test.y, p_test)
+    registry.log_predictions(client, run_id, val.hashes, val.patients, val.y, scored.p_val,
+                             names.VAL_PREDICTIONS_ARTIFACT)
     if not cfg.tracking.register:
         return
     done = registry.registered(client, run_id)

@@ -13,6 +13,12 @@ NOT_PART_OF_JOB = ("paths", "tracking", "hydra", "distributed", "restart", "reru
                    "data.root", "data.test_root", "data.cache_dir", "trainer.run_eagerly")
 
 
+# Keys added after stores existed, at the value that changes nothing: a job with the key at this value is
+# the job it was before the key existed, so it keeps its identity (its key) and old stores resume.
+NEUTRAL = {"data.train_fraction": 1.0, "trainer.label_smoothing": 0.0, "trainer.clahe": None, "trainer.lr_schedule": None,
+           "optimizer.use_ema": None, "optimizer.ema_momentum": None, "evaluation.tta": None}
+
+
 def part_of_job(key: str) -> bool:
     """Is the dotted key (`model.filters`, `+trainer.epochs`, `~data.root`) part of what the job trains?"""
     key = key.lstrip("+~")
@@ -24,7 +30,7 @@ def job_config(plain: Mapping, prefix: str = "") -> dict:
     out = {}
     for k, v in plain.items():
         name = f"{prefix}{k}"
-        if not part_of_job(name):
+        if not part_of_job(name) or (name in NEUTRAL and v == NEUTRAL[name]):
             continue
         out[k] = job_config(v, name + ".") if isinstance(v, Mapping) else v
     return out

@@ -39,6 +39,7 @@ class DataConfig:
     normal_fraction: float = MISSING  # synthetic only
     seed: int = MISSING  # synthetic images and the split
     val_fraction: float = MISSING  # of train patients, carved patient-disjoint
+    train_fraction: float = MISSING  # of the training patients kept after val is carved (1: all; a cheap fidelity)
     test_fraction: float = MISSING  # only when the source has no test/ and no test_root
     # a folder with NORMAL/ and PNEUMONIA/ (an external test set): the test split instead of the source's
     test_root: Optional[str] = None
@@ -88,6 +89,8 @@ class OptimizerConfig:
     beta_1: Any = None  # adam
     beta_2: Any = None  # adam
     weight_decay: Any = None
+    use_ema: Optional[bool] = None  # keep an exponential moving average of the weights; validate and ship it
+    ema_momentum: Any = None  # of that average, per step (Keras' default 0.99: ~100 steps)
 
 
 @dataclass
@@ -137,12 +140,29 @@ class ReduceLRConfig:
 
 
 @dataclass
+class ClaheConfig:
+    clip_limit: float = MISSING  # histogram clip, in multiples of a region's mean count (OpenCV's clipLimit)
+    tiles: int = MISSING  # regions per side
+    bins: int = MISSING  # gray levels of each region's histogram
+
+
+@dataclass
+class LRScheduleConfig:
+    warmup_epochs: int = MISSING  # linear warm-up from start_factor x the optimizer's rate to it
+    start_factor: float = MISSING
+    end_factor: float = MISSING  # the cosine decay ends at end_factor x the rate, at the last epoch
+
+
+@dataclass
 class TrainerConfig:
     epochs: int = MISSING
     batch_size: int = MISSING
     image_size: int = MISSING  # px; images are decoded (and cached) at this size
     standardize: bool = MISSING  # each film to zero mean, unit variance inside the model (train and serve)
     class_weight: bool = MISSING  # weight the classes by inverse frequency
+    label_smoothing: float = MISSING  # targets 0/1 become e/2 and 1 - e/2 in the loss (0: off)
+    clahe: Optional[ClaheConfig] = MISSING  # local contrast equalisation inside the model (None: off)
+    lr_schedule: Optional[LRScheduleConfig] = MISSING  # by epoch, instead of reduce_lr (None: off)
     early_stopping: Optional[EarlyStoppingConfig] = MISSING  # None: off
     reduce_lr: Optional[ReduceLRConfig] = MISSING  # None: off
     # A trial whose best val AUC is within chance_z standard errors of 0.5 fails (0: only AUC <= 0.5;
@@ -159,6 +179,12 @@ class TrainerConfig:
 
 
 @dataclass
+class TTAConfig:
+    shift: float = MISSING  # the views shifted up, down, left and right by this fraction of the side (0: none)
+    zoom: float = MISSING  # and one zoomed in by this fraction (0: none)
+
+
+@dataclass
 class EvaluationConfig:
     threshold: str = MISSING  # sensitivity (at target_sensitivity) | youden
     target_sensitivity: float = MISSING  # used by threshold=sensitivity
@@ -171,6 +197,7 @@ class EvaluationConfig:
     refer: Optional[float] = MISSING  # None: off; else the target accuracy of decided validation films (REFER band)
     ood_quantile: float = MISSING  # the OOD threshold: this quantile of validation films' scores (0.99: ~1% flagged)
     ood_sample: int = MISSING  # training films (at most) whose statistics the registered model carries
+    tta: Optional[TTAConfig] = MISSING  # the registered model averages fixed views of each film (None: off)
 
 
 @dataclass
@@ -265,6 +292,8 @@ def check(cfg) -> None:
     size = cfg.trainer.image_size
     if not 16 <= size <= 1024:
         raise ConfigError(f"trainer.image_size: {size} px is out of range; use 16 to 1024 (e.g. 128)")
+    if cfg.trainer.lr_schedule is not None and cfg.trainer.reduce_lr is not None:
+        raise ConfigError("trainer.lr_schedule and trainer.reduce_lr both set the learning rate: set one to null")
     if cfg.trainer.repeats < 1:
         raise ConfigError(f"trainer.repeats: {cfg.trainer.repeats}; use 1 (the search's fit alone) or more seeds")
     known_top = {f.name for f in fields(Config)} | {"hydra"}

@@ -13,7 +13,7 @@ from pneumo.data import kaggle, synthetic
 from pneumo.data.base import CLASSES, DataError, Splits, Subset, write_atomic
 from pneumo.data.cache import decoded
 from pneumo.data.index import Index, find_root, scan, with_test_set
-from pneumo.data.splits import assign, check_leakage
+from pneumo.data.splits import assign, check_leakage, subsample
 
 SPLIT_VERSION = 1  # bump when the split algorithm changes: it is part of the digest
 
@@ -116,6 +116,10 @@ def from_index(index: Index, cfg, image_size: int, progress: bool = True) -> Spl
                   fold_kaggle_val=cfg.fold_kaggle_val)
     digest = _digest(index.digest, params, SPLIT_VERSION)
     parts, groups, dropped = _cached_split(usable, params, Path(cfg.cache_dir) / "splits" / f"{digest[:32]}.json")
+    if cfg.train_fraction < 1:  # a cheaper fidelity: fewer training patients, the same val and test
+        parts["train"] = subsample([usable[i].label for i in parts["train"]], [groups[i] for i in parts["train"]],
+                                   parts["train"], cfg.train_fraction, cfg.seed)
+        digest = _digest(digest, {"train_fraction": cfg.train_fraction})  # 1.0 keeps the digest it always had
     subsets = {name: _subset(usable, groups, pos, x, row, image_size) for name, pos in parts.items()}
     check_leakage(subsets, {name: [usable[i].patient for i in pos] for name, pos in parts.items()})
     test = subsets["test"]

@@ -89,6 +89,19 @@ def assign(entries, *, seed: int, val_fraction: float, test_fraction: float, fol
     return {s: sorted(v) for s, v in out.items()}, groups, dropped
 
 
+def subsample(y: list, groups: list, positions: list, fraction: float, seed: int) -> list:
+    """About `fraction` of the patient groups behind `positions`, stratified by label, whole groups only."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    n_splits = max(2, round(1 / min(fraction, 1 - fraction)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        folds = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, groups)
+        rest, one = next(folds)
+    kept = one if fraction <= 0.5 else rest  # one fold is ~1/n_splits of the groups
+    return sorted(np.asarray(positions)[kept].tolist())
+
+
 def check_leakage(subsets: dict, patients: dict | None = None) -> None:
     """Raise LeakageError if a group, a file's bytes or (given {split: keys}) a patient is in two splits."""
     checks = [("patient group", {n: s.patients for n, s in subsets.items()}),

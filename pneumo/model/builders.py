@@ -15,6 +15,8 @@ import keras_tuner
 from hydra.utils import get_method
 
 from pneumo.config import space
+from pneumo.model.layers import Augment, Standardize
+from pneumo.model.preprocess import Clahe, View, views
 from pneumo.record import names
 from pneumo.runtime import backend
 
@@ -75,8 +77,6 @@ def transfer(x, *, backbone, weights=None, trainable, input_scale, input_offset,
 
 def augmentation(*, flip, rotation, zoom, translation, gamma, contrast, brightness, seed=None):
     """One layer (pneumo.model.layers.Augment), active only in training; None when nothing is asked."""
-    from pneumo.model.layers import Augment
-
     kw = dict(flip=flip, rotation=rotation, zoom=zoom, translation=translation, gamma=gamma, contrast=contrast,
               brightness=brightness)
     return Augment(**kw, seed=seed, name="augmentation") if any(kw.values()) else None
@@ -86,16 +86,17 @@ def augmentation(*, flip, rotation, zoom, translation, gamma, contrast, brightne
 
 
 def build(image_size: int, body, body_kwargs: Mapping, aug_kwargs: Mapping, optimizer, *,
-          jit_compile, seed=None, standardize: bool, run_eagerly: bool) -> keras.Model:
-    """uint8 gray images in, P(pneumonia) out: rescaling, augmentation and standardisation live inside."""
+          jit_compile, seed=None, standardize: bool, run_eagerly: bool, clahe: Mapping | None = None,
+          label_smoothing: float = 0.0) -> keras.Model:
+    """uint8 gray images in, P(pneumonia) out: rescaling, augmentation, CLAHE and standardisation live inside."""
     inputs = keras.Input((image_size, image_size, 1), dtype="uint8", name="image")
     x = keras.layers.Rescaling(1.0 / 255)(inputs)
     augment = augmentation(**aug_kwargs, seed=seed)
     if augment is not None:
         x = augment(x)
+    if clahe:  # after the exposure jitter: the model learns from equalised films, as it will serve them
+        x = Clahe(**clahe, name="clahe")(x)
     if standardize:
-        from pneumo.model.layers import Standardize
-
         x = Standardize(name="standardize")(x)
     x = body(x, **body_kwargs)
     # float32 output even under mixed_float16: stable sigmoid and loss.
@@ -103,7 +104,7 @@ def build(image_size: int, body, body_kwargs: Mapping, aug_kwargs: Mapping, opti
     model = keras.Model(inputs, outputs, name=body.__name__)
     model.compile(
         optimizer=optimizer,
-        loss="binary_crossentropy",
+        loss=keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing),
         metrics=[
             keras.metrics.AUC(name=names.AUC),
             keras.metrics.AUC(curve="PR", name=names.AUPRC),
@@ -133,18 +134,33 @@ def ensemble(members: list) -> keras.Model:
     return keras.Model(inputs, outputs, name="ensemble")
 
 
+def tta(model: keras.Model, *, shift: float, zoom: float) -> keras.Model:
+    """One model averaging `model` over fixed views of each film (pneumo.model.preprocess.views): served,
+    saved and thresholded like any other; the first view is the film as it is."""
+    inputs = keras.Input(model.inputs[0].shape[1:], dtype="uint8", name="image")
+    outs = [model(View(**v, name=f"view_{i}")(inputs) if v else inputs) for i, v in enumerate(views(shift, zoom))]
+    outputs = keras.layers.Average(name="pneumonia", dtype="float32")(outs)
+    return keras.Model(inputs, outputs, name=f"tta_{model.name}")
+
+
+def served(model: keras.Model, evaluation: Mapping) -> keras.Model:
+    """The model as it is scored and registered: wrapped in its test-time views when evaluation.tta asks."""
+    views_cfg = evaluation.get("tta")
+    return tta(model, **views_cfg) if views_cfg else model
+
+
 class HyperModel(keras_tuner.HyperModel):
     """Resolves the model / optimizer / augmentation spaces and calls `build`."""
 
     def __init__(self, model_cfg: Mapping, optimizer_cfg: Mapping, augmentation_cfg: Mapping,
                  image_size: int, *, jit_compile="auto", seed=None, standardize: bool = False,
-                 run_eagerly: bool = False):
+                 run_eagerly: bool = False, clahe: Mapping | None = None, label_smoothing: float = 0.0):
         super().__init__()
         for prefix, node in (("model", model_cfg), ("optimizer", optimizer_cfg), ("augmentation", augmentation_cfg)):
             space.validate(node, prefix)
         self.groups = {"model": model_cfg, "optimizer": optimizer_cfg, "augmentation": augmentation_cfg}
         self.image_size, self.jit_compile, self.seed, self.standardize = image_size, jit_compile, seed, standardize
-        self.run_eagerly = run_eagerly
+        self.run_eagerly, self.clahe, self.label_smoothing = run_eagerly, clahe, label_smoothing
 
     def build(self, hp):
         kw = {g: space.resolve(hp, {k: v for k, v in node.items() if k != "_target_"}, g)
@@ -153,7 +169,7 @@ class HyperModel(keras_tuner.HyperModel):
         optimizer = get_method(self.groups["optimizer"]["_target_"])(**kw["optimizer"])
         return build(self.image_size, body, kw["model"], kw["augmentation"], optimizer,
                      jit_compile=self.jit_compile, seed=self.seed, standardize=self.standardize,
-                     run_eagerly=self.run_eagerly)
+                     run_eagerly=self.run_eagerly, clahe=self.clahe, label_smoothing=self.label_smoothing)
 
     def check(self) -> None:
         """Build once with every default (the Keras Tuner guide's habit): a config whose
@@ -172,5 +188,9 @@ class HyperModel(keras_tuner.HyperModel):
             keras.backend.clear_session()
 
     def fit(self, hp, model, *args, **kwargs):
-        # kwargs carries the tuner's own callbacks: pass them through untouched.
+        # kwargs carries the tuner's own callbacks: pass them through, after one of ours where the optimizer
+        # keeps an average of the weights (optimizer.use_ema): validation, the best epoch's weights and the
+        # callbacks that read them then all see the average (Keras swaps it in at each epoch's end).
+        if getattr(model.optimizer, "use_ema", False):
+            kwargs["callbacks"] = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True), *kwargs.get("callbacks", [])]
         return model.fit(*args, **kwargs)

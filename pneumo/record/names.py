@@ -166,6 +166,7 @@ CONFIG_ARTIFACT = "config/config.yaml"  # the job's resolved config, credentials
 OVERRIDES_ARTIFACT = "config/overrides.txt"  # the job's overrides, one a line
 EVALUATION_DIR = "evaluation"  # the job's (or an evaluation run's) plots, predictions and pictures
 PREDICTIONS_ARTIFACT = EVALUATION_DIR + "/test_predictions.csv"  # what a paired bootstrap between versions reads
+VAL_PREDICTIONS_ARTIFACT = EVALUATION_DIR + "/val_predictions.csv"  # the same for validation: jobs ensembled later
 PREDICTION_COLUMNS = ("hash", "patient", "y_true", "probability")  # of PREDICTIONS_ARTIFACT
 EVALUATION_PREDICTIONS = "predictions.csv"  # an evaluation run's, under EVALUATION_DIR
 EVALUATION_COLUMNS = ("path", "patient", "y_true", "probability")  # of EVALUATION_PREDICTIONS

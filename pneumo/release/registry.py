@@ -11,10 +11,12 @@ from __future__ import annotations
 from pneumo.record import names, predictions
 
 
-def log_predictions(client, run_id: str, hashes, patients, y, probabilities) -> None:
-    """The job's test predictions, one row an image: what a paired bootstrap between two versions reads."""
+def log_predictions(client, run_id: str, hashes, patients, y, probabilities,
+                    artifact: str = names.PREDICTIONS_ARTIFACT) -> None:
+    """The job's test predictions, one row an image: what a paired bootstrap between two versions reads (and
+    its validation predictions: what an ensemble of jobs is thresholded on, after the fact)."""
     rows = ((h, p, int(t), round(float(q), 6)) for h, p, t, q in zip(hashes, patients, y, probabilities))
-    client.log_text(run_id, predictions.to_csv(names.PREDICTION_COLUMNS, rows), names.PREDICTIONS_ARTIFACT)
+    client.log_text(run_id, predictions.to_csv(names.PREDICTION_COLUMNS, rows), artifact)
 
 
 def read_predictions(path) -> list[tuple[str, str, int, float]]:

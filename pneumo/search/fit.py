@@ -9,9 +9,11 @@ from collections.abc import Mapping
 
 import keras
 
+from pneumo.config.errors import ConfigError
 from pneumo.record import names
 from pneumo.search import shifted
 from pneumo.search.guard import KillMidEpoch, TrialGuard
+from pneumo.search.schedules import WarmupCosine
 
 
 def fit_kwargs(trainer_cfg: Mapping, splits, objective: str | None = None) -> dict:
@@ -48,6 +50,10 @@ def keras_callbacks(trainer_cfg: Mapping, y_val, shifted_val=None) -> list:
         es = trainer_cfg["early_stopping"]
         out.append(keras.callbacks.EarlyStopping(monitor=es["monitor"], patience=es["patience"],
                                                  start_from_epoch=es["start_from_epoch"], mode=_mode(es["monitor"])))
+    if trainer_cfg.get("lr_schedule"):
+        if trainer_cfg.get("reduce_lr"):
+            raise ConfigError("trainer.lr_schedule and trainer.reduce_lr both set the learning rate: set one to null")
+        out.append(WarmupCosine(trainer_cfg["epochs"], **trainer_cfg["lr_schedule"]))
     if trainer_cfg.get("reduce_lr"):
         rl = trainer_cfg["reduce_lr"]
         out.append(keras.callbacks.ReduceLROnPlateau(

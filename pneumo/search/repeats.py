@@ -30,6 +30,7 @@ import mlflow
 import numpy as np
 
 from pneumo.evaluation import scoring
+from pneumo.model.builders import served
 from pneumo.record import names, runs
 from pneumo.search.fit import fit_kwargs
 from pneumo.search.guard import DegenerateModel
@@ -98,4 +99,5 @@ def _fit(cfg, best, hypermodel, splits, seed: int):
 
 def _score(cfg, model, splits) -> dict[str, float]:
     """As the job scores its model (pneumo.evaluation.scoring), without the bootstrap."""
-    return scoring.score_model(model, splits, cfg.evaluation, cfg.trainer.batch_size, bootstrap=False).metrics
+    return scoring.score_model(served(model, cfg.evaluation), splits, cfg.evaluation, cfg.trainer.batch_size,
+                               bootstrap=False).metrics
