@@ -1,0 +1,148 @@
+"""docs/fidelity.md's tables, from the store of `pneumo sweep kermany-fidelity` (not typed by hand).
+
+    .venv/bin/python docs/fidelity.py --store STORE [--experiment kermany-fidelity] [--full trainer.image_size=128]
+
+Each job is one (lever, seed, fidelity) of the study: its lever and fidelity are read from its overrides
+(`lever=`, `seed=`, and every other override: `trainer.image_size=32`, `data.train_fraction=0.5`, ...).
+For each fidelity: the cost of a job (median wall time), and how well its ranking of the levers agrees
+with the full fidelity's: Spearman's rho between the levers' seed means, on validation AUC and on the
+shifted validation AUC (the external set is reported, never used to choose). The interval is a bootstrap
+over seeds: each (lever, fidelity) cell's seeds are resampled with replacement, so the interval is the
+seed noise of both rankings. "Full vs full" splits the full fidelity's own seeds in two: the agreement
+that seed noise alone allows, the ceiling a cheap fidelity is judged against.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pneumo.record import names  # noqa: E402 -- the checkout's pneumo, put on the path above
+
+RANKED = {"validation AUC": names.MODEL_VAL_AUC, "shifted validation AUC": names.MODEL_VAL_AUC_SHIFTED}
+REPORTED = (names.TEST_AUC, names.TEST_ACCURACY, names.TEST_SENSITIVITY, names.TEST_SPECIFICITY)
+RESAMPLES, SEED = 2000, 0
+
+
+def jobs(store: str, experiment: str) -> list[dict]:
+    """One dict a FINISHED job: lever, seed, fidelity (its other overrides, sorted), minutes, metrics."""
+    from mlflow import MlflowClient
+
+    from pneumo.config.paths import local_tracking_uri
+    from pneumo.record.store import pages
+
+    client = MlflowClient(local_tracking_uri(store))
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise SystemExit(f"no experiment {experiment!r} in {store}")
+    out = []
+    for run in pages(client.search_runs, [exp.experiment_id], f"tags.`{names.TAG_ROLE}` = '{names.ROLE_JOB}'"):
+        if run.info.status != "FINISHED":
+            continue
+        overrides = dict(o.split("=", 1) for o in run.info.run_name.split())
+        out.append(dict(lever=overrides.pop("lever", "baseline"), seed=overrides.pop("seed", "?"),
+                        fidelity=" ".join(f"{k}={v}" for k, v in sorted(overrides.items())),
+                        seconds=(run.info.end_time - run.info.start_time) / 1000, metrics=run.data.metrics))
+    return out
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic)
+
+
+def cells(rows: list[dict], metric: str) -> dict[tuple[str, str], np.ndarray]:
+    """(fidelity, lever) -> the seeds' values of `metric`."""
+    out = defaultdict(list)
+    for r in rows:
+        if (v := names.finite(r["metrics"].get(metric))) is not None:
+            out[(r["fidelity"], r["lever"])].append(v)
+    return {k: np.array(v) for k, v in out.items()}
+
+
+def agreement(c: dict, cheap: str, full: str, rng) -> tuple[float, float, float]:
+    """Spearman's rho of the levers' seed means at `cheap` against `full`, with its bootstrap interval."""
+    levers = sorted(lv for f, lv in c if f == cheap and (full, lv) in c)
+    if len(levers) < 3:
+        return float("nan"), float("nan"), float("nan")
+
+    def means(fid, pick):
+        return np.array([pick(c[(fid, lv)]).mean() for lv in levers])
+
+    point = spearman(means(cheap, lambda v: v), means(full, lambda v: v))
+    boot = [spearman(means(cheap, lambda v: rng.choice(v, len(v))), means(full, lambda v: rng.choice(v, len(v))))
+            for _ in range(RESAMPLES)]
+    low, high = np.nanpercentile(boot, [2.5, 97.5])
+    return point, float(low), float(high)
+
+
+def ceiling(c: dict, full: str, rng) -> tuple[float, float, float]:
+    """The full fidelity against itself: seed 0's ranking against the mean of the other seeds, and the
+    same over random splits of each cell's seeds (one seed against the rest)."""
+    levers = sorted(lv for f, lv in c if f == full and len(c[(f, lv)]) > 1)
+    if len(levers) < 3:
+        return float("nan"), float("nan"), float("nan")
+    split = []
+    for _ in range(RESAMPLES):
+        one, rest = [], []
+        for lv in levers:
+            v = rng.permutation(c[(full, lv)])
+            one.append(v[0])
+            rest.append(v[1:].mean())
+        split.append(spearman(np.array(one), np.array(rest)))
+    low, high = np.nanpercentile(split, [2.5, 97.5])
+    return float(np.nanmedian(split)), float(low), float(high)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--store", required=True, help="the study's store folder (mlflow.db and artifacts)")
+    p.add_argument("--experiment", default="kermany-fidelity")
+    p.add_argument("--full", default="trainer.image_size=128", help="the fidelity the others are judged against")
+    args = p.parse_args()
+    rows = jobs(args.store, args.experiment)
+    fidelities = sorted({r["fidelity"] for r in rows}, key=lambda f: np.median(
+        [r["seconds"] for r in rows if r["fidelity"] == f]))
+    rng = np.random.default_rng(SEED)
+
+    print("| fidelity | jobs | median job (s) | rho, validation AUC [95% CI] | rho, shifted validation AUC [95% CI] |")
+    print("|---|---:|---:|---|---|")
+    for fid in fidelities:
+        n = sum(r["fidelity"] == fid for r in rows)
+        secs = np.median([r["seconds"] for r in rows if r["fidelity"] == fid])
+        shown = []
+        for metric in RANKED.values():
+            c = cells(rows, metric)
+            rho = ceiling(c, args.full, rng) if fid == args.full else agreement(c, fid, args.full, rng)
+            shown.append("n/a" if np.isnan(rho[0]) else f"{rho[0]:+.2f} [{rho[1]:+.2f}, {rho[2]:+.2f}]")
+        label = f"{fid} (one seed vs the rest)" if fid == args.full else fid
+        print(f"| {label} | {n} | {secs:.0f} | " + " | ".join(shown) + " |")
+
+    print("\n| fidelity | lever | seeds | validation AUC | shifted validation AUC | external AUC | accuracy | "
+          "sensitivity | specificity |")
+    print("|---|---|---:|---|---|---|---|---|---|")
+    for fid in fidelities:
+        for lever in sorted({r["lever"] for r in rows if r["fidelity"] == fid}):
+            mine = [r["metrics"] for r in rows if r["fidelity"] == fid and r["lever"] == lever]
+
+            def mean_sd(metric, digits=3):
+                v = np.array([x for m in mine if (x := names.finite(m.get(metric))) is not None])
+                if not len(v):
+                    return "n/a"
+                return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}" if len(v) > 1 else f"{v[0]:.{digits}f}"
+
+            print(f"| {fid} | {lever} | {len(mine)} | " + " | ".join(
+                [mean_sd(m, 4) for m in RANKED.values()] + [mean_sd(m) for m in REPORTED]) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
