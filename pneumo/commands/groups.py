@@ -108,12 +108,19 @@ def table_columns(metric: str, confidence: float) -> list[str]:
             f"difference from best\n[{pct} Welch interval]", "vs best", *shown]
 
 
-def table_cells(g: dict, metric: str) -> list[str]:
+def shared(groups: list[dict]) -> list[str]:
+    """The overrides every configuration has (TOY sizes, the sweep's fixed values): said once, not on each row."""
+    words = [g["configuration"].split() for g in groups]
+    return [w for w in words[0] if all(w in other for other in words[1:])] if len(words) > 1 else []
+
+
+def table_cells(g: dict, metric: str, common: list[str] = ()) -> list[str]:
     sd = "" if g["sd"] is None else f" ± {format.number(g['sd'])}"
     diff = "" if g["difference"] is None else (f"{g['difference']:+.3f}\n"
                                               f"[{g['difference_low']:+.3f}, {g['difference_high']:+.3f}]")
     ci = "-" if g["ci_low"] is None else f"[{format.number(g['ci_low'])}, {format.number(g['ci_high'])}]"
-    return [str(g["rank"] or "-"), g["configuration"].replace(" ", "\n"), str(g["n_seeds"]),
+    own = "\n".join(w for w in g["configuration"].split() if w not in common) or "(the shared overrides)"
+    return [str(g["rank"] or "-"), own, str(g["n_seeds"]),
             format.number(g["mean"]) + sd, ci,
             diff or "-", VERDICTS.get(g["verdict"], "-"),
             *([] if metric == names.TEST_AUC else [format.number(g["means"].get(names.TEST_AUC))])]
@@ -127,7 +134,8 @@ def flat(g: dict) -> dict:
 
 
 def caption(groups: list[dict], metric: str, confidence: float, left: dict[str, int]) -> str:
-    lines = [f"tied: Welch's t interval ({confidence:.0%}) on the difference of mean {metric} from the best "
+    lines = [f"every configuration: {' '.join(common)}" for common in [shared(groups)] if common]
+    lines += [f"tied: Welch's t interval ({confidence:.0%}) on the difference of mean {metric} from the best "
              "configuration contains 0, so the two are not told apart by seed noise (each configuration against "
              "the best, no correction for multiple comparisons); a configuration with 1 seed is not tested"]
     if not any(g["n_seeds"] > 1 for g in groups):
@@ -141,6 +149,7 @@ def caption(groups: list[dict], metric: str, confidence: float, left: dict[str, 
 
 def render(groups: list[dict], left: dict[str, int], metric: str, confidence: float, fmt: str, out=None) -> None:
     direction = "higher" if names.higher_is_better(metric) else "lower"
-    output.write(groups, fmt, columns=table_columns(metric, confidence), cells=lambda g: table_cells(g, metric),
+    common = shared(groups)
+    output.write(groups, fmt, columns=table_columns(metric, confidence), cells=lambda g: table_cells(g, metric, common),
                  flat=flat, out=out, title=f"pneumo configurations by mean {metric} over seeds ({direction} is better)",
                  caption=caption(groups, metric, confidence, left))
