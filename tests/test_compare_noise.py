@@ -294,3 +294,9 @@ def test_a_toy_sweep_over_seeds_ends_with_one_row_per_configuration(tmp_path):
     jobs = json.loads(run_pneumo(["compare", "--experiment", "seeds", "--by", "job", "--format", "json"], tmp_path,
                                  env_extra=env, hydra=False).stdout)
     assert len(jobs) == 4 and len({j["config_key"] for j in jobs}) == 2 and len({j["job_key"] for j in jobs}) == 4
+    client = mlflow.MlflowClient(tracking_uri(tmp_path))
+    for job in jobs:  # the tag the job wrote is what a job recorded without it gets from its params
+        run = client.get_run(job["run_id"])
+        tags = run.data.tags
+        assert tags[names.TAG_CONFIG_KEY] == job["config_key"] == runs.config_key(
+            run.data.params, tags[names.TAG_DATA_DIGEST], tags[names.TAG_TEST_DIGEST])

@@ -19,8 +19,10 @@ complete, and `pneumo promote` skips them.
 
 from __future__ import annotations
 
+from pneumo.config.keys import SEEDS
 from pneumo.data.subtypes import SUBTYPES
 from pneumo.record import names
+from pneumo.record.runs import config_key
 
 _SUBTYPE_METRICS = tuple(names.subtype_metric(m, s) for m in names.SUBTYPE_METRICS for s in SUBTYPES)  # issue 19
 PAGE_SIZE = 1000  # runs per search_runs call (MLflow caps one call at 50 000)
@@ -87,9 +89,6 @@ def _evaluations(client, exp_ids: list[str], page_size: int) -> dict[str, list[d
 
 
 def _row(run, experiment: str, version, aliases: dict[str, list[str]], params: bool = False) -> dict:
-    from pneumo.config.keys import SEEDS
-    from pneumo.record.runs import config_key
-
     info, data = run.info, run.data
     m = {k: names.finite(v) for k, v in data.metrics.items()}
     row = {

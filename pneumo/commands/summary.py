@@ -92,7 +92,9 @@ def summarize(out=sys.stdout) -> int:
     if groups.seeded(rows):  # a sweep over seeds: is a configuration better than its seed noise?
         found, left = groups.group(rows, MULTIRUN["objective"], MULTIRUN["confidence"])
         groups.render(found, left, MULTIRUN["objective"], MULTIRUN["confidence"], "table", out=out)
-        print(f"\nEach job: {command('compare', '--experiment', MULTIRUN['experiment'], '--by', 'job')}", file=out)
+        store_env = "" if uri == paths.local_tracking_uri() else f"MLFLOW_TRACKING_URI={uri} "
+        print(f"\nEach job: {store_env}{command('compare', '--experiment', MULTIRUN['experiment'], '--by', 'job')}",
+              file=out)
     else:
         table.render(rows, MULTIRUN["objective"], "table", out=out)
     named = {run.info.run_name for run in failed}
