@@ -39,7 +39,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("train", help="run one job (Hydra overrides follow; add -m for a multirun grid)", add_help=False)
     sub.add_parser("sweep", help="run a named sweep from sweeps/ (pneumo sweep NAME [overrides])", add_help=False)
     data.register(sub)
-    compare.register(sub)
+    compare.register(sub, confidence=evaluation.confidence)
     promote.register(sub, confidence=evaluation.confidence)
     predict.register(sub)
     evaluate.register(sub, bootstrap=evaluation.bootstrap)

@@ -96,6 +96,7 @@ def train(cfg: DictConfig) -> float:
         run_id = run.info.run_id
         runs.log_job(client, run_id, plain, overrides, {
             names.TAG_ROLE: names.ROLE_JOB, names.TAG_JOB_KEY: key, names.TAG_SWEEP: cfg.experiment,
+            names.TAG_CONFIG_KEY: runs.config_key(runs.flatten(plain), splits.digest, splits.test_digest),
             names.TAG_JOB_NUM: str(num), names.TAG_MULTIRUN: multirun, names.TAG_DATA_DIGEST: splits.digest,
             names.TAG_TEST_DIGEST: splits.test_digest, names.TAG_TEST_SOURCE: splits.test_source,
             **provenance.job_tags(cfg, splits, determinism),

@@ -19,8 +19,10 @@ complete, and `pneumo promote` skips them.
 
 from __future__ import annotations
 
+from pneumo.config.keys import SEEDS
 from pneumo.data.subtypes import SUBTYPES
 from pneumo.record import names
+from pneumo.record.runs import config_key
 
 _SUBTYPE_METRICS = tuple(names.subtype_metric(m, s) for m in names.SUBTYPE_METRICS for s in SUBTYPES)  # issue 19
 PAGE_SIZE = 1000  # runs per search_runs call (MLflow caps one call at 50 000)
@@ -86,7 +88,7 @@ def _evaluations(client, exp_ids: list[str], page_size: int) -> dict[str, list[d
     return by_job
 
 
-def _row(run, experiment: str, version, aliases: dict[str, list[str]]) -> dict:
+def _row(run, experiment: str, version, aliases: dict[str, list[str]], params: bool = False) -> dict:
     info, data = run.info, run.data
     m = {k: names.finite(v) for k, v in data.metrics.items()}
     row = {
@@ -118,13 +120,25 @@ def _row(run, experiment: str, version, aliases: dict[str, list[str]]) -> dict:
     row["seeds"] = {name: {"mean": m.get(mean), "sd": m.get(sd)} for name in names.SEED_METRICS
                     for mean, sd in [names.seed_names(name)] if m.get(mean) is not None} or None
     row["rerun_of"] = data.tags.get(names.TAG_RERUN_OF)
+    # What `pneumo compare` groups seeds by (pneumo.commands.groups). A job recorded before the tag existed
+    # gets it from its params, which give the same key, if they hold its config (a job always logs its seed).
+    row["job_key"] = data.tags.get(names.TAG_JOB_KEY)
+    row["seed"] = data.params.get(SEEDS[0])
+    row["config_key"] = data.tags.get(names.TAG_CONFIG_KEY) or (config_key(
+        data.params, data.tags.get(names.TAG_DATA_DIGEST, ""), data.tags.get(names.TAG_TEST_DIGEST, ""))
+        if row["seed"] is not None else None)
+    row["start_time"] = info.start_time
+    if params:
+        row["params"] = dict(data.params)
     return row
 
 
 def leaderboard(experiment: str | None = None, metric: str = names.TEST_AUC, top: int | None = None,
-                client=None, page_size: int = PAGE_SIZE, tolerance: float | None = None) -> list[dict]:
+                client=None, page_size: int = PAGE_SIZE, tolerance: float | None = None,
+                params: bool = False) -> list[dict]:
     """Jobs ranked by `metric` in its direction; jobs without the metric come last. A rerun's row
-    says whether it reproduced its original within `tolerance` (default: pneumo rerun's)."""
+    says whether it reproduced its original within `tolerance` (default: pneumo rerun's).
+    `params`: each row also carries the job's params (its flat config, best_hp.*)."""
     higher = names.higher_is_better(metric)  # validates the name before any query
     if client is None:
         from pneumo.record.store import connect
@@ -150,7 +164,7 @@ def leaderboard(experiment: str | None = None, metric: str = names.TEST_AUC, top
         if top is not None and n_ranked >= top:
             break
     by_run, aliases = _versions(client)
-    rows = [_row(r, exps.get(r.info.experiment_id, ""), by_run.get(r.info.run_id), aliases) for r in runs]
+    rows = [_row(r, exps.get(r.info.experiment_id, ""), by_run.get(r.info.run_id), aliases, params) for r in runs]
     # What `pneumo evaluate` measured on other folders, beside the job's own test split. Only shown:
     # nothing ranks or promotes on it.
     evaluations = _evaluations(client, list(exps), page_size)

@@ -1,4 +1,8 @@
-"""How a command prints rows: a rich table on a terminal, JSON when piped, CSV on request."""
+"""How a command prints rows: a rich table on a terminal, JSON when piped, CSV on request.
+
+A table asked for off a terminal (a log file, a pipe) is a Markdown table, one line per row with its
+columns padded to one width: rich would fold it to the width it guesses, breaking every column name
+(`eters`, `tivity`) and spreading each row over many lines."""
 
 from __future__ import annotations
 
@@ -30,6 +34,8 @@ def write(rows: list[dict], fmt: str, *, columns: list[str], cells: Callable[[di
         writer = csv.DictWriter(out, fieldnames=list(dict.fromkeys(k for r in records for k in r)))
         writer.writeheader()
         writer.writerows(records)
+    elif not (hasattr(out, "isatty") and out.isatty()):
+        markdown(columns, [cells(r) for r in rows], title=title, caption=caption, out=out)
     else:
         from rich.console import Console
         from rich.table import Table
@@ -39,8 +45,22 @@ def write(rows: list[dict], fmt: str, *, columns: list[str], cells: Callable[[di
             table.add_column(col, overflow="fold")
         for row in rows:
             table.add_row(*cells(row))
-        tty = hasattr(out, "isatty") and out.isatty()
-        Console(file=out, width=None if tty else 200).print(table)  # piped: do not fold to 80 columns
+        Console(file=out).print(table)
+
+
+def markdown(columns: list[str], body: list[list[str]], *, title: str | None = None, caption: str | None = None,
+             out=None) -> None:
+    """A Markdown table padded to fixed widths: a cell's lines joined by spaces, so each row is one line."""
+    out = out or sys.stdout
+    cell = lambda text: " ".join(str(text).split("\n")).replace("|", "\\|")  # noqa: E731
+    head, body = [cell(c) for c in columns], [[cell(c) for c in row] for row in body]
+    widths = [max(map(len, column)) for column in zip(head, *body)]
+    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    if title:
+        out.write(f"{title}\n\n")
+    out.write("\n".join([line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, body)]) + "\n")
+    if caption:
+        out.write(f"\n{caption}\n")
 
 
 def command(*args: str) -> str:

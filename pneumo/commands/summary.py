@@ -27,7 +27,7 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         MULTIRUN.update(experiment=config.experiment, uri=config.tracking.uri, store=config.tracking.store,
                         objective=config.tuner.objective, sweep_dir=str(Path(config.hydra.sweep.dir).resolve()),
-                        failed=[])
+                        confidence=config.evaluation.confidence, failed=[])
         # For each job's progress line (job i/n), also in a parallel launcher's worker processes.
         from pneumo.search import console
 
@@ -71,7 +71,7 @@ def summarize(out=sys.stdout) -> int:
     """Print the sweep's leaderboard; return the number of its jobs that did not finish."""
     if not MULTIRUN:
         return 0
-    from pneumo.commands import leaderboard, table
+    from pneumo.commands import groups, leaderboard, table
     from pneumo.record import names, store
 
     client = store.connect(MULTIRUN["uri"], MULTIRUN["store"])
@@ -87,7 +87,16 @@ def summarize(out=sys.stdout) -> int:
     # Ranked by what the search optimised (validation), not by a test metric: the table shows
     # the test numbers, but a sweep's jobs are chosen between on validation.
     rows = leaderboard.leaderboard(MULTIRUN["experiment"], MULTIRUN["objective"], client=client)
-    table.render(rows, MULTIRUN["objective"], "table", out=out)
+    from pneumo.commands.output import command
+
+    if groups.seeded(rows):  # a sweep over seeds: is a configuration better than its seed noise?
+        found, left = groups.group(rows, MULTIRUN["objective"], MULTIRUN["confidence"])
+        groups.render(found, left, MULTIRUN["objective"], MULTIRUN["confidence"], "table", out=out)
+        store_env = "" if uri == paths.local_tracking_uri() else f"MLFLOW_TRACKING_URI={uri} "
+        print(f"\nEach job: {store_env}{command('compare', '--experiment', MULTIRUN['experiment'], '--by', 'job')}",
+              file=out)
+    else:
+        table.render(rows, MULTIRUN["objective"], "table", out=out)
     named = {run.info.run_name for run in failed}
     for run in failed:
         print(f"job FAILED: {run.info.run_name} (run {run.info.run_id}, {run.info.status})", file=out)
@@ -95,7 +104,6 @@ def summarize(out=sys.stdout) -> int:
         if overrides not in named:
             print(f"job FAILED: {overrides}: {error}", file=out)
     n_failed = max(len(failed), len(MULTIRUN.get("failed", [])))
-    from pneumo.commands.output import command
 
     if uri.startswith(("http://", "https://")):
         print(f"\nThe runs are on the tracking server: {uri}", file=out)

@@ -34,3 +34,12 @@ def job_config(plain: Mapping, prefix: str = "") -> dict:
             continue
         out[k] = job_config(v, name + ".") if isinstance(v, Mapping) else v
     return out
+
+
+# The seeds a sweep repeats a configuration with (tuner.seed interpolates `seed`): part of the job,
+# not of its configuration. Jobs that differ only in these are one configuration (`pneumo compare`).
+SEEDS = ("seed", "tuner.seed")
+
+
+def is_seed(key: str) -> bool:
+    return key.lstrip("+~") in SEEDS

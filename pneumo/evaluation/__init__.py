@@ -1,2 +1,3 @@
 """Evaluation: the threshold chosen on validation, metrics with patient-bootstrap CIs, plots,
-explanations (occlusion heatmaps, error gallery), and how numbers read (format). Never trains."""
+explanations (occlusion heatmaps, error gallery), seed noise between configurations (seeds) and
+which config keys explain a metric (importance), and how numbers read (format). Never trains."""

@@ -110,6 +110,9 @@ def higher_is_better(metric: str) -> bool:
 
 # -- tags on the job's parent run ---------------------------------------------------------------
 TAG_JOB_KEY = "pneumo.job_key"  # hash of the resolved config: identifies a job across restarts
+# hash of the same config without its seeds (pneumo.config.keys.SEEDS): the jobs of one configuration
+# trained with different seeds share it, and `pneumo compare` groups them by it
+TAG_CONFIG_KEY = "pneumo.config_key"
 TAG_DATA_DIGEST = "pneumo.data_digest"
 TAG_TEST_DIGEST = "pneumo.test_digest"  # identity of the test images (promotion compares on it)
 TAG_TEST_SOURCE = "pneumo.test_source"  # where the test images came from: a folder, or "carved from train"

@@ -22,7 +22,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from pneumo.config import paths
-from pneumo.config.keys import job_config
+from pneumo.config.keys import is_seed, job_config, part_of_job
 from pneumo.config.space import is_space, plain
 from pneumo.record import names
 from pneumo.record.redact import REDACTED, SECRET_KEY, redact_config, scrub
@@ -50,6 +50,16 @@ def job_key(cfg_plain: Mapping, *digests: str) -> str:
     """Stable identity of a job: the part of its config that decides what is trained
     (pneumo.config.keys), and the digests of the data it is trained and tested on."""
     blob = json.dumps([job_config(cfg_plain), *digests], sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def config_key(params: Mapping[str, str], *digests: str) -> str:
+    """Identity of a job's configuration: its job key without the seeds, so that the jobs of one
+    configuration trained with different seeds share it. From the flat params the job logs (`flatten`),
+    so that it is computed again, to the same value, from the params of jobs recorded before the tag."""
+    kept = {k: v for k, v in params.items()
+            if part_of_job(k) and not is_seed(k) and not k.startswith(names.BEST_HP_PREFIX)}
+    blob = json.dumps([kept, *digests], sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
