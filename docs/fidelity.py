@@ -133,7 +133,7 @@ def main() -> int:
         for lever in sorted({r["lever"] for r in rows if r["fidelity"] == fid}):
             mine = [r["metrics"] for r in rows if r["fidelity"] == fid and r["lever"] == lever]
 
-            def mean_sd(metric, digits=3):
+            def mean_sd(metric, digits=3, mine=mine):
                 v = np.array([x for m in mine if (x := names.finite(m.get(metric))) is not None])
                 if not len(v):
                     return "n/a"
