@@ -188,6 +188,7 @@ def special_files(folder: Path) -> dict[str, str]:
     """Files in folder that are no film to read, each named like one; {name: a phrase of the reason}.
     A FIFO (opening it waits for a writer for ever), links to a character device that never ends and
     to a socket, a 12 GB sparse file (no disk used), a folder named like a film."""
+    import atexit
     import socket
     import tempfile
 
@@ -195,6 +196,7 @@ def special_files(folder: Path) -> dict[str, str]:
     os.mkfifo(folder / "fifo.jpeg")
     os.symlink("/dev/zero", folder / "zeros.jpeg")
     sockets = Path(tempfile.mkdtemp(dir="/tmp", prefix="sock"))  # a socket's path must stay under 108 bytes
+    atexit.register(shutil.rmtree, sockets, True)
     with socket.socket(socket.AF_UNIX) as s:
         s.bind(str(sockets / "s"))  # the socket file stays after close
     os.symlink(sockets / "s", folder / "socket.png")
