@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import sqlite3
 import struct
@@ -35,13 +36,18 @@ def film(seed=0, size=48) -> np.ndarray:
     return (rng.normal(120, 30, (size, size))).clip(0, 255).astype(np.uint8)
 
 
-def bomb_png() -> bytes:
-    """A tiny PNG whose header claims 30,000 x 30,000 pixels."""
+def declaring(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims width x height pixels (only its header is true)."""
     png = bytearray(jpeg(film(), "L", "PNG"))
     ihdr = png.index(b"IHDR")
-    png[ihdr + 4: ihdr + 12] = struct.pack(">II", 30000, 30000)
+    png[ihdr + 4: ihdr + 12] = struct.pack(">II", width, height)
     png[ihdr + 17: ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(png[ihdr: ihdr + 17])))
     return bytes(png)
+
+
+def bomb_png() -> bytes:
+    """A tiny PNG whose header claims 30,000 x 30,000 pixels."""
+    return declaring(30000, 30000)
 
 
 def png16() -> bytes:
@@ -93,6 +99,8 @@ def kaggle_tree(top: Path) -> Path:
     os.symlink("loop_b.jpeg", bad / "loop_a.jpeg")  # a symlink loop
     os.symlink("loop_a.jpeg", bad / "loop_b.jpeg")
     os.symlink("..", bad / "parent")  # a directory loop
+    os.mkfifo(bad / "fifo.jpeg")  # hashing it would wait for a writer for ever
+    os.symlink("/dev/zero", bad / "zeros.jpeg")  # ... and this one would never end
     (bad / "locked.jpeg").write_bytes(jpeg(film(11)))
     (bad / "locked.jpeg").chmod(0)
     os.close(os.open(os.fsencode(bad) + b"/person70_virus_\xff\xfe.jpeg", os.O_CREAT | os.O_WRONLY, 0o644))
@@ -113,6 +121,7 @@ def test_inspect_reports_every_broken_file_and_counts_the_rest(tmp_path):
         if reason:
             assert name in skipped, (name, skipped)
     assert "loop_a.jpeg" in skipped and "loop_b.jpeg" in skipped
+    assert "FIFO" in skipped["fifo.jpeg"] and "character device" in skipped["zeros.jpeg"], skipped
     good_extra = 3 + 1 + (0 if os.geteuid() != 0 else 1)  # CMYK, 16-bit, RGBA, non-UTF-8 name (+ locked, as root)
     assert report["splits"]["train"]["PNEUMONIA"] == 6 + good_extra
     assert report["splits"]["train"]["NORMAL"] == 6
@@ -170,6 +179,83 @@ def _as_nobody(fn):
     out = json.loads(data)
     assert "error" not in out, out
     return out
+
+
+# -- files that are not films: refused from their stat, unopened ------------------------------
+
+
+def special_files(folder: Path) -> dict[str, str]:
+    """Files in folder that are no film to read, each named like one; {name: a phrase of the reason}.
+    A FIFO (opening it waits for a writer for ever), links to a character device that never ends and
+    to a socket, a 12 GB sparse file (no disk used), a folder named like a film."""
+    import atexit
+    import socket
+    import tempfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(folder / "fifo.jpeg")
+    os.symlink("/dev/zero", folder / "zeros.jpeg")
+    sockets = Path(tempfile.mkdtemp(dir="/tmp", prefix="sock"))  # a socket's path must stay under 108 bytes
+    atexit.register(shutil.rmtree, sockets, True)
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(sockets / "s"))  # the socket file stays after close
+    os.symlink(sockets / "s", folder / "socket.png")
+    with open(folder / "huge.jpeg", "wb") as f:
+        f.truncate(12 * 2**30)
+    (folder / "folder.jpeg").mkdir()
+    return {"fifo.jpeg": "not a regular file (a FIFO)", "zeros.jpeg": "not a regular file (a character device)",
+            "socket.png": "not a regular file (a socket)", "huge.jpeg": "too large: 12,288 MB",
+            "folder.jpeg": "not a regular file (a folder)"}
+
+
+class _Hung(Exception):
+    pass
+
+
+def _alarm(*_):
+    raise _Hung("blocked: a file that should have been refused from its stat was opened")
+
+
+def test_files_that_are_not_films_are_refused_unopened(tmp_path):
+    import signal
+
+    kinds = special_files(tmp_path / "in")
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(20)  # opening the FIFO (or reading /dev/zero whole) would block: fail instead of hanging
+    try:
+        for name, reason in kinds.items():
+            with pytest.raises(imaging.ImageError, match=re.escape(reason)):
+                imaging.read(tmp_path / "in" / name)
+            with pytest.raises(imaging.ImageError, match=re.escape(reason)):  # the training decode too
+                imaging.decode(tmp_path / "in" / name, 32)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_the_file_size_cap_lets_a_file_at_its_line_through_and_no_byte_more(tmp_path):
+    at, over = tmp_path / "at.jpeg", tmp_path / "over.jpeg"
+    at.write_bytes(b"\xff" * 2**20)
+    over.write_bytes(b"\xff" * (2**20 + 1))
+    assert len(imaging.read(at, max_mb=1)) == 2**20
+    with pytest.raises(imaging.ImageError, match="too large: 1 MB, over the limit of 1 MB a file"):  # from its stat
+        imaging.read(over, max_mb=1)
+    for path, size in ((at, imaging.MAX_FILE_MB * 2**20), (over, imaging.MAX_FILE_MB * 2**20 + 1)):
+        with open(path, "wb") as f:  # the default line, in sparse files
+            f.truncate(size)
+    assert len(imaging.read(at)) == imaging.MAX_FILE_MB * 2**20
+    with pytest.raises(imaging.ImageError, match=f"too large: {imaging.MAX_FILE_MB} MB, over the limit of "
+                                                 f"{imaging.MAX_FILE_MB} MB a file"):
+        imaging.read(over)
+
+
+def test_header_pixels_reads_the_declared_size_and_counts_nothing_decode_refuses_unread():
+    side = 10_000
+    assert imaging.MAX_PIXELS % side == 0
+    at = declaring(side, imaging.MAX_PIXELS // side)
+    assert imaging.header_pixels(at) == imaging.MAX_PIXELS
+    assert imaging.header_pixels(declaring(side, imaging.MAX_PIXELS // side + 1)) == 0  # refused in its own row
+    assert imaging.header_pixels(b"<html>not an image</html>") == 0
 
 
 # -- broken data and configs through `pneumo train`: the store is left byte for byte ---------

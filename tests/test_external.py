@@ -258,6 +258,27 @@ def test_evaluate_skips_and_reports_unreadable_files(store, external, tmp_path):
 
 
 @pytest.mark.slow
+def test_evaluate_names_files_that_are_no_film_and_scores_the_rest(store, external, tmp_path):
+    """A FIFO (it hung the index's hashing), /dev/zero and a 12 GB file (read whole before) among the films:
+    each is one `skipped` line with its reason, unopened; the films are scored as without them."""
+    from test_bad_input import special_files
+
+    folder = tmp_path / "with-specials"
+    bad = _with_unreadable(external, folder, classes=("NORMAL",))
+    bad.update({f"PNEUMONIA/{name}": reason for name, reason in special_files(folder / "PNEUMONIA").items()
+                if name != "folder.jpeg"})  # a folder in a class folder: not searched, as ever, and no file
+    proc = run_pneumo(["evaluate", str(folder), "--bootstrap", "100"], tmp_path, hydra=False, check=False,
+                      timeout=300, env_extra={"MLFLOW_TRACKING_URI": tracking_uri(store)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    skipped = {line.split(": ", 1)[0].removeprefix("  skipped "): line.split(": ", 1)[1]
+               for line in proc.stderr.splitlines() if line.startswith("  skipped ")}
+    assert skipped.keys() == bad.keys(), skipped
+    assert all(reason in skipped[path] for path, reason in bad.items()), skipped
+    client, run, rows = _recorded(store, proc.stdout)
+    assert run.data.metrics[names.IMAGES] == len(rows) == len(list(external.rglob("*.jpeg")))
+
+
+@pytest.mark.slow
 def test_evaluate_with_one_readable_class_is_one_error_naming_the_unreadable(store, external, tmp_path):
     """PNEUMONIA/ holds files, none readable: not both classes once they are left out, and the error says which."""
     import shutil

@@ -1,7 +1,9 @@
-"""`pneumo predict` on a real folder: every file gets a row, a bad file is reported with its reason, not fatal.
+"""`pneumo predict` on a real folder: every file gets a row, a bad file is reported with its reason, not fatal;
+a file that is no film to read (a FIFO, a device, 12 GB) is refused unopened; memory holds one group of
+files at a time, however many there are.
 
 Runs the installed app as a subprocess against the smoke sweep's champion (real MLflow
-registry, real Keras model). The missing-model case needs no trained model.
+registry, real Keras model). The missing-model and missing-path cases need no trained model.
 """
 
 from __future__ import annotations
@@ -13,17 +15,18 @@ import shutil
 from pathlib import Path
 
 import pytest
+from test_bad_input import special_files
 
 from pneumo.record import names
 
-from helpers import client_for, run_pneumo, tracking_uri
+from helpers import clean_env, client_for, run_pneumo, tracking_uri
 from store_fixture import smoke_jpegs, smoke_store  # noqa: F401
 
 CLASSES = {"NORMAL", "PNEUMONIA"}
 
 
-def _predict(args: list[str], store: Path, cwd: Path):
-    return run_pneumo(["predict", *args], cwd, hydra=False, check=False,
+def _predict(args: list[str], store: Path, cwd: Path, timeout: float = 900):
+    return run_pneumo(["predict", *args], cwd, hydra=False, check=False, timeout=timeout,
                       env_extra={"MLFLOW_TRACKING_URI": tracking_uri(store)})
 
 
@@ -61,14 +64,15 @@ def mixed_folder(smoke_store, tmp_path) -> tuple[Path, dict[str, str | None]]:
 @pytest.mark.slow
 def test_predict_lists_every_file_classifies_the_good_and_explains_the_bad(smoke_store, mixed_folder, tmp_path):
     root, expected = mixed_folder
-    missing = tmp_path / "not-there.jpeg"  # named on the command line but absent: a row, not a crash
-    expected[str(missing)] = "unreadable"
+    dangling = tmp_path / "moved.jpeg"  # named on the command line: a link whose film is gone is a row
+    dangling.symlink_to(tmp_path / "gone.jpeg")
+    expected[str(dangling)] = "unreadable: No such file"
 
-    proc = _predict([str(root), str(missing), "--format", "json"], smoke_store, tmp_path)
+    proc = _predict([str(root), str(dangling), "--format", "json"], smoke_store, tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
     rows = json.loads(proc.stdout)
-    assert [r["path"] for r in rows] == sorted((p for p in expected if p != str(missing)),
-                                               key=lambda p: Path(p).relative_to(root).parts) + [str(missing)]
+    assert [r["path"] for r in rows] == sorted((p for p in expected if p != str(dangling)),
+                                               key=lambda p: Path(p).relative_to(root).parts) + [str(dangling)]
     by_path = {r["path"]: r for r in rows}
     assert by_path.keys() == expected.keys()
     for path, reason in expected.items():
@@ -83,7 +87,7 @@ def test_predict_lists_every_file_classifies_the_good_and_explains_the_bad(smoke
     n_bad = sum(1 for reason in expected.values() if reason)
     assert f"{n_bad} of {len(expected)} file(s) could not be classified" in proc.stderr
 
-    csv_proc = _predict([str(root), str(missing), "--format", "csv"], smoke_store, tmp_path)
+    csv_proc = _predict([str(root), str(dangling), "--format", "csv"], smoke_store, tmp_path)
     assert csv_proc.returncode == 0, csv_proc.stderr[-4000:]
     table = list(csv.DictReader(io.StringIO(csv_proc.stdout)))
     assert [t["path"] for t in table] == [r["path"] for r in rows]
@@ -125,6 +129,102 @@ def test_no_image_files_is_exit_2(tmp_path):
     proc = _predict([str(tmp_path)], tmp_path / "store", tmp_path)
     assert proc.returncode == 2
     assert "no JPEG/PNG files found" in proc.stderr
+
+
+def test_a_path_that_does_not_exist_is_exit_2_naming_it(tmp_path):
+    """A typo in a path is a usage error, named before any model is loaded: not one more unreadable row."""
+    from PIL import Image
+
+    Image.new("L", (64, 64), 90).save(tmp_path / "film.jpeg")
+    (tmp_path / "store" / "mlruns").mkdir(parents=True)
+    for args, named in (([tmp_path / "scans"], "scans"),
+                        ([tmp_path / "film.jpeg", tmp_path / "flim.jpeg"], "flim.jpeg")):
+        proc = _predict([str(a) for a in args], tmp_path / "store", tmp_path)
+        assert proc.returncode == 2, (proc.returncode, proc.stderr[-3000:])
+        assert proc.stderr.startswith("pneumo predict: error: ") and f"{tmp_path / named}: no such file or folder" \
+            in proc.stderr and len(proc.stderr.splitlines()) == 1, proc.stderr
+        assert proc.stdout == "" and "cannot load" not in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["json", "csv", "table"])
+def test_files_that_are_no_film_are_rows_unopened_and_the_films_still_come_out(smoke_store, tmp_path, fmt):
+    """Before: the FIFO hung the batch for ever, the 12 GB file or /dev/zero ended it in a MemoryError with no
+    row for anyone. Now each is one row naming why, and the films beside them are classified (exit 0)."""
+    root = tmp_path / "films"
+    refused = special_files(root)
+    films = smoke_jpegs(smoke_store, 2)
+    for f in films:
+        shutil.copy(f, root / f.name)
+    proc = _predict([str(root), "--format", fmt], smoke_store, tmp_path, timeout=300)  # the FIFO: no hang
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert f"{len(refused)} of {len(refused) + len(films)} file(s) could not be classified" in proc.stderr
+    if fmt == "table":  # one line a row, wide enough when piped (output.write): the name, then its reason
+        lines = proc.stdout.splitlines()
+        for name, reason in refused.items():
+            assert any(name in line and reason.split(" (")[0] in line for line in lines), (name, proc.stdout)
+        for f in films:
+            assert any(f.name in line and ("NORMAL" in line or "PNEUMONIA" in line or names.LABEL_OOD in line
+                                           or names.LABEL_REFER in line) for line in lines), proc.stdout
+        return
+    rows = json.loads(proc.stdout) if fmt == "json" else list(csv.DictReader(io.StringIO(proc.stdout)))
+    by_name = {Path(r["path"]).name: r for r in rows}
+    assert by_name.keys() == set(refused) | {f.name for f in films}
+    for name, reason in refused.items():
+        assert reason in by_name[name]["error"] and by_name[name]["label"] == "", by_name[name]
+    for f in films:
+        assert by_name[f.name]["error"] == "" and by_name[f.name]["label"], by_name[f.name]
+
+
+@pytest.mark.slow
+def test_max_file_mb_moves_the_line_for_this_run(smoke_store, tmp_path):
+    film = smoke_jpegs(smoke_store, 1)[0]
+    kb = film.stat().st_size / 1024
+    for cap, refused in ((kb / 1024 * 1.01, False), (kb / 1024 * 0.99, True)):
+        proc = _predict([str(film), "--format", "json", "--max-file-mb", f"{cap:.6f}"], smoke_store, tmp_path)
+        (row,) = json.loads(proc.stdout)
+        assert ("over the limit of" in row["error"]) is refused, row
+        assert proc.returncode == (1 if refused else 0), proc.stderr[-3000:]
+    proc = _predict([str(film), "--max-file-mb", "0"], smoke_store, tmp_path)
+    assert proc.returncode == 2 and "--max-file-mb" in proc.stderr and "positive" in proc.stderr
+
+
+def _peak_rss_mb(args: list[str], store: Path, cwd: Path) -> float:
+    """Peak resident memory of one fresh `pneumo predict ARGS` process, in MB (the kernel's ru_maxrss)."""
+    import os
+    import subprocess
+    import sys
+
+    env = clean_env({"MLFLOW_TRACKING_URI": tracking_uri(store)})
+    with open(cwd / "out.json", "w") as out, open(cwd / "err.txt", "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "pneumo", "predict", *args, "--format", "json"], cwd=cwd,
+                                env=env, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0, (cwd / "err.txt").read_text()[-3000:]
+    return usage.ru_maxrss / 1024
+
+
+@pytest.mark.slow
+def test_memory_does_not_grow_with_the_number_of_files(smoke_store, tmp_path):
+    """200 films of 2 MB: held at once, they were 400 MB more than one (issue 28 measured 1.56 GB for 300
+    against 0.97 GB for one). Read a group at a time (release.predict.chunks), they cost what one group does
+    (32 MB of files: 300 films measured 70 MB more than one)."""
+    import numpy as np
+    from PIL import Image
+
+    one, many = tmp_path / "one", tmp_path / "many"
+    one.mkdir(), many.mkdir()
+    noise = np.random.default_rng(0).normal(120, 40, (1800, 1800)).clip(0, 255).astype(np.uint8)
+    Image.fromarray(noise).save(one / "film.jpeg", quality=90)  # noise: JPEG cannot make it small
+    size = (one / "film.jpeg").stat().st_size
+    assert size > 1.8e6
+    for i in range(200):
+        shutil.copy(one / "film.jpeg", many / f"film-{i:03d}.jpeg")
+    base = _peak_rss_mb([str(one)], smoke_store, tmp_path)
+    peak = _peak_rss_mb([str(many)], smoke_store, tmp_path)
+    assert len(json.loads((tmp_path / "out.json").read_text())) == 200
+    assert peak - base < 0.4 * 200 * size / 2**20, (base, peak)  # before: more than all the files' bytes
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
-"""The champion behind MLflow's real REST scoring server answers like the same model loaded locally.
+"""The champion behind MLflow's real REST scoring server answers like the same model loaded locally,
+and refuses a request past its limits (pneumo.release.limits) with a 400 before decoding anything.
 
 Starts `mlflow models serve` (uvicorn, 127.0.0.1 only) on the smoke sweep's store and
 POSTs base64-encoded JPEG files, exactly as the README's curl example does.
@@ -16,13 +17,14 @@ import urllib.request
 
 import numpy as np
 import pytest
+from test_bad_input import declaring
 
+from pneumo.data.imaging import MAX_PIXELS
 from pneumo.record import names
+from pneumo.release import limits
 
 from helpers import client_for
 from store_fixture import server_env, smoke_jpegs, smoke_store, start_server, stop, tail  # noqa: F401
-
-pytestmark = pytest.mark.slow
 
 CHAMPION_URI = f"models:/{names.MODEL_NAME}@{names.CHAMPION}"
 
@@ -45,6 +47,13 @@ def _records(payloads: list) -> dict:
     return {"dataframe_records": [{"image": p} for p in payloads]}
 
 
+def _serve(store, log):
+    cmd = lambda port: [sys.executable, "-m", "mlflow", "models", "serve", "-m", CHAMPION_URI,  # noqa: E731
+                        "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
+    return start_server(cmd, server_env(store), log, "/ping")
+
+
+@pytest.mark.slow
 def test_served_champion_classifies_base64_jpegs_like_the_local_model(smoke_store, tmp_path):
     from PIL import Image
 
@@ -56,9 +65,7 @@ def test_served_champion_classifies_base64_jpegs_like_the_local_model(smoke_stor
     payloads = [base64.b64encode(b).decode("ascii") for b in [*images, not_an_image]]
 
     log = tmp_path / "serve.log"
-    cmd = lambda port: [sys.executable, "-m", "mlflow", "models", "serve", "-m", CHAMPION_URI,  # noqa: E731
-                        "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
-    proc, port = start_server(cmd, server_env(smoke_store), log, "/ping")
+    proc, port = _serve(smoke_store, log)
     try:
         status, text = _post(f"http://127.0.0.1:{port}/invocations", _split(payloads))
         # MLflow's other DataFrame input format: one {"column": value} object a row.
@@ -107,3 +114,94 @@ def test_served_champion_classifies_base64_jpegs_like_the_local_model(smoke_stor
     decided = [(r["label"], p) for r, p in zip(preds[:-1], served_prob) if r["label"] in ("NORMAL", "PNEUMONIA")]
     assert decided and [label for label, _ in decided] == ["PNEUMONIA" if p >= threshold else "NORMAL"
                                                           for _, p in decided]
+
+
+# -- limits: what one request may hold (pneumo.release.limits) -----------------------------------
+
+
+SIDE = 7000  # the issue's film: a 47 KB PNG that decodes to 7000 x 7000 (49 Mpx, under the per-image cap)
+
+
+def _flat_png(side: int = SIDE) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (side, side), 0).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_each_line_of_a_request_lets_its_value_through_and_refuses_one_more():
+    lines = limits.SERVED
+    limits.check([b"x"] * lines.rows)
+    with pytest.raises(limits.TooLarge, match=f"{lines.rows + 1} images in one request; the limit is {lines.rows}"):
+        limits.check([b"x"] * (lines.rows + 1))
+    line = int(lines.megabytes * 2**20)
+    limits.check([b"\0" * (line // 2), b"\0" * (line - line // 2)])  # junk: no header, no pixels
+    with pytest.raises(limits.TooLarge, match=f"the limit is {lines.megabytes:g} MB"):
+        limits.check([b"\0" * (line // 2), b"\0" * (line - line // 2 + 1)])
+    big = declaring(SIDE, SIDE)  # headers only: a few hundred bytes declaring 49 Mpx each
+    rest = lines.pixels - 4 * SIDE * SIDE
+    assert 0 < rest <= MAX_PIXELS and rest % 2000 == 0
+    limits.check([big] * 4 + [declaring(2000, rest // 2000)])  # exactly on the pixel line
+    with pytest.raises(limits.TooLarge, match=f"the limit is {lines.pixels:,}"):
+        limits.check([big] * 4 + [declaring(2000, rest // 2000 + 1)])
+    over_one = declaring(10_000, MAX_PIXELS // 10_000 + 1)  # past the per-image cap: its own row refuses it
+    limits.check([big] * 4 + [over_one] * 10)
+
+
+def test_the_issues_request_is_refused_by_the_model_before_any_decoding(tmp_path):
+    """30 rows of a 47 KB PNG that decodes to 7000 x 7000 cost 10.8 s of CPU before the limits (issue 28).
+    The logged model refuses it as MLflow's server answers a 400: MlflowException(INVALID_PARAMETER_VALUE);
+    its PIL never decodes a pixel."""
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+    from PIL import ImageFile
+
+    from pneumo.release import serving
+
+    png = _flat_png()
+    assert len(png) < 100_000
+    model = serving.PneumoniaModel()
+    model.limits = limits.SERVED  # what load_context sets; nothing else is reached before the refusal
+    loads = []
+    real = ImageFile.ImageFile.load
+    ImageFile.ImageFile.load = lambda self: loads.append(self.size) or real(self)
+    try:
+        with pytest.raises(MlflowException) as refused:
+            model.predict(None, pd.DataFrame({"image": [png] * 30}))
+    finally:
+        ImageFile.ImageFile.load = real
+    assert refused.value.get_http_status_code() == 400 and "pixels of images in one request" in refused.value.message
+    assert loads == []
+
+
+@pytest.mark.slow
+def test_the_server_answers_400_naming_the_line_to_requests_past_it(smoke_store, tmp_path):
+    """Issue 28's requests, against a real `mlflow models serve`: a 50 MB body, and 30 rows of a 47 KB PNG that
+    decodes to 7000 x 7000, were accepted (the second cost 10.8 s of CPU); one row too many, too. Each is a 400
+    whose message names the limit, and the server goes on answering requests inside the lines."""
+    png = base64.b64encode(_flat_png()).decode("ascii")
+    film = base64.b64encode(smoke_jpegs(smoke_store, 1)[0].read_bytes()).decode("ascii")
+    junk = base64.b64encode(b"\0" * (50 * 2**20 * 3 // 4)).decode("ascii")  # a 50 MB body, one row
+    log = tmp_path / "serve.log"
+    proc, port = _serve(smoke_store, log)
+    url = f"http://127.0.0.1:{port}/invocations"
+    try:
+        answers = {
+            "50 MB body": _post(url, _split([junk])),
+            "30 x 7000 px": _post(url, _split([png] * 30)),
+            "rows + 1": _post(url, _split([film] * (limits.SERVED.rows + 1))),
+            "rows": _post(url, _split([film] * limits.SERVED.rows)),
+        }
+    finally:
+        stop(proc)
+    for case, phrase in (("50 MB body", "MB of images in one request; the limit is"),
+                         ("30 x 7000 px", "pixels of images in one request; the limit is"),
+                         ("rows + 1", f"images in one request; the limit is {limits.SERVED.rows}")):
+        status, text = answers[case]
+        assert status == 400, (case, status, text[:500], tail(log))
+        assert json.loads(text)["error_code"] == "INVALID_PARAMETER_VALUE" and phrase in text, (case, text[-800:])
+    status, text = answers["rows"]
+    assert status == 200, (status, text[:500], tail(log))
+    preds = json.loads(text)["predictions"]
+    assert len(preds) == limits.SERVED.rows and all(r["error"] == "" for r in preds)

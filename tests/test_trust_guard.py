@@ -222,6 +222,23 @@ def test_shift_tells_a_new_site_from_held_out_films_and_records_it(registered, t
     assert card.count("shift check on") == 2
 
 
+@pytest.mark.timeout(300)  # the FIFO hung the check before (each file was read whole, in one go)
+def test_shift_names_files_that_are_no_film_and_checks_the_rest(registered, trained, tmp_path, capsys, monkeypatch):
+    from test_bad_input import special_files
+
+    folder = tmp_path / "site"
+    refused = special_files(folder)
+    films = _train_files(trained[0])
+    for i, blob in enumerate(films):
+        (folder / f"f{i}.jpeg").write_bytes(blob)
+    code, out, err = _shift_cli(registered, registered["versions"][0], folder, capsys, monkeypatch)
+    assert code == 0 and f"{len(films)} films against" in out, out + err
+    skipped = {line.split(": ", 1)[0].removeprefix("  skipped "): line.split(": ", 1)[1]
+               for line in err.splitlines() if line.startswith("  skipped ")}
+    assert set(skipped) == {str(folder / name) for name in refused}, err
+    assert all(reason in skipped[str(folder / name)] for name, reason in refused.items()), err
+
+
 @pytest.mark.parametrize("case, message", [("empty", "holds no JPEG/PNG files"),
                                            ("not images", "readable images"),
                                            ("no statistics", "no training-film statistics")])

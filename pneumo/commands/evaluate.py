@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 
+from pneumo.commands.predict import max_file_mb
 from pneumo.evaluation import format
 from pneumo.record import names
 
@@ -21,6 +22,7 @@ def version_and_bootstrap(p, bootstrap: int, resamples: str) -> None:
     p.add_argument("--model", default=names.CHAMPION_URI, help="a registered version's URI")
     p.add_argument("--bootstrap", type=int, default=bootstrap,
                    help=f"{resamples} (default %(default)s, as evaluation.bootstrap)")
+    max_file_mb(p)
 
 
 def evaluate(args) -> int:
@@ -32,7 +34,7 @@ def evaluate(args) -> int:
 
     quiet.libraries(0)  # the model's Keras backend loads in evaluate(): its import chatter stays off the console
     try:
-        r = score.evaluate(args.root, args.model, bootstrap=args.bootstrap)
+        r = score.evaluate(args.root, args.model, bootstrap=args.bootstrap, max_mb=args.max_file_mb)
     except DataError as e:
         print(f"pneumo evaluate: error: {e}", file=sys.stderr)
         return 2

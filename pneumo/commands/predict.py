@@ -16,18 +16,43 @@ def register(sub) -> None:
     p.add_argument("--model", default=names.CHAMPION_URI, help="an MLflow model URI")
     p.add_argument("--format", choices=output.FORMATS, default=None)
     p.add_argument("--explain", metavar="DIR", help="also write an occlusion heatmap PNG per classified file into DIR")
+    max_file_mb(p)
     p.set_defaults(func=predict)
+
+
+def max_file_mb(p) -> None:
+    """The option of a command that reads image files (predict, evaluate, shift)."""
+    from pneumo.data.imaging import MAX_FILE_MB
+
+    p.add_argument("--max-file-mb", type=_positive, default=MAX_FILE_MB, metavar="MB",
+                   help="a larger file is refused in its own row, unread (default %(default)s MB)")
+
+
+def _positive(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of MB")
+    return value
 
 
 def predict(args) -> int:
     items, model_uri, fmt, explain = args.paths, args.model, args.format, args.explain
     from pneumo.record import store
 
-    store.setup()
-    files = served.collect(items)
+    try:
+        files = served.collect(items)
+    except served.InputError as e:
+        print(f"pneumo predict: error: {e}", file=sys.stderr)
+        return 2
     if not files:
         print("pneumo predict: no JPEG/PNG files found in " + " ".join(items), file=sys.stderr)
         return 2
+    store.setup()
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -43,10 +68,10 @@ def predict(args) -> int:
         return 2
     if not served.has_guard(model):
         print(f"pneumo predict: {served.NO_GUARD}", file=sys.stderr)
-    rows = served.predict_files(files, model)
+    rows = served.predict_files(files, model, args.max_file_mb)
     columns = list(served.COLUMNS)
     if explain:
-        served.explain_rows(rows, model, Path(explain))
+        served.explain_rows(rows, model, Path(explain), args.max_file_mb)
         columns.append(served.EXPLAIN_COLUMN)
     output.write(rows, output.choose(fmt), columns=columns, title=model_uri, cells=lambda r: [
         r["path"], "" if r["probability"] is None else f"{r['probability']:.3f}", r["label"], r["error"],

@@ -25,7 +25,7 @@ def shift(args) -> int:
 
     quiet.libraries(0)
     try:
-        r = check.check(args.folder, args.model, bootstrap=args.bootstrap)
+        r = check.check(args.folder, args.model, bootstrap=args.bootstrap, max_mb=args.max_file_mb)
     except check.ShiftError as e:
         print(f"pneumo shift: error: {e}", file=sys.stderr)
         return 2

@@ -9,6 +9,8 @@ Only PIL and NumPy here (no Keras): the data commands stay fast to start.
 from __future__ import annotations
 
 import io
+import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -19,6 +21,13 @@ from PIL import Image, UnidentifiedImageError
 # is a decompression bomb or not an X-ray. PIL raises past 2x this, warns past 1x.
 MAX_PIXELS = 50_000_000
 MAX_ASPECT = 8.0  # X-rays are near square; a 20,000 x 1 "image" is not one
+# The largest file read as an image, in MiB (2**20 bytes): a 4,300 px square 16-bit PNG, the largest
+# film a detector writes, is at most 37 MB uncompressed and 10-25 MB as PNG; a Kermany JPEG is under 3 MB.
+# `pneumo predict/evaluate/shift --max-file-mb` default to it. A code constant beside MAX_PIXELS, not
+# conf/: the training index applies it too, and neither it nor those commands compose a job's config.
+MAX_FILE_MB = 32
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
 class ImageError(ValueError):
@@ -32,13 +41,7 @@ def decode(source: str | Path | bytes, size: int) -> np.ndarray:
             raise ImageError("empty (0 bytes)")
         fp = io.BytesIO(source)
     else:
-        path = Path(source)
-        try:
-            if path.stat().st_size == 0:
-                raise ImageError("empty file (0 bytes)")
-            fp = io.BytesIO(path.read_bytes())
-        except OSError as e:
-            raise ImageError(f"unreadable: {e.strerror or e}") from None
+        fp = io.BytesIO(read(source))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -62,6 +65,64 @@ def decode(source: str | Path | bytes, size: int) -> np.ndarray:
         raise ImageError("not an image (unrecognised format)") from None
     except (OSError, SyntaxError, ValueError) as e:  # truncated / corrupt streams
         raise ImageError(f"corrupt image: {e}") from None
+
+
+def checked(path: str | Path, max_mb: float = MAX_FILE_MB) -> os.stat_result:
+    """The file's stat (links followed) if it is a regular file of 1 byte to max_mb MiB, else ImageError.
+
+    A FIFO, device or socket (or a link to one) is refused from its stat, never opened: reading a FIFO
+    waits for a writer for ever, and /dev/zero never ends."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise ImageError(f"unreadable: {e.strerror or e}") from None
+    return _regular(st, max_mb)
+
+
+def _regular(st: os.stat_result, max_mb: float) -> os.stat_result:
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a file")
+        raise ImageError(f"not a regular file ({kind}): not opened")
+    if st.st_size == 0:
+        raise ImageError("empty file (0 bytes)")
+    if st.st_size > max_mb * 2**20:
+        raise ImageError(f"too large: {st.st_size / 2**20:,.0f} MB, over the limit of {max_mb:g} MB a file")
+    return st
+
+
+def read(path: str | Path, max_mb: float = MAX_FILE_MB) -> bytes:
+    """The bytes of a regular file of at most max_mb MiB, or ImageError saying why not (checked)."""
+    checked(path, max_mb)
+    try:
+        # O_NONBLOCK: a file swapped for a FIFO after the check opens without waiting; fstat then refuses it.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise ImageError(f"unreadable: {e.strerror or e}") from None
+    with os.fdopen(fd, "rb") as f:
+        try:
+            _regular(os.fstat(fd), max_mb)
+            data = f.read(int(max_mb * 2**20) + 1)  # grown since the check: read no more than the limit allows
+        except OSError as e:
+            raise ImageError(f"unreadable: {e.strerror or e}") from None
+    if len(data) > max_mb * 2**20:
+        raise ImageError(f"too large: over the limit of {max_mb:g} MB a file")
+    if not data:
+        raise ImageError("empty file (0 bytes)")
+    return data
+
+
+def header_pixels(data: bytes) -> int:
+    """Width x height as the file's header states it (PIL reads the header only, decodes nothing);
+    0 where decode() refuses the file before decoding it: not an image, or past MAX_PIXELS."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+            with Image.open(io.BytesIO(data)) as img:
+                w, h = img.size
+    except Exception:  # noqa: BLE001 -- whatever PIL cannot open, decode() refuses undecoded
+        return 0
+    return w * h if w * h <= MAX_PIXELS else 0
 
 
 def _to_gray(img: Image.Image) -> Image.Image:

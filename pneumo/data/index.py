@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pneumo.data.base import CLASSES, DataError
 from pneumo.data.cache import HashMemo
+from pneumo.data.imaging import MAX_FILE_MB, ImageError, checked
 
 SPLIT_DIRS = ("train", "val", "test")
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
@@ -111,8 +112,11 @@ def _class_dirs(split_dir: Path) -> dict:
     return dirs
 
 
-def _scan_classes(folder: Path, split: str, rel: str, hashes: HashMemo, entries: list, skipped: list) -> int:
-    """Index folder/{NORMAL,PNEUMONIA}/* as `split`, paths as rel/CLASS/name; returns metadata files passed over."""
+def _scan_classes(folder: Path, split: str, rel: str, hashes: HashMemo, entries: list, skipped: list,
+                  max_mb: float = MAX_FILE_MB) -> int:
+    """Index folder/{NORMAL,PNEUMONIA}/* as `split`, paths as rel/CLASS/name; returns metadata files passed over.
+    A file that is not a regular one of at most max_mb MiB (a FIFO, a link to a device) is passed over
+    from its stat: hashing it would wait for ever, or read for ever."""
     ignored, prefix = 0, f"{rel}/" if rel else ""
     for stray in sorted(folder.iterdir()):
         if stray.is_file() and not is_metadata(stray.name):
@@ -129,7 +133,11 @@ def _scan_classes(folder: Path, split: str, rel: str, hashes: HashMemo, entries:
                 skipped.append((path, f"not an image file name (expected {', '.join(IMAGE_SUFFIXES)})"))
             else:
                 try:
+                    checked(f, max_mb)
                     digest = hashes(f, path)
+                except ImageError as e:
+                    skipped.append((path, str(e)))
+                    continue
                 except OSError as e:
                     skipped.append((path, f"unreadable: {e.strerror or e}"))
                     continue
@@ -168,12 +176,12 @@ def labelled_folder(path: str | Path) -> Path:
     return folder.resolve()
 
 
-def scan_labelled(folder: str | Path, cache_dir: str | Path | None = None) -> Index:
+def scan_labelled(folder: str | Path, cache_dir: str | Path | None = None, max_mb: float = MAX_FILE_MB) -> Index:
     """Index a labelled folder (NORMAL/, PNEUMONIA/; or a Kaggle root's test/) as one test split."""
     folder = labelled_folder(folder)
     entries, skipped = [], []
     hashes = HashMemo(folder, cache_dir)
-    ignored = _scan_classes(folder, "test", "", hashes, entries, skipped)
+    ignored = _scan_classes(folder, "test", "", hashes, entries, skipped, max_mb)
     hashes.save()
     return Index(folder, tuple(sorted(entries, key=lambda e: e.path)), tuple(skipped), ignored)
 

@@ -3,10 +3,15 @@ reported in its row, not fatal."""
 
 from __future__ import annotations
 
+import os
+from dataclasses import replace
 from pathlib import Path
 
+from pneumo.data import imaging
 from pneumo.data.index import IMAGE_SUFFIXES, is_metadata
 from pneumo.record import names
+from pneumo.release import limits
+from pneumo.release.limits import SERVED, Limits
 
 COLUMNS = ("path", "probability", "label", "error", names.OOD_COLUMN, names.OOD_FLAG_COLUMN)
 NO_GUARD = ("this version has no out-of-distribution screening (registered before the guard): "
@@ -15,7 +20,17 @@ EXPLAIN_COLUMN = "explanation"  # with --explain: the overlay PNG's path ('' whe
 DISPLAY_PX = 384  # side of the film in an overlay PNG (the heat is computed at the model's input size)
 
 
+class InputError(ValueError):
+    """A path the user named that cannot be used at all; str() is the one line they see."""
+
+
 def collect(items: list[str]) -> list[Path]:
+    """The files named, and the image files (by suffix) under the folders named, in order; a path that
+    does not exist is an InputError naming it. What each file is (FIFO, device, too large) is read()'s
+    to say, in the file's own row."""
+    missing = [item for item in items if not os.path.lexists(item)]
+    if missing:
+        raise InputError(f"{', '.join(missing)}: no such file or folder")
     files = []
     for item in items:
         p = Path(item)
@@ -27,28 +42,58 @@ def collect(items: list[str]) -> list[Path]:
     return files
 
 
-def predict_files(files: list[Path], model) -> list[dict]:
-    import pandas as pd
+def fit(model, max_mb: float) -> Limits:
+    """The limits a loaded version's calls are cut to: the served ones, with room for one file of
+    max_mb (--max-file-mb past the served byte line widens it for this process only)."""
+    served = model.unwrap_python_model()
+    wanted = replace(SERVED, megabytes=max(SERVED.megabytes, max_mb))
+    if hasattr(served, "limits"):  # versions registered before the limits check nothing: any group fits
+        served.limits = wanted
+    return wanted
 
-    rows, images, readable = [], [], []
+
+def chunks(files: list[Path], max_mb: float, lines: Limits = SERVED):
+    """The files read (imaging.read: regular files of at most max_mb MiB), in groups that one call
+    of the served model may hold (release.limits): [(path, bytes or the reason it was not read)].
+    Memory holds one group at a time, however many files there are."""
+    group, size, pixels = [], 0, 0
     for f in files:
         try:
-            images.append(f.read_bytes())
-            readable.append(f)
-        except OSError as e:
-            rows.append({"path": str(f), "probability": None, "label": "", "error": f"unreadable: {e.strerror or e}",
-                         names.OOD_COLUMN: None, names.OOD_FLAG_COLUMN: None})
-    if images:
-        out = model.predict(pd.DataFrame({"image": images}))
-        for f, (_, r) in zip(readable, out.iterrows()):
+            data = imaging.read(f, max_mb)
+        except imaging.ImageError as e:
+            data = str(e)
+        n, px = limits.cost(data)
+        if group and (len(group) == lines.rows or size + n > lines.megabytes * 2**20 or pixels + px > lines.pixels):
+            yield group
+            group, size, pixels = [], 0, 0
+        group.append((f, data))
+        size, pixels = size + n, pixels + px
+    if group:
+        yield group
+
+
+def predict_files(files: list[Path], model, max_mb: float = imaging.MAX_FILE_MB) -> list[dict]:
+    """One row a file, in order; a file that cannot be read or used has its reason in `error`."""
+    import pandas as pd
+
+    rows = []
+    for group in chunks(files, max_mb, fit(model, max_mb)):
+        readable = [(f, data) for f, data in group if isinstance(data, bytes)]
+        out = iter(model.predict(pd.DataFrame({"image": [data for _, data in readable]})).iterrows()
+                   if readable else ())
+        for f, data in group:
+            if not isinstance(data, bytes):
+                rows.append({"path": str(f), "probability": None, "label": "", "error": data,
+                             names.OOD_COLUMN: None, names.OOD_FLAG_COLUMN: None})
+                continue
+            _, r = next(out)
             prob = None if r["probability"] != r["probability"] else round(float(r["probability"]), 6)
             ood = r.get(names.OOD_COLUMN)  # absent from versions registered before the guard
             flag = r.get(names.OOD_FLAG_COLUMN)
             rows.append({"path": str(f), "probability": prob, "label": r["label"], "error": r["error"],
                          names.OOD_COLUMN: None if ood is None or ood != ood else round(float(ood), 4),
                          names.OOD_FLAG_COLUMN: None if flag is None or flag != flag else bool(flag)})
-    order = {str(f): i for i, f in enumerate(files)}
-    return sorted(rows, key=lambda r: order[r["path"]])
+    return rows
 
 
 def has_guard(model) -> bool:
@@ -56,11 +101,11 @@ def has_guard(model) -> bool:
     return getattr(model.unwrap_python_model(), "guard", None) is not None
 
 
-def explain_rows(rows: list[dict], model, out_dir: Path) -> None:
-    """One overlay PNG per classified file in out_dir (see pneumo.evaluation.explain); each row gains its path."""
+def explain_rows(rows: list[dict], model, out_dir: Path, max_mb: float = imaging.MAX_FILE_MB) -> None:
+    """One overlay PNG per classified file in out_dir (see pneumo.evaluation.explain); each row gains its path.
+    Files are read again, a group at a time (chunks), so memory does not grow with their number."""
     import numpy as np
 
-    from pneumo.data.imaging import decode
     from pneumo.evaluation import explain
 
     served = model.unwrap_python_model()  # pneumo.release.serving.PneumoniaModel: its Keras model, input size, threshold
@@ -68,18 +113,25 @@ def explain_rows(rows: list[dict], model, out_dir: Path) -> None:
     for r in rows:
         r[EXPLAIN_COLUMN] = ""
     todo = [r for r in rows if r["label"]]
-    if not todo:
-        return
-    raw = [Path(r["path"]).read_bytes() for r in todo]
-    heat, _ = explain.occlusion(served.model, np.stack([decode(b, served.image_size) for b in raw])[..., None])
-    taken: set[str] = set()
-    for r, data, h in zip(todo, raw, heat):
-        stem, n = Path(r["path"]).stem, 1
-        name = f"{stem}.png"
-        while name in taken:  # a.jpeg and a.png, or the same name in two folders
-            n += 1
-            name = f"{stem}-{n}.png"
-        taken.add(name)
-        display = decode(data, max(served.image_size, DISPLAY_PX))
-        explain.explain_file(out_dir / name, display, h, r["probability"], served.threshold, Path(r["path"]).name)
-        r[EXPLAIN_COLUMN] = str(out_dir / name)
+    pending, taken = iter(todo), set()
+    for group in chunks([Path(r["path"]) for r in todo], max_mb):
+        films = []
+        for (_, data), r in zip(group, pending):
+            try:
+                if isinstance(data, bytes):  # else changed on disk since it was classified: no overlay
+                    films.append((r, data, imaging.decode(data, served.image_size)))
+            except imaging.ImageError:
+                pass
+        if not films:
+            continue
+        heat, _ = explain.occlusion(served.model, np.stack([image for _, _, image in films])[..., None])
+        for (r, data, _), h in zip(films, heat):
+            stem, n = Path(r["path"]).stem, 1
+            name = f"{stem}.png"
+            while name in taken:  # a.jpeg and a.png, or the same name in two folders
+                n += 1
+                name = f"{stem}-{n}.png"
+            taken.add(name)
+            display = imaging.decode(data, max(served.image_size, DISPLAY_PX))
+            explain.explain_file(out_dir / name, display, h, r["probability"], served.threshold, Path(r["path"]).name)
+            r[EXPLAIN_COLUMN] = str(out_dir / name)

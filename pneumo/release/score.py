@@ -14,6 +14,8 @@ import re
 import tempfile
 from pathlib import Path
 
+from pneumo.data.imaging import MAX_FILE_MB
+from pneumo.data.index import IMAGE_SUFFIXES
 from pneumo.record import names, predictions
 
 UNREADABLE_NAMED = 5  # unreadable files named in the one-line error when too few readable ones are left
@@ -31,22 +33,34 @@ def version_of(client, uri: str):
     return client.get_model_version_by_alias(m["name"], m["alias"])
 
 
-def score_folder(model, index) -> tuple[list, list[tuple[str, str]]]:
-    """[(entry, probability)] for every image the model could read, and [(path, reason)] for the rest."""
+def score_folder(model, index, max_mb: float = MAX_FILE_MB) -> tuple[list, list[tuple[str, str]]]:
+    """[(entry, probability)] for every image the model could read, and [(path, reason)] for the rest:
+    the files the index passed over for what they are (a FIFO, too large) and those the model refused.
+    The files are read a group at a time (release.predict.chunks)."""
     import pandas as pd
 
-    out = model.predict(pd.DataFrame({"image": [(index.root / e.path).read_bytes() for e in index.entries]}))
-    scored, failed = [], []
-    for e, (_, row) in zip(index.entries, out.iterrows()):
-        if row["error"]:
-            failed.append((e.path, row["error"]))
-        else:
-            scored.append((e, float(row["probability"])))
-    return scored, failed
+    from pneumo.release.predict import chunks, fit
+
+    by_file = {index.root / e.path: e for e in index.entries}
+    failed = [(path, why) for path, why in index.skipped
+              if not path.endswith("/") and Path(path).suffix.lower() in IMAGE_SUFFIXES]
+    scored = []
+    for group in chunks(list(by_file), max_mb, fit(model, max_mb)):
+        readable = [(by_file[f], data) for f, data in group if isinstance(data, bytes)]
+        failed += [(by_file[f].path, data) for f, data in group if not isinstance(data, bytes)]
+        if not readable:
+            continue
+        out = model.predict(pd.DataFrame({"image": [data for _, data in readable]}))
+        for (e, _), (_, row) in zip(readable, out.iterrows()):
+            if row["error"]:
+                failed.append((e.path, row["error"]))
+            else:
+                scored.append((e, float(row["probability"])))
+    return scored, sorted(failed)
 
 
 def evaluate(root: str, model_uri: str, *, bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0,
-             client=None) -> dict:
+             client=None, max_mb: float = MAX_FILE_MB) -> dict:
     """Score the version on the folder and record an evaluation run; returns its metrics and ids."""
     import mlflow
     import numpy as np
@@ -61,10 +75,10 @@ def evaluate(root: str, model_uri: str, *, bootstrap: int = 1000, confidence: fl
 
     client = client or store.connect()
     version = version_of(client, model_uri)  # before any image is read: a wrong URI fails fast
-    index = scan_labelled(root)
+    index = scan_labelled(root, max_mb=max_mb)
     model = mlflow.pyfunc.load_model(f"models:/{version.name}/{version.version}")
     threshold = float(model.unwrap_python_model().threshold)
-    scored, failed = score_folder(model, index)
+    scored, failed = score_folder(model, index, max_mb)
     y = np.array([e.label for e, _ in scored])
     if len(set(y.tolist())) < 2:  # raised before the command lists the unreadable files: name them here
         shown = "; ".join(f"{path}: {why}" for path, why in failed[:UNREADABLE_NAMED])

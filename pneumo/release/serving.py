@@ -8,6 +8,9 @@ out-of-distribution guard's `ood` score and `ood_flag` (empty for a version
 registered without its statistics). A flagged film's label reads OUT_OF_DISTRIBUTION
 and one inside the referral band (evaluation.refer) REFER; the probability stays.
 Preprocessing is pneumo.data.imaging.decode: the very function that fed training.
+A request past pneumo.release.limits (rows, image bytes, pixels the headers declare) is refused
+whole before anything is decoded: MlflowException(INVALID_PARAMETER_VALUE), which MLflow's scoring
+server answers 400.
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ import json
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 
 from pneumo.data.base import CLASSES
 from pneumo.data.imaging import ImageError, decode
 from pneumo.record import names
+from pneumo.release import limits
 
 
 class PneumoniaModel(PythonModel):
@@ -39,6 +45,7 @@ class PneumoniaModel(PythonModel):
         self.threshold = float(meta["threshold"])
         self.band = tuple(meta["refer"]) if meta.get("refer") else None
         self.guard, self.embed = None, None
+        self.limits = limits.SERVED  # pneumo predict/evaluate/shift widen it to their --max-file-mb
         if names.OOD_ARTIFACT in context.artifacts:  # versions registered before the guard have none
             from pneumo.evaluation.ood import Guard
             from pneumo.model.embedding import embedder
@@ -78,7 +85,12 @@ class PneumoniaModel(PythonModel):
     # warning: MLflow resets the filters to "once" around it).
     def predict(self, context, model_input: pd.DataFrame, params=None):
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame({"image": list(model_input)})
-        m = self.measure(list(frame["image"]))
+        blobs = [_bytes_or_reason(value) for value in frame["image"]]
+        try:
+            limits.check(blobs, self.limits)
+        except limits.TooLarge as e:
+            raise MlflowException(str(e), error_code=INVALID_PARAMETER_VALUE) from None
+        m = self.measure(blobs)
         prob, rows = np.full(len(frame), np.nan), m["rows"]
         ood, flag = np.full(len(frame), np.nan), np.full(len(frame), None, dtype=object)
         if len(rows):
@@ -95,7 +107,17 @@ class PneumoniaModel(PythonModel):
                              names.OOD_FLAG_COLUMN: flag})
 
 
+def _bytes_or_reason(value):
+    """A row's image bytes, or the ImageError saying why the row holds none."""
+    try:
+        return _as_bytes(value)
+    except ImageError as e:
+        return e
+
+
 def _as_bytes(value) -> bytes:
+    if isinstance(value, ImageError):
+        raise value
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
     if isinstance(value, str):

@@ -12,6 +12,7 @@ import json
 import tempfile
 from pathlib import Path
 
+from pneumo.data.imaging import MAX_FILE_MB
 from pneumo.record import names
 
 
@@ -20,7 +21,7 @@ class ShiftError(ValueError):
 
 
 def check(folder: str, model_uri: str, *, bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0,
-          client=None) -> dict:
+          client=None, max_mb: float = MAX_FILE_MB) -> dict:
     import mlflow
     import numpy as np
 
@@ -43,13 +44,7 @@ def check(folder: str, model_uri: str, *, bootstrap: int = 1000, confidence: flo
     if getattr(served, "guard", None) is None:
         raise ShiftError(f"version {version.version} carries no training-film statistics (registered before the "
                          "out-of-distribution guard): train a new version to check shift against it")
-    blobs = []
-    for f in files:
-        try:
-            blobs.append(f.read_bytes())
-        except OSError:
-            blobs.append(b"")
-    m = served.measure(blobs)
+    m = measure(served, files, max_mb)
     if len(m["rows"]) < shift.MIN_FILMS:
         raise ShiftError(f"{folder}: {len(m['rows'])} of {len(files)} files are readable images; the check needs "
                          f"at least {shift.MIN_FILMS}")
@@ -83,3 +78,23 @@ def check(folder: str, model_uri: str, *, bootstrap: int = 1000, confidence: flo
     if version.name == names.MODEL_NAME:
         card.append(client, version.version, card.shift_entry(out))
     return out
+
+
+def measure(served, files: list[Path], max_mb: float) -> dict:
+    """served.measure over every file, a group at a time (release.predict.chunks), joined: what it
+    keeps of a film (probability, embedding, image features) is small, and no file is held past its group."""
+    import numpy as np
+
+    from pneumo.release.predict import chunks
+
+    rows, errors, prob, emb, feats = [], [], [], [], []
+    for group in chunks(files, max_mb):
+        m = served.measure([data if isinstance(data, bytes) else b"" for _, data in group])
+        rows += [len(errors) + i for i in m["rows"]]
+        errors += [why if isinstance(data, bytes) else data for (_, data), why in zip(group, m["errors"])]
+        prob.append(m["prob"])
+        if m["emb"] is not None:
+            emb.append(m["emb"])
+            feats.append(m["feats"])
+    return {"rows": np.array(rows, int), "errors": errors, "prob": np.concatenate(prob) if prob else np.zeros(0),
+            "emb": np.concatenate(emb) if emb else None, "feats": np.concatenate(feats) if feats else None}
