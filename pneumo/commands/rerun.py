@@ -36,6 +36,8 @@ def rerun(args) -> int:
         print(f"pneumo rerun: {err}", file=sys.stderr)
         return 2
     code = run.train(job.argv())
+    if code == 2:  # refused at start-up, the key named: nothing ran
+        return code
     again = latest_rerun(client, job.run)
     if code or again is None or again.info.status != "FINISHED":
         print(f"pneumo rerun: the rerun of {args.run_id} did not finish", file=sys.stderr)
