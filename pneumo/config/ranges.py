@@ -35,8 +35,8 @@ class Range:
     whole: bool = False  # integers only (a field typed Any, which OmegaConf does not type-check)
 
     def __contains__(self, value) -> bool:
-        if not is_number(value) or not math.isfinite(value) or (self.whole and not isinstance(value, int)):
-            return False
+        if not is_number(value) or (self.whole and not isinstance(value, int)):
+            return False  # NaN fails every comparison below, infinity the open end at inf
         above = value > self.low if self.low_open else value >= self.low
         below = value < self.high if self.high_open else value <= self.high
         return above and below

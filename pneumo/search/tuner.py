@@ -105,8 +105,10 @@ class TrackedTuner:
             try:
                 histories.append(self.hypermodel.fit(hp, model, *args, callbacks=own, **kwargs))
             except FloatingPointError as e:  # the trial guard's divergence: the step size that took it there
-                rate = hp.values.get("optimizer.learning_rate", self.hypermodel.groups["optimizer"]["learning_rate"])
-                raise FloatingPointError(f"{e} at optimizer.learning_rate={rate}") from e
+                key = "optimizer.learning_rate"  # a space's pick, else the config's value
+                group, name = key.split(".")
+                rate = hp.values.get(key, self.hypermodel.groups[group][name])
+                raise FloatingPointError(f"{e} at {key}={rate}") from e
             Path(_trial_file(self, trial.trial_id, BUILD_CONFIG)).write_text(json.dumps(model.get_build_config()))
         return histories
 
