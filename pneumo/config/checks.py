@@ -110,7 +110,7 @@ def _check_space(key: str, spec: dict, allowed: ranges.Range) -> None:
 
 def _check_combinations(cfg) -> None:
     """Keys that are each in range but cannot work together."""
-    data, ev, tuner = cfg.data, cfg.evaluation, cfg.tuner
+    data, ev = cfg.data, cfg.evaluation
     if data.val_fraction + data.test_fraction >= 1:
         raise ConfigError(f"data.val_fraction + data.test_fraction = {data.val_fraction} + {data.test_fraction} "
                           "leaves no training films; keep their sum below 1")
@@ -120,9 +120,6 @@ def _check_combinations(cfg) -> None:
     if ev.bootstrap < least:
         raise ConfigError(f"evaluation.bootstrap: {ev.bootstrap} resamples cannot give a {ev.confidence:g} "
                           f"interval; use at least {least} (2 / (1 - evaluation.confidence))")
-    if tuner.max_trials is not None and ev.ensemble > tuner.max_trials:
-        raise ConfigError(f"evaluation.ensemble: {ev.ensemble} models averaged, but tuner.max_trials is "
-                          f"{tuner.max_trials}; use an ensemble of at most {tuner.max_trials}")
 
 
 def _show(value) -> str:
