@@ -21,12 +21,13 @@ from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf
 
 from pneumo import data
-from pneumo.config import keys, paths, schema
+from pneumo.config import checks, keys, paths, schema
 from pneumo.evaluation import plots, referral, scoring
 from pneumo.record import names, provenance, redact, runs, store
 from pneumo.release import package, registry
 from pneumo.runtime import backend, testpoints
 from pneumo.search import distributed
+from pneumo.search.failures import error_line, last_failure
 
 log = logging.getLogger("pneumo")
 schema.register()
@@ -43,6 +44,9 @@ def train(cfg: DictConfig) -> float:
     """Run one job; returns the best trial's validation objective (what a sweeper optimises)."""
     from pneumo.runtime import quiet
 
+    # Everything that can be wrong with the config or the data fails here, before the store is touched
+    # (a bad command leaves MLflow exactly as it was); the config first, before Keras is imported (seconds).
+    checks.check(cfg)
     quiet.libraries(cfg.trainer.verbose)  # before the Keras backend is imported: its chatter stays off the console
     import keras
 
@@ -51,9 +55,6 @@ def train(cfg: DictConfig) -> float:
     from pneumo.search.fit import fit_kwargs
     from pneumo.search.tuner import completed_trial_ids, make_tuner, trial_counts
 
-    # Everything that can be wrong with the config or the data fails here, before the
-    # store is touched: a bad command leaves MLflow exactly as it was.
-    schema.check(cfg)
     testpoints.rendezvous()  # tests of parallel jobs only (PNEUMO_RENDEZVOUS)
     distributed.prepare(cfg.distributed)  # before any framework touches a GPU
     trainer = cfg.trainer
@@ -119,7 +120,7 @@ def train(cfg: DictConfig) -> float:
         counts = trial_counts(tuner)
         mlflow.log_metrics({k: float(v) for k, v in counts.items()})
         if counts[names.TRIALS_COMPLETED] == 0:
-            raise RuntimeError(f"no trial completed ({counts[names.TRIALS_FAILED]} failed): see the FAILED trial runs")
+            raise RuntimeError(f"no trial completed ({counts[names.TRIALS_FAILED]} failed)\n{last_failure(tuner)}")
 
         top = tuner.oracle.get_best_trials(cfg.evaluation.ensemble)
         model = ensemble([tuner.load_model(t) for t in top]) if len(top) > 1 else tuner.load_model(top[0])
@@ -222,14 +223,25 @@ class JobError(CompactHydraException):
 
 @hydra.main(config_path=str(paths.CONF_DIR), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float:
+    from pneumo.config import startup
     from pneumo.config.errors import ConfigError
     from pneumo.data import DataError
 
     try:
         return train(cfg)
-    except (ConfigError, DataError) as e:
+    except ConfigError as e:
+        if not _hydra_job()[2]:  # one job: a config error exits 2; in a multirun it fails this job only
+            startup.refuse(str(e))
+        raise JobError(f"pneumo: {e}") from None
+    except DataError as e:
         raise JobError(f"pneumo: {e}") from None
     except RuntimeError as e:
-        if "consecutive failures" in str(e) or "no trial completed" in str(e):
-            raise JobError(f"pneumo: search stopped: {str(e).splitlines()[0]}; see the FAILED trial runs") from None
+        # Keras Tuner's consecutive-failure stop, or no trial completed: the reason, then the last failed
+        # trial's error (the last line of its traceback), which names the config key where one is known
+        first, *rest = str(e).strip().splitlines() or [""]
+        if "consecutive failures" in first or "no trial completed" in first:
+            limit = " (tuner.max_consecutive_failed_trials)" if "consecutive failures" in first else ""
+            last = f"; last failure: {error_line(rest[-1])}" if rest else ""
+            raise JobError(f"pneumo: search stopped: {first.rstrip('.')}{limit}{last}; "
+                           "see the FAILED trial runs") from None
         raise

@@ -316,24 +316,29 @@ def test_training_on_a_class_whose_files_are_all_broken_is_refused_and_the_store
     assert store_snapshot(filled_store / "mlruns") == before
 
 
+# (overrides, what the message says, exit status: 2 for a config error, 1 for data that cannot be read)
 BAD_CONFIGS = [
-    (["model=vgg99"], "vgg99"),
-    (["trainer.epoch=3"], "trainer.epoch"),
-    (["+trainer.epoch=3"], "trainer.epoch"),
-    (["trainer.epochs=ten"], "trainer.epochs"),
-    (["model.blocks={int:[4,2]}"], "model.blocks: int range has min 4 > max 2"),
-    (["model.dense_units={choice:[]}"], "model.dense_units: choice needs a non-empty list"),
-    (["trainer.image_size=0"], "trainer.image_size"),
-    (["data=folder", "data.root=/nonexistent/chest_xray"], "/nonexistent/chest_xray"),
+    (["model=vgg99"], "vgg99", 2),
+    (["trainer.epoch=3"], "trainer.epoch", 2),
+    (["+trainer.epoch=3"], "trainer.epoch", 2),
+    (["trainer.epochs=ten"], "trainer.epochs", 2),
+    (["model.blocks={int:[4,2]}"], "model.blocks: int range has min 4 > max 2", 2),
+    (["model.dense_units={choice:[]}"], "model.dense_units: choice needs a non-empty list", 2),
+    (["trainer.image_size=0"], "trainer.image_size: 0 is out of range; use an integer from 16 to 1024", 2),
+    (["trainer.batch_size=0"], "trainer.batch_size: 0 is out of range; use an integer >= 1", 2),
+    (["trainer.epochs=-1", "tuner.max_trials=1"], "trainer.epochs: -1 is out of range; use an integer >= 1", 2),
+    (["optimizer.learning_rate=inf"], "optimizer.learning_rate: inf is out of range; use a number > 0", 2),
+    (["model.blocks=12"], "the default hyperparameters do not build a model", 2),  # found by building it
+    (["data=folder", "data.root=/nonexistent/chest_xray"], "/nonexistent/chest_xray", 1),
 ]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("overrides, message", BAD_CONFIGS, ids=[" ".join(o) for o, _ in BAD_CONFIGS])
-def test_bad_config_fails_clearly_and_leaves_the_store_alone(overrides, message, filled_store):
+@pytest.mark.parametrize("overrides, message, code", BAD_CONFIGS, ids=[" ".join(o) for o, _, _ in BAD_CONFIGS])
+def test_bad_config_fails_clearly_and_leaves_the_store_alone(overrides, message, code, filled_store):
     before = store_snapshot(filled_store / "mlruns")
     proc = run_pneumo(["train", *overrides, FRESH], filled_store, check=False, timeout=300)
-    assert proc.returncode != 0
+    assert proc.returncode == code, proc.stderr[-2000:]
     assert message in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert store_snapshot(filled_store / "mlruns") == before

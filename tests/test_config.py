@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import functools
+import re
 import subprocess
 import sys
 
@@ -10,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from pneumo.config import paths, schema, space
+from pneumo.config import checks, paths, schema, space
 from pneumo.record import redact, runs
 
 schema.register()
@@ -32,7 +35,7 @@ def test_every_option_composes(group):
         extra = ["data.root=/tmp/x"] if (group, option) == ("data", "folder") else []
         cfg = cfg_with(f"{group}={option}", *extra)
         assert cfg[group] is not None
-        schema.check(cfg)  # sets every key its schema has (no ???), and no key it lacks
+        checks.check(cfg)  # sets every key its schema has (no ???), and no key it lacks
 
 
 def sweep_grid():
@@ -60,7 +63,7 @@ def test_every_point_of_every_sweep_composes_and_passes_the_check():
         extra = ["data.root=/tmp/x"] if sweep.startswith("kermany") else []  # null off the dev machine
         with initialize_config_dir(config_dir=str(paths.SWEEPS_DIR), version_base="1.3"):
             cfg = compose(sweep, overrides=[*overrides, *extra, f"hydra.searchpath=[{paths.CONF_DIR.as_uri()}]"])
-        schema.check(cfg)
+        checks.check(cfg)
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
 
 
@@ -123,7 +126,7 @@ def test_the_builders_take_their_values_from_the_config_only():
 ])
 def test_a_value_left_unset_fails_at_start_naming_the_key(overrides, key):
     with pytest.raises(space.ConfigError, match=f"^{key} (is|are) not set"):
-        schema.check(cfg_with(*overrides))
+        checks.check(cfg_with(*overrides))
 
 
 @pytest.mark.parametrize("model", options("model"))
@@ -213,8 +216,8 @@ def test_every_tuner_builds_a_tracked_search(tuner, tmp_path):
 def test_keys_added_with_plus_are_refused_before_training(override):
     cfg = cfg_with(override)
     with pytest.raises(space.ConfigError, match=override.lstrip("+").split("=")[0].split(".")[-1]):
-        schema.check(cfg)
-    schema.check(cfg_with())  # the real config passes
+        checks.check(cfg)
+    checks.check(cfg_with())  # the real config passes
 
 
 @pytest.mark.parametrize("override, key", [
@@ -309,3 +312,211 @@ def test_a_search_can_start_from_the_defaults(tmp_path):
     assert plain != defaults  # without it, random search starts anywhere
     with pytest.raises(space.ConfigError, match="start_with_defaults"):
         tuner("tuner=hyperband", "tuner.start_with_defaults=true", where="hb")
+
+
+# -- every number's range, pinned at its edges ------------------------------------------------------
+# (options, key, the edge value just inside, the first value just outside). Each row is a line drawn in
+# pneumo/config/schema.py (`within`) or pneumo/config/checks.py; moving the line, or reading another
+# number, fails a row. For an open end "just inside" is a hair inside it.
+RANGES = [
+    ([], "seed", 0, -1), ([], "seed", 4294967295, 4294967296),
+    ([], "data.n_images", 8, 7), ([], "data.image_px", 16, 15), ([], "data.image_px", 4096, 4097),
+    ([], "data.normal_fraction", 0.001, 0.0), ([], "data.normal_fraction", 0.999, 1.0),
+    ([], "data.seed", 0, -1), ([], "data.val_fraction", 0.001, 0.0), ([], "data.val_fraction", 0.849, 1.0),
+    ([], "data.test_fraction", 0.001, 0.0), ([], "data.test_fraction", 0.849, 1.0), ([], "data.workers", 0, -1),
+    ([], "model.filters", 1, 0), ([], "model.blocks", 1, 0), ([], "model.kernel_size", 1, 0),
+    ([], "model.dense_units", 1, 0), ([], "model.dropout", 0.0, -0.001), ([], "model.dropout", 0.999, 1.0),
+    (["model=resnet"], "model.filters", 1, 0), (["model=resnet"], "model.stages", 1, 0),
+    (["model=resnet"], "model.blocks_per_stage", 1, 0), (["model=resnet"], "model.dropout", 0.999, 1.0),
+    (["model=transfer"], "model.dropout", 0.0, -0.001), (["model=transfer"], "model.input_scale", -1e30, "-inf"),
+    (["model=transfer"], "model.input_offset", 1e30, "inf"),
+    ([], "optimizer.learning_rate", 1e-12, 0.0), ([], "optimizer.learning_rate", 1e30, "inf"),
+    ([], "optimizer.rho", 0.0, -0.001), ([], "optimizer.rho", 0.999, 1.0),
+    (["optimizer=sgd"], "optimizer.momentum", 0.999, 1.0), (["optimizer=adam"], "optimizer.beta_1", 0.999, 1.0),
+    (["optimizer=adam"], "optimizer.beta_2", 0.0, -0.001), ([], "optimizer.weight_decay", 0.0, -0.001),
+    ([], "augmentation.rotation", 0.5, 0.501), ([], "augmentation.rotation", 0.0, -0.001),
+    ([], "augmentation.zoom", 0.999, 1.0), ([], "augmentation.translation", 1.0, 1.001),
+    ([], "augmentation.gamma", 0.0, -0.001), ([], "augmentation.contrast", 1.0, 1.001),
+    ([], "augmentation.brightness", 1.0, 1.001),
+    ([], "tuner.max_trials", 1, 0), ([], "tuner.executions_per_trial", 1, 0), ([], "tuner.seed", 0, -1),
+    ([], "tuner.max_retries_per_trial", 0, -1), ([], "tuner.max_consecutive_failed_trials", 1, 0),
+    ([], "tuner.max_model_size", 1, 0), (["tuner=bayesian"], "tuner.num_initial_points", 1, 0),
+    (["tuner=hyperband"], "tuner.max_epochs", 1, 0), (["tuner=hyperband"], "tuner.factor", 2, 1),
+    (["tuner=hyperband"], "tuner.hyperband_iterations", 1, 0),
+    ([], "trainer.epochs", 1, 0), ([], "trainer.batch_size", 1, 0),
+    ([], "trainer.image_size", 16, 15), ([], "trainer.image_size", 1024, 1025),
+    ([], "trainer.early_stopping.patience", 0, -1), ([], "trainer.early_stopping.start_from_epoch", 0, -1),
+    ([], "trainer.reduce_lr.factor", 0.999, 1.0), ([], "trainer.reduce_lr.factor", 0.001, 0.0),
+    ([], "trainer.reduce_lr.patience", 0, -1), ([], "trainer.reduce_lr.min_lr", 0.0, -1e-12),
+    ([], "trainer.chance_z", 0.0, -0.001), ([], "trainer.chance_z", 1e30, "nan"), ([], "trainer.repeats", 1, 0),
+    ([], "trainer.verbose", 0, -1), ([], "trainer.verbose", 2, 3),
+    ([], "evaluation.target_sensitivity", 1.0, 1.001), ([], "evaluation.target_sensitivity", 0.001, 0.0),
+    ([], "evaluation.ensemble", 1, 0), ([], "evaluation.bootstrap", 40, 0),
+    ([], "evaluation.confidence", 0.001, 0.0), ([], "evaluation.confidence", 0.99, 1.0), ([], "evaluation.seed", 0, -1),
+    ([], "evaluation.heatmaps", 0, -1), ([], "evaluation.gallery", 0, -1),
+    ([], "evaluation.refer", 1.0, 1.001), ([], "evaluation.refer", 0.501, 0.5),
+    ([], "evaluation.ood_quantile", 1.0, 1.001), ([], "evaluation.ood_quantile", 0.501, 0.5),
+    ([], "evaluation.ood_sample", 2, 1),
+    ([], "tracking.system_metrics_interval", 0.001, 0.0),
+    ([], "distributed.oracle_port", 1, 0), ([], "distributed.oracle_port", 65535, 65536),
+    ([], "distributed.wait_s", 0.0, -0.001),
+]
+
+
+def ranged_keys() -> set[str]:
+    """Every dotted key whose schema field declares a range (`within`)."""
+    import dataclasses
+
+    from pneumo.config import ranges
+
+    def walk(cls, prefix):
+        for f in dataclasses.fields(cls):
+            if ranges.of(f) is not None:
+                yield prefix + f.name
+            nested = {"early_stopping": schema.EarlyStoppingConfig, "reduce_lr": schema.ReduceLRConfig}
+            if cls is schema.TrainerConfig and f.name in nested:
+                yield from walk(nested[f.name], f"{prefix}{f.name}.")
+
+    keys = set(walk(schema.Config, ""))
+    for group, cls in [*schema.GROUP_SCHEMAS.items(), *(("model", c) for c in schema.MODEL_SCHEMAS.values())]:
+        keys |= set(walk(cls, f"{group}."))
+    return keys
+
+
+def test_every_ranged_key_is_pinned_at_its_edges():
+    assert {key for _, key, _, _ in RANGES} == ranged_keys()
+
+
+@functools.cache
+def composed(*overrides: str):
+    return cfg_with(*overrides)
+
+
+def with_value(options: list[str], key: str, value):
+    """The composed config of `options` with key=value set as an override sets it (typed, validated);
+    composed once per option list: composing ~90 configs takes minutes on a loaded 2-core machine."""
+    from omegaconf import OmegaConf
+
+    cfg = copy.deepcopy(composed(*options))
+    OmegaConf.update(cfg, key, float(value) if value in ("inf", "-inf", "nan") else value, merge=False)
+    return cfg
+
+
+@pytest.mark.parametrize("options, key, inside, outside", RANGES,
+                         ids=[f"{' '.join(o)} {k}={i}|{x}".strip() for o, k, i, x in RANGES])
+def test_a_number_just_outside_its_range_fails_naming_the_key_and_the_edge_passes(options, key, inside, outside):
+    if key == "evaluation.confidence":
+        options = [*options, "evaluation.bootstrap=1000"]  # 0.99 needs 200 draws
+    checks.check(with_value(options, key, inside))
+    with pytest.raises(space.ConfigError) as e:
+        checks.check(with_value(options, key, outside))
+    assert str(e.value).startswith(f"{key}: {outside}") and "out of range" in str(e.value), str(e.value)
+
+
+def test_an_override_just_outside_a_range_fails_at_composition_speed():
+    """The same check on a real override (the rows above set values on a composed config)."""
+    checks.check(cfg_with("trainer.batch_size=1", "optimizer.learning_rate=1e-12"))
+    for override, message in [("trainer.batch_size=0", "trainer.batch_size: 0 is out of range; use an integer >= 1"),
+                              ("optimizer.learning_rate=inf", "optimizer.learning_rate: inf is out of range; "
+                                                              "use a number > 0")]:
+        with pytest.raises(space.ConfigError, match=f"^{re.escape(message)}$"):
+            checks.check(cfg_with(override))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["model.dropout={float:[0.2,1.0]}"], "model.dropout: the space {float: [0.2, 1.0], step: 0.1, default: 0.5} "
+                                          "can pick 1.0, out of range; every value must be a number >= 0 and < 1"),
+    (["model.filters={choice:[0,32]}"], "model.filters: the space {choice: [0, 32], default: 32} can pick 0"),
+    (["optimizer.learning_rate={float:[0.0,0.01],log:false}"], "optimizer.learning_rate: the space"),
+    (["model.blocks=2.5"], "model.blocks: 2.5 is out of range; use an integer >= 1"),
+    (["model.filters={choice:[32,2.5]}"], "model.filters: the space {choice: [32, 2.5], default: 32} can pick 2.5"),
+    (["model.dropout={step:0}"], "model.dropout: step 0 in {float: [0.2, 0.6], step: 0, default: 0.5}; use a step > 0"),
+    (["model.dropout=high"], "model.dropout: 'high' is out of range; use a number >= 0 and < 1"),
+])
+def test_every_value_a_space_can_pick_is_in_range(overrides, message):
+    """A space is checked at its ends, choices and default: the values a trial can get."""
+    with pytest.raises(space.ConfigError) as e:
+        checks.check(cfg_with(*overrides))
+    assert str(e.value).startswith(message), str(e.value)
+    checks.check(cfg_with("model.dropout={float:[0.0,0.9]}", "model.filters={choice:[1,32]}"))  # inside: passes
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["data.val_fraction=0.85", "data.test_fraction=0.15"], "data.val_fraction + data.test_fraction = 0.85 + 0.15"),
+    (["evaluation.bootstrap=39"], "evaluation.bootstrap: 39 resamples cannot give a 0.95 interval; use at least 40"),
+    (["evaluation.bootstrap=199", "evaluation.confidence=0.99"], "evaluation.bootstrap: 199 resamples cannot give "
+                                                                 "a 0.99 interval; use at least 200"),
+])
+def test_keys_that_cannot_work_together_fail_naming_both(overrides, message):
+    with pytest.raises(space.ConfigError) as e:
+        checks.check(cfg_with(*overrides))
+    assert str(e.value).startswith(message), str(e.value)
+
+
+@pytest.mark.parametrize("overrides", [
+    ["data.val_fraction=0.84", "data.test_fraction=0.15"], ["evaluation.bootstrap=40"],
+    ["evaluation.bootstrap=200", "evaluation.confidence=0.99"],
+    # fewer completed trials than the ensemble asks for: the members there are (the run's ensemble tag lists them)
+    ["evaluation.ensemble=3", "tuner.max_trials=1"],
+])
+def test_keys_just_inside_their_combined_lines_pass(overrides):
+    checks.check(cfg_with(*overrides))
+
+
+@pytest.mark.parametrize("interval, shown", [
+    ("[1, inf)", "a number >= 1"), ("(0, inf)", "a number > 0"), ("(0, 1)", "a number > 0 and < 1"),
+    ("[0, 1)", "a number >= 0 and < 1"), ("(0.5, 1]", "a number > 0.5 and <= 1"), ("[16, 1024]", "a number from 16 to 1024"),
+    ("(-inf, inf)", "any finite number"), ("[0, inf]", "a number >= 0"),  # infinity is never in range
+])
+def test_a_range_reads_as_it_is_written(interval, shown):
+    from pneumo.config import ranges
+
+    assert str(ranges.parse(interval)) == shown
+    assert str(ranges.parse(interval, whole=True)).replace("an integer", "a number").replace(" (a number)", "") == shown
+    for value in (float("nan"), float("inf"), True, "1", None):
+        assert value not in ranges.parse(interval)
+    with pytest.raises(ValueError):
+        ranges.parse(interval.replace(",", ";"))
+
+
+def run_refused(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, float, set[str]]:
+    """`pneumo ARGS` in a fresh interpreter: (the process, its CPU seconds, the top-level modules it imported)."""
+    import resource
+
+    from helpers import clean_env, isolate
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "pneumo", *args, *isolate(tmp_path)],
+                          cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=300)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines()
+                if line.startswith("import time:")}
+    return proc, cpu, imported
+
+
+@pytest.mark.parametrize("multirun", [False, True])
+def test_a_bad_number_exits_2_in_seconds_with_one_line_and_records_nothing(tmp_path, multirun):
+    """Issue 28: `trainer.batch_size=0` trained for a minute with Keras' 32 and registered a version that
+    said 0. Now: exit 2 before Keras is even imported (CPU seconds, not wall time: the machine is shared),
+    one line naming the key, the value and the range, and no store, run, output folder or cache. In a
+    multirun the bad job is the second: the good one never starts."""
+    from helpers import TOY
+
+    args = ["train", "-m", *TOY, "trainer.batch_size=16,0"] if multirun else ["train", "trainer.batch_size=0"]
+    proc, cpu, imported = run_refused(tmp_path, *args)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    said = [line for line in proc.stderr.splitlines() if line.startswith("pneumo: ")]
+    job = [*("trainer.batch_size=0" if o.startswith("trainer.batch_size=") else o for o in TOY),
+           f"paths.cache={tmp_path}/cache", f"tracking.store={tmp_path}/mlruns"]  # a key keeps its first place
+    where = f" [job #1 of 2: {' '.join(job)}; no job was started]" if multirun else ""
+    assert said == [f"pneumo: trainer.batch_size: 0 is out of range; use an integer >= 1{where}"], proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "Error executing job" not in proc.stderr
+    assert cpu < 10, f"{cpu:.1f} CPU seconds"
+    assert not {"keras", "tensorflow", "jax", "torch"} & imported
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no mlruns/, outputs/, multirun/ or cache/
+
+
+def test_a_config_hydra_cannot_compose_exits_2(tmp_path):
+    proc, _, _ = run_refused(tmp_path, "train", "trainer.epoch=3")
+    assert proc.returncode == 2 and "Key 'epoch' not in 'TrainerConfig'" in proc.stderr, proc.stderr[-3000:]

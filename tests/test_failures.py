@@ -28,9 +28,15 @@ def test_failing_trials_are_recorded_and_the_search_goes_on(tmp_path):
     finished = [r for r in runs if r.info.status == "FINISHED"]
     assert failed and finished, [(r.data.params.get("model.blocks"), r.info.status) for r in runs]
     for run in failed:
-        assert int(run.data.params["model.blocks"]) >= 6
+        blocks = int(run.data.params["model.blocks"])
+        assert blocks >= 6
         error = client.download_artifacts(run.info.run_id, "error.txt")
         assert "Computed output size would be zero or negative" in open(error).read()
+        # the error tag names the key that broke the build (the others tried alone build), not just Keras' words
+        assert run.data.tags[names.TAG_ERROR].startswith(
+            f"keras_tuner.src.errors.FailedTrialError: model.blocks={blocks} does not build a model at "
+            "trainer.image_size=32: "), run.data.tags[names.TAG_ERROR]
+        assert "(narrow the space in the config: model.blocks: {'int': [3, 7]" in run.data.tags[names.TAG_ERROR]
     job = client.search_runs([runs[0].info.experiment_id], f"tags.`{names.TAG_ROLE}` = 'job'")[0]
     assert job.info.status == "FINISHED" and proc.returncode == 0
     assert job.data.metrics[names.TRIALS_FAILED] == len(failed)
@@ -42,7 +48,11 @@ def test_consecutive_failures_end_the_job_with_a_summary(tmp_path):
                        "tuner.max_retries_per_trial=0", "tuner.max_consecutive_failed_trials=1"], tmp_path,
                       check=False)
     assert proc.returncode != 0
-    assert "search stopped" in proc.stderr and "consecutive failures" in proc.stderr
+    said = [line for line in proc.stderr.splitlines() if line.startswith("pneumo: ")]
+    assert len(said) == 1 and said[0].startswith("pneumo: search stopped: Number of consecutive failures exceeded "
+                                                 "the limit of 1 (tuner.max_consecutive_failed_trials); last failure: "
+                                                 "model.blocks="), proc.stderr[-3000:]
+    assert said[0].count("see the FAILED trial runs") == 1 and said[0].endswith("; see the FAILED trial runs")
     assert "Traceback" not in proc.stderr
     client = client_for(tmp_path)
     runs = trials(client, "stop")
@@ -78,9 +88,16 @@ def test_an_oversized_model_fails_its_trial_not_the_search(tmp_path):
 
 
 def test_a_diverged_trial_is_recorded_failed_not_scored(tmp_path):
-    proc = run_pneumo(["train", *TOY, "experiment=nan", "optimizer=sgd", "optimizer.learning_rate=inf",
+    # Adam's first step moves each weight by about the learning rate, whatever its gradient: at 1e30 (finite:
+    # an infinite one is refused at start-up), four conv blocks deep, the next forward pass overflows float32
+    # (two blocks only reached a loss of 3e29; plain SGD sometimes just saturated the sigmoid)
+    proc = run_pneumo(["train", *TOY, "experiment=nan", "optimizer=adam", "optimizer.learning_rate=1e30", "model.blocks=4",
                        "tuner.max_trials=2", "tuner.max_retries_per_trial=0"], tmp_path, check=False)
     assert proc.returncode != 0 and "no trial completed" in proc.stderr and "Traceback" not in proc.stderr
+    said = [line for line in proc.stderr.splitlines() if line.startswith("pneumo: ")]
+    assert len(said) == 1 and "search stopped: no trial completed (2 failed); last failure: " in said[0], said
+    assert "diverged (learning rate too high?) at optimizer.learning_rate=1e+30" in said[0], said
+    assert said[0].count("see the FAILED trial runs") == 1, said
     client = client_for(tmp_path)
     runs = trials(client, "nan")
     assert len(runs) == 2 and {r.info.status for r in runs} == {"FAILED"}

@@ -8,7 +8,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from pneumo.config import paths, schema
+from pneumo.config import checks, paths, schema
 from pneumo.model import builders
 from pneumo.model.preprocess import Clahe, View
 from pneumo.record import runs
@@ -43,7 +43,7 @@ def test_old_jobs_keep_their_identity():
 @pytest.mark.parametrize("lever", sorted(p.stem for p in (paths.CONF_DIR / "lever").glob("*.yaml")))
 def test_each_lever_changes_the_recipe_and_passes_the_check(lever):
     cfg, base = screen(f"lever={lever}"), screen()
-    schema.check(cfg)
+    checks.check(cfg)
     a, b = (OmegaConf.to_container(c, resolve=True) for c in (cfg, base))
     assert (runs.job_key(a, "d", "t") == runs.job_key(b, "d", "t")) == (lever == "baseline")
 

@@ -123,3 +123,20 @@ def test_the_same_record_without_the_removed_key_is_not_refused(store, capsys):
     run_id = logged_job(client, exp_id, ["model=cnn"], composed(["model=cnn"]))
     with pytest.raises(AssertionError, match="was not refused"):  # planned, then on to the data: the guard stops it
         cli(["rerun", run_id])
+
+
+@pytest.mark.parametrize("logged, extra, message", [
+    # a job recorded before the start-up check existed: Keras trained it with 32 and the record said 0
+    (["trainer.batch_size=0"], [], "trainer.batch_size: 0 is out of range; use an integer >= 1"),
+    (["model=cnn"], ["distributed.wait_s=-1"], "distributed.wait_s: -1.0 is out of range; use a number >= 0"),
+])
+def test_a_rerun_goes_through_the_start_up_check(store, capsys, logged, extra, message):
+    """The logged config and the overrides a rerun adds are checked as `pneumo train` checks them: exit 2,
+    the key named, nothing written, the data never read."""
+    client, exp_id = store
+    run_id = logged_job(client, exp_id, logged, composed(logged))
+    before = everything(client)
+    assert cli(["rerun", run_id, *extra]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"pneumo rerun: {message}\n"
+    assert everything(client) == before

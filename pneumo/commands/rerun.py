@@ -6,7 +6,8 @@ from __future__ import annotations
 import sys
 
 from pneumo.commands.reproduce import TOLERANCE, Refused, check_data, describe, differences, latest_rerun, plan
-from pneumo.config import keys
+from pneumo.config import checks, keys
+from pneumo.config.errors import ConfigError
 from pneumo.record import names
 
 
@@ -29,13 +30,16 @@ def rerun(args) -> int:
     client = store.connect()
     try:
         job = plan(client, args.run_id, args.overrides)
+        checks.check(job.cfg)  # the start-up check of `pneumo train`, before the data is read
         for warning in job.warnings:
             print(f"pneumo rerun: warning: {warning}", file=sys.stderr)
         check_data(job)
-    except Refused as err:
+    except (Refused, ConfigError) as err:
         print(f"pneumo rerun: {err}", file=sys.stderr)
         return 2
     code = run.train(job.argv())
+    if code == 2:  # refused at start-up, the key named: nothing ran
+        return code
     again = latest_rerun(client, job.run)
     if code or again is None or again.info.status != "FINISHED":
         print(f"pneumo rerun: the rerun of {args.run_id} did not finish", file=sys.stderr)

@@ -9,16 +9,23 @@ from pneumo.config import paths
 
 
 def train(hydra_argv: list[str]) -> int:
-    """Run pneumo.job's Hydra app with these arguments; 1 when a job failed."""
+    """Run pneumo.job's Hydra app with these arguments; 1 when a job failed, 2 for a config error (nothing
+    ran: the start-up check refused a value, or Hydra could not compose the config)."""
     sys.argv = ["pneumo train", *hydra_argv]
     from pneumo.commands import summary
+    from pneumo.config import startup
     from pneumo.job import main as hydra_main
 
     code = 0
+    startup.REACHED.clear()
     try:
         hydra_main()
-    except SystemExit as e:  # Hydra exits 1 after reporting a failed job
+    except SystemExit as e:  # Hydra exits 1 after reporting a failed job; the start-up check exits 2
         code = e.code if isinstance(e.code, int) else 1
+    if code == 1 and not startup.REACHED:  # Hydra's own report of a config it could not compose
+        code = startup.USAGE
+    if code == startup.USAGE:
+        return code  # nothing ran: no sweep to summarise (and no store to open)
     failed = summary.summarize()
     return code or (1 if failed else 0)
 

@@ -1,5 +1,7 @@
 """Secrets never reach the record: credential-looking values are redacted from params, tags,
-artifacts, Hydra's saved files and log lines.
+artifacts, Hydra's saved files and log lines: values of keys named like secrets, values of
+credential-looking environment variables, and the password of any `user:password@` in a URI,
+whatever the key that holds it.
 """
 
 from __future__ import annotations
@@ -39,10 +41,26 @@ def secret_values() -> list[str]:
     return [v for k, v in environ().items() if SECRET_KEY.search(k) and len(v) >= 4]
 
 
+# The password (or token) of a `user:password@` in a URI, in any value whatever its key: a tracking
+# server's URL, a path, free text. RFC 3986 userinfo holds neither '/', '@' nor whitespace, so
+# `models:/name@alias` and `runs:/id/...` never match; the user name is kept (it says who, not how).
+_USERINFO = re.compile(r"(?P<user>[^\s/:@?#'\"\[\]{}()<>,;=]+):(?P<password>[^\s/@?#'\"]+)@")
+
+
 def scrub(text: str) -> str:
+    """`text` without the value of any credential-looking environment variable, nor any URI's password."""
     for value in secret_values():
         text = text.replace(value, REDACTED)
-    return text
+    return _USERINFO.sub(lambda m: m.group(0) if m.group("password") == REDACTED else
+                         f"{m.group('user')}:{REDACTED}@", text)
+
+
+def split_userinfo(uri: str) -> tuple[str, str | None, str | None]:
+    """(the URI without its `user:password@`, user, password); (uri, None, None) when it has none."""
+    m = _USERINFO.search(uri)
+    if m is None or "://" not in uri[: m.start()]:
+        return uri, None, None
+    return uri[: m.start()] + uri[m.end():], m.group("user"), m.group("password")
 
 
 _SECRET_ASSIGNMENT = re.compile(

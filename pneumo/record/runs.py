@@ -253,6 +253,7 @@ def log_dataset(name: str, digest: str, source: str, counts: Mapping) -> None:
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
 
+    source = scrub(source)  # before as_uri(), which percent-encodes a `user:password@` past recognising
     uri = Path(source).resolve().as_uri() if "://" not in source else source
     dataset = MetaDataset(source=resolve_dataset_source(uri), name=name, digest=digest[:36])
     log = lambda: mlflow.log_input(dataset, context="training", tags={"counts": json.dumps(counts)})  # noqa: E731

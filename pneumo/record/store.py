@@ -12,6 +12,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from pneumo.config import paths
+from pneumo.record import redact
 
 _ours: dict = {}  # the tracking URI this process set, as MLflow mirrored it into the environment
 
@@ -25,7 +26,7 @@ def setup(uri: str | None = None, store: str | Path | None = None) -> str:
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env != _ours.get("uri"):  # changed since we last set it: the user's (or the first call)
         _ours["user"] = env
-    resolved = _ours.get("user") or uri
+    resolved = _credentials_to_env(_ours.get("user") or uri)
     if not resolved:
         store = Path(store) if store else paths.STORE
         store.mkdir(parents=True, exist_ok=True)
@@ -35,6 +36,21 @@ def setup(uri: str | None = None, store: str | Path | None = None) -> str:
     if resolved.startswith("sqlite:"):
         _create_sqlite_store(resolved)
     return resolved
+
+
+def _credentials_to_env(uri: str | None) -> str | None:
+    """The URI without its `user:password@`, the credentials handed to MLflow as its documented
+    MLFLOW_TRACKING_USERNAME / _PASSWORD (the same basic auth): in the URI they would be printed by
+    MLflow itself ("View run ... at: <uri>/#/..."), and mirrored into MLFLOW_TRACKING_URI for every
+    child process. A username or password already in the environment is the user's and wins.
+    Only a tracking server's (http, https) URI: a database URI needs its password where it is."""
+    if not uri or not uri.startswith(("http://", "https://")):
+        return uri
+    bare, user, password = redact.split_userinfo(uri)
+    if user is not None:
+        os.environ.setdefault("MLFLOW_TRACKING_USERNAME", user)
+        os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", password)
+    return bare
 
 
 def connect(uri: str | None = None, store: str | Path | None = None) -> MlflowClient:

@@ -28,7 +28,7 @@ from hydra.utils import get_class
 
 from pneumo.config.errors import ConfigError
 from pneumo.record import names, runs
-from pneumo.search import console
+from pneumo.search import console, failures
 from pneumo.search.fit import BestEpochWeights, TunerEpochEnd
 
 # Keras Tuner prints every failed trial's traceback to stderr unless its DEBUG flag is off, and offers
@@ -100,9 +100,15 @@ class TrackedTuner:
             if "tuner/trial_id" in hp.values:  # Hyperband goes on from the previous round's best epoch
                 model = self.load_model(self.oracle.get_trial(hp.values["tuner/trial_id"]))
             else:
-                model = _build(self.hypermodel, hp, self.max_model_size)
+                model = _build_or_name(self, hp)
             own = [*_copies(callbacks), TunerEpochEnd(self, trial), best]
-            histories.append(self.hypermodel.fit(hp, model, *args, callbacks=own, **kwargs))
+            try:
+                histories.append(self.hypermodel.fit(hp, model, *args, callbacks=own, **kwargs))
+            except FloatingPointError as e:  # the trial guard's divergence: the step size that took it there
+                key = "optimizer.learning_rate"  # a space's pick, else the config's value
+                group, name = key.split(".")
+                rate = hp.values.get(key, self.hypermodel.groups[group][name])
+                raise FloatingPointError(f"{e} at {key}={rate}") from e
             Path(_trial_file(self, trial.trial_id, BUILD_CONFIG)).write_text(json.dumps(model.get_build_config()))
         return histories
 
@@ -162,8 +168,20 @@ def _build(hypermodel, hp, max_model_size: int | None = None):
     model = hypermodel.build(hp)
     size = sum(math.prod(w.shape) for w in model.trainable_weights)  # what Keras Tuner counts
     if max_model_size and size > max_model_size:
-        raise keras_tuner.errors.FailedTrialError(f"Oversized model: {size} parameters. Skip model.")
+        raise keras_tuner.errors.FailedTrialError(f"Oversized model: {size} parameters, over "
+                                                  f"tuner.max_model_size={max_model_size}. Skip model.")
     return model
+
+
+def _build_or_name(tuner, hp):
+    """`_build`; hyperparameters that cannot build a model fail the trial without a retry (they would fail
+    again), with an error naming the keys that break it (pneumo.search.failures)."""
+    try:
+        return _build(tuner.hypermodel, hp, tuner.max_model_size)
+    except (ValueError, TypeError) as e:
+        message = failures.unbuildable(tuner.hypermodel, tuner.oracle.get_space(), hp.values,
+                                       lambda probe: _build(tuner.hypermodel, probe), e)
+        raise keras_tuner.errors.FailedTrialError(message) from e
 
 
 def _copies(callbacks: list) -> list:
