@@ -95,15 +95,20 @@ def test_each_check_s_line_is_its_quantile_of_validation_films(fitted):
         assert line == pytest.approx(1.0, abs=1e-9)
 
 
-def _format_1(guard: ood.Guard, path: Path) -> None:
-    """The statistics as pneumo saved them before the orientation check (FORMAT 1, no orient_* arrays)."""
-    old = {k: np.asarray(v) for k, v in vars(guard).items() if not k.startswith("orient_")}
-    np.savez(path, format=1, **old)
+class Format1:
+    """A guard that saves its statistics as pneumo did before the orientation check (FORMAT 1, no orient_*
+    arrays): what a version registered then carries. package.log_model calls its save()."""
+
+    def __init__(self, guard: ood.Guard):
+        self.guard = guard
+
+    def save(self, path) -> None:
+        np.savez(path, format=1, **{k: np.asarray(v) for k, v in vars(self.guard).items() if not k.startswith("orient_")})
 
 
 def test_statistics_saved_before_the_orientation_check_load_and_score_without_it(fitted, tmp_path):
     guard, _, held_out = fitted
-    _format_1(guard, tmp_path / "old.npz")
+    Format1(guard).save(tmp_path / "old.npz")
     old = ood.Guard.load(tmp_path / "old.npz")
     assert old.orient_w is None and old.orient_b is None
     blobs = held_out + [_turned(b, Image.Transpose.ROTATE_180) for b in held_out]
