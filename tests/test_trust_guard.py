@@ -2,8 +2,9 @@
 test trains itself in seconds (synthetic films, 32 px), logged as the job logs it.
 
 The non-X-ray images are made here: colour photographs (smooth colour fields and gradients), a
-round CT-like slice, inverted films (255 - film), films turned by 90 degrees, blank and saturated
-frames. In-distribution synthetic films must mostly pass.
+round CT-like slice, inverted films (255 - film), films turned by 90 degrees, upside down (flipped
+top-to-bottom, rotated by 180 degrees) and mirrored, blank and saturated frames. In-distribution
+synthetic films must mostly pass.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_orientation import Format1
 
 from pneumo.record import names
 
@@ -53,6 +55,8 @@ def not_xrays(films: list[bytes], seed: int = 0) -> dict[str, bytes]:
         a = np.asarray(Image.open(io.BytesIO(f)).convert("L"))
         out[f"inverted{i}.jpeg"] = _jpeg(255 - a)
         out[f"rotated{i}.jpeg"] = _jpeg(np.rot90(a))
+        out[f"upside_down{i}.jpeg"], out[f"rotated180_{i}.jpeg"] = _jpeg(a[::-1]), _jpeg(a[::-1, ::-1])
+        out[f"mirrored{i}.jpeg"] = _jpeg(a[:, ::-1])  # issue 28: each once read as a confident label
     return out
 
 
@@ -111,7 +115,8 @@ def test_guard_flags_non_xrays_and_passes_most_films(trained):
 @pytest.fixture(scope="module")
 def registered(trained, tmp_path_factory):
     """Versions in a tmp store: 1 = the model with the guard and a referral band (as the job logs it),
-    2 = the same model logged without the guard (as versions registered before it were)."""
+    2 = the same model logged without the guard (as versions registered before it were), 3 = with the
+    guard's statistics saved as before the orientation check (format 1)."""
     import mlflow
 
     from pneumo.config.paths import local_tracking_uri
@@ -127,7 +132,7 @@ def registered(trained, tmp_path_factory):
     guard, _ = ood_fit.fit_guard(model, splits, 0.5, cfg.evaluation, 32)
     exp = mlflow.create_experiment("guard", artifact_location=str(store / "mlruns" / "artifacts"))
     versions = []
-    for kw in ({"band": band, "guard": guard}, {}):
+    for kw in ({"band": band, "guard": guard}, {}, {"guard": Format1(guard)}):
         with mlflow.start_run(experiment_id=exp) as run:
             mlflow.set_tag(names.TAG_ROLE, names.ROLE_JOB)
             info = package.log_model(model, SIZE, 0.5, **kw)
@@ -184,6 +189,25 @@ def test_a_version_without_the_guard_still_predicts_and_says_so_once(registered,
     assert code == 0 and err.count("no out-of-distribution screening") == 1
     assert all(r[names.OOD_COLUMN] is None and r[names.OOD_FLAG_COLUMN] is None for r in rows)
     assert all(r["label"] in ("NORMAL", "PNEUMONIA") for r in rows)
+
+
+def test_a_version_saved_before_the_orientation_check_still_predicts(registered, trained, tmp_path, capsys,
+                                                                     monkeypatch):
+    """Its statistics (format 1) load and screen with the distances they carry; the orientation check is
+    what the new version adds: it flags every film turned upside down, and never lowers a film's score."""
+    folder = tmp_path / "films"
+    folder.mkdir()
+    for i, blob in enumerate(_train_files(trained[0])[:8]):
+        a = np.asarray(Image.open(io.BytesIO(blob)).convert("L"))
+        (folder / f"f{i}.jpeg").write_bytes(blob)
+        (folder / f"f{i}_upside_down.jpeg").write_bytes(_jpeg(a[::-1]))
+    new_version, old_version = registered["versions"][0], registered["versions"][2]
+    code, old, err = _predict_cli(registered, old_version, [folder], capsys, monkeypatch)
+    assert code == 0 and "no out-of-distribution screening" not in err, err
+    assert all(r[names.OOD_COLUMN] is not None and r["probability"] is not None for r in old)
+    code, new, _ = _predict_cli(registered, new_version, [folder], capsys, monkeypatch)
+    assert all(r[names.OOD_FLAG_COLUMN] for r in new if "upside_down" in r["path"])
+    assert all(n[names.OOD_COLUMN] >= o[names.OOD_COLUMN] for n, o in zip(new, old))
 
 
 def _shift_cli(registered, version, folder, capsys, monkeypatch):

@@ -6,7 +6,10 @@ dark and burnt-out shares (blank or saturated frames), histogram entropy, and
 the film's layout. On a frontal chest film the mediastinum and spine (a bright vertical band in
 the middle) are brighter than the lungs on either side: `mediastinum` is that difference, and it
 turns negative on an inverted film; `rotated` is the same difference across a horizontal band,
-which a film turned by 90 degrees makes larger than `mediastinum`. Only PIL and NumPy.
+which a film turned by 90 degrees makes larger than `mediastinum`. Then the film's layout: the
+reduction averaged down to LAYOUT x LAYOUT blocks and standardised (exposure and contrast taken out),
+which the guard's orientation check (pneumo.evaluation.orientation) reads to tell an upright film
+from one upside down or mirrored. Only PIL and NumPy.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ from pneumo.data.imaging import MAX_PIXELS, ImageError
 # resized to squares (as kermany-224 is) would make every real, oblong film look foreign.
 FEATURES = ("saturation", "mean", "std", "dark", "bright", "entropy", "mediastinum", "rotated", "top_bottom")
 SIDE = 64  # px of the reduction the numbers are measured on
+# px a side of the layout: at 8 the apices, diaphragm and heart are a few blocks each, and an upside-down
+# training film was told from an upright one as well as at 16 or 32 (docs/trust.md); 64 weights to fit
+LAYOUT = 8
 _COLOUR_MODES = ("RGB", "RGBA", "P", "CMYK", "YCbCr", "LAB", "HSV")
 
 
@@ -57,14 +63,28 @@ def _band(gray: np.ndarray, axis: int) -> float:
     return float(middle - sides.mean())
 
 
+def layout(gray: np.ndarray) -> np.ndarray:
+    """The LAYOUT x LAYOUT block means of a SIDE x SIDE gray film, standardised, flattened row by row."""
+    k = gray.shape[0] // LAYOUT
+    blocks = gray.reshape(LAYOUT, k, LAYOUT, k).mean(axis=(1, 3))
+    return ((blocks - blocks.mean()) / max(float(blocks.std()), 1e-3)).ravel()  # 1e-3: a blank frame stays finite
+
+
+def split(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the FEATURES columns, the layout columns) of stacked `features` rows."""
+    rows = np.asarray(rows, float)
+    return rows[:, :len(FEATURES)], rows[:, len(FEATURES):]
+
+
 def features(data: bytes) -> np.ndarray:
-    """The FEATURES of one encoded image file, as float64; raises ImageError if it cannot be read."""
+    """One encoded image file's FEATURES, then its layout (LAYOUT**2 numbers), as float64; raises
+    ImageError if it cannot be read."""
     gray, sat = _reduced(data)
     hist = np.bincount(np.minimum((gray * 32).astype(int), 31).ravel(), minlength=32) / gray.size
     entropy = -float(np.sum(hist[hist > 0] * np.log2(hist[hist > 0]))) / 5  # 5 bits: all 32 bins equally full
     top, bottom = gray[: SIDE // 3].mean(), gray[-SIDE // 3:].mean()
     return np.array([sat.mean(), gray.mean(), gray.std(), (gray < 10 / 255).mean(), (gray > 245 / 255).mean(),
-                     entropy, _band(gray, 1), _band(gray, 0), bottom - top])
+                     entropy, _band(gray, 1), _band(gray, 0), bottom - top, *layout(gray)])
 
 
 def many(blobs) -> tuple[np.ndarray, list[int]]:
@@ -76,7 +96,7 @@ def many(blobs) -> tuple[np.ndarray, list[int]]:
             ok.append(i)
         except ImageError:
             pass
-    return (np.stack(rows) if rows else np.zeros((0, len(FEATURES)))), ok
+    return (np.stack(rows) if rows else np.zeros((0, len(FEATURES) + LAYOUT**2))), ok
 
 
 def from_array(x: np.ndarray) -> bytes:

@@ -37,7 +37,8 @@ def measure(embed, subset, root, idx=None, batch_size: int = 64):
 
 
 def fit_guard(model, splits, threshold: float, evaluation, batch_size: int) -> tuple[ood.Guard, dict]:
-    """The guard and what it flags: val_ood_flagged (~1 - quantile by construction), test_ood_flagged."""
+    """The guard and what it flags: val_ood_flagged (by construction up to ~2 x (1 - quantile): the distances'
+    1 - quantile, and the orientation check's as much again), test_ood_flagged."""
     from pneumo.model import embedding
 
     embed = embedding.embedder(model)

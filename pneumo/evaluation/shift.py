@@ -64,6 +64,7 @@ def compare(guard, img: np.ndarray, emb: np.ndarray, prob: np.ndarray, *, bootst
     the guard's reference sample."""
     from sklearn.decomposition import PCA
 
+    img = guard.stats(img)  # the statistics only: the orientation check's layout is no shift measure
     k = int(min(COMPONENTS, guard.ref_emb.shape[1], len(guard.ref_emb) - 1))
     pca = PCA(k, random_state=seed).fit(guard.ref_emb)
     ref = np.hstack([guard.ref_img, pca.transform(guard.ref_emb)])

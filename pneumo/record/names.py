@@ -202,10 +202,10 @@ LABEL_REFER = "REFER"  # the served label inside the band
 LABEL_OOD = "OUT_OF_DISTRIBUTION"  # the served label of a film flagged out-of-distribution
 
 # The out-of-distribution guard: the served model's extra columns and its statistics (an artifact of the pyfunc).
-OOD_COLUMN = "ood"  # score: 1.0 is the threshold (fixed so ~1% of validation films reach it)
+OOD_COLUMN = "ood"  # score: 1.0 is the threshold (distances: ~1% of validation films reach it; orientation: ~1% more)
 OOD_FLAG_COLUMN = "ood_flag"
 OOD_ARTIFACT = "ood_stats"  # the pyfunc artifact's key (an .npz: arrays only, no pickle)
-VAL_OOD_FLAGGED = "val_ood_flagged"  # share of validation films flagged (by construction ~1%)
+VAL_OOD_FLAGGED = "val_ood_flagged"  # share of validation films flagged (by construction ~1-2%)
 TEST_OOD_FLAGGED = "test_ood_flagged"  # share of test films flagged
 
 # `pneumo shift`: a folder compared with the version's training films, without labels.

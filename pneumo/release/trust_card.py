@@ -30,9 +30,9 @@ def guard_lines(results: dict, band) -> list[str]:
         out.append("- no out-of-distribution guard: every decodable file gets a label")
     else:
         out.append(f"- out-of-distribution guard: a film far from the training films (image checks on the raw file, "
-                   f"and distance in the model's own embedding) is labelled `{names.LABEL_OOD}`; threshold fixed on "
-                   f"validation, flagging {flagged:.1%} of validation and {_share(results.get(names.TEST_OOD_FLAGGED))} "
-                   "of test films")
+                   f"and distance in the model's own embedding), or turned upside down or mirrored, is labelled "
+                   f"`{names.LABEL_OOD}`; thresholds fixed on validation, flagging {flagged:.1%} of validation and "
+                   f"{_share(results.get(names.TEST_OOD_FLAGGED))} of test films")
     if band is None:
         out.append("- no referral band (`evaluation.refer` null): every film in distribution gets NORMAL or PNEUMONIA")
     else:
