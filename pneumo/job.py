@@ -5,9 +5,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -40,6 +43,35 @@ for message in (
     warnings.filterwarnings("ignore", message=message)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's stop, `kill PID`), raised where the job is, so that it stops as on Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _signals_stop_the_job():
+    """Ctrl-C or SIGTERM: what the job recorded stays, its open runs end KILLED (runs.killed_if_interrupted)
+    and the same command resumes it. SIGTERM's default would end the process on the spot, its runs left
+    RUNNING; raised instead, it unwinds as Ctrl-C does, and the process exits 143 (128 + SIGTERM, as a
+    shell reports a process SIGTERM ended). Ctrl-C goes on as Python's KeyboardInterrupt (exit by SIGINT)."""
+    def stop(signum, frame):
+        raise Terminated()
+
+    main_thread = threading.current_thread() is threading.main_thread()  # the only one that may set a handler
+    previous = signal.signal(signal.SIGTERM, stop) if main_thread else None
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        how = "SIGTERM" if isinstance(e, Terminated) else "Ctrl-C (SIGINT)"
+        log.warning("stopped by %s; what the job recorded is kept, the same command resumes it", how)
+        if isinstance(e, Terminated):
+            raise SystemExit(128 + signal.SIGTERM) from None
+        raise
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+@_signals_stop_the_job()
 def train(cfg: DictConfig) -> float:
     """Run one job; returns the best trial's validation objective (what a sweeper optimises)."""
     from pneumo.runtime import quiet
@@ -93,7 +125,8 @@ def train(cfg: DictConfig) -> float:
         psutil.cpu_percent()  # a process's first reading is 0.0 (no interval yet): the first sample is real then
     with mlflow.start_run(run_id=prior.info.run_id if resume else None, experiment_id=exp_id,
                           run_name=None if resume else run_name,
-                          log_system_metrics=cfg.tracking.system_metrics) as run:
+                          log_system_metrics=cfg.tracking.system_metrics) as run, \
+            runs.killed_if_interrupted(client, exp_id, run.info.run_id):
         run_id = run.info.run_id
         runs.log_job(client, run_id, plain, overrides, {
             names.TAG_ROLE: names.ROLE_JOB, names.TAG_JOB_KEY: key, names.TAG_SWEEP: cfg.experiment,

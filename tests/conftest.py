@@ -58,3 +58,12 @@ def pytest_collection_modifyitems(config, items):
     """Slow tests are handed out first (`make test`: xdist's `--dist load`), so the run does not end
     waiting on one long test alone."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: file order within each
+
+
+def pytest_report_header(config):
+    """Which Keras backends this run promises: in CI, those .ci/run installs (PNEUMO_BACKENDS)."""
+    from helpers import KERAS_BACKENDS, PROMISED, backends
+
+    promised = backends(*KERAS_BACKENDS)
+    left_out = [b for b in KERAS_BACKENDS if b not in promised]
+    return f"Keras backends: {' '.join(promised)}" + (f" (not run: {' '.join(left_out)}, by {PROMISED})" if left_out else "")

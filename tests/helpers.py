@@ -13,11 +13,13 @@ import subprocess
 import sys
 import tempfile
 import threading
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
 
 from pneumo.config import paths
+from pneumo.runtime import testpoints
 
 # The real conf/, shrunk: tiny synthetic data, one epoch, 32 px, one trial. Seven validation
 # images cannot tell a model from chance: the chance gate is off (tests/test_failures.py tries it).
@@ -29,19 +31,47 @@ TOY = [
 ]
 
 
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
 def require(present: bool, missing: str) -> None:
     """Skip a test whose prerequisite is missing, saying which, except in CI (CI=true), where
     a missing prerequisite fails: a skipped test in CI is a guarantee nobody checked."""
     if present:
         return
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    if in_ci():
         pytest.fail(f"CI must run this test, but {missing}")
     pytest.skip(missing)
 
 
+KERAS_BACKENDS = ("tensorflow", "jax", "torch")  # each the name of its module, and of pneumo's extra
+PROMISED = "PNEUMO_BACKENDS"  # in CI: the backends it installs, space-separated (.ci/run)
+
+
+def backends(*among: str) -> list[str]:
+    """The backends of `among` a test is run on: all of them, but in CI those that PNEUMO_BACKENDS promises
+    (one CI does not install is left out by a line in .ci/run, which pytest's header repeats, not skipped
+    where nobody reads it). A backend run on and missing is a named skip, or in CI a failure (require_backend)."""
+    promised = os.environ.get(PROMISED)
+    if not in_ci() or promised is None:
+        return list(among)
+    unknown = sorted(set(promised.split()) - set(KERAS_BACKENDS))
+    if unknown:
+        raise ValueError(f"{PROMISED}={promised!r}: {', '.join(unknown)} is not one of {', '.join(KERAS_BACKENDS)}")
+    return [b for b in among if b in promised.split()]
+
+
+def require_backend(name: str) -> None:
+    require(find_spec(name) is not None, f"the Keras backend {name} is not installed (pip install -e '.[{name}]'; "
+                                         f"in CI, {PROMISED} names the backends it installs)")
+
+
 def clean_env(extra: dict | None = None) -> dict:
-    """The environment for a child pneumo: no inherited MLflow run or store. A None in extra unsets."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    """The environment for a child pneumo: no inherited MLflow run or store, nor pytest's name for the test
+    running (a user's pneumo has none, and it changes each test: every process would differ from the
+    zygote's). A None in extra unsets."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_") and k != "PYTEST_CURRENT_TEST"}
     env.update({"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1", **(extra or {})})
     return {k: v for k, v in env.items() if v is not None}
 
@@ -54,11 +84,13 @@ def isolate(tmp: Path) -> list[str]:
 
 def run_pneumo(args, tmp: Path, env_extra=None, check=True, timeout=900, hydra=True, fresh=False,
                new_store=False, python: str | None = None):
-    """`python -m pneumo ARGS` in tmp (its outputs kept there with hydra=True), as a CompletedProcess.
-    fresh: a new interpreter even where the zygote could fork it (a launcher that starts worker processes:
-    joblib's loky workers, started from a forked zygote child, sat idle for minutes).
+    """`pneumo ARGS` in tmp (its outputs kept there with hydra=True), as a CompletedProcess.
+    fresh: the installed `pneumo` script in a new interpreter, as a user types it, even where the zygote
+    could fork it (a launcher that starts worker processes: joblib's loky workers, started from a forked
+    zygote child, sat idle for minutes; the reliability tests).
     new_store: let pneumo create tmp's sqlite store itself (else a copy of an empty one is put there first).
-    python: another environment's interpreter (a fresh process; that environment's MLflow makes the store)."""
+    python: another environment's interpreter, whose `pneumo` script runs (that environment's MLflow makes
+    the store)."""
     argv = [*args, *(isolate(tmp) if hydra else [])]
     if hydra and not new_store and python is None:
         seed_store(tmp / "mlruns")
@@ -100,36 +132,51 @@ def empty_store(folder: Path) -> str:
     return f"sqlite:///{folder}/mlflow.db"
 
 
-# What a process reads once, at import, from its environment: a child whose environment sets these
-# otherwise than the zygote's needs its own interpreter.
-IMPORT_TIME = ("KERAS_", "TF_", "XLA_", "JAX_", "PYTHON", "OMP_", "LD_")
+# What a forked child may have otherwise than the zygote: variables read where a job uses them, long after
+# the imports (MLflow reads its tracking URI when a job opens its store; pneumo.runtime.testpoints reads its
+# own at each point). Any other difference (HOME, where Keras fixes its config folder at import; LANG and
+# LC_*, read by the interpreter's start; CUDA_VISIBLE_DEVICES, PNEUMO_ROOT, other MLFLOW_*, a new one
+# nobody listed) gets a new interpreter. The zygote checks the list: it says which variables its imports
+# read, and one read there is not forked either (tests/test_zygote.py fails on it).
+RUN_TIME = ("MLFLOW_TRACKING_URI", testpoints.KILL_AT, testpoints.HOLD, testpoints.RENDEZVOUS)
+_ZYGOTE_ENV = clean_env()  # this worker's, before any test changes it: the zygote starts with it
 
 
 def _zygote_can_fork(env: dict, fresh: bool) -> bool:
-    base = clean_env()
-    same = lambda k: env.get(k) == base.get(k)  # noqa: E731
-    return not fresh and all(same(k) for k in env.keys() | base.keys() if k.startswith(IMPORT_TIME))
+    if fresh:
+        return False
+    differ = {k for k in env.keys() | _ZYGOTE_ENV.keys() if env.get(k) != _ZYGOTE_ENV.get(k)}
+    return differ <= set(RUN_TIME) and not differ & _zygote().read_at_import
+
+
+def pneumo_script(python: str | None = None) -> Path:
+    """The `pneumo` console script installed beside this interpreter (or `python`): what a user types.
+    Required: off CI a test that needs it skips, in CI it fails."""
+    script = Path(python or sys.executable).parent / "pneumo"
+    require(script.exists(), f"no pneumo script beside {python or sys.executable} (pip install -e . installs it)")
+    return script
 
 
 def pneumo_process(argv: list[str], cwd: Path, env: dict, timeout: float = 900,
                    fresh: bool = False, python: str | None = None) -> subprocess.CompletedProcess:
-    """A new `python -m pneumo ARGV` process, run to its end: forked from this worker's pre-imported zygote
-    (tests/zygote.py) where the environment allows, else a fresh interpreter. A kill is a negative returncode
-    either way."""
+    """A new `pneumo ARGV` process, run to its end: forked from this worker's pre-imported zygote
+    (tests/zygote.py) where the environment allows, else the installed script in a new interpreter.
+    A kill is a negative returncode either way."""
     if python is None and _zygote_can_fork(env, fresh):
         return _zygote().run(argv, cwd, env, timeout)
-    return subprocess.run([python or sys.executable, "-m", "pneumo", *argv], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run([str(pneumo_script(python)), *argv], env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
 
 
-def pneumo_popen(argv: list[str], cwd: Path, env: dict, log: Path, session: bool = False):
-    """`python -m pneumo ARGV` started and left running, stdout and stderr into log: for tests that run
-    several at once. Forked from the zygote where the environment allows (else a fresh interpreter), it
-    answers Popen's pid, poll(), wait(timeout) and returncode; session: it leads its own session (killpg)."""
-    if _zygote_can_fork(env, False):
+def pneumo_popen(argv: list[str], cwd: Path, env: dict, log: Path, session: bool = False, fresh: bool = False):
+    """`pneumo ARGV` started and left running, stdout and stderr into log: for tests that run several at
+    once, or signal one. Forked from the zygote where the environment allows and not `fresh` (else the
+    installed script in a new interpreter), it answers Popen's pid, poll(), wait(timeout) and returncode;
+    session: it leads its own session (killpg)."""
+    if _zygote_can_fork(env, fresh):
         return _zygote().start(argv, cwd, env, str(log), None, session)
     with open(log, "w") as out:
-        return subprocess.Popen([sys.executable, "-m", "pneumo", *argv], env=env, cwd=cwd, stdout=out,
+        return subprocess.Popen([str(pneumo_script()), *argv], env=env, cwd=cwd, stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=session)
 
 
@@ -162,9 +209,13 @@ class Zygote:
     A reader thread hands each reply to the request it answers, so children may run at once."""
 
     def __init__(self):
-        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("zygote.py"))], env=clean_env(),
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("zygote.py"))], env=_ZYGOTE_ENV,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         atexit.register(self.proc.kill)
+        ready = self.proc.stdout.readline()  # once it has imported everything
+        if not ready:
+            raise RuntimeError(f"the test zygote did not start (exit {self.proc.wait()})")
+        self.read_at_import = frozenset(json.loads(ready)["read_at_import"])
         self._lock = threading.Lock()
         self._replies: dict[int, queue.Queue] = {}
         self._next = itertools.count()

@@ -3,7 +3,6 @@ and what a job records (tags, the logged model's requirements) names the backend
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -14,12 +13,8 @@ import pytest
 from pneumo.record import names
 from pneumo.runtime import backend
 
-from helpers import TOY, client_for, require, run_pneumo
-
-
-def _need_jax() -> None:
-    """Off CI a machine without JAX skips; in CI (which installs it with the dev extra) that fails."""
-    require(importlib.util.find_spec("jax") is not None, 'JAX is not installed (pip install -e ".[dev]" brings it)')
+import helpers
+from helpers import TOY, backends, client_for, require_backend, run_pneumo
 
 
 @pytest.mark.slow
@@ -29,7 +24,8 @@ def test_smoke_sweep_on_jax_with_augment_in_the_compiled_step(tmp_path):
 
     PNEUMO_JAX_VENV (set by .ci/run): a venv with pneumo's `jax` extra alone, where TensorFlow must not
     be importable; the sweep runs there as `python -m pneumo`, KERAS_BACKEND
-    unset (pneumo picks the installed backend). Without it: this venv, KERAS_BACKEND=jax."""
+    unset (pneumo picks the installed backend), through that venv's `pneumo` script. Without it: this venv,
+    KERAS_BACKEND=jax."""
     venv = os.environ.get("PNEUMO_JAX_VENV")
     argv = ["sweep", "smoke", *TOY, "augmentation=light"]
     if venv:
@@ -38,7 +34,7 @@ def test_smoke_sweep_on_jax_with_augment_in_the_compiled_step(tmp_path):
         assert tf.returncode != 0, f"tensorflow is importable in {venv}: something depends on it again"
         run_pneumo(argv, tmp_path, env_extra={"KERAS_BACKEND": None}, python=python)
     else:
-        _need_jax()
+        require_backend("jax")  # the dev extra brings it
         run_pneumo(argv, tmp_path, env_extra={"KERAS_BACKEND": "jax"})
     client = client_for(tmp_path)
     exp = client.get_experiment_by_name("smoke")
@@ -125,3 +121,38 @@ def test_auto_jit_means_xla_only_where_there_is_an_accelerator(monkeypatch):
     assert backend.jit_compile(True) is True and backend.jit_compile(False) is False  # what the user forces
     monkeypatch.setattr(backend, "accelerators", lambda: ["NVIDIA H100"])
     assert backend.jit_compile("auto") == "auto"  # Keras' own choice: XLA when every layer allows it
+
+
+# -- which backends the tests promise to run on -------------------------------------------------
+
+
+@pytest.mark.parametrize("ci, promised, expected", [
+    ("", None, ["jax", "torch"]),  # a developer's machine: every backend, a missing one skips by name
+    ("", "tensorflow jax", ["jax", "torch"]),  # the promise is CI's alone
+    ("true", "tensorflow jax", ["jax"]),  # CI, as .ci/run says: torch not installed there, and not run
+    ("true", "tensorflow jax torch", ["jax", "torch"]),
+    ("true", None, ["jax", "torch"]),  # CI that promises nothing in particular runs them all: a missing one fails
+])
+def test_the_backends_a_test_runs_on(monkeypatch, ci, promised, expected):
+    monkeypatch.setenv("CI", ci)
+    if promised is None:
+        monkeypatch.delenv(helpers.PROMISED, raising=False)
+    else:
+        monkeypatch.setenv(helpers.PROMISED, promised)
+    assert backends("jax", "torch") == expected
+
+
+def test_a_backend_ci_cannot_have_is_a_config_error(monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.setenv(helpers.PROMISED, "tensorflow pytorch")
+    with pytest.raises(ValueError, match="pytorch is not one of tensorflow, jax, torch"):
+        backends("jax", "torch")
+
+
+@pytest.mark.parametrize("ci, outcome", [("", pytest.skip.Exception), ("true", pytest.fail.Exception)])
+def test_a_missing_backend_is_a_named_skip_and_in_ci_a_failure(monkeypatch, ci, outcome):
+    monkeypatch.setenv("CI", ci)
+    monkeypatch.setattr(helpers, "find_spec", lambda name: None if name == "torch" else object())
+    require_backend("jax")  # installed: nothing happens
+    with pytest.raises(outcome, match="the Keras backend torch is not installed"):
+        require_backend("torch")

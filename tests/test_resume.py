@@ -1,7 +1,9 @@
 """Kill a job with SIGKILL mid-search, rerun the same command: the search completes, nothing twice.
 
 The kills are real SIGKILLs at fixed points of the job (PNEUMO_KILL_AT: inside an epoch
-through a Keras callback, or at train.fault_point), never timed from outside.
+through a Keras callback, or at train.fault_point), never timed from outside. The first test
+kills and resumes the installed `pneumo` script in new interpreters, as a user's commands run;
+Ctrl-C and SIGTERM are tests/test_signals.py.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ JOB = ["train", "experiment=resume", "data.n_images=64", "data.image_px=48", "tr
        "trainer.early_stopping=null", "trainer.chance_z=null"]
 
 
-def job(tmp: Path, *extra: str, **env) -> subprocess.CompletedProcess:
-    """The job as a new process, its outputs under tmp (tests/helpers.py); env adds variables."""
-    return run_pneumo([*JOB, *extra], tmp, env_extra=env, check=False, timeout=600)
+def job(tmp: Path, *extra: str, fresh: bool = False, **env) -> subprocess.CompletedProcess:
+    """The job as a new process, its outputs under tmp (tests/helpers.py); env adds variables.
+    fresh: the installed script in a new interpreter, not a fork of the tests' pre-imported one."""
+    return run_pneumo([*JOB, *extra], tmp, env_extra=env, check=False, timeout=600, fresh=fresh)
 
 
 store = client_for
@@ -36,15 +39,15 @@ def trial_runs(client, exp_id):
     return client.search_runs([exp_id], f"tags.`{names.TAG_ROLE}` = 'trial'")
 
 
-def killed_at(tmp: Path, point: str, extra=()) -> None:
+def killed_at(tmp: Path, point: str, extra=(), fresh: bool = False) -> None:
     """Run the job until PNEUMO_KILL_AT=point SIGKILLs it (no clean-up of any kind)."""
-    proc = job(tmp, *extra, PNEUMO_KILL_AT=point)
+    proc = job(tmp, *extra, fresh=fresh, PNEUMO_KILL_AT=point)
     assert proc.returncode == -signal.SIGKILL, f"not killed at {point} (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
 
 
 @pytest.mark.slow
 def test_killed_job_resumes_without_rerunning_or_duplicating(tmp_path):
-    killed_at(tmp_path, "mid_epoch")  # the second trial, after the first batch of its second epoch
+    killed_at(tmp_path, "mid_epoch", fresh=True)  # the second trial, after the first batch of its second epoch
     client = store(tmp_path)
     exp_id = client.get_experiment_by_name("resume").experiment_id
     before = {r.info.run_id: r for r in trial_runs(client, exp_id)}
@@ -52,7 +55,7 @@ def test_killed_job_resumes_without_rerunning_or_duplicating(tmp_path):
     interrupted = next(r for r in before.values() if r.info.status == "RUNNING")
     assert len(client.get_metric_history(interrupted.info.run_id, "val_auc")) == 1  # one epoch done, one cut
 
-    rerun = job(tmp_path)
+    rerun = job(tmp_path, fresh=True)
     assert rerun.returncode == 0, rerun.stderr[-4000:]
     # Its progress lines count the trial finished before the kill, and its score as the best so far.
     kept = max(m.value for r in before.values() if r.info.status == "FINISHED"
@@ -77,7 +80,7 @@ def test_killed_job_resumes_without_rerunning_or_duplicating(tmp_path):
     versions = client.search_model_versions(f"name='{names.MODEL_NAME}'")
     assert [v.run_id for v in versions] == [jobs[0].info.run_id]
 
-    # A finished job is not run again by the same command.
+    # A finished job is not run again by the same command (forked: a new interpreter would show nothing more).
     again = job(tmp_path)
     assert again.returncode == 0 and "already finished" in again.stdout + again.stderr
     assert len(trial_runs(client, exp_id)) == len(runs)

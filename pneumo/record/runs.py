@@ -7,6 +7,7 @@ model is best.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -169,6 +170,24 @@ def close_stale_trials(client: MlflowClient, exp_id: str, parent_id: str, comple
         client.set_terminated(run.info.run_id, status)
         n += 1
     return n
+
+
+@contextlib.contextmanager
+def killed_if_interrupted(client: MlflowClient, exp_id: str, run_id: str):
+    """Inside the job's `mlflow.start_run`: Ctrl-C, or SIGTERM (pneumo.job raises it as a KeyboardInterrupt),
+    ends the job's run and the trial runs it left open as KILLED; the interrupt goes on (epoch metrics still
+    queued are written before the interpreter exits: `log_epoch`).
+
+    Left to MLflow, the job's run would end FAILED and its trial in flight stay RUNNING for good (a later
+    job reaps the trials of RUNNING jobs only). The same command resumes the job, as after a SIGKILL.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        for child in children(client, exp_id, run_id, "RUNNING"):
+            client.set_terminated(child.info.run_id, "KILLED")
+        mlflow.end_run("KILLED")  # and off MLflow's stack: its start_run would end it FAILED on the way out
+        raise
 
 
 def start_trial(client: MlflowClient, exp_id: str, parent_id: str, trial_id: str, hp: Mapping,

@@ -1,7 +1,9 @@
 """Points where the reliability tests act on a real job from outside, through the environment.
 
-Off unless the variable is set. A kill is a real SIGKILL (nothing to catch or clean up); a
-rendezvous proves that jobs ran at the same time without timing them: each waits until all
+Off unless the variable is set. A kill is a real SIGKILL (nothing to catch or clean up), or,
+with PNEUMO_HOLD, a hold: the job waits at the kill point for the test to send it a signal
+(Ctrl-C's SIGINT, a scheduler's SIGTERM), so the signal lands mid-trial without being timed.
+A rendezvous proves that jobs ran at the same time without timing them: each waits until all
 have arrived, which they only all do if they run at once.
 """
 
@@ -13,14 +15,29 @@ import time
 from pathlib import Path
 
 KILL_AT = "PNEUMO_KILL_AT"  # a fault point's name: the job SIGKILLs itself there
+HOLD = "PNEUMO_HOLD"  # FOLDER: at its kill point the job leaves FOLDER/<pid> and waits there for a signal instead
+HOLD_S = 300.0  # then it fails: no signal came
 RENDEZVOUS = "PNEUMO_RENDEZVOUS"  # FOLDER:N: each job waits at its start until N jobs have arrived
 RENDEZVOUS_WAIT_S = 300.0  # then it fails: its peers never ran beside it
 
 
 def fault_point(name: str) -> None:
-    """SIGKILL this process here when PNEUMO_KILL_AT=name."""
+    """Stop this process here when PNEUMO_KILL_AT=name."""
     if os.environ.get(KILL_AT) == name:
+        stop_here()
+
+
+def stop_here() -> None:
+    """What a kill point does: SIGKILL this process, or under PNEUMO_HOLD=FOLDER say so in FOLDER/<pid> and
+    wait for a signal from outside (its handler raises out of the sleep, where the job is)."""
+    folder = os.environ.get(HOLD)
+    if not folder:
         os.kill(os.getpid(), signal.SIGKILL)
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    (Path(folder) / str(os.getpid())).touch()
+    time.sleep(HOLD_S)
+    raise RuntimeError(f"{HOLD}: held {HOLD_S:.0f} s at a kill point and no signal came")
 
 
 def rendezvous() -> None:

@@ -6,21 +6,21 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 
 import keras
 import keras_tuner
 
 from pneumo.record import names
+from pneumo.runtime import testpoints
 
 
 class KillMidEpoch(keras.callbacks.Callback):
     """A kill point inside an epoch, for the reliability tests (PNEUMO_KILL_AT, as train.fault_point).
 
-    `PNEUMO_KILL_AT=mid_epoch[:TRIAL[:EPOCH]]` SIGKILLs the process after the first batch of
-    epoch EPOCH of the TRIAL-th model it trains (both 0-based, default 1: the second trial's
-    second epoch), so a trial run is RUNNING with its earlier epochs logged: deterministic,
-    where polling the store for the moment would race the job.
+    `PNEUMO_KILL_AT=mid_epoch[:TRIAL[:EPOCH]]` SIGKILLs the process (or holds it for a signal:
+    testpoints.stop_here) after the first batch of epoch EPOCH of the TRIAL-th model it trains (both
+    0-based, default 1: the second trial's second epoch), so a trial run is RUNNING with its earlier
+    epochs logged: deterministic, where polling the store for the moment would race the job.
     """
 
     fits = 0  # models this process has started training (Keras Tuner deep-copies callbacks per trial)
@@ -45,7 +45,7 @@ class KillMidEpoch(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         if (self.nth, self.now) == (self.trial, self.epoch):
-            os.kill(os.getpid(), signal.SIGKILL)
+            testpoints.stop_here()
 
 
 class TrialGuard(keras.callbacks.Callback):
