@@ -8,7 +8,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from pneumo.config import checks, paths, schema
+from pneumo.config import checks, keys, paths, schema
 from pneumo.model import builders
 from pneumo.model.preprocess import Clahe, View
 from pneumo.record import runs
@@ -38,6 +38,17 @@ def test_old_jobs_keep_their_identity():
             assert runs.job_key(plain, "data", "test") == key
             plain["trainer"]["label_smoothing"] = 0.1  # a lever that is on is part of the job
             assert runs.job_key(plain, "data", "test") != key
+
+
+def test_a_configuration_recorded_before_the_levers_is_the_same_configuration():
+    """`pneumo compare` groups seeds by the config key; a job logged before the levers' keys existed (its
+    params lack them) and one logged after (its params hold them at their neutral values) are one configuration."""
+    with initialize_config_dir(config_dir=str(paths.CONF_DIR), version_base="1.3"):
+        now = runs.flatten(OmegaConf.to_container(compose("config"), resolve=True))
+    before = {k: v for k, v in now.items() if k not in keys.NEUTRAL}
+    assert len(before) < len(now)
+    assert runs.config_key(now, "d", "t") == runs.config_key(before, "d", "t")
+    assert runs.config_key({**now, "trainer.label_smoothing": "0.1"}, "d", "t") != runs.config_key(before, "d", "t")
 
 
 @pytest.mark.parametrize("lever", sorted(p.stem for p in (paths.CONF_DIR / "lever").glob("*.yaml")))

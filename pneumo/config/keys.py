@@ -4,6 +4,7 @@ its run name, and `pneumo rerun` (which may add only these)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 # Where things go (store, cache, outputs, the data's location: its content is identified by digest),
@@ -15,8 +16,21 @@ NOT_PART_OF_JOB = ("paths", "tracking", "hydra", "distributed", "restart", "reru
 
 # Keys added after stores existed, at the value that changes nothing: a job with the key at this value is
 # the job it was before the key existed, so it keeps its identity (its key) and old stores resume.
-NEUTRAL = {"data.train_fraction": 1.0, "trainer.label_smoothing": 0.0, "trainer.clahe": None, "trainer.lr_schedule": None,
-           "optimizer.use_ema": None, "optimizer.ema_momentum": None, "evaluation.tta": None}
+NEUTRAL = {"data.train_fraction": 1.0, "trainer.label_smoothing": 0.0, "trainer.clahe": None,
+           "trainer.lr_schedule": None, "optimizer.use_ema": None, "optimizer.ema_momentum": None,
+           "evaluation.tta": None}
+
+
+def neutral(key: str, value) -> bool:
+    """Is `value` (as configured, or as a logged param's text: JSON) the neutral value of a key added later?"""
+    if key not in NEUTRAL:
+        return False
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return False
+    return value == NEUTRAL[key]
 
 
 def part_of_job(key: str) -> bool:
@@ -30,7 +44,7 @@ def job_config(plain: Mapping, prefix: str = "") -> dict:
     out = {}
     for k, v in plain.items():
         name = f"{prefix}{k}"
-        if not part_of_job(name) or (name in NEUTRAL and v == NEUTRAL[name]):
+        if not part_of_job(name) or neutral(name, v):
             continue
         out[k] = job_config(v, name + ".") if isinstance(v, Mapping) else v
     return out

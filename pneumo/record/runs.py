@@ -23,7 +23,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from pneumo.config import paths
-from pneumo.config.keys import is_seed, job_config, part_of_job
+from pneumo.config.keys import is_seed, job_config, neutral, part_of_job
 from pneumo.config.space import is_space, plain
 from pneumo.record import names
 from pneumo.record.redact import REDACTED, SECRET_KEY, redact_config, scrub
@@ -59,7 +59,7 @@ def config_key(params: Mapping[str, str], *digests: str) -> str:
     configuration trained with different seeds share it. From the flat params the job logs (`flatten`),
     so that it is computed again, to the same value, from the params of jobs recorded before the tag."""
     kept = {k: v for k, v in params.items()
-            if part_of_job(k) and not is_seed(k) and not k.startswith(names.BEST_HP_PREFIX)}
+            if part_of_job(k) and not is_seed(k) and not k.startswith(names.BEST_HP_PREFIX) and not neutral(k, v)}
     blob = json.dumps([kept, *digests], sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
