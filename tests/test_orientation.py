@@ -20,6 +20,8 @@ from scipy.stats import norm
 from pneumo.data import synthetic
 from pneumo.evaluation import imagestats, ood, orientation
 
+from helpers import require
+
 QUANTILE = 0.99
 DIMS = 4  # of the stand-in embedding
 TURNS = {"flipped top-to-bottom": Image.Transpose.FLIP_TOP_BOTTOM, "rotated 180": Image.Transpose.ROTATE_180,
@@ -143,16 +145,16 @@ def test_a_collection_that_cannot_be_oriented_gets_no_check():
 
 
 ROOT = Path(__file__).resolve().parent.parent
-# Beside the checkout on the dev machine (or beside the folder of its git worktrees); absent in a user's clone and CI.
+# Beside the checkout on the dev machine and in CI (or beside the folder of its git worktrees); absent in a user's clone.
 REAL = next((p for p in (ROOT.parent / "shared" / "data", ROOT.parent.parent / "shared" / "data") if p.is_dir()),
             ROOT.parent / "shared" / "data")
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (REAL / "kermany-224" / "train").is_dir(), reason=f"real data absent: no {REAL}/kermany-224")
 def test_real_films_turned_around_are_flagged_and_upright_ones_are_not(tmp_path):
     """docs/trust.md's rates, on pneumo's own split: fitted on training films, lines on validation films, read on
     the test split's films (never fitted) and the external set, upright and turned."""
+    require((REAL / "kermany-224" / "train").is_dir(), f"real data absent: no {REAL}/kermany-224")
     spec = importlib.util.spec_from_file_location("orientation_doc", ROOT / "docs" / "orientation.py")
     doc = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(doc)
