@@ -21,11 +21,17 @@ def register(sub) -> None:
 
 def compare(args) -> int:
     from pneumo.commands import leaderboard, table
+    from pneumo.record import store
 
+    client = store.connect()  # a missing store is refused, not created
     try:
-        rows = leaderboard.leaderboard(args.experiment, args.metric, args.top, tolerance=args.tolerance)
+        rows = leaderboard.leaderboard(args.experiment, args.metric, args.top, client=client, tolerance=args.tolerance)
     except LookupError as err:
         print(f"pneumo compare: {err}", file=sys.stderr)
         return 1
+    if not rows and args.top != 0:
+        print(f"pneumo compare: no jobs in {args.experiment or 'any experiment'} at {client.tracking_uri}: run a "
+              "sweep first, or point MLFLOW_TRACKING_URI at the store that holds them", file=sys.stderr)
+        return 2
     table.render(rows, args.metric, output.choose(args.format))
     return 0

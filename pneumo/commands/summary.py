@@ -72,11 +72,14 @@ def summarize(out=sys.stdout) -> int:
     if not MULTIRUN:
         return 0
     from pneumo.commands import leaderboard, table
+    from pneumo.config.errors import StoreError
     from pneumo.record import names, store
 
-    client = store.connect(MULTIRUN["uri"], MULTIRUN["store"])
-    uri = client.tracking_uri
-    exp = client.get_experiment_by_name(MULTIRUN["experiment"])
+    try:
+        client = store.connect(MULTIRUN["uri"], MULTIRUN["store"])
+    except StoreError:  # every job failed before creating it
+        client = None
+    exp = client.get_experiment_by_name(MULTIRUN["experiment"]) if client else None
     if exp is None:
         for overrides, error in MULTIRUN.get("failed", []):
             print(f"job FAILED: {overrides}: {error}", file=out)
@@ -95,6 +98,7 @@ def summarize(out=sys.stdout) -> int:
         if overrides not in named:
             print(f"job FAILED: {overrides}: {error}", file=out)
     n_failed = max(len(failed), len(MULTIRUN.get("failed", [])))
+    uri = client.tracking_uri
     from pneumo.commands.output import command
 
     if uri.startswith(("http://", "https://")):
