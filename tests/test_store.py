@@ -48,8 +48,14 @@ def snapshot(folder: Path) -> dict[str, tuple]:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_tracking():
-    """No store named on entry; the environment and MLflow's tracking URI as they were on exit."""
+def _fresh_tracking(monkeypatch):
+    """No store named on entry; the environment and MLflow's tracking URI as they were on exit. `pneumo ui`
+    run in process would replace this process by the MLflow server: where it gets that far, it fails."""
+
+    def execv(path, argv):
+        raise AssertionError(f"pneumo ui started the MLflow server: {argv}")
+
+    monkeypatch.setattr(os, "execv", execv)
     saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
     yield
     mlflow.set_tracking_uri(None)
