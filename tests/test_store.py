@@ -12,7 +12,6 @@ import hashlib
 import os
 import shutil
 import sqlite3
-import time
 from pathlib import Path
 
 import mlflow
@@ -24,8 +23,6 @@ from pneumo.record import local, names, store
 
 from helpers import empty_store, run_pneumo
 from store_fixture import copy_store, smoke_jpegs, smoke_store  # noqa: F401
-
-REFUSED_WITHIN_S = 5.0  # MLflow retried an unopenable database for ~100 s
 
 
 def cli(*argv: str) -> int:
@@ -98,7 +95,6 @@ def _not_a_database(tmp: Path) -> dict[str, tuple[str, str]]:
     }
 
 
-# predict: refused before the model's Keras backend loads
 READERS = [["compare"], ["promote", "--dry-run"], ["ui"], ["predict", "{film}"]]
 
 
@@ -110,15 +106,14 @@ def _argv(command: list[str], tmp: Path) -> list[str]:
 @pytest.mark.parametrize("command", [*READERS, ["train"]])
 def test_a_store_that_is_not_a_database_is_refused_in_seconds_naming_it(command, tmp_path, monkeypatch, capsys):
     command = _argv(command, tmp_path)
+    """Refused before MLflow opens it: MLflow would retry for ~100 s and end in its own traceback, not
+    this one line (no wall-clock bound: see docs/reliability.md, In CI)."""
     for uri, (why, path) in _not_a_database(tmp_path).items():
         before = snapshot(tmp_path)
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-        started = time.monotonic()
         assert cli(*command) == 2, uri
-        took = time.monotonic() - started
         err = capsys.readouterr().err
         assert why in err and path in err and err.count("\n") == 1, err
-        assert took < REFUSED_WITHIN_S, f"{uri}: {took:.1f} s"
         assert snapshot(tmp_path) == before, f"{command} on {uri} changed {tmp_path}"
 
 
