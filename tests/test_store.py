@@ -197,6 +197,31 @@ def test_a_moved_store_reads_from_its_new_folder_writes_nothing_and_a_writer_rec
     assert not (tmp_path / "first").exists()
 
 
+class Started(Exception):
+    """`pneumo ui` got as far as starting the MLflow server (its command line is args[0])."""
+
+
+def test_ui_on_a_moved_store_says_so_and_relocate_records_the_new_folder(tmp_path, monkeypatch, capsys):
+    def execv(path, argv):
+        raise Started(argv)
+
+    run_id, _ = job_store(tmp_path / "first")
+    shutil.copytree(tmp_path / "first", tmp_path / "moved")
+    shutil.rmtree(tmp_path / "first")
+    monkeypatch.setattr(os, "execv", execv)
+    before = snapshot(tmp_path / "moved")
+    with pytest.raises(Started) as started:
+        cli("ui", "--backend-store-uri", uri_of(tmp_path / "moved"))
+    assert "was moved or copied" in capsys.readouterr().err
+    assert str(tmp_path / "moved" / "artifacts") in started.value.args[0]  # where the UI puts new experiments
+    assert snapshot(tmp_path / "moved") == before
+    with pytest.raises(Started):
+        cli("ui", "--backend-store-uri", uri_of(tmp_path / "moved"), "--relocate")
+    assert "was moved or copied" not in capsys.readouterr().err
+    artifacts = MlflowClient(uri_of(tmp_path / "moved")).get_run(run_id).info.artifact_uri
+    assert local.local_path(artifacts).is_relative_to(tmp_path / "moved")
+
+
 def test_a_store_whose_artifacts_lie_only_where_recorded_is_left_as_it_is(tmp_path, capsys):
     """A store made before artifacts sat beside the database (MLFLOW_TRACKING_URI named it, tracking.store
     held the artifacts): the recorded folder exists and none beside the database, so nothing is moved."""
