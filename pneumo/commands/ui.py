@@ -26,7 +26,7 @@ def ui(args) -> int:
     # Read only: a store that does not exist is refused, not created empty.
     client = store.connect(args.backend_store_uri, writes=args.relocate, given="--backend-store-uri")
     uri = client.tracking_uri
-    if store.moved(client):
+    if any(local.local_path(now).is_dir() for now in store.moved(client).values()):
         print(f"pneumo ui: {uri} was moved or copied: its database still names the old folder, so the UI shows "
               "no artifacts; `pneumo ui --relocate` records the new one first", file=sys.stderr)
     # This interpreter runs MLflow (and MLflow runs uvicorn the same way): no `mlflow`
