@@ -195,9 +195,9 @@ def per_batch_hooks(callbacks: list) -> list[str]:
 
 
 def tracked_trial(cfg, hypermodel, fit, tmp: Path, n: int, hooks: dict):
-    store.setup(None, tmp / "mlruns")
+    store.setup(None, tmp / "mlruns", creates=True)
     client = MlflowClient()
-    exp_id = store.experiment_id("overhead", tmp / "mlruns")
+    exp_id = store.experiment_id("overhead")
     keras.utils.set_random_seed(SEED)
     mlflow.set_system_metrics_sampling_interval(cfg.tracking.system_metrics_interval)
     with mlflow.start_run(experiment_id=exp_id, run_name=f"overhead-{n}",  # as a job starts its run: system

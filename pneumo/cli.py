@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from pneumo.commands import compare, data, evaluate, predict, promote, rerun, run, shift, ui
+from pneumo.config.errors import ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser().print_help()
         return 0 if not argv else 2
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as e:  # e.g. a tracking store that does not exist or is not a database: it names it
+        print(f"pneumo {args.command}: {e}", file=sys.stderr)
+        return 2
 
 
 def parser() -> argparse.ArgumentParser:

@@ -79,6 +79,7 @@ def train(cfg: DictConfig) -> float:
     # Everything that can be wrong with the config or the data fails here, before the store is touched
     # (a bad command leaves MLflow exactly as it was); the config first, before Keras is imported (seconds).
     checks.check(cfg)
+    store.check(cfg.tracking.uri, cfg.tracking.store, _launched())
     quiet.libraries(cfg.trainer.verbose)  # before the Keras backend is imported: its chatter stays off the console
     import keras
 
@@ -101,8 +102,8 @@ def train(cfg: DictConfig) -> float:
     load_s = time.perf_counter() - started
 
     plain = OmegaConf.to_container(cfg, resolve=True)
-    client = store.connect(cfg.tracking.uri, cfg.tracking.store)
-    exp_id = store.experiment_id(cfg.experiment, cfg.tracking.store)
+    client = store.connect(cfg.tracking.uri, cfg.tracking.store, creates=True, cwd=_launched())
+    exp_id = store.experiment_id(cfg.experiment)
     key = runs.job_key(plain, splits.digest, splits.test_digest)
     if cfg.distributed.role == "worker":  # runs trials of the chief's search; the chief owns the parent run
         return distributed.work(cfg, hypermodel, splits, client, exp_id, key, _tuner_dir(cfg))
@@ -248,6 +249,13 @@ def _hydra_job() -> tuple[list[str], int, str]:
     hc = HydraConfig.get()
     multirun = str(Path(hc.sweep.dir).resolve()) if str(hc.mode) == "RunMode.MULTIRUN" else ""
     return redact.redact_overrides(list(hc.overrides.task)), hc.job.get("num", 0), multirun
+
+
+def _launched() -> Path | None:
+    """The folder pneumo was started in (a relative store path is taken from it), not Hydra's job folder."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.cwd) if HydraConfig.initialized() else None
 
 
 class JobError(CompactHydraException):

@@ -318,6 +318,7 @@ def test_a_search_can_start_from_the_defaults(tmp_path):
 # (options, key, the edge value just inside, the first value just outside). Each row is a line drawn in
 # pneumo/config/schema.py (`within`) or pneumo/config/checks.py; moving the line, or reading another
 # number, fails a row. For an open end "just inside" is a hair inside it.
+CLAHE, COSINE, TTA = "+lever=clahe", "+lever=cosine", "+lever=tta"  # these keys are null (off) unless a lever sets them
 RANGES = [
     ([], "seed", 0, -1), ([], "seed", 4294967295, 4294967296),
     ([], "data.n_images", 8, 7), ([], "data.image_px", 16, 15), ([], "data.image_px", 4096, 4097),
@@ -360,6 +361,18 @@ RANGES = [
     ([], "tracking.system_metrics_interval", 0.001, 0.0),
     ([], "distributed.oracle_port", 1, 0), ([], "distributed.oracle_port", 65535, 65536),
     ([], "distributed.wait_s", 0.0, -0.001),
+    ([], "data.train_fraction", 0.001, 0.0), ([], "data.train_fraction", 1.0, 1.001),
+    ([], "optimizer.ema_momentum", 0.0, -0.001), ([], "optimizer.ema_momentum", 0.999, 1.0),
+    ([], "trainer.label_smoothing", 0.0, -0.001), ([], "trainer.label_smoothing", 0.999, 1.0),
+    ([CLAHE], "trainer.clahe.clip_limit", 1e-9, 0.0), ([CLAHE], "trainer.clahe.tiles", 1, 0),
+    ([CLAHE], "trainer.clahe.tiles", 64, 65), ([CLAHE], "trainer.clahe.bins", 2, 1), ([CLAHE], "trainer.clahe.bins", 256, 257),
+    ([COSINE], "trainer.lr_schedule.warmup_epochs", 0, -1),
+    ([COSINE], "trainer.lr_schedule.start_factor", 1.0, 1.001),
+    ([COSINE], "trainer.lr_schedule.start_factor", 0.001, 0.0),
+    ([COSINE], "trainer.lr_schedule.end_factor", 0.0, -0.001),
+    ([COSINE], "trainer.lr_schedule.end_factor", 1.0, 1.001),
+    ([TTA], "evaluation.tta.shift", 0.0, -0.001), ([TTA], "evaluation.tta.shift", 0.499, 0.5),
+    ([TTA], "evaluation.tta.zoom", 0.0, -0.001), ([TTA], "evaluation.tta.zoom", 0.999, 1.0),
 ]
 
 
@@ -373,9 +386,13 @@ def ranged_keys() -> set[str]:
         for f in dataclasses.fields(cls):
             if ranges.of(f) is not None:
                 yield prefix + f.name
-            nested = {"early_stopping": schema.EarlyStoppingConfig, "reduce_lr": schema.ReduceLRConfig}
-            if cls is schema.TrainerConfig and f.name in nested:
-                yield from walk(nested[f.name], f"{prefix}{f.name}.")
+            nested = {(schema.TrainerConfig, "early_stopping"): schema.EarlyStoppingConfig,
+                      (schema.TrainerConfig, "reduce_lr"): schema.ReduceLRConfig,
+                      (schema.TrainerConfig, "clahe"): schema.ClaheConfig,
+                      (schema.TrainerConfig, "lr_schedule"): schema.LRScheduleConfig,
+                      (schema.EvaluationConfig, "tta"): schema.TTAConfig}
+            if (cls, f.name) in nested:
+                yield from walk(nested[(cls, f.name)], f"{prefix}{f.name}.")
 
     keys = set(walk(schema.Config, ""))
     for group, cls in [*schema.GROUP_SCHEMAS.items(), *(("model", c) for c in schema.MODEL_SCHEMAS.values())]:

@@ -155,11 +155,11 @@ def test_best_epoch_weights_written_once_at_train_end(tmp_path):
 
 
 def test_background_epoch_metrics_all_stored_before_the_run_ends(tmp_path):
-    store.setup(None, tmp_path / "mlruns")
+    store.setup(None, tmp_path / "mlruns", creates=True)
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
-    run = client.create_run(store.experiment_id("epochs", tmp_path / "mlruns")).info.run_id
+    run = client.create_run(store.experiment_id("epochs")).info.run_id
     writes = [runs.log_epoch(client, run, e, {"loss": 1.0 / (e + 1), "val_auc": float("nan")}, synchronous=False)
               for e in range(20)]
     runs.wait_written(writes)

@@ -19,7 +19,7 @@ from test_bad_input import special_files
 
 from pneumo.record import names
 
-from helpers import clean_env, client_for, run_pneumo, tracking_uri
+from helpers import clean_env, client_for, empty_store, run_pneumo, tracking_uri
 from store_fixture import smoke_jpegs, smoke_store  # noqa: F401
 
 CLASSES = {"NORMAL", "PNEUMONIA"}
@@ -112,7 +112,7 @@ def test_missing_model_is_a_clear_message_and_exit_2(tmp_path):
 
     Image.new("L", (64, 64), 90).save(tmp_path / "film.jpeg")
     store = tmp_path / "empty-store"
-    (store / "mlruns").mkdir(parents=True)  # a store with no model in it
+    empty_store(store / "mlruns")  # a store with no model in it (one with no store: tests/test_store.py)
     proc = _predict([str(tmp_path / "film.jpeg")], store, tmp_path)
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-3000:])
     assert "cannot load models:/pneumonia-classifier@champion" in proc.stderr

@@ -10,6 +10,7 @@ import pytest
 
 from pneumo.record import names
 
+from helpers import empty_store
 from store_fixture import smoke_store  # noqa: F401
 
 
@@ -35,7 +36,7 @@ def test_ui_binds_to_loopback_unless_told(monkeypatch, tmp_path):
 
     calls = []
     monkeypatch.setattr(os, "execv", lambda f, argv: calls.append(argv))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", empty_store(tmp_path))  # pneumo ui refuses a store that is not there
     cli.main(["ui"])
     cli.main(["ui", "--host", "0.0.0.0"])
     hosts = [argv[argv.index("--host") + 1] for argv in calls]

@@ -42,8 +42,6 @@ def _positive(text: str) -> float:
 
 def predict(args) -> int:
     items, model_uri, fmt, explain = args.paths, args.model, args.format, args.explain
-    from pneumo.record import store
-
     try:
         files = served.collect(items)
     except served.InputError as e:
@@ -52,15 +50,16 @@ def predict(args) -> int:
     if not files:
         print("pneumo predict: no JPEG/PNG files found in " + " ".join(items), file=sys.stderr)
         return 2
-    store.setup()
-    import mlflow
     from mlflow.exceptions import MlflowException
 
+    from pneumo.record import store
+    from pneumo.release import registry
     from pneumo.runtime import quiet
 
+    client = store.connect() if registry.in_store(model_uri) else None  # before Keras: a bad store fails fast
     quiet.libraries(0)  # the model's Keras backend loads next: its import chatter stays off the console
     try:
-        model = mlflow.pyfunc.load_model(model_uri)
+        model = registry.load_model(model_uri, client)  # a private copy: reading writes nothing into the store
     except MlflowException as e:
         print(f"pneumo predict: cannot load {model_uri}: {e.message.splitlines()[0]}\n"
               "  run a sweep and `pneumo promote` first, or pass --model models:/pneumonia-classifier/<version>",

@@ -27,7 +27,7 @@ def rerun(args) -> int:
     from pneumo.commands import run
     from pneumo.record import runs, store
 
-    client = store.connect()
+    client = store.connect(writes=True)  # a missing store is refused, not created
     try:
         job = plan(client, args.run_id, args.overrides)
         checks.check(job.cfg)  # the start-up check of `pneumo train`, before the data is read

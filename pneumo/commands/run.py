@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from pneumo.config import paths
@@ -10,7 +11,10 @@ from pneumo.config import paths
 
 def train(hydra_argv: list[str]) -> int:
     """Run pneumo.job's Hydra app with these arguments; 1 when a job failed, 2 for a config error (nothing
-    ran: the start-up check refused a value, or Hydra could not compose the config)."""
+    ran: the start-up check refused a value, Hydra could not compose the config, or the store is unusable)."""
+    if error := _unusable_store():
+        print(f"pneumo train: {error}", file=sys.stderr)
+        return 2
     sys.argv = ["pneumo train", *hydra_argv]
     from pneumo.commands import summary
     from pneumo.config import startup
@@ -42,3 +46,17 @@ def sweep(argv: list[str]) -> int:
               file=sys.stderr)
         return 2
     return train(["--multirun", "--config-dir", str(paths.SWEEPS_DIR), "--config-name", name, *overrides])
+
+
+def _unusable_store() -> str | None:
+    """Why MLFLOW_TRACKING_URI cannot be a store (once, before Hydra starts any job), or None."""
+    from pneumo.config.errors import StoreError
+    from pneumo.record import local
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        if uri:
+            local.check(uri, f"MLFLOW_TRACKING_URI={uri}")
+    except StoreError as e:
+        return str(e)
+    return None

@@ -72,15 +72,19 @@ def summarize(out=sys.stdout) -> int:
     if not MULTIRUN:
         return 0
     from pneumo.commands import groups, leaderboard, table
+    from pneumo.config.errors import StoreError
     from pneumo.record import names, store
 
-    client = store.connect(MULTIRUN["uri"], MULTIRUN["store"])
-    uri = client.tracking_uri
-    exp = client.get_experiment_by_name(MULTIRUN["experiment"])
+    try:
+        client = store.connect(MULTIRUN["uri"], MULTIRUN["store"])
+    except StoreError:  # every job failed before creating it
+        client = None
+    exp = client.get_experiment_by_name(MULTIRUN["experiment"]) if client else None
     if exp is None:
         for overrides, error in MULTIRUN.get("failed", []):
             print(f"job FAILED: {overrides}: {error}", file=out)
         return len(MULTIRUN.get("failed", []))
+    uri = client.tracking_uri
     ours = f"tags.`{names.TAG_MULTIRUN}` = '{MULTIRUN['sweep_dir']}'"
     failed = client.search_runs([exp.experiment_id], f"tags.`{names.TAG_ROLE}` = '{names.ROLE_JOB}' and {ours} "
                                                      "and attributes.status != 'FINISHED'")

@@ -5,3 +5,7 @@ from __future__ import annotations
 
 class ConfigError(ValueError):
     """A config value that cannot work; the message names the key."""
+
+
+class StoreError(ConfigError):
+    """A tracking store that cannot be used as named (missing, not a database); the message names it."""

@@ -87,7 +87,7 @@ def augmentation(*, flip, rotation, zoom, translation, gamma, contrast, brightne
 
 def build(image_size: int, body, body_kwargs: Mapping, aug_kwargs: Mapping, optimizer, *,
           jit_compile, seed=None, standardize: bool, run_eagerly: bool, clahe: Mapping | None = None,
-          label_smoothing: float = 0.0) -> keras.Model:
+          label_smoothing: float | None = None) -> keras.Model:
     """uint8 gray images in, P(pneumonia) out: rescaling, augmentation, CLAHE and standardisation live inside."""
     inputs = keras.Input((image_size, image_size, 1), dtype="uint8", name="image")
     x = keras.layers.Rescaling(1.0 / 255)(inputs)
@@ -104,7 +104,7 @@ def build(image_size: int, body, body_kwargs: Mapping, aug_kwargs: Mapping, opti
     model = keras.Model(inputs, outputs, name=body.__name__)
     model.compile(
         optimizer=optimizer,
-        loss=keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing),
+        loss=keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing or 0.0),  # None: not set, none
         metrics=[
             keras.metrics.AUC(name=names.AUC),
             keras.metrics.AUC(curve="PR", name=names.AUPRC),

@@ -1,41 +1,46 @@
 """Where the record lives: the tracking store, resolved once per command, and its experiments.
+
+A local store is one folder (pneumo.record.local): its artifacts sit beside its database, a command
+that only reads writes nothing to it, and a store that does not exist is created only by a command
+that makes runs.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
 
 import mlflow
+from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from pneumo.config import paths
-from pneumo.record import redact
+from pneumo.record import local, redact
 
+log = logging.getLogger("pneumo")
 _ours: dict = {}  # the tracking URI this process set, as MLflow mirrored it into the environment
+_moves: dict = {}  # tracking URI -> {recorded artifact location: where it is now}, read once
 
 
-def setup(uri: str | None = None, store: str | Path | None = None) -> str:
-    """Point MLflow at the store: MLFLOW_TRACKING_URI wins, then `uri`, then local sqlite."""
-    # A parent's MLFLOW_RUN_ID would hijack our nested runs: never inherit it.
-    os.environ.pop("MLFLOW_RUN_ID", None)
+def _chosen(uri: str | None, store: str | Path | None, given: str = "tracking.uri") -> tuple[str, str]:
+    """(the tracking URI, how to name it to the user): MLFLOW_TRACKING_URI wins, then `uri` (named as
+    `given`), then the local store folder `store`."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
     # mlflow.set_tracking_uri also writes MLFLOW_TRACKING_URI: a value we put there
     # ourselves (an earlier job of this process) is not the user's choice.
-    env = os.environ.get("MLFLOW_TRACKING_URI")
     if env != _ours.get("uri"):  # changed since we last set it: the user's (or the first call)
         _ours["user"] = env
-    resolved = _credentials_to_env(_ours.get("user") or uri)
-    if not resolved:
-        store = Path(store) if store else paths.STORE
-        store.mkdir(parents=True, exist_ok=True)
-        resolved = paths.local_tracking_uri(store)
-    mlflow.set_tracking_uri(resolved)
-    _ours["uri"] = os.environ.get("MLFLOW_TRACKING_URI")
-    if resolved.startswith("sqlite:"):
-        _create_sqlite_store(resolved)
-    return resolved
+    if _ours.get("user"):
+        user = _credentials_to_env(_ours["user"])
+        return user, f"MLFLOW_TRACKING_URI={user}"
+    if uri:
+        uri = _credentials_to_env(uri)
+        return uri, f"{given}={uri}"
+    local_uri = paths.local_tracking_uri(store)
+    return local_uri, f"tracking.store={store}" if store else f"the local store {local_uri} (MLFLOW_TRACKING_URI unset)"
 
 
 def _credentials_to_env(uri: str | None) -> str | None:
@@ -53,9 +58,44 @@ def _credentials_to_env(uri: str | None) -> str | None:
     return bare
 
 
-def connect(uri: str | None = None, store: str | Path | None = None) -> MlflowClient:
+def check(uri: str | None = None, store: str | Path | None = None, cwd: Path | None = None) -> None:
+    """Refuse now, naming it, a store that cannot become one (a folder, a file that is not a database),
+    without creating or changing anything (a job checks before it loads data)."""
+    local.check(*_chosen(uri, store), cwd)
+
+
+def resolve(uri: str | None = None, store: str | Path | None = None, *, creates: bool = False,
+            cwd: Path | None = None, given: str = "tracking.uri") -> str:
+    """The store a command works on (`_chosen`); a local one is checked, and created with `creates`,
+    before MLflow opens it. A relative sqlite path is taken from `cwd` (a job's: the folder pneumo was
+    started in, not Hydra's job folder)."""
+    resolved, named = _chosen(uri, store, given)
+    db = local.ready(resolved, named, creates=creates, cwd=cwd)
+    return f"{local.SQLITE}{db}" if db is not None else resolved
+
+
+def setup(uri: str | None = None, store: str | Path | None = None, *, writes: bool = False, creates: bool = False,
+          **where) -> str:
+    """Point MLflow at the store (see `resolve`). `writes`: the command adds to the store, so a moved
+    store's recorded locations are first set to its current folder; `creates`: it makes runs, so a
+    store that does not exist yet is created."""
+    # A parent's MLFLOW_RUN_ID would hijack our nested runs: never inherit it.
+    os.environ.pop("MLFLOW_RUN_ID", None)
+    resolved = resolve(uri, store, creates=creates, **where)
+    mlflow.set_tracking_uri(resolved)
+    _ours["uri"] = os.environ.get("MLFLOW_TRACKING_URI")
+    db = local.database(resolved)
+    if db is not None and (writes or creates) and (moves := moved(MlflowClient(resolved))):
+        n = local.relocate(db, moves)
+        _moves.pop(resolved, None)
+        log.warning("store %s was moved: %d recorded artifact locations now point into it (were under %s)",
+                 db.parent, n, ", ".join(sorted({str(local.local_path(old).parent.parent) for old in moves})))
+    return resolved
+
+
+def connect(uri: str | None = None, store: str | Path | None = None, **how) -> MlflowClient:
     """An MlflowClient on the store a command works on (resolved once, as `setup` does), to hand around."""
-    return MlflowClient(tracking_uri=setup(uri, store))
+    return MlflowClient(tracking_uri=setup(uri, store, **how))
 
 
 def pages(search, *args, **kwargs):
@@ -68,30 +108,49 @@ def pages(search, *args, **kwargs):
             return
 
 
+def moved(client) -> dict[str, str]:
+    """{recorded experiment location: its folder now} for a local store that was moved or copied."""
+    uri = client.tracking_uri
+    db = local.database(uri)
+    if db is None:
+        return {}
+    if uri not in _moves:
+        experiments = pages(client.search_experiments, view_type=ViewType.ALL)
+        _moves[uri] = local.mapping([e.artifact_location for e in experiments], db)
+    return _moves[uri]
+
+
+def located(client, recorded: str) -> str:
+    """Where an artifact URI recorded in the store is now: in a moved or copied store, under its folder."""
+    for old, new in moved(client).items():
+        if recorded == old or recorded.startswith(old + "/"):
+            return new + recorded[len(old):]
+    return recorded
+
+
+def download(client, run_id: str, path: str, dst: str) -> str:
+    """A run's artifact, copied into dst (found where `located` says); returns its local path."""
+    base = located(client, client.get_run(run_id).info.artifact_uri)
+    return mlflow.artifacts.download_artifacts(artifact_uri=f"{base}/{path}", dst_path=dst,
+                                               tracking_uri=client.tracking_uri)
+
+
 def _create_sqlite_store(uri: str) -> None:
-    """Create a new sqlite store's tables once, under a lock.
-
-    Parallel jobs (Hydra's joblib launcher) opening a new store at the same time
-    would each create its tables and fail ('table ... already exists').
-    """
-    import fcntl
-
-    db = Path(uri.removeprefix("sqlite:///"))
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.with_name(db.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        MlflowClient(uri).search_experiments(max_results=1)
+    """A new sqlite store's tables (tests/helpers.py seeds its stores with it)."""
+    local.create(local.database(uri))
 
 
-def experiment_id(name: str, store: str | Path | None = None) -> str:
-    """Get or create the experiment; local artifacts go under <store>/artifacts/."""
+def experiment_id(name: str) -> str:
+    """Get or create the experiment; a local store's artifacts go under <store folder>/artifacts/."""
     client = MlflowClient()
+    db = local.database(mlflow.get_tracking_uri())
     exp = client.get_experiment_by_name(name)
     if exp is not None:
+        if db is not None and (away := local.outside(exp.artifact_location, db)):
+            log.warning("experiment %r keeps its artifacts in %s, outside the store folder %s (it was created "
+                        "so): copying or deleting the folder leaves them behind", name, away, db.parent)
         return exp.experiment_id
-    location = None
-    if store and mlflow.get_tracking_uri().startswith("sqlite:"):
-        location = (Path(store).resolve() / "artifacts" / _slug(name)).as_uri()
+    location = (db.parent / paths.ARTIFACTS / _slug(name)).as_uri() if db is not None else None
     try:
         return client.create_experiment(name, artifact_location=location)
     except MlflowException:  # a parallel job created it first

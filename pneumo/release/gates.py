@@ -155,10 +155,12 @@ def capped(lines: list[str]) -> list[str]:
 def _predictions(c, run_id: str, tmp: str) -> list[tuple[str, str, int, float]]:
     from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR as BAR
 
+    from pneumo.record import store  # a moved or copied store's predictions are under its own folder
+
     before = os.environ.get(BAR.name)
     os.environ[BAR.name] = "false"  # one small CSV: a progress bar is noise in the decision printout
     try:
-        return read_predictions(c.download_artifacts(run_id, names.PREDICTIONS_ARTIFACT, tmp))
+        return read_predictions(store.download(c, run_id, names.PREDICTIONS_ARTIFACT, tmp))
     finally:
         if before is None:
             os.environ.pop(BAR.name, None)

@@ -8,7 +8,11 @@ and must start fast.
 
 from __future__ import annotations
 
+import re
+
 from pneumo.record import names, predictions
+
+_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
 
 
 def log_predictions(client, run_id: str, hashes, patients, y, probabilities,
@@ -102,3 +106,50 @@ def default_client():
     from pneumo.record.store import connect
 
     return connect()
+
+
+def version_of(client, uri: str):
+    """The registered version a models:/ URI names (by number or alias)."""
+    m = _URI.match(uri)
+    if not m:
+        raise ValueError(f"{uri!r} is not a registered version: use models:/NAME/VERSION or models:/NAME@ALIAS")
+    if m["version"]:
+        return client.get_model_version(m["name"], m["version"])
+    return client.get_model_version_by_alias(m["name"], m["alias"])
+
+
+def in_store(uri: str) -> bool:
+    """Whether a model URI is read from the tracking store (a registered version or a run's artifact)."""
+    return uri.startswith(("models:/", "runs:/"))
+
+
+def load_model(uri: str, client=None):
+    """The pyfunc model at `uri` (models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN/PATH, or a path),
+    loaded from a private copy. Loading a models:/ URI in place makes MLflow write a
+    registered_model_meta file into the version's folder in the store, and a command that reads must
+    not change the store; a moved store's versions are found under its current folder."""
+    import shutil
+    import tempfile
+    import weakref
+
+    import mlflow
+
+    from pneumo.record import store
+
+    source = uri
+    if in_store(uri):
+        client = client or store.connect()
+        if uri.startswith("models:/"):
+            mv = version_of(client, uri)
+            source = store.located(client, client.get_model_version_download_uri(mv.name, mv.version))
+        else:
+            run_id, _, path = uri.removeprefix("runs:/").partition("/")
+            source = f"{store.located(client, client.get_run(run_id).info.artifact_uri)}/{path}"
+    copy = tempfile.mkdtemp(prefix="pneumo-model-")
+    try:
+        model = mlflow.pyfunc.load_model(source, dst_path=copy)
+    except BaseException:
+        shutil.rmtree(copy, ignore_errors=True)
+        raise
+    weakref.finalize(model, shutil.rmtree, copy, True)  # the copy lives as long as the model (or the process)
+    return model

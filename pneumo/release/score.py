@@ -10,28 +10,15 @@ here selects or changes a model: the threshold is the one the job chose on valid
 
 from __future__ import annotations
 
-import re
 import tempfile
 from pathlib import Path
 
 from pneumo.data.imaging import MAX_FILE_MB
 from pneumo.data.index import IMAGE_SUFFIXES
 from pneumo.record import names, predictions
+from pneumo.release.registry import load_model, version_of
 
 UNREADABLE_NAMED = 5  # unreadable files named in the one-line error when too few readable ones are left
-
-_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
-
-
-def version_of(client, uri: str):
-    """The registered version a models:/ URI names (by number or alias)."""
-    m = _URI.match(uri)
-    if not m:
-        raise ValueError(f"{uri!r} is not a registered version: use models:/NAME/VERSION or models:/NAME@ALIAS")
-    if m["version"]:
-        return client.get_model_version(m["name"], m["version"])
-    return client.get_model_version_by_alias(m["name"], m["alias"])
-
 
 def score_folder(model, index, max_mb: float = MAX_FILE_MB) -> tuple[list, list[tuple[str, str]]]:
     """[(entry, probability)] for every image the model could read, and [(path, reason)] for the rest:
@@ -62,7 +49,6 @@ def score_folder(model, index, max_mb: float = MAX_FILE_MB) -> tuple[list, list[
 def evaluate(root: str, model_uri: str, *, bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0,
              client=None, max_mb: float = MAX_FILE_MB) -> dict:
     """Score the version on the folder and record an evaluation run; returns its metrics and ids."""
-    import mlflow
     import numpy as np
 
     from pneumo.data import DataError
@@ -73,10 +59,10 @@ def evaluate(root: str, model_uri: str, *, bootstrap: int = 1000, confidence: fl
     from pneumo.evaluation import stats as ev
     from pneumo.record import runs, store
 
-    client = client or store.connect()
+    client = client or store.connect(writes=True)
     version = version_of(client, model_uri)  # before any image is read: a wrong URI fails fast
     index = scan_labelled(root, max_mb=max_mb)
-    model = mlflow.pyfunc.load_model(f"models:/{version.name}/{version.version}")
+    model = load_model(f"models:/{version.name}/{version.version}", client)
     threshold = float(model.unwrap_python_model().threshold)
     scored, failed = score_folder(model, index, max_mb)
     y = np.array([e.label for e, _ in scored])

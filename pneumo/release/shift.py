@@ -22,16 +22,15 @@ class ShiftError(ValueError):
 
 def check(folder: str, model_uri: str, *, bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0,
           client=None, max_mb: float = MAX_FILE_MB) -> dict:
-    import mlflow
     import numpy as np
 
     from pneumo.evaluation import shift
     from pneumo.record import runs, store
     from pneumo.release import card
     from pneumo.release.predict import collect
-    from pneumo.release.score import version_of
+    from pneumo.release.registry import load_model, version_of
 
-    client = client or store.connect()
+    client = client or store.connect(writes=True)
     version = version_of(client, model_uri)  # a wrong URI fails before any file is read
     root = Path(folder)
     if not root.is_dir():
@@ -39,7 +38,7 @@ def check(folder: str, model_uri: str, *, bootstrap: int = 1000, confidence: flo
     files = collect([folder])
     if not files:
         raise ShiftError(f"{folder} holds no JPEG/PNG files")
-    model = mlflow.pyfunc.load_model(f"models:/{version.name}/{version.version}")
+    model = load_model(f"models:/{version.name}/{version.version}", client)
     served = model.unwrap_python_model()
     if getattr(served, "guard", None) is None:
         raise ShiftError(f"version {version.version} carries no training-film statistics (registered before the "
