@@ -19,6 +19,7 @@ import numpy as np
 
 SCALE_FLOOR = 0.02  # feature units (shares, [0, 1] intensities): below this a spread is measurement noise
 FORMAT = 1  # of the saved statistics
+MIN_FILMS = 2  # training and validation films each: one training film has no spread (every distance 0: nothing flagged)
 
 
 @dataclass
@@ -93,6 +94,9 @@ def threshold(raw: np.ndarray, quantile: float) -> float:
 def fit(train_img, train_emb, val_img, val_emb, val_prob, *, prob_threshold: float, quantile: float = 0.99,
         reference: int = 2000, seed: int = 0, names=()) -> Guard:
     """The guard from training films' features and embeddings; its scale and threshold from validation's."""
+    if min(len(train_img), len(val_img)) < MIN_FILMS:
+        raise ValueError(f"{len(train_img)} training and {len(val_img)} validation films: the guard needs at least "
+                         f"{MIN_FILMS} of each")
     train_img, val_img = np.asarray(train_img, float), np.asarray(val_img, float)
     train_emb, val_emb = np.asarray(train_emb, float), np.asarray(val_emb, float)
     center, scale = _scale(train_img)
