@@ -52,6 +52,7 @@ def test_the_guard_fails_a_lower_bound_at_one_half_and_passes_one_just_above():
     with pytest.raises(DegenerateModel, match="no better than chance"):
         fit(TrialGuard(30, 12, 0.0), [0.5])
     fit(TrialGuard(30, 12, 0.0), [above(0.5)])
+    fit(TrialGuard(30, 12, 0.0), [0.9, 0.5])  # the best epoch counts, not the last
 
 
 def test_the_default_z_at_its_margin():

@@ -110,8 +110,8 @@ def test_the_threshold_is_the_higher_of_the_empirical_and_the_fitted_quantile():
     assert ood.threshold(few, 0.99) == fitted(few, 0.99) > np.quantile(few, 0.99)
     heavy = np.r_[np.ones(500), [50.0] * 20]  # an empirical tail above the log-normal's
     assert ood.threshold(heavy, 0.99) == np.quantile(heavy, 0.99) > fitted(heavy, 0.99)
-    two = np.array([1.0, 3.0])  # two films: no spread to fit, the empirical quantile alone
-    assert ood.threshold(two, 0.5) == 2.0
+    two = np.array([1.0, 3.0])  # two films: no tail fitted (it would say 10.5), the empirical quantile alone
+    assert ood.threshold(two, 0.99) == np.quantile(two, 0.99) < fitted(two, 0.99)
     three = np.array([1.0, 2.0, 3.0])
     assert ood.threshold(three, 0.99) == max(np.quantile(three, 0.99), fitted(three, 0.99))
 

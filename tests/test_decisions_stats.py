@@ -149,6 +149,8 @@ def test_the_decided_films_metrics():
     assert m[names.TEST_COVERAGE] == 5 / 6 and m[names.TEST_DECIDED_ACCURACY] == 0.8
     assert m[names.TEST_DECIDED_SENSITIVITY] == 1.0 and m[names.TEST_DECIDED_SPECIFICITY] == 2 / 3
     assert (m[names.REFER_LOW], m[names.REFER_HIGH]) == (0.25, 0.75)
+    at = referral.decided_metrics([1, 0], [0.5, below(0.5)], 0.5, (0.5, 0.5))  # an empty band: both decided
+    assert at[names.TEST_DECIDED_SENSITIVITY] == 1.0 and at[names.TEST_DECIDED_SPECIFICITY] == 1.0
 
 
 def test_a_target_no_width_reaches_takes_the_most_accurate_and_warns():
