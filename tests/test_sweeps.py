@@ -181,5 +181,6 @@ def test_the_default_job_learns(tmp_path):
     guard = TrialGuard(int(val.y.sum()), int(len(val.y) - val.y.sum()), cfg.trainer.chance_z)
     guard.on_train_begin()
     guard.on_epoch_end(0, {names.VAL_AUC: job.data.metrics[names.MODEL_VAL_AUC]})
+    assert guard.n_pos > 0 < guard.n_neg and guard.best == job.data.metrics[names.MODEL_VAL_AUC]  # it will check
     guard.on_train_end()  # raises DegenerateModel: no better than chance
     assert job.data.metrics[names.ci_names(names.TEST_AUC)[0]] > 0.5  # and its test AUC's CI clears chance
