@@ -1,11 +1,11 @@
-"""Every promotion gate and every served label pinned at its line (issue 27): a case just inside
-and one just outside, so that moving a line, flipping > into >=, or reading the wrong number
-(the point difference for its CI bound, the point AUC for its lower bound) fails here.
+"""The champion gate and promote's refusals pinned at their lines (issue 27): the paired bootstrap's
+lower CI bound of the improvement (upper, for a lower-is-better metric) against 0, never its point
+difference; the same test set; a threshold for the metrics that need one; the no-guard gate
+through ranking, refusal and --force; the floors and the confidence as proportions.
 
-No training. The gates read MLflow entities: `own_gates` gets real ones built in memory; the
-champion gate runs over a real sqlite store whose versions hold numbers and test predictions
-(no model: the gates never load one). Where only the numbers of the paired bootstrap matter,
-`paired_test` is replaced by one returning chosen numbers; the real bootstrap decides the rest.
+A real sqlite store whose versions hold a job's numbers and test predictions (no model: the gates
+never load one). Where only the numbers of the paired bootstrap matter, `paired_test` is replaced
+by one returning chosen numbers; the real bootstrap decides the rest.
 """
 
 from __future__ import annotations
@@ -14,20 +14,15 @@ import hashlib
 import shutil
 
 import numpy as np
-import pandas as pd
 import pytest
-from mlflow.entities import Metric, Run, RunData, RunInfo, RunTag
-from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
+from mlflow.entities import Metric
 
-from pneumo.evaluation import ood, stats
+from pneumo.evaluation import stats
 from pneumo.record import names
-from pneumo.release import gates, promote, registry
+from pneumo.release import promote, registry
 
 from helpers import empty_store
 
-AUC_LOW, AUC_HIGH = names.ci_names(names.TEST_AUC)
-GOOD = {names.TEST_AUC: 0.9, AUC_LOW: 0.8, AUC_HIGH: 0.95, names.TEST_SENSITIVITY: 0.95,
-        names.TEST_SPECIFICITY: 0.6, names.THRESHOLD: 0.5}
 TINY = float(np.nextafter(0.0, 1.0))  # the smallest positive number: "just above zero"
 
 
@@ -38,119 +33,6 @@ def below(x: float) -> float:
 def above(x: float) -> float:
     return float(np.nextafter(x, np.inf))
 
-
-# -- a version's own gates, on MLflow entities built in memory -------------------------------
-
-
-def entities(metrics: dict | None = None, *, status="READY", run_status="FINISHED", tags=None, run_tags=None):
-    mv = ModelVersion(names.MODEL_NAME, "7", 0, run_id="r7", status=status,
-                      tags=[ModelVersionTag(k, str(v)) for k, v in (tags or {}).items()])
-    run = Run(RunInfo("r7", "1", "u", run_status, 0, 1, "active"),
-              RunData(metrics=[Metric(k, v, 0, 0) for k, v in (GOOD if metrics is None else metrics).items()],
-                      tags=[RunTag(k, v) for k, v in (run_tags or {}).items()]))
-    return mv, run
-
-
-def failed(metrics=None, floors=(0.9, 0.25), **kw) -> list[str]:
-    mv, run = entities(metrics, **kw)
-    return gates.own_gates(mv, run, *floors)[1]
-
-
-def test_a_good_version_passes_its_own_gates():
-    assert failed() == []
-
-
-def test_the_auc_gate_is_the_lower_ci_bound_above_one_half():
-    assert failed({**GOOD, AUC_LOW: 0.5}) == [f"{AUC_LOW} 0.5 not above 0.5: the test AUC's CI includes chance"]
-    assert failed({**GOOD, AUC_LOW: above(0.5)}) == []
-    # the bound, not the point AUC nor the upper bound: each case reads as the other number would not
-    assert failed({**GOOD, names.TEST_AUC: 0.99, AUC_HIGH: 0.999, AUC_LOW: below(0.5)})
-    assert failed({**GOOD, names.TEST_AUC: 0.5, AUC_HIGH: 0.5, AUC_LOW: 0.51}) == []
-    assert failed({k: v for k, v in GOOD.items() if k != AUC_LOW}) == [
-        f"{AUC_LOW} not logged: nothing shows the model beats chance (AUC 0.5)"]
-
-
-@pytest.mark.parametrize("metric, at", [(names.TEST_SENSITIVITY, 0), (names.TEST_SPECIFICITY, 1)])
-def test_each_floor_is_met_at_its_value_and_missed_just_below(metric, at):
-    floors = [0.9, 0.25]
-    for floor in (0.9, 0.25, 0.5, 0.0, 1.0):
-        floors[at] = floor
-        assert failed({**GOOD, metric: floor}, floors) == []
-        if floor > 0:
-            value = below(floor)
-            assert failed({**GOOD, metric: value}, floors) == [f"{metric} {value:.4g} below {floor}"]
-
-
-def test_the_default_floors_are_sensitivity_0_9_and_specificity_0_25():
-    import inspect
-
-    from pneumo import cli
-
-    defaults = (gates.MIN_SENSITIVITY, gates.MIN_SPECIFICITY)
-    assert defaults == (0.9, 0.25)
-    assert failed({**GOOD, names.TEST_SENSITIVITY: 0.9, names.TEST_SPECIFICITY: 0.25}, defaults) == []
-    assert failed({**GOOD, names.TEST_SENSITIVITY: below(0.9)}, defaults)
-    assert failed({**GOOD, names.TEST_SPECIFICITY: below(0.25)}, defaults)
-    params = inspect.signature(promote.promote).parameters
-    assert (params["min_sensitivity"].default, params["min_specificity"].default) == defaults
-    args = cli.parser().parse_args(["promote"])
-    assert (args.min_sensitivity, args.min_specificity) == defaults
-
-
-def test_each_floor_reads_its_own_metric():
-    """Sensitivity 0.95 / specificity 0.3 against floors 0.9 / 0.25: swapping the two fails it."""
-    assert failed({**GOOD, names.TEST_SENSITIVITY: 0.95, names.TEST_SPECIFICITY: 0.3}) == []
-    assert failed({**GOOD, names.TEST_SENSITIVITY: 0.3, names.TEST_SPECIFICITY: 0.95}) == [
-        f"{names.TEST_SENSITIVITY} 0.3 below 0.9"]
-
-
-def test_registration_must_be_ready_and_the_run_finished():
-    assert failed(status="PENDING_REGISTRATION") == ["version 7 registration status PENDING_REGISTRATION (must be READY)"]
-    for status in ("FAILED", "KILLED", "RUNNING"):
-        assert failed(run_status=status) == [f"run r7 status {status} (must be FINISHED)"]
-    mv, _ = entities()
-    assert gates.own_gates(mv, None, 0.9, 0.25)[1][0] == "run r7 status unknown (run not found) (must be FINISHED)"
-
-
-def test_a_version_without_its_guard_fails_naming_why():
-    why = "2 training films: the guard needs at least 2 of each"
-    assert failed(tags={names.TAG_NO_GUARD: why}) == [
-        f"registered without its out-of-distribution guard ({why}): it would label every decodable film, "
-        "however foreign"]
-    assert failed(tags={names.TAG_NO_GUARD: ""})  # present, even empty: the job said it has none
-
-
-def test_a_number_is_read_from_the_run_first_then_the_version():
-    mv, run = entities({**GOOD, names.TEST_SENSITIVITY: 0.95}, tags={names.TEST_SENSITIVITY: 0.5})
-    assert registry.logged(mv, run, names.TEST_SENSITIVITY) == 0.95
-    mv, run = entities({k: v for k, v in GOOD.items() if k != names.TEST_SENSITIVITY},
-                       tags={names.TEST_SENSITIVITY: 0.5})
-    assert registry.logged(mv, run, names.TEST_SENSITIVITY) == 0.5
-    mv, run = entities({**GOOD, names.TEST_SENSITIVITY: float("nan")}, tags={names.TEST_SENSITIVITY: 0.97})
-    assert registry.logged(mv, run, names.TEST_SENSITIVITY) == 0.97  # a NaN on the run is no number
-    mv, run = entities(tags={names.TAG_TEST_DIGEST: "v"}, run_tags={names.TAG_TEST_DIGEST: "r"})
-    assert registry.tested_on(mv, run) == "v"
-    mv, run = entities(run_tags={names.TAG_TEST_DIGEST: "r"})
-    assert registry.tested_on(mv, run) == "r"
-
-
-def test_a_subtype_under_the_floor_warns_and_one_at_it_does_not():
-    name = names.subtype_metric(names.TEST_SENSITIVITY, "virus")
-    lo, hi = names.ci_names(name)
-    mv, run = entities({**GOOD, name: 0.9, lo: 0.8, hi: 0.95})
-    assert gates.subtype_warnings(mv, run, 0.9) == []
-    mv, run = entities({**GOOD, name: below(0.9), lo: 0.8, hi: 0.95})
-    (warning,) = gates.subtype_warnings(mv, run, 0.9)
-    assert warning.startswith(f"{name} ") and "[0.800, 0.950]" in warning and "below the 0.9 floor: virus" in warning
-
-
-def test_skipped_versions_are_capped_at_twenty_lines():
-    assert gates.capped([f"v{i}" for i in range(20)]) == [f"v{i}" for i in range(20)]
-    assert gates.capped([f"v{i}" for i in range(21)])[-1] == "... and 1 more versions that cannot pass"
-    assert len(gates.capped([f"v{i}" for i in range(21)])) == 21
-
-
-# -- the champion gate, over a real store ------------------------------------------------------
 
 N_PATIENTS = 300
 
@@ -356,63 +238,3 @@ def test_the_confidence_is_strictly_between_0_and_1(store, confidence, ok):
     else:
         with pytest.raises(ValueError, match="confidence"):
             promote.promote(version=store[1]["plain"], dry_run=True, confidence=confidence)
-
-
-# -- the served label ----------------------------------------------------------------------------
-
-
-def unit_guard(threshold: float) -> ood.Guard:
-    """A guard whose distances are plain Euclidean lengths: image features (2) and embedding (3) at 0."""
-    z2, z3 = np.zeros(2), np.zeros(3)
-    return ood.Guard(z2, np.ones(2), z2, np.eye(2), z3, np.eye(3), 1.0, 1.0, threshold, 0.99, np.zeros((4, 2)),
-                     np.zeros((4, 3)), np.zeros(4), 0.5, np.array(["mean", "std"]))
-
-
-def served(probabilities, threshold=0.5, band=None, guard=None, img=None, emb=None, errors=None):
-    """The registered pyfunc's predict() on rows whose measurements (probability, features, embedding) are given."""
-    from pneumo.release.serving import PneumoniaModel
-
-    probabilities = np.asarray(probabilities, float)
-    errors = errors or [""] * len(probabilities)
-    rows = np.array([i for i, e in enumerate(errors) if not e], int)
-    model = PneumoniaModel()
-    model.threshold, model.band, model.guard, model.embed = threshold, band, guard, None
-    model.measure = lambda blobs: {"rows": rows, "errors": errors, "prob": probabilities[rows],
-                                   "feats": None if img is None else np.asarray(img, float)[rows],
-                                   "emb": None if emb is None else np.asarray(emb, float)[rows]}
-    return model.predict(None, pd.DataFrame({"image": [b""] * len(probabilities)}))
-
-
-def test_the_label_is_pneumonia_from_the_threshold_up():
-    out = served([0.3, below(0.3), above(0.3), 1.0, 0.0], threshold=0.3)
-    assert list(out["label"]) == ["PNEUMONIA", "NORMAL", "PNEUMONIA", "PNEUMONIA", "NORMAL"]
-    assert out["ood"].isna().all() and out["ood_flag"].isna().all()  # no guard: the columns stay empty
-
-
-def test_refer_is_strictly_inside_the_band_at_both_edges():
-    low, high = 0.25, 0.75
-    p = [low, above(low), 0.5, below(high), high, 0.0, 1.0]
-    out = served(p, threshold=0.5, band=(low, high))
-    assert list(out["label"]) == ["NORMAL", "REFER", "REFER", "REFER", "PNEUMONIA", "NORMAL", "PNEUMONIA"]
-    assert list(out["probability"]) == p  # the probability stays
-    from pneumo.evaluation.referral import referred
-
-    assert list(referred(p, (low, high))) == [label == "REFER" for label in out["label"]]  # one rule for test and serving
-    assert list(served(p, threshold=0.5)["label"]) == ["NORMAL"] * 2 + ["PNEUMONIA"] * 3 + ["NORMAL", "PNEUMONIA"]
-
-
-def test_a_flagged_film_reads_out_of_distribution_whatever_its_probability():
-    g = unit_guard(threshold=2.0)
-    img = [[2.0, 0], [above(2.0), 0], [0, 0], [0, 0], [0, 0]]
-    emb = [[0, 0, 0], [0, 0, 0], [0, 2.0, 0], [0, above(2.0), 0], [0, 0, 0]]
-    out = served([0.9, 0.5, 0.1, 0.5, 0.5], threshold=0.5, band=(0.4, 0.6), guard=g, img=img, emb=emb)
-    assert list(out["ood_flag"]) == [False, True, False, True, False]
-    assert list(out["label"]) == ["PNEUMONIA", "OUT_OF_DISTRIBUTION", "NORMAL", "OUT_OF_DISTRIBUTION", "REFER"]
-    np.testing.assert_allclose(out["ood"], [1.0, above(2.0) / 2, 1.0, above(2.0) / 2, 0.0])
-
-
-def test_an_unreadable_row_gets_no_label_and_no_probability():
-    out = served([0.9, 0.9], band=(0.4, 0.6), guard=unit_guard(2.0), img=[[0, 0], [9, 9]], emb=[[0] * 3, [0] * 3],
-                 errors=["", "not an image"])
-    assert list(out["label"]) == ["PNEUMONIA", ""] and np.isnan(out["probability"][1])
-    assert out["ood_flag"][1] is None and out["error"][1] == "not an image"
