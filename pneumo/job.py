@@ -191,7 +191,7 @@ def _evaluate_and_register(cfg, model, top: list, splits, client, run_id: str) -
 
     scored = scoring.score_model(model, splits, ev, batch, after_validation=validated)
     threshold, p_test, results = scored.threshold, scored.p_test, scored.metrics
-    guard, flagged = _guard(model, splits, threshold, ev, batch)
+    guard, flagged, no_guard = _guard(model, splits, threshold, ev, batch)
     results.update(flagged)
     mlflow.log_metrics(results)
     with tempfile.TemporaryDirectory() as tmp:
@@ -213,27 +213,29 @@ def _evaluate_and_register(cfg, model, top: list, splits, client, run_id: str) -
         log.info("run %s already has a registered version", run_id)
         if not done.description:  # killed before its card was written
             card.record(client, run_id, done.version, card.render(cfg, splits, top, threshold, results, done.version,
-                                                                  run_id))
+                                                                  run_id, no_guard=registry.missing_guard(done)))
         return
     info = package.log_model(model, splits.image_size, threshold, band=scored.band, guard=guard)
     testpoints.fault_point("before_register")
-    version = registry.register(client, run_id, info.model_uri,
-                                registry.version_tags(run_id, splits.digest, splits.test_digest, threshold, results))
-    card.record(client, run_id, version, card.render(cfg, splits, top, threshold, results, version, run_id))
+    version = registry.register(client, run_id, info.model_uri, registry.version_tags(
+        run_id, splits.digest, splits.test_digest, threshold, results, no_guard=no_guard))
+    card.record(client, run_id, version, card.render(cfg, splits, top, threshold, results, version, run_id,
+                                                     no_guard=no_guard))
 
 
 def _guard(model, splits, threshold: float, ev, batch: int):
-    """The out-of-distribution guard the registered model carries (training films; threshold on
-    validation) and the shares it flags; (None, {}) when it cannot be fitted: the model still ships."""
+    """(guard, the shares it flags, None): the out-of-distribution guard the registered model carries
+    (training films; threshold on validation). When it cannot be fitted: (None, {}, why): the model
+    still ships, and its version says why (promotion then refuses it unless forced)."""
     import numpy as np
 
     from pneumo.evaluation import ood_fit
 
     try:
-        return ood_fit.fit_guard(model, splits, threshold, ev, batch)
+        return (*ood_fit.fit_guard(model, splits, threshold, ev, batch), None)
     except (ValueError, np.linalg.LinAlgError) as e:
         log.warning("no out-of-distribution guard for this model: %s", e)
-        return None, {}
+        return None, {}, str(e).splitlines()[0][:500] or type(e).__name__
 
 
 def _tuner_dir(cfg) -> Path:

@@ -258,3 +258,29 @@ def tail(log: Path, n: int = 6000) -> str:
         return log.read_text(errors="replace")[-n:]
     except OSError:
         return "(no log)"
+
+
+# -- a real job's registered model, wired end to end (issue 27) ----------------------------------
+
+WIRED_REFER = 0.99  # evaluation.refer of the wired jobs: the referral band's target accuracy
+WIRED_EXPERIMENT = "wired"
+
+
+def build_wired_store(tmp: Path) -> Path:
+    """Two real toy jobs in one multirun (the real conf/ shrunk by TOY, plus evaluation.refer): one whose
+    registered model carries its out-of-distribution guard and referral band, and one whose guard cannot
+    be fitted (evaluation.ood_sample=0: no training film to fit it on), registered saying so."""
+    from helpers import TOY
+
+    # TOY's one epoch on 48 films leaves a coin (val AUC ~0.5 on 5 films) and an empty band (every film decided);
+    # 160 films and 4 epochs give a model that ranks (val AUC ~0.6) and a band around its threshold.
+    toy = [o for o in TOY if not o.startswith(("data.n_images=", "trainer.epochs="))]
+    run_pneumo(["train", "-m", *toy, "data.n_images=160", "trainer.epochs=4", f"experiment={WIRED_EXPERIMENT}",
+                f"evaluation.refer={WIRED_REFER}", "evaluation.ood_sample=2000,0"], tmp)
+    return tmp
+
+
+@pytest.fixture(scope="session")
+def wired_store(tmp_path_factory) -> Path:
+    """A tmp dir holding build_wired_store's MLflow store (mlruns/) and data cache (cache/), built once per run."""
+    return built_once(tmp_path_factory, "wired-store", build_wired_store)

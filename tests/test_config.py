@@ -357,7 +357,7 @@ RANGES = [
     ([], "evaluation.heatmaps", 0, -1), ([], "evaluation.gallery", 0, -1),
     ([], "evaluation.refer", 1.0, 1.001), ([], "evaluation.refer", 0.501, 0.5),
     ([], "evaluation.ood_quantile", 1.0, 1.001), ([], "evaluation.ood_quantile", 0.501, 0.5),
-    ([], "evaluation.ood_sample", 2, 1),
+    ([], "evaluation.ood_sample", 0, -1),
     ([], "tracking.system_metrics_interval", 0.001, 0.0),
     ([], "distributed.oracle_port", 1, 0), ([], "distributed.oracle_port", 65535, 65536),
     ([], "distributed.wait_s", 0.0, -0.001),

@@ -173,3 +173,22 @@ def test_the_default_job_learns(tmp_path):
     epochs = {t.info.run_name: len(client.get_metric_history(t.info.run_id, names.VAL_AUC)) for t in trials}
     assert min(epochs.values()) >= stop.start_from_epoch + stop.patience, epochs
     assert [v.run_id for v in client.search_model_versions(f"name='{names.MODEL_NAME}'")] == [job.info.run_id]
+    # The registered model beats chance by the trial guard's own rule, with conf/'s z (TOY turns it off): its
+    # validation AUC less chance_z Hanley-McNeil standard errors (from the validation class counts) is above 0.5.
+    from hydra import compose, initialize_config_dir
+
+    from pneumo import data
+    from pneumo.config import schema
+    from pneumo.search.guard import TrialGuard
+
+    schema.register()
+    with initialize_config_dir(config_dir=str(paths.CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"paths.cache={tmp_path}/cache"])
+    assert cfg.trainer.chance_z == 1.645
+    val = data.load(cfg.data, cfg.trainer.image_size, progress=False).val  # the job's decode cache: no decoding
+    guard = TrialGuard(int(val.y.sum()), int(len(val.y) - val.y.sum()), cfg.trainer.chance_z)
+    guard.on_train_begin()
+    guard.on_epoch_end(0, {names.VAL_AUC: job.data.metrics[names.MODEL_VAL_AUC]})
+    assert guard.n_pos > 0 < guard.n_neg and guard.best == job.data.metrics[names.MODEL_VAL_AUC]  # it will check
+    guard.on_train_end()  # raises DegenerateModel: no better than chance
+    assert job.data.metrics[names.ci_names(names.TEST_AUC)[0]] > 0.5  # and its test AUC's CI clears chance

@@ -203,7 +203,7 @@ class EvaluationConfig:
     gallery: int = within("[0, inf)")  # errors drawn in evaluation/error_gallery.png, most confident first (all in errors.csv)
     refer: Optional[float] = within("(0.5, 1]")  # None: off; else the target accuracy of decided validation films (REFER band)
     ood_quantile: float = within("(0.5, 1]")  # the OOD threshold: this quantile of validation films' scores (0.99: ~1% flagged)
-    ood_sample: int = within("[2, inf)")  # training films (at most) whose statistics the registered model carries
+    ood_sample: int = within("[0, inf)")  # training films (at most) whose statistics the registered model carries (0: no guard)
     tta: Optional[TTAConfig] = MISSING  # the registered model averages fixed views of each film (None: off)
 
 

@@ -25,6 +25,7 @@ from pneumo.evaluation import imagestats, orientation
 
 SCALE_FLOOR = 0.02  # feature units (shares, [0, 1] intensities): below this a spread is measurement noise
 FORMAT = 2  # of the saved statistics; 1: before the orientation check
+MIN_FILMS = 2  # training and validation films each: one training film has no spread (every distance 0: nothing flagged)
 
 
 @dataclass
@@ -115,6 +116,9 @@ def fit(train_img, train_emb, val_img, val_emb, val_prob, *, prob_threshold: flo
         reference: int = 2000, seed: int = 0, names=()) -> Guard:
     """The guard from training films' imagestats rows and embeddings; its scales, threshold and orientation
     lines from validation's."""
+    if min(len(train_img), len(val_img)) < MIN_FILMS:
+        raise ValueError(f"{len(train_img)} training and {len(val_img)} validation films: the guard needs at least "
+                         f"{MIN_FILMS} of each")
     (train_img, train_layout), (val_img, val_layout) = imagestats.split(train_img), imagestats.split(val_img)
     train_emb, val_emb = np.asarray(train_emb, float), np.asarray(val_emb, float)
     center, scale = _scale(train_img)

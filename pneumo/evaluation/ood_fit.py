@@ -44,7 +44,10 @@ def fit_guard(model, splits, threshold: float, evaluation, batch_size: int) -> t
     embed = embedding.embedder(model)
     rng = np.random.default_rng(evaluation.seed)
     n = len(splits.train)
-    idx = np.sort(rng.choice(n, min(n, int(evaluation.ood_sample)), replace=False))
+    idx = np.sort(rng.choice(n, max(min(n, int(evaluation.ood_sample)), 0), replace=False))
+    if min(len(idx), len(splits.val)) < ood.MIN_FILMS:  # a 0-film sample crashed Keras' predict after training
+        raise ValueError(f"{len(idx)} training films (evaluation.ood_sample={evaluation.ood_sample}) and "
+                         f"{len(splits.val)} validation films: the guard needs at least {ood.MIN_FILMS} of each")
     root = Path(splits.root)
     t_img, _, t_emb = measure(embed, splits.train, root, idx, batch_size)
     v_img, v_prob, v_emb = measure(embed, splits.val, root, None, batch_size)

@@ -205,6 +205,9 @@ LABEL_OOD = "OUT_OF_DISTRIBUTION"  # the served label of a film flagged out-of-d
 OOD_COLUMN = "ood"  # score: 1.0 is the threshold (distances: ~1% of validation films reach it; orientation: ~1% more)
 OOD_FLAG_COLUMN = "ood_flag"
 OOD_ARTIFACT = "ood_stats"  # the pyfunc artifact's key (an .npz: arrays only, no pickle)
+# On a version whose job could not fit its guard: why. It serves every decodable film a label, however
+# foreign, so promotion refuses it unless forced (pneumo.release.gates).
+TAG_NO_GUARD = "pneumo.no_ood_guard"
 VAL_OOD_FLAGGED = "val_ood_flagged"  # share of validation films flagged (by construction ~1-2%)
 TEST_OOD_FLAGGED = "test_ood_flagged"  # share of test films flagged
 

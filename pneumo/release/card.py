@@ -89,8 +89,10 @@ def _config_lines(cfg) -> list[str]:
     return out
 
 
-def render(cfg, splits, top: list, threshold: float, results: dict, version, run_id: str) -> str:
-    """The card of a version, from what its job knows when it registers it."""
+def render(cfg, splits, top: list, threshold: float, results: dict, version, run_id: str,
+           no_guard: str | None = None) -> str:
+    """The card of a version, from what its job knows when it registers it (`no_guard`: why its
+    out-of-distribution guard could not be fitted)."""
     ev, best = cfg.evaluation, top[0]
     external = bool(cfg.data.test_root)
     policy = THRESHOLD_POLICY.get(ev.threshold, f"policy `{ev.threshold}`").format(target=ev.target_sensitivity)
@@ -123,7 +125,7 @@ def render(cfg, splits, top: list, threshold: float, results: dict, version, run
     from pneumo.release import trust_card
 
     lines += ["", *trust_card.subtype_lines(results, subtype_counts(splits.test.y, splits.test.paths)),
-              *trust_card.guard_lines(results, _band(results)),
+              *trust_card.guard_lines(results, _band(results), no_guard),
               "External evaluations (`pneumo evaluate`) and shift checks (`pneumo shift`) are added under History.", "",
               "## Known limits", "", *limits(cfg.data, splits, external)]
     return "\n".join(lines) + "\n"

@@ -8,6 +8,8 @@
 - test sensitivity >= `min_sensitivity` (0.9) and test specificity >=
   `min_specificity` (0.25): "every image is pneumonia" clears any sensitivity
   floor, so sensitivity alone gates nothing;
+- it carries its out-of-distribution guard: a version whose job could not fit it (tagged
+  `names.TAG_NO_GUARD`, with why) would label every decodable film, however foreign;
 - when a champion exists: it was tested on the same images and beats the
   champion in a paired patient-level bootstrap (lower CI bound of the
   improvement above zero: a tie is not a win).
@@ -26,7 +28,7 @@ import tempfile
 
 from pneumo.evaluation import format
 from pneumo.record import names
-from pneumo.release.registry import all_versions, logged, read_predictions, run_id_of, run_of, tested_on
+from pneumo.release.registry import all_versions, logged, missing_guard, read_predictions, run_id_of, run_of, tested_on
 
 PAIRED_RESAMPLES = 2000
 
@@ -70,6 +72,10 @@ def own_gates(mv, run, min_sensitivity: float, min_specificity: float) -> tuple[
         ok.append(f"run {run_id_of(mv)} status FINISHED")
     else:
         fail.append(f"run {run_id_of(mv)} status {status or 'unknown (run not found)'} (must be FINISHED)")
+    no_guard = missing_guard(mv)
+    if no_guard is not None:
+        fail.append(f"registered without its out-of-distribution guard ({no_guard}): it would label every "
+                    "decodable film, however foreign")
     low = nums[AUC_CI_LOW]
     if low is None:
         fail.append(f"{AUC_CI_LOW} not logged: nothing shows the model beats chance (AUC {CHANCE_AUC})")

@@ -29,15 +29,23 @@ def read_predictions(path) -> list[tuple[str, str, int, float]]:
     return sorted(rows)  # aligned by (hash, patient): duplicate images (same bytes) score alike
 
 
-def version_tags(run_id: str, data_digest: str, test_digest: str, threshold: float, results: dict) -> dict[str, str]:
-    """What a registered version carries about its job: promotion and the registry UI read these."""
+def version_tags(run_id: str, data_digest: str, test_digest: str, threshold: float, results: dict,
+                 no_guard: str | None = None) -> dict[str, str]:
+    """What a registered version carries about its job: promotion and the registry UI read these.
+    `no_guard`: why the job could not fit the out-of-distribution guard (None: the model carries it)."""
     return {
         names.VERSION_TAG_RUN_ID: run_id,
         names.TAG_DATA_DIGEST: data_digest,
         names.TAG_TEST_DIGEST: test_digest,
         names.THRESHOLD: str(threshold),
         **{m: str(results[m]) for m in names.TEST_METRICS if m in results},
+        **({names.TAG_NO_GUARD: no_guard} if no_guard is not None else {}),
     }
+
+
+def missing_guard(mv) -> str | None:
+    """Why the version's job could not fit its out-of-distribution guard, or None (it has it, or predates the tag)."""
+    return (mv.tags or {}).get(names.TAG_NO_GUARD)
 
 
 def registered(client, run_id: str):

@@ -22,11 +22,14 @@ def subtype_lines(results: dict, counts: dict | None = None) -> list[str]:
             *lines, ""]
 
 
-def guard_lines(results: dict, band) -> list[str]:
-    """What the served model answers instead of a forced label."""
+def guard_lines(results: dict, band, no_guard: str | None = None) -> list[str]:
+    """What the served model answers instead of a forced label (`no_guard`: why it has no guard)."""
     out = ["## When it does not answer", ""]
     flagged = names.finite(results.get(names.VAL_OOD_FLAGGED))
-    if flagged is None:
+    if no_guard is not None:
+        out.append(f"- **no out-of-distribution guard**: the job could not fit it ({no_guard}), so every decodable "
+                   "file gets a label, however foreign; `pneumo promote` refuses this version unless forced")
+    elif flagged is None:
         out.append("- no out-of-distribution guard: every decodable file gets a label")
     else:
         out.append(f"- out-of-distribution guard: a film far from the training films (image checks on the raw file, "
