@@ -115,8 +115,7 @@ s_install() {
   if compgen -G "$KIT/whl/*.whl" > /dev/null; then
     env -u PYTHONPATH "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
       --target "$SITE" "$KIT"/whl/*.whl || return 1
-    # The carried wheels' requirements against this machine's packages: a CONFLICT is a real risk,
-    # a MISSING one is fine where the run never imports it (skip.txt).
+    # The carried wheels' requirements against this machine's packages: each line it prints is a risk.
     "$PY" "$HERE/reqcheck.py" "$SITE"
   else
     echo "run.sh: no wheels in $KIT/whl: $PY's own packages are used"
@@ -216,10 +215,15 @@ s_check() {
   # Files this run wrote where nothing should be written: in the checkout (outside its .git) any
   # file that git does not ignore; anywhere under CHECK_DIRS outside the checkout, $TMPD and $OUT.
   local bad=$TMPD/pneumo-writes.txt d
+  command -v git > /dev/null || { echo "run.sh: no git here: cannot tell the checkout's ignored files"; return 1; }
+  # A repository of its own reads the checkout's .gitignore files: the checkout's .git may not have travelled.
+  [ -d "$TMPD/pneumo-check/.git" ] || git init -q "$TMPD/pneumo-check" || return 1
   find "$ROOT" -xdev -newer "$MARK" \( -type f -o -type l \) -not -path "$ROOT/.git/*" -printf '%P\n' 2>/dev/null \
-    | git -C "$ROOT" check-ignore --no-index -v -n --stdin | sed -n 's/^::\t//p' > "$bad"
+    | git --git-dir="$TMPD/pneumo-check/.git" --work-tree="$ROOT" check-ignore --no-index -v -n --stdin \
+    | sed -n 's/^::\t//p' > "$bad"
+  (( PIPESTATUS[1] < 128 )) || { echo "run.sh: git check-ignore failed"; return 1; }   # 1: nothing ignored
   for d in $CHECK_DIRS; do
-    [ -d "$d" ] || continue
+    [ -d "$d" ] && [ "$d" != / ] || continue   # / holds the system's own logs: too broad to judge
     find "$d" -xdev -maxdepth 4 -newer "$MARK" \( -type f -o -type l \) -not -path "$ROOT/*" -not -path "$OUT/*" \
       -not -path "$TMPD/*" 2>/dev/null >> "$bad"
   done
