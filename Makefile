@@ -11,7 +11,7 @@ BIN    := $(VENV)/bin
 # --python .venv/bin/python"`: the same packages; CI's .venv and JAX-only venv took 42 s with uv, pip's .venv ~95 s).
 PIP_INSTALL ?= $(BIN)/python -m pip install
 
-.PHONY: install demo smoke test test-fast lint ui bench clean
+.PHONY: install demo smoke test test-fast lint ui bench gpu-kit clean
 
 install: $(VENV)/.installed-$(BACKEND)
 $(VENV)/.installed-$(BACKEND): pyproject.toml
@@ -46,6 +46,11 @@ ui: install            ## the MLflow UI on the local store, http://127.0.0.1:$(U
 bench: install
 	$(BIN)/python benchmarks/input_pipeline.py
 	$(BIN)/python benchmarks/overhead.py
+
+# The kit for the lent GPU machine (benchmarks/gpu/README.md): wheels at $(VENV)'s versions and the data at
+# 128 px, in the ignored .gpu-kit/. Not after `install`: any venv with pneumo's dependencies will do.
+gpu-kit:
+	VENV=$(abspath $(VENV)) bash benchmarks/gpu/make_kit.sh
 
 clean:
 	rm -rf outputs multirun .cache .pytest_cache
