@@ -151,5 +151,7 @@ def test_the_mediastinum_is_the_middle_band_minus_the_lungs_at_lung_height():
 def test_the_features_are_in_the_order_the_guard_names_them():
     assert imagestats.FEATURES == ("saturation", "mean", "std", "dark", "bright", "entropy", "mediastinum", "rotated",
                                    "top_bottom")
-    f = imagestats.features(png(flat(9)))
-    assert len(f) == len(imagestats.FEATURES) and f[3] == 1.0 and f[1] == pytest.approx(9 / 255)
+    row = imagestats.features(png(flat(9)))
+    (f,), (layout,) = imagestats.split(row[None])  # the named statistics, then the orientation check's layout
+    assert len(f) == len(imagestats.FEATURES) and len(layout) == imagestats.LAYOUT ** 2
+    assert f[3] == 1.0 and f[1] == pytest.approx(9 / 255)

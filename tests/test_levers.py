@@ -146,3 +146,33 @@ def test_ema_is_what_the_epochs_end_callbacks_see(ema):
     hm.fit(None, model, x, y, validation_data=(x, y), epochs=2, batch_size=8, verbose=0, callbacks=[Watch()])
     same = all(np.array_equal(a, b) for a, b in zip(seen["end"], seen["next"]))
     assert same is (not ema)
+
+
+def test_a_registered_model_with_the_levers_layers_loads_where_it_is_served(tmp_path):
+    """The served model (pneumo.release.serving) loads a .keras file holding CLAHE and the test-time views in
+    a fresh interpreter that imported nothing of pneumo's model code: its load_context registers them."""
+    import json
+    import subprocess
+    import sys
+
+    cfg = screen("lever=clahe")
+    hm = builders.HyperModel(cfg.model, cfg.optimizer, cfg.augmentation, 32, clahe=dict(cfg.trainer.clahe))
+    import keras_tuner
+
+    model = builders.tta(hm.build(keras_tuner.HyperParameters()), shift=0.04, zoom=0.08)
+    model.save(tmp_path / "m.keras")
+    (tmp_path / "meta.json").write_text(json.dumps({"image_size": 32, "threshold": 0.5}))
+    film = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 1)).astype("uint8")
+    np.save(tmp_path / "film.npy", film)
+    expected = model.predict(film, verbose=0).reshape(-1)
+    code = f"""
+import types, numpy as np
+from pneumo.release.serving import PneumoniaModel
+m = PneumoniaModel()
+m.load_context(types.SimpleNamespace(artifacts={{"keras_model": r"{tmp_path / 'm.keras'}",
+                                                 "meta": r"{tmp_path / 'meta.json'}"}}))
+print(" ".join(str(v) for v in m.model.predict(np.load(r"{tmp_path / 'film.npy'}"), verbose=0).reshape(-1)))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert np.allclose([float(v) for v in out.stdout.split()], expected, atol=1e-5)

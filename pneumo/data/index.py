@@ -122,7 +122,7 @@ def _scan_classes(folder: Path, split: str, rel: str, hashes: HashMemo, entries:
         if stray.is_file() and not is_metadata(stray.name):
             skipped.append((f"{prefix}{stray.name}", "outside a class folder (NORMAL/ or PNEUMONIA/)"))
     for name, class_dir in sorted(_class_dirs(folder).items()):
-        n_images = 0
+        n_images, refused = 0, len(skipped)
         for f in sorted(class_dir.iterdir()):
             path = f"{prefix}{name}/{f.name}"
             if is_metadata(f.name):
@@ -147,6 +147,10 @@ def _scan_classes(folder: Path, split: str, rel: str, hashes: HashMemo, entries:
                 entries.append(Entry(path, CLASSES.index(name), patient, split, digest))
                 n_images += 1
         if n_images == 0:
+            unread = [(p, why) for p, why in skipped[refused:] if p.lower().endswith(IMAGE_SUFFIXES)]
+            if unread:  # image files, each refused from its stat (empty, too large, not a regular file)
+                raise DataError(f"{class_dir} has no readable images: {len(unread)} passed over (first: "
+                                f"{unread[0][0]}: {unread[0][1]}); see the skipped files with `pneumo data inspect`")
             suffixes = ", ".join(IMAGE_SUFFIXES)
             raise DataError(f"{class_dir} has no images ({suffixes}): add some or remove the split")
     return ignored

@@ -56,6 +56,8 @@ def line(r: np.ndarray, quantile: float) -> float:
 def fit(train: np.ndarray, val: np.ndarray, quantile: float) -> tuple[np.ndarray, np.ndarray]:
     """(W, B), one row per CHECK: a film's ratios are layout @ W.T + B, and above 1.0 it is flagged."""
     train, val = np.asarray(train, float), np.asarray(val, float)
+    if train.shape[1] == 0:  # statistics without a layout (a caller's own features): nothing to orient by
+        return np.zeros((len(CHECKS), 0)), np.zeros(len(CHECKS))
     upside_down = _discriminant(np.vstack([train, turned(train, False, True)]),
                                 np.vstack([turned(train, True, False), turned(train, True, True)]))
     mirrored = _discriminant(train, turned(train, False, True))

@@ -33,10 +33,13 @@ from pneumo.release import limits
 
 
 class PneumoniaModel(PythonModel):
+    limits = limits.SERVED  # what one request may hold; pneumo predict/evaluate/shift widen it to their --max-file-mb
+
     def load_context(self, context):
         import keras
 
         import pneumo.model.layers  # noqa: F401 -- registers pneumo's in-model layers (Augment: identity here; Standardize)
+        import pneumo.model.preprocess  # noqa: F401 -- and the levers' (Clahe; View: test-time augmentation)
 
         self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False, safe_mode=True)
         with open(context.artifacts["meta"]) as f:
@@ -45,7 +48,6 @@ class PneumoniaModel(PythonModel):
         self.threshold = float(meta["threshold"])
         self.band = tuple(meta["refer"]) if meta.get("refer") else None
         self.guard, self.embed = None, None
-        self.limits = limits.SERVED  # pneumo predict/evaluate/shift widen it to their --max-file-mb
         if names.OOD_ARTIFACT in context.artifacts:  # versions registered before the guard have none
             from pneumo.evaluation.ood import Guard
             from pneumo.model.embedding import embedder
