@@ -1,17 +1,18 @@
 """How far a sweep's quoted numbers move with the CPU, the Keras backend and the seed: the measurement behind
 each tolerance in docs/demo_results.py `TOLERANCES`, written into docs/results.md, never typed by hand.
 
-    python docs/spread.py smoke                   # 4 smoke sweeps (~1 min each on an idle 2-core CPU)
+    python docs/spread.py smoke                   # 6 smoke sweeps (~1 min each on an idle 2-core CPU)
     python docs/spread.py smoke --keep /tmp/spread  # keep the stores; a second call reads what is there
-    python docs/spread.py demo --variants 0 1     # 2 demo sweeps (~3.5 min each): as quoted, another CPU
+    python docs/spread.py demo --variants avx2    # 2 demo sweeps (~3.5 min each): as quoted, another CPU
 
 Runs the sweep as it is quoted, then again with one thing changed at a time:
-  - another CPU: oneDNN capped at AVX2 (ONEDNN_MAX_CPU_ISA), the kernels an AVX2-only host runs;
-    the job's device tag does not change, so the guard sees the same machine line: the spread of a
-    CPU that reports itself the same is what this row measures;
-  - another backend: KERAS_BACKEND=jax, the same Keras on other kernels and another random stream
-    (what a library release that changes initialisation or kernels does);
-  - another seed: seed=43, the training noise the quoted seed fixes.
+  - another CPU: oneDNN (TensorFlow's CPU kernels) capped at AVX2 or at SSE4.1 (ONEDNN_MAX_CPU_ISA), the
+    kernels an older host runs, or TensorFlow's own kernels without oneDNN: the same code and seed, floats
+    added in another order. A tolerance must cover these (MACHINE);
+  - another backend: KERAS_BACKEND=jax, other kernels and another random stream: what a library release
+    that changes initialisation does. No tolerance covers it: a table quoted from other versions is
+    written again (`python docs/demo_results.py NAME`), not excused;
+  - another seed: seed=43, the training noise the quoted seed fixes, for scale.
 Each is the table docs/demo_results.py writes, compared cell by cell with the first (`numbers`): the
 largest absolute difference over jobs and numbers of a column, per change. So is the table docs/results.md
 quotes, when another machine line wrote it (a real other CPU, or other library versions). The block it
@@ -29,30 +30,36 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import demo_results
 
-# (label in the table, extra environment, extra overrides): one change at a time against the first.
+# (folder, label in the table, extra environment, extra overrides): one change at a time against the first.
 VARIANTS = (
-    ("as quoted", {}, []),
-    ("another CPU (oneDNN capped at AVX2)", {"ONEDNN_MAX_CPU_ISA": "AVX2"}, []),
-    ("another backend (JAX)", {"KERAS_BACKEND": "jax"}, []),
-    ("another seed (seed=43)", {}, ["seed=43"]),
+    ("as-quoted", "as quoted", {}, []),
+    ("avx2", "another CPU (oneDNN capped at AVX2)", {"ONEDNN_MAX_CPU_ISA": "AVX2"}, []),
+    ("sse41", "another CPU (oneDNN capped at SSE4.1)", {"ONEDNN_MAX_CPU_ISA": "SSE41"}, []),
+    ("onednn-off", "another CPU's kernels (TensorFlow without oneDNN)", {"TF_ENABLE_ONEDNN_OPTS": "0"}, []),
+    ("jax", "another backend (JAX)", {"KERAS_BACKEND": "jax"}, []),
+    ("seed-43", "another seed (seed=43)", {}, ["seed=43"]),
 )
+MACHINE = ("another CPU", "the quoted table")  # the columns a tolerance must cover: the same code, other kernels
 
 
-def tables(sweep: str, folder: Path, variants: list[int] | None = None) -> dict[str, dict]:
+def tables(sweep: str, folder: Path, variants: list[str] | None = None) -> dict[str, dict]:
     """{variant label: parsed table} of the sweep run once per variant under `folder` (kept runs reused),
-    then the quoted table's when another machine line wrote it."""
+    then the quoted table's when another machine line wrote it. A job is named as in the quoted table
+    (a variant's own overrides left out of its name)."""
     out = {}
-    for i, (label, env, overrides) in enumerate(VARIANTS):
-        if variants is not None and i not in variants and i != 0:
+    for slug, label, env, overrides in VARIANTS:
+        if variants is not None and slug not in variants and slug != VARIANTS[0][0]:
             continue
-        run = folder / f"variant-{i}"
-        store = run / "mlruns"
+        store = folder / slug / "mlruns"
         if not (store / "mlflow.db").exists():
-            demo_results.run_sweep(sweep, run, overrides, env)
-        out[label] = demo_results.parse(demo_results.block(store, sweep, f"python docs/spread.py {sweep}"))
+            demo_results.run_sweep(sweep, folder / slug, overrides, env)
+        table = demo_results.parse(demo_results.block(store, sweep, f"python docs/spread.py {sweep}"))
+        table["rows"] = {" ".join(t for t in job.split() if t not in overrides): cells
+                         for job, cells in table["rows"].items()}
+        out[label] = table
     quoted = demo_results.parse(demo_results.quoted(sweep))
-    if quoted["ran_on"] != out[VARIANTS[0][0]]["ran_on"]:
-        out[f"the quoted table ({quoted['ran_on']})"] = quoted
+    if quoted["ran_on"] != out[VARIANTS[0][1]]["ran_on"]:
+        out[f"the quoted table ({quoted['ran_on'].split(', ', 1)[-1]})"] = quoted
     return out
 
 
@@ -79,7 +86,7 @@ def block(sweep: str, measured: dict[str, dict], command: str) -> str:
         lines.append(f"| {column} | " + " | ".join(f"{spreads[label][column]:.3f}" for label in others)
                      + f" | {'-' if tolerance is None else f'{tolerance:.3f}'} |")
     lines += ["", f"Written by `{command}` ({base['ran_on']}, {base['images']} test images): the largest absolute "
-              f"difference from the quoted run over the {len(base['rows'])} jobs and each number of a column."]
+              f"difference from the run as quoted over the {len(base['rows'])} jobs and each number of a column."]
     return "\n".join(lines)
 
 
@@ -87,10 +94,11 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sweep", help="a sweep in sweeps/ (smoke; demo takes ~4x 3.5 min)")
     parser.add_argument("--keep", type=Path, help="run the sweeps in this folder and keep them")
-    parser.add_argument("--variants", type=int, nargs="+", help="which changes to run (indices of VARIANTS; default all)")
+    parser.add_argument("--variants", nargs="+", choices=[v[0] for v in VARIANTS[1:]],
+                        help="which changes to run (default: all)")
     args = parser.parse_args(argv)
     command = " ".join([f"python docs/spread.py {args.sweep}",
-                        *(["--variants", *map(str, args.variants)] if args.variants else [])])
+                        *(["--variants", *args.variants] if args.variants else [])])
     if args.keep:
         text = block(args.sweep, tables(args.sweep, args.keep.resolve(), args.variants), command)
     else:

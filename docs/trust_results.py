@@ -43,10 +43,10 @@ MIN_COVERAGE = 0.80  # issue 19's referral target: the accuracy asked for on at 
 TARGET = r"0\.\d+"
 FIELDS = {
     **dict.fromkeys(("value", "low", "high", "coverage", "accuracy", "all", "val_coverage", "val_accuracy",
-                     "sensitivity", "specificity", "pooled"), NUMBER),
+                     "sensitivity", "specificity", "pooled"), rf"{NUMBER}|-"),  # format.number: "-" if undefined
     **dict.fromkeys(("films", "flagged", "images", "bacteria_films", "virus_films"), COUNT),
     **dict.fromkeys(("val", "test", "share", "ood_share", "prevalence", "reference"), SHARE),
-    **dict.fromkeys(("auc", "bacteria", "virus"), INTERVAL),
+    **dict.fromkeys(("auc", "bacteria", "virus"), rf"{INTERVAL}|{NUMBER}|-"),  # format.metric
     "ci": rf"\[{NUMBER}, {NUMBER}\]", "target": TARGET, "min_coverage": TARGET, "reached": "reached|not reached",
     "split": "external set|carved test split", "verdict": f"{re.escape(shift_check.SHIFTED)}|{re.escape(shift_check.SAME)}",
     "band": rf"none \(width 0\)|\({NUMBER}, {NUMBER}\)|validation needs no band|band \({NUMBER}, {NUMBER}\)",
