@@ -109,8 +109,8 @@ def parse(text: str) -> dict:
 # is measured by docs/spread.py (its block in docs/results.md, beside the table it guards) across CPU
 # kernels: oneDNN capped at AVX2 and at SSE4.1, TensorFlow without oneDNN, and the quoted table's own host.
 # A CPU moves a number by whole steps of its metric or not at all (a film crosses the threshold, a pair of
-# films swaps order), so each tolerance is one step on that table's films, which covers the measured
-# spread, plus the last printed digit (0.001). Another backend or seed moves them much further; a table
+# films swaps order), so each tolerance is the measured spread in whole steps of that table's films (at
+# least one step), plus the last printed digit (0.001). Another backend or seed is not covered: a table
 # quoted from other versions is written again, not excused. On the machine line that wrote a table, every
 # cell must be equal; a column not listed must be equal everywhere.
 TOLERANCES = {
@@ -123,7 +123,19 @@ TOLERANCES = {
         names.TEST_SPECIFICITY: 0.126,  # one NORMAL film, 1/8 = 0.125 (measured 0.000)
         names.THRESHOLD: 0.001,  # a probability: no step (measured 0.000)
     },
-    "demo": {},
+    # 154 test films (111 PNEUMONIA, 43 NORMAL), 121 validation films (90, 31): steps of 0.009 and 0.023 for
+    # sensitivity and specificity, under 0.001 for an AUC. Twelve epochs and early stopping amplify a rounding:
+    # between any two of three CPUs (the quoted avx2 host, an avx512f host, its kernels capped at AVX2) every
+    # column moved by several steps, as a seed moves it (the seed spread table), so these are that measured
+    # spread plus the printed digit. Three CPUs are few: `make nightly` on one that moves a column further
+    # fails, and its spread is measured again (python docs/spread.py demo --variants avx2).
+    "demo": {
+        names.VAL_AUC: 0.085,  # measured 0.084
+        "test_auc [95% CI]": 0.158,  # measured 0.157
+        names.TEST_SENSITIVITY: 0.083,  # 9 films, 0.081 (measured 0.081)
+        names.TEST_SPECIFICITY: 0.118,  # 5 films, 0.116 (measured 0.116)
+        names.THRESHOLD: 0.179,  # measured 0.178
+    },
 }
 
 
