@@ -43,7 +43,7 @@ def test_the_demo_table_is_what_a_fresh_demo_sweep_produces(tmp_path):
 def test_the_compare_seeds_example_has_the_form_a_fresh_toy_sweep_prints(tmp_path):
     def form(text: str) -> list[str]:
         lines = [re.sub(r"[-+]?\d+\.\d+|\b\d+\b|(?<=augmentation=)\w+", "#", line)
-                 for line in text.strip().strip("`").splitlines()]  # which configuration ranks first is noise too
+                 for line in text.strip().strip("`").strip().splitlines()]  # which configuration ranks first is noise too
         return [re.sub(r" +", " ", re.sub(r"-+", "-", line)).strip() for line in lines]  # column widths follow numbers
 
     quoted = docblocks.quoted("compare-seeds", compare_examples.PAGE)
