@@ -54,3 +54,7 @@ gpu-kit:
 
 clean:
 	rm -rf outputs multirun .cache .pytest_cache
+
+.PHONY: nightly
+nightly: install       ## the docs' tables CI cannot afford to rerun: a fresh demo sweep and a toy seed sweep (~6 min)
+	PNEUMO_NIGHTLY=1 $(BIN)/python -m pytest -n 0 tests/test_docs_nightly.py

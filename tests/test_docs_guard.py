@@ -1,58 +1,104 @@
-"""The guard on docs/results.md's generated tables (docs/demo_results.py `differences`): the structure must
-match everywhere, the numbers exactly on the machine that wrote them and within a tolerance elsewhere."""
+"""Figures that cannot drift (issue 27): every table of figures in the README, docs/ and benchmarks/README.md
+sits in a block that names the command that writes it; a quoted sweep table agrees with a fresh run within
+a tolerance per column, measured (docs/spread.py); a table whose store is not here is at least in the form
+its script writes, and the script writes that form from a real store.
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import re
+import shlex
+import sys
 
 import pytest
 
 from pneumo.config import paths
 
-_spec = importlib.util.spec_from_file_location("demo_results", paths.ROOT / "docs" / "demo_results.py")
-demo_results = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(demo_results)
+from store_fixture import smoke_copy, smoke_store  # noqa: F401
+
+DOCS = paths.ROOT / "docs"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, DOCS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules.setdefault(name, module)
+    return module
+
+
+demo_results, docblocks, trust_results, real_results, spread, compare_examples, epoch_results = (
+    _load(n) for n in ("demo_results", "docblocks", "trust_results", "real_results", "spread", "compare_examples",
+                       "epoch_results"))
 
 HERE = "Keras 3.15.1 on tensorflow 2.21.0, cpu: AMD EPYC (2 cores, avx512f)"
 ELSEWHERE = "Keras 3.16.0 on tensorflow 2.22.0, cpu: Intel Xeon (2 cores, avx2)"
+SMOKE = demo_results.TOLERANCES["smoke"]
 
 
 def block(rows: list[str], ran_on: str = HERE, images: int = 22) -> str:
-    return "\n".join(["| job | val_auc | test_auc [95% CI] | threshold |", "|---|---|---|---|", *rows, "",
+    return "\n".join(["| job | val_auc | test_auc [95% CI] | test_sensitivity | test_specificity | threshold |",
+                      "|---|---|---|---|---|---|", *rows, "",
                       f"Written by `python docs/demo_results.py smoke` ({ran_on}, {images} test images)."])
 
 
-QUOTED = block(["| model=resnet | 0.758 | 0.500 [0.000, 0.868] | 0.332 |",
-                "| model=cnn | 0.758 | 0.786 [0.555, 1.000] | 0.565 |"])
+QUOTED = block(["| model=cnn | 0.788 | 0.786 [0.555, 1.000] | 0.714 | 0.500 | 0.565 |",
+                "| model=resnet | 0.742 | 0.500 [0.000, 0.868] | 0.571 | 0.250 | 0.332 |"])
+CELL = {"val_auc": "0.788", "test_auc [95% CI]": "0.786", "test_sensitivity": "0.714",
+        "test_specificity": "0.500", "threshold": "0.565"}  # model=cnn's first number in each column
+
+
+def moved(column: str, by: float, ran_on: str = ELSEWHERE) -> str:
+    """QUOTED with model=cnn's `column` moved by `by`, produced on `ran_on`."""
+    line = QUOTED.splitlines()[2]
+    cells = line.split(" | ")
+    i = list(CELL).index(column) + 1
+    cells[i] = cells[i].replace(CELL[column], f"{float(CELL[column]) + by:.3f}", 1)
+    return QUOTED.replace(line, " | ".join(cells)).replace(HERE, ran_on)
 
 
 def test_the_same_block_agrees():
-    assert demo_results.differences(QUOTED, QUOTED) == []
+    assert demo_results.differences(QUOTED, QUOTED, SMOKE) == []
 
 
 def test_a_removed_row_is_a_difference_on_any_machine():
-    produced = block(["| model=cnn | 0.758 | 0.786 [0.555, 1.000] | 0.565 |"])
     for ran_on in (HERE, ELSEWHERE):
-        found = demo_results.differences(QUOTED, block(produced.splitlines()[2:3], ran_on))
+        produced = block(QUOTED.splitlines()[2:3], ran_on)
+        found = demo_results.differences(QUOTED, produced, SMOKE)
         assert any(d.startswith("jobs:") for d in found), found
 
 
 def test_another_test_image_count_is_a_difference_on_any_machine():
     produced = QUOTED.replace("22 test images", "21 test images").replace(HERE, ELSEWHERE)
-    assert any(d.startswith("test images") for d in demo_results.differences(QUOTED, produced))
+    assert any(d.startswith("test images") for d in demo_results.differences(QUOTED, produced, SMOKE))
 
 
 def test_on_the_same_machine_the_last_digit_counts():
-    produced = QUOTED.replace("0.565", "0.566")
-    assert demo_results.differences(QUOTED, produced) == [
+    assert demo_results.differences(QUOTED, moved("threshold", 0.001, HERE), SMOKE) == [
         "model=cnn threshold: quoted 0.565, produced 0.566 (same machine and versions: must be equal)"]
 
 
-def test_elsewhere_numbers_hold_within_the_stated_tolerance():
-    near = QUOTED.replace(HERE, ELSEWHERE).replace("0.786 [0.555", "0.800 [0.555")
-    assert demo_results.differences(QUOTED, near) == []
-    far = near.replace("0.800 [0.555", f"{0.786 + demo_results.TOLERANCE + 0.01:.3f} [0.555")
-    assert [d.split(":")[0] for d in demo_results.differences(QUOTED, far)] == ["model=cnn test_auc [95% CI]"]
+@pytest.mark.parametrize("column", list(CELL))
+def test_elsewhere_each_column_holds_within_its_own_tolerance(column):
+    """Just inside a column's tolerance passes, just outside fails and names that column only."""
+    tolerance = SMOKE[column]
+    for sign in (1, -1):
+        assert demo_results.differences(QUOTED, moved(column, sign * tolerance), SMOKE) == []
+        outside = demo_results.differences(QUOTED, moved(column, sign * (tolerance + 0.002)), SMOKE)
+        assert [d.split(":")[0] for d in outside] == [f"model=cnn {column}"], outside
+
+
+def test_the_tolerances_are_per_column_not_one_for_all():
+    assert set(SMOKE) == set(CELL) and all(0 < t < 0.25 for t in SMOKE.values())
+    # the issue's case: an AUC of 0.79 quoted as 0.55 is no rounding of another CPU
+    assert demo_results.differences(QUOTED, moved("test_auc [95% CI]", 0.786 - 0.55), SMOKE)
+
+
+def test_elsewhere_a_column_without_a_tolerance_must_be_equal():
+    produced = moved("threshold", 0.001)
+    assert demo_results.differences(QUOTED, produced, {**SMOKE, "threshold": None}) == [
+        "model=cnn threshold: quoted 0.565, produced 0.566 (no tolerance for this column: must be equal)"]
 
 
 @pytest.mark.parametrize("line", ["Written by `python docs/demo_results.py smoke`.",
@@ -60,9 +106,188 @@ def test_elsewhere_numbers_hold_within_the_stated_tolerance():
                                   "written by `x` (Keras, 22 test images)."])
 def test_a_malformed_written_by_line_is_an_error_not_a_pass(line):
     with pytest.raises(ValueError, match="Written by"):
-        demo_results.differences(QUOTED.rsplit("\n", 1)[0] + "\n" + line, QUOTED)
+        demo_results.differences(QUOTED.rsplit("\n", 1)[0] + "\n" + line, QUOTED, SMOKE)
 
 
-def test_the_quoted_smoke_block_is_well_formed():
-    quoted = demo_results.quoted("smoke")
+@pytest.mark.parametrize("name", ["smoke", "demo", "demo-seeds"])
+def test_the_quoted_sweep_blocks_are_well_formed(name):
+    quoted = demo_results.quoted(name)
     assert quoted and demo_results.parse(quoted)["rows"]
+
+
+@pytest.mark.parametrize("sweep", ["smoke", "demo"])
+def test_each_tolerance_covers_the_spread_measured_for_it(sweep):
+    """The tolerance column of docs/results.md's spread block is TOLERANCES, and each tolerance is at least
+    the largest difference measured with another CPU's kernels and another backend (docs/spread.py)."""
+    quoted = docblocks.quoted(f"{sweep}-spread", demo_results.README)
+    assert quoted, f"docs/results.md has no results:{sweep}-spread block (python docs/spread.py {sweep})"
+    lines = docblocks.table(quoted)
+    header = docblocks.cells(lines[0])
+    machine = [i for i, h in enumerate(header) if h.startswith((*spread.MACHINE, spread.ANY_TWO))]
+    assert machine and header[-1].startswith("tolerance")
+    rows = {cells[0]: cells for cells in map(docblocks.cells, lines[2:])}
+    assert set(rows) == set(demo_results.TOLERANCES[sweep])
+    for column, tolerance in demo_results.TOLERANCES[sweep].items():
+        assert float(rows[column][-1]) == tolerance, column
+        assert all(float(rows[column][i]) <= tolerance for i in machine), (column, rows[column])
+
+
+# -- every table of figures has a generating command ---------------------------------------------
+
+# Tables whose cells are facts, not measurements (what a config group sets, what a guarantee covers): the
+# page and the first header cell. A table of figures is any other table with a number in a data row.
+FACTS = {
+    ("README.md", "group"): "the config groups and what they set",
+    ("docs/data.md", "option"): "the data sources",
+    ("docs/reliability.md", "guarantee"): "what pneumo guarantees and the test that checks each",
+    ("docs/scaling.md", ""): "where the store, artifacts and jobs live at each scale",
+    ("docs/sweeps.md", "sweep"): "the named sweeps",
+    ("docs/trust.md", "what"): "where each trust check is computed and shown",
+    ("docs/serving.md", "limit"): "what one request to the served model may hold (the code's constants)",
+    ("benchmarks/README.md", "what"): "what changed in the tracked trial, before and now (its costs: the tables below)",
+}
+
+
+def tables(text: str) -> list[tuple[int, list[str]]]:
+    """(first line number, lines) of each markdown table of a page, code fences included."""
+    out, current = [], []
+    for n, line in enumerate([*text.splitlines(), ""], 1):
+        if line.startswith("|"):
+            current.append((n, line))
+        elif current:
+            out.append((current[0][0], [x for _, x in current]))
+            current = []
+    return out
+
+
+def loose(page) -> list[str]:
+    """The tables of figures (a digit in a data row) of a page outside its generated blocks and not in FACTS."""
+    text = page.read_text()
+    spans = [(b.start, b.end) for b in docblocks.blocks(page)]
+    key = page.relative_to(paths.ROOT).as_posix() if page.is_relative_to(paths.ROOT) else page.name
+    return [f"{key}:{start}: {lines[0]}" for start, lines in tables(text)
+            if any(re.search(r"\d", line) for line in lines[2:]) and not any(a < start < b for a, b in spans)
+            and (key, docblocks.cells(lines[0])[0]) not in FACTS]
+
+
+@pytest.mark.parametrize("page", docblocks.PAGES, ids=lambda p: p.relative_to(paths.ROOT).as_posix())
+def test_every_table_of_figures_sits_in_a_block_that_names_its_command(page):
+    found = loose(page)
+    assert not found, ("tables of figures outside a `<!-- results:NAME (written by `COMMAND`) -->` block: generate "
+                       "them with a script from the records, or list a table of facts in FACTS:\n" + "\n".join(found))
+
+
+def test_a_typed_table_of_figures_is_found_and_a_generated_one_is_not(tmp_path):
+    page = tmp_path / "page.md"
+    generated = "<!-- results:x (written by `python docs/x.py`) -->\n\n| job | auc |\n|---|---|\n| a | 0.9 |\n\n" \
+                "<!-- /results:x -->"
+    measured = "<!-- measured:y (measured by `python benchmarks/y.py`; timings) -->\n\n| s |\n|---|\n| 1.2 |\n\n" \
+               "<!-- /measured:y -->"
+    typed, facts = "| job | auc |\n|---|---|\n| b | 0.8 |", "| a | b |\n|---|---|\n| x | y |"
+    page.write_text(f"# t\n\n{generated}\n\n{measured}\n\n{typed}\n\n{facts}\n")
+    assert loose(page) == ["page.md:19: | job | auc |"]
+
+
+@pytest.mark.parametrize("found", [b for p in docblocks.PAGES for b in docblocks.blocks(p)],
+                         ids=lambda b: f"{b.page.name}:{b.name}")
+def test_each_block_names_a_script_here_that_writes_it(found):
+    argv = shlex.split(found.command)
+    script = next((a for a in argv if a.endswith(".py")), None)
+    assert script and (paths.ROOT / script).is_file(), f"{found.name}: {found.command!r} names no script here"
+    if "--block" in argv:
+        assert argv[argv.index("--block") + 1] == found.name
+    assert found.body, f"{found.name} is empty"
+
+
+# -- tables whose stores are not in the repository: in the form their script writes ---------------
+
+REAL = {"trust": "summary", "trust-small-job": "job", "trust-small-ood": "ood", "trust-small-shift": "shift",
+        "trust-recipe-job": "job", "trust-recipe-referral": "referral"}
+
+
+@pytest.mark.parametrize("name, kind", REAL.items())
+def test_a_trust_table_is_in_the_form_its_script_writes(name, kind):
+    page = trust_results.PAGES.get(name, DOCS / "trust.md")
+    rows = trust_results.parse(kind, docblocks.quoted(name, page))
+    assert rows
+    if kind == "summary":
+        assert [k for k, _ in rows] == ["subtypes", "nonxray", "films", "shift", "shift", "referral"]
+
+
+def test_the_real_results_table_is_in_the_form_its_script_writes():
+    rows = real_results.parse(docblocks.quoted(real_results.BLOCK, real_results.PAGE))
+    assert len(rows) == 7 and all(r["minutes"] for _, r in rows)
+
+
+def test_the_epochs_table_is_in_the_form_its_script_writes():
+    from pneumo.record import names
+
+    quoted = docblocks.quoted("epochs-kermany-shifted", epoch_results.PAGE)
+    assert [r["trial"] for _, r in epoch_results.parse(quoted, [names.VAL_AUC, names.VAL_AUC_SHIFTED])] == ["0", "1"]
+
+
+@pytest.mark.parametrize("edit", [("0.705 [0.671, 0.738]", "0.705 [0.671 0.738]"), ("50 (98.0%)", "50 (98%)"),
+                                  ("| external films flagged", "| external films flaged"),
+                                  ("is not reached |", "is not reached (barely) |")])
+def test_a_hand_edit_of_a_trust_row_is_caught(edit):
+    quoted = docblocks.quoted("trust", paths.ROOT / "README.md")
+    assert edit[0] in quoted
+    with pytest.raises(ValueError, match="does not write"):
+        trust_results.parse("summary", quoted.replace(*edit))
+
+
+# -- the scripts, run on real stores --------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_importance_example_is_what_compare_prints_now(tmp_path):
+    """docs/sweeps.md's `compare --importance` example, against a fresh run of its script (job records, no
+    training: seconds)."""
+    quoted = docblocks.quoted("compare-importance", compare_examples.PAGE)
+    fresh = compare_examples.output("importance", tmp_path)
+    assert quoted == f"```\n{fresh.rstrip()}\n```", (
+        f"regenerate it: python docs/compare_examples.py importance\nquoted:\n{quoted}\nnow:\n{fresh}")
+
+
+@pytest.mark.slow
+def test_the_store_scripts_write_the_tables_the_docs_quote(smoke_copy):
+    """Each script whose store is not here (the trust figures, the real results, a job's epochs), run on a real
+    store (the smoke sweep's, with two `pneumo shift` runs under its latest job), writes tables that parse
+    in the form the docs quote: the tests above then hold a hand edit of a quoted table to that form."""
+    from test_trust_guard import not_xrays
+
+    from pneumo.record import names
+
+    from helpers import client_for, run_pneumo, tracking_uri
+    from store_fixture import smoke_jpegs
+
+    films, nonxray = smoke_copy / "films", smoke_copy / "nonxray"
+    films.mkdir(), nonxray.mkdir()
+    jpegs = smoke_jpegs(smoke_copy, 12)
+    for f in jpegs:
+        (films / f.name).write_bytes(f.read_bytes())
+    for name, blob in not_xrays([f.read_bytes() for f in jpegs]).items():
+        (nonxray / name).write_bytes(blob)
+    client = client_for(smoke_copy)
+    job = trust_results.records.job_run(client, "smoke")  # what the scripts read: the latest finished job
+    version = client.search_model_versions(f"run_id = '{job.info.run_id}'")[0].version
+    for folder in (films, nonxray):
+        run_pneumo(["shift", str(folder), "--model", f"models:/{names.MODEL_NAME}/{version}"], smoke_copy,
+                   hydra=False, env_extra={"MLFLOW_TRACKING_URI": tracking_uri(smoke_copy)})
+    store = str(smoke_copy / "mlruns")
+    written = {
+        "job": trust_results.job_table(client, job),
+        "ood": trust_results.ood_table(client, job, "nonxray", "films"),
+        "shift": trust_results.shift_table(client, job, [("held-out films", "films"), ("photographs", "nonxray")]),
+        "referral": trust_results.referral_table(client, job, [0.95, 0.97]),
+        "summary": trust_results.summary_table(client, job, "smoke", "nonxray", "films", [("external set", "films")],
+                                               (store, "smoke", ("held-out training films", "films")), 0.95),
+    }
+    for kind, lines in written.items():
+        rows = trust_results.parse(kind, "\n".join(lines))
+        assert len(rows) == len(lines) - 2, kind
+    quoted = trust_results.parse("summary", docblocks.quoted("trust", paths.ROOT / "README.md"))
+    assert [k for k, _ in trust_results.parse("summary", "\n".join(written["summary"]))] == [k for k, _ in quoted]
+    rows = real_results.parse(real_results.table([store], ["smoke"]))
+    assert sorted(r["job"] for _, r in rows) == ["model=cnn", "model=resnet"]
+    assert epoch_results.parse(epoch_results.table(client, "smoke", [names.VAL_AUC]), [names.VAL_AUC])

@@ -56,11 +56,12 @@ def store_state(tmp: Path) -> tuple:
 
 def test_the_docs_quote_what_the_smoke_sweep_produces(smoke):
     """docs/results.md's smoke table: the same jobs, columns and test images anywhere; the same numbers on the
-    machine and versions that wrote it, within demo_results.TOLERANCE elsewhere. No xfail hides a difference."""
+    machine and versions that wrote it, elsewhere each column within its own tolerance
+    (demo_results.TOLERANCES, measured by docs/spread.py). No xfail hides a difference."""
     quoted = demo_results.quoted("smoke")
     assert quoted, f"{demo_results.README} has no results:smoke block"
     produced = demo_results.block(smoke / "mlruns", "smoke", "python docs/demo_results.py smoke")
-    assert demo_results.differences(quoted, produced) == [], (
+    assert demo_results.differences(quoted, produced, demo_results.TOLERANCES["smoke"]) == [], (
         f"{demo_results.README}'s smoke numbers are not what this code produces; regenerate them with "
         f"`python docs/demo_results.py smoke`.\nquoted:\n{quoted}\nnow:\n{produced}")
 

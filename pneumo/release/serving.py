@@ -38,7 +38,7 @@ class PneumoniaModel(PythonModel):
     def load_context(self, context):
         import keras
 
-        import pneumo.model.layers  # noqa: F401 -- registers pneumo's in-model layers (Augment: identity here; Standardize)
+        import pneumo.model.layers
         import pneumo.model.preprocess  # noqa: F401 -- and the levers' (Clahe; View: test-time augmentation)
 
         self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False, safe_mode=True)
