@@ -14,20 +14,21 @@ from pneumo.config.schema import DataConfig
 
 @pytest.fixture(autouse=True)
 def _environment_restored():
-    """One test's MLflow store or Keras backend never becomes the next one's.
+    """One test's environment never becomes the next one's: the whole of os.environ is put back.
 
     `mlflow.set_tracking_uri` also writes MLFLOW_TRACKING_URI into os.environ, where
     `tracking.setup` reads it as the user's choice: a test that pointed MLflow at a
     server it has since stopped would send every later test of the process there.
     `backend.choose()` writes KERAS_BACKEND, which every child pneumo inherits: a
-    smoke sweep after it would run on JAX. Both are put back after each test.
+    smoke sweep after it would run on JAX. And any variable left behind (the determinism
+    setup's CUBLAS_WORKSPACE_CONFIG, a sweep's job count) makes every later child differ
+    from the test zygote's environment, so each one paid for a new interpreter (CI, 2026-12-07).
     """
-    watched = lambda: {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_") or k == "KERAS_BACKEND"}  # noqa: E731
-    before = watched()
+    before = dict(os.environ)
     yield
     if "mlflow" in sys.modules and os.environ.get("MLFLOW_TRACKING_URI") != before.get("MLFLOW_TRACKING_URI"):
         sys.modules["mlflow"].set_tracking_uri(None)  # also forgets it in mlflow's own global
-    for k in watched().keys() - before.keys():
+    for k in os.environ.keys() - before.keys():
         del os.environ[k]
     os.environ.update(before)
 
