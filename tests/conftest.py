@@ -33,6 +33,17 @@ def _environment_restored():
     os.environ.update(before)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _checkout_left_clean():
+    """No test leaves a store or Hydra's output in the checkout: MLflow's default URI is sqlite:///mlflow.db
+    in the working directory, Hydra's outputs/ and multirun/ too (a stray mlflow.db once reached a commit)."""
+    root = Path(__file__).resolve().parent.parent
+    stray = lambda: {p.name for p in root.iterdir() if p.suffix == ".db" or p.name in ("outputs", "multirun", "mlartifacts")}  # noqa: E731
+    before = stray()
+    yield
+    assert stray() <= before, f"a test left {sorted(stray() - before)} in {root}: point it at its tmp_path"
+
+
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:
     """A 60-image synthetic set (48 px) in the Kaggle layout, generated once per session."""
