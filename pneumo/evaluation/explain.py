@@ -10,7 +10,7 @@ pneumonia); blue: hiding it raises it (evidence for NORMAL).
 Why not Grad-CAM: it needs gradients through a named last convolution, taken
 with each backend's own machinery (tf.GradientTape, jax.grad, torch autograd),
 and pneumo's models do not all have one such layer: `transfer` hides it inside
-a nested keras.applications model, and an ensemble (`models.ensemble`) is an
+a nested keras.applications model, and an ensemble (`pneumo.model.builders.ensemble`) is an
 Average of several sub-models, each with its own. Occlusion needs only
 `model.predict`, so it runs unchanged on TensorFlow, JAX and PyTorch, on every
 architecture, through the in-model rescaling/standardisation layers (the

@@ -15,7 +15,7 @@ from pneumo.runtime import testpoints
 
 
 class KillMidEpoch(keras.callbacks.Callback):
-    """A kill point inside an epoch, for the reliability tests (PNEUMO_KILL_AT, as train.fault_point).
+    """A kill point inside an epoch, for the reliability tests (PNEUMO_KILL_AT, as testpoints.fault_point).
 
     `PNEUMO_KILL_AT=mid_epoch[:TRIAL[:EPOCH]]` SIGKILLs the process (or holds it for a signal:
     testpoints.stop_here) after the first batch of epoch EPOCH of the TRIAL-th model it trains (both
@@ -89,12 +89,6 @@ class TrialGuard(keras.callbacks.Callback):
                 f"no better than chance: best val_auc {self.best:.3f}, {self.best:.3f} - {self.z:g} x SE = {low:.3f} "
                 f"<= 0.5 on {self.n_pos} PNEUMONIA + {self.n_neg} NORMAL validation images (constant or "
                 "near-constant predictions; trainer.chance_z sets the margin)")
-
-
-def FailOnNaN():  # noqa: N802
-    """The old per-batch NaN callback's name, for ../shared/gpu-kit/diag.py (outside this repo): the
-    guard's loss check, at epoch end (its `+nan` case now measures what the NaN check costs today)."""
-    return TrialGuard(0, 0, None)
 
 
 class DegenerateModel(keras_tuner.errors.FailedTrialError):
