@@ -10,6 +10,7 @@ import os
 import keras
 import keras_tuner
 
+from pneumo.evaluation.stats import auc_standard_error
 from pneumo.record import names
 from pneumo.runtime import testpoints
 
@@ -81,8 +82,6 @@ class TrialGuard(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self.z is None or self.best is None or not (self.n_pos and self.n_neg):
             return
-        from pneumo.evaluation.stats import auc_standard_error
-
         low = self.best - self.z * auc_standard_error(self.best, self.n_pos, self.n_neg)
         if low <= 0.5:
             raise DegenerateModel(
