@@ -7,9 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure  # no pyplot: no global backend, no figure to leak
 from sklearn import metrics as skm
-from sklearn.calibration import calibration_curve
 
 from pneumo.data.base import CLASSES as LABELS
 from pneumo.record import names
@@ -17,6 +15,9 @@ from pneumo.record import names
 
 def write_report(out_dir, y, p, threshold, history: dict | None = None) -> list[Path]:
     """Confusion matrix, ROC, PR, calibration and training-curve plots plus text reports."""
+    from matplotlib.figure import Figure  # no pyplot: no global backend, no figure to leak
+    from sklearn.calibration import calibration_curve
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     y, p = np.asarray(y).astype(int), np.asarray(p, dtype=float)

@@ -12,7 +12,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from pneumo.record import names
 
@@ -75,6 +74,8 @@ def decided_metrics(y, p, threshold: float, band) -> dict[str, float]:
 
 def write_curve(out_dir, curves: dict, band, threshold: float) -> Path:
     """coverage_accuracy.png: accuracy of the decided films against coverage, one line per split."""
+    from matplotlib.figure import Figure
+
     path = Path(out_dir) / Path(names.COVERAGE_PLOT).name
     path.parent.mkdir(parents=True, exist_ok=True)
     fig = Figure(figsize=(4.5, 4))
