@@ -21,8 +21,11 @@ from pneumo.data.imaging import MAX_PIXELS
 from pneumo.record import names
 from pneumo.release import limits
 
+import toy_model
 from helpers import client_for
 from store_fixture import post_json, server_env, smoke_jpegs, smoke_store, start_server, stop, tail  # noqa: F401
+from toy_model import SIDE as TOY_SIDE
+from toy_model import gray_png, p_of
 
 CHAMPION_URI = f"models:/{names.MODEL_NAME}@{names.CHAMPION}"
 
@@ -193,3 +196,59 @@ def test_the_server_answers_400_naming_the_line_to_requests_past_it(smoke_store,
     assert status == 200, (status, text[:500], tail(log))
     preds = json.loads(text)["predictions"]
     assert len(preds) == limits.SERVED.rows and all(r["error"] == "" for r in preds)
+
+
+# -- the logged model's own code, loaded as MLflow's loader does, on a two-weight Keras model (no store) ------
+
+
+def _loaded(tmp_path, **kwargs):
+    """serving.PneumoniaModel after load_context on the artifacts package.log_model writes (tests/toy_model.py)."""
+    from mlflow.pyfunc import PythonModelContext
+
+    from pneumo.release import serving
+
+    served = serving.PneumoniaModel()
+    served.load_context(PythonModelContext(toy_model.artifacts(tmp_path, **kwargs), None))
+    return served
+
+
+def test_the_loaded_model_reads_its_size_threshold_and_band_and_labels_each_row(tmp_path):
+    import pandas as pd
+
+    served = _loaded(tmp_path, threshold=p_of(150), refer=(p_of(100), p_of(140)))
+    assert served.image_size == TOY_SIDE and served.guard is None and served.embed is None
+    levels = [0, 100, 120, 150, 255]
+    rows = [gray_png(v) for v in levels] + [b"", base64.b64encode(gray_png(255)).decode(), "not base64!", 7]
+    out = served.predict(None, pd.DataFrame({"image": rows}))
+    np.testing.assert_allclose(out["probability"][:5], [p_of(v) for v in levels], atol=1e-4)
+    assert list(out["label"][:5]) == ["NORMAL", "NORMAL", "REFER", "PNEUMONIA", "PNEUMONIA"]
+    assert out["probability"][6] == pytest.approx(p_of(255), abs=1e-4) and out["label"][6] == "PNEUMONIA"
+    assert list(out["error"]) == [""] * 5 + ["empty (0 bytes)", "", "not base64-encoded image bytes",
+                                             "unsupported input type int"]
+    assert list(out["label"][[5, 7, 8]]) == ["", "", ""] and out["probability"][[5, 7, 8]].isna().all()
+    assert out[names.OOD_COLUMN].isna().all() and out[names.OOD_FLAG_COLUMN].isna().all()  # no guard: empty
+    assert list(served.predict(None, [gray_png(0)])["label"]) == ["NORMAL"]  # a plain list of files too
+
+
+@pytest.mark.parametrize("threshold, flagged", [(1e9, False), (1e-9, True)])
+def test_a_loaded_guard_scores_every_readable_row_on_the_models_embedding(tmp_path, threshold, flagged):
+    import pandas as pd
+
+    from pneumo.evaluation import imagestats, ood
+
+    n_feat = len(imagestats.features(gray_png(90)))
+    z, one = np.zeros(n_feat), np.ones(n_feat)
+    guard = ood.Guard(z, one, z, np.eye(n_feat), np.zeros(1), np.eye(1), 1.0, 1.0, threshold, 0.99,
+                      np.zeros((4, n_feat)), np.zeros((4, 1)), np.zeros(4), 0.5,
+                      np.array([f"f{i}" for i in range(n_feat)]))
+    served = _loaded(tmp_path, guard=guard)
+    assert served.guard is not None and served.embed is not None
+    films = [gray_png(90), gray_png(200)]
+    out = served.predict(None, pd.DataFrame({"image": [films[0], b"", films[1]]}))
+    feats = np.stack([imagestats.features(f) for f in films])
+    expected, flags = guard.score(feats, np.array([[90 / 255], [200 / 255]]))
+    np.testing.assert_allclose(out[names.OOD_COLUMN][[0, 2]], expected, rtol=1e-4)
+    assert list(out[names.OOD_FLAG_COLUMN]) == [flagged, None, flagged] and list(flags) == [flagged] * 2
+    assert list(out["label"]) == (["OUT_OF_DISTRIBUTION", "", "OUT_OF_DISTRIBUTION"] if flagged
+                                  else ["NORMAL", "", "PNEUMONIA"])
+    np.testing.assert_allclose(out["probability"][[0, 2]], [p_of(90), p_of(200)], atol=1e-4)
