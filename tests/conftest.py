@@ -17,7 +17,7 @@ def _environment_restored():
     """One test's environment never becomes the next one's: the whole of os.environ is put back.
 
     `mlflow.set_tracking_uri` also writes MLFLOW_TRACKING_URI into os.environ, where
-    `tracking.setup` reads it as the user's choice: a test that pointed MLflow at a
+    `pneumo.record.store.setup` reads it as the user's choice: a test that pointed MLflow at a
     server it has since stopped would send every later test of the process there.
     `backend.choose()` writes KERAS_BACKEND, which every child pneumo inherits: a
     smoke sweep after it would run on JAX. And any variable left behind (the determinism

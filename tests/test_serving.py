@@ -12,8 +12,6 @@ import io
 import json
 import math
 import sys
-import urllib.error
-import urllib.request
 
 import numpy as np
 import pytest
@@ -25,21 +23,11 @@ from pneumo.release import limits
 
 import toy_model
 from helpers import client_for
-from store_fixture import server_env, smoke_jpegs, smoke_store, start_server, stop, tail  # noqa: F401
+from store_fixture import post_json, server_env, smoke_jpegs, smoke_store, start_server, stop, tail  # noqa: F401
 from toy_model import SIDE as TOY_SIDE
 from toy_model import gray_png, p_of
 
 CHAMPION_URI = f"models:/{names.MODEL_NAME}@{names.CHAMPION}"
-
-
-def _post(url: str, body: dict) -> tuple[int, str]:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=120) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 def _split(payloads: list) -> dict:
@@ -70,11 +58,11 @@ def test_served_champion_classifies_base64_jpegs_like_the_local_model(smoke_stor
     log = tmp_path / "serve.log"
     proc, port = _serve(smoke_store, log)
     try:
-        status, text = _post(f"http://127.0.0.1:{port}/invocations", _split(payloads))
+        status, text = post_json(f"http://127.0.0.1:{port}/invocations", _split(payloads))
         # MLflow's other DataFrame input format: one {"column": value} object a row.
-        rec_status, rec_text = _post(f"http://127.0.0.1:{port}/invocations", _records(payloads))
+        rec_status, rec_text = post_json(f"http://127.0.0.1:{port}/invocations", _records(payloads))
         # Text that is not base64 at all fails MLflow's own input-schema check (binary column): the whole request.
-        bad_status, bad_text = _post(f"http://127.0.0.1:{port}/invocations", _split(["%%% not base64 %%%"]))
+        bad_status, bad_text = post_json(f"http://127.0.0.1:{port}/invocations", _split(["%%% not base64 %%%"]))
     finally:
         stop(proc)
     assert proc.poll() is not None
@@ -191,10 +179,10 @@ def test_the_server_answers_400_naming_the_line_to_requests_past_it(smoke_store,
     url = f"http://127.0.0.1:{port}/invocations"
     try:
         answers = {
-            "50 MB body": _post(url, _split([junk])),
-            "30 x 7000 px": _post(url, _split([png] * 30)),
-            "rows + 1": _post(url, _split([film] * (limits.SERVED.rows + 1))),
-            "rows": _post(url, _split([film] * limits.SERVED.rows)),
+            "50 MB body": post_json(url, _split([junk])),
+            "30 x 7000 px": post_json(url, _split([png] * 30)),
+            "rows + 1": post_json(url, _split([film] * (limits.SERVED.rows + 1))),
+            "rows": post_json(url, _split([film] * limits.SERVED.rows)),
         }
     finally:
         stop(proc)

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pneumo.config.errors import ConfigError
-from pneumo.record import names
+from pneumo.record import names, runs
 
 log = logging.getLogger("pneumo")
 
@@ -80,8 +80,6 @@ def withdraw(client, run_id: str, dcfg: Mapping) -> None:
 
 def join(client, exp_id: str, key: str, dcfg: Mapping) -> str:
     """Worker: wait for the chief's parent run of job `key`, point Keras Tuner at its oracle; its run id."""
-    from pneumo.record import runs
-
     deadline = time.monotonic() + float(dcfg.get("wait_s") or 0)
     while True:
         run = runs.find_job(client, exp_id, key)
@@ -102,7 +100,9 @@ def join(client, exp_id: str, key: str, dcfg: Mapping) -> str:
 
 
 def work(cfg, hypermodel, splits, client, exp_id: str, key: str, directory: Path) -> float:
-    """A Keras Tuner worker: runs the trials the chief's oracle hands out, as children of its parent run."""
+    """A Keras Tuner worker: runs the trials the chief's oracle hands out, as children of its parent run.
+    Keras is imported here, not at the top: pneumo.job imports this module before its config check and
+    pneumo.runtime.quiet.libraries, which must both come before Keras."""
     import keras
 
     from pneumo.search.fit import fit_kwargs
