@@ -91,6 +91,7 @@ def test_jobs_logging_one_new_data_set_at_once_all_link_to_it(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.ci
 def test_two_sweeps_at_once_into_the_sqlite_store(tmp_path):
     run_two_at_once(tmp_path, clean_env())
     assert_everything_recorded(client_for(tmp_path))
