@@ -91,7 +91,7 @@ SHORT = ["tuner.max_trials=2", "trainer.epochs=1"]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("point", ["after_search", "during_evaluation", "before_register"])
+@pytest.mark.parametrize("point", [pytest.param("after_search", marks=pytest.mark.ci), "during_evaluation", "before_register"])
 def test_kill_after_the_search_resumes_to_exactly_one_version(tmp_path, point):
     killed_at(tmp_path, point, SHORT)
     client = store(tmp_path)
