@@ -46,6 +46,7 @@ def killed_at(tmp: Path, point: str, extra=(), fresh: bool = False) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.ci  # a sweep killed and resumed through the installed `pneumo` script, as a user runs it
 def test_killed_job_resumes_without_rerunning_or_duplicating(tmp_path):
     killed_at(tmp_path, "mid_epoch", fresh=True)  # the second trial, after the first batch of its second epoch
     client = store(tmp_path)
@@ -91,7 +92,7 @@ SHORT = ["tuner.max_trials=2", "trainer.epochs=1"]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("point", [pytest.param("after_search", marks=pytest.mark.ci), "during_evaluation", "before_register"])
+@pytest.mark.parametrize("point", ["after_search", "during_evaluation", "before_register"])
 def test_kill_after_the_search_resumes_to_exactly_one_version(tmp_path, point):
     killed_at(tmp_path, point, SHORT)
     client = store(tmp_path)
