@@ -1,7 +1,7 @@
 """docs/screen.md's tables, from the store of `pneumo sweep kermany-screen` (not typed by hand).
 
     .venv/bin/python docs/screen.py --store STORE [--experiment kermany-screen] [--write]
-    .venv/bin/python docs/screen.py --store STORE --experiment kermany-confirm --block confirm --write
+    .venv/bin/python docs/screen.py --store STORE --experiment kermany-confirm --prefix confirm --write
 
 
 One row per lever: its seeds' mean and SD of the validation AUC and of the shifted validation AUC (the worst
@@ -11,7 +11,7 @@ set says (reported, never used to choose: the external AUC with Student's 95% in
 Then ensembles made after the fact from the jobs' logged
 predictions: each lever's seeds averaged, and the resnet and the CNN averaged (a cross-architecture ensemble),
 each thresholded on its own validation output. --write puts them in docs/screen.md's blocks NAME-levers and
-NAME-ensembles (--block NAME, `screen` by default), and the levers table in docs/results.md's NAME-levers too.
+NAME-ensembles (--prefix NAME, `screen` by default), and the levers table in docs/results.md's NAME-levers too.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def main() -> int:
     p.add_argument("--store", required=True, help="the screen's store folder (mlflow.db and artifacts)")
     p.add_argument("--experiment", default="kermany-screen")
     p.add_argument("--bootstrap", type=int, default=1000, help="patient resamples for the ensembles' CIs")
-    p.add_argument("--block", default="screen", help="the blocks' name: NAME-levers, NAME-ensembles")
+    p.add_argument("--prefix", default="screen", help="the blocks are PREFIX-levers and PREFIX-ensembles")
     p.add_argument("--write", action="store_true", help="write the tables into docs/screen.md's and docs/results.md's blocks")
     args = p.parse_args()
     jobs = study.jobs(args.store, args.experiment)
@@ -114,9 +114,9 @@ def main() -> int:
     if args.write:
         import docblocks
 
-        docblocks.write(f"{args.block}-levers", levers, PAGE)
-        docblocks.write(f"{args.block}-ensembles", ensembles, PAGE)
-        docblocks.write(f"{args.block}-levers", levers, RESULTS)
+        docblocks.write(f"{args.prefix}-levers", levers, PAGE)
+        docblocks.write(f"{args.prefix}-ensembles", ensembles, PAGE)
+        docblocks.write(f"{args.prefix}-levers", levers, RESULTS)
     print(levers + "\n\n" + ensembles)
     return 0
 

@@ -283,7 +283,7 @@ def test_shift_bad_input_is_one_line_and_exit_2(registered, trained, tmp_path, c
 
 
 def test_an_ensemble_is_measured_by_its_first_members_embedding(trained, tmp_path):
-    """The kermany recipe registers an ensemble: its embedding is the first member's, also after a save/load."""
+    """An ensemble (evaluation.ensemble > 1) is measured by its first member's embedding, also after a save/load."""
     import keras
 
     from pneumo.model import embedding
