@@ -21,36 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pneumo.record import names  # noqa: E402 -- the checkout's pneumo, put on the path above
+import study
+
+from pneumo.record import names
 
 RANKED = {"validation AUC": names.MODEL_VAL_AUC, "shifted validation AUC": names.MODEL_VAL_AUC_SHIFTED}
 REPORTED = (names.TEST_AUC, names.TEST_ACCURACY, names.TEST_SENSITIVITY, names.TEST_SPECIFICITY)
 RESAMPLES, SEED = 2000, 0
-
-
-def jobs(store: str, experiment: str) -> list[dict]:
-    """One dict a FINISHED job: lever, seed, fidelity (its other overrides, sorted), minutes, metrics."""
-    from mlflow import MlflowClient
-
-    from pneumo.config.paths import local_tracking_uri
-    from pneumo.record.store import pages
-
-    client = MlflowClient(local_tracking_uri(store))
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        raise SystemExit(f"no experiment {experiment!r} in {store}")
-    out = []
-    for run in pages(client.search_runs, [exp.experiment_id], f"tags.`{names.TAG_ROLE}` = '{names.ROLE_JOB}'"):
-        if run.info.status != "FINISHED":
-            continue
-        overrides = dict(o.split("=", 1) for o in run.info.run_name.split())
-        out.append(dict(lever=overrides.pop("lever", "baseline"), seed=overrides.pop("seed", "?"),
-                        fidelity=" ".join(f"{k}={v}" for k, v in sorted(overrides.items())),
-                        seconds=(run.info.end_time - run.info.start_time) / 1000, metrics=run.data.metrics))
-    return out
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -59,12 +38,12 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(spearmanr(a, b).statistic)
 
 
-def cells(rows: list[dict], metric: str) -> dict[tuple[str, str], np.ndarray]:
+def cells(rows: list[study.Job], metric: str) -> dict[tuple[str, str], np.ndarray]:
     """(fidelity, lever) -> the seeds' values of `metric`."""
     out = defaultdict(list)
     for r in rows:
-        if (v := names.finite(r["metrics"].get(metric))) is not None:
-            out[(r["fidelity"], r["lever"])].append(v)
+        if (v := names.finite(r.metrics.get(metric))) is not None:
+            out[(r.fidelity, r.lever)].append(v)
     return {k: np.array(v) for k, v in out.items()}
 
 
@@ -108,16 +87,15 @@ def main() -> int:
     p.add_argument("--experiment", default="kermany-fidelity")
     p.add_argument("--full", default="trainer.image_size=128", help="the fidelity the others are judged against")
     args = p.parse_args()
-    rows = jobs(args.store, args.experiment)
-    fidelities = sorted({r["fidelity"] for r in rows}, key=lambda f: np.median(
-        [r["seconds"] for r in rows if r["fidelity"] == f]))
+    rows = study.jobs(args.store, args.experiment)
+    fidelities = sorted({r.fidelity for r in rows}, key=lambda f: np.median([r.seconds for r in rows if r.fidelity == f]))
     rng = np.random.default_rng(SEED)
 
     print("| fidelity | jobs | median job (s) | rho, validation AUC [95% CI] | rho, shifted validation AUC [95% CI] |")
     print("|---|---:|---:|---|---|")
     for fid in fidelities:
-        n = sum(r["fidelity"] == fid for r in rows)
-        secs = np.median([r["seconds"] for r in rows if r["fidelity"] == fid])
+        n = sum(r.fidelity == fid for r in rows)
+        secs = np.median([r.seconds for r in rows if r.fidelity == fid])
         shown = []
         for metric in RANKED.values():
             c = cells(rows, metric)
@@ -130,17 +108,11 @@ def main() -> int:
           "sensitivity | specificity |")
     print("|---|---|---:|---|---|---|---|---|---|")
     for fid in fidelities:
-        for lever in sorted({r["lever"] for r in rows if r["fidelity"] == fid}):
-            mine = [r["metrics"] for r in rows if r["fidelity"] == fid and r["lever"] == lever]
-
-            def mean_sd(metric, digits=3, mine=mine):
-                v = np.array([x for m in mine if (x := names.finite(m.get(metric))) is not None])
-                if not len(v):
-                    return "n/a"
-                return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}" if len(v) > 1 else f"{v[0]:.{digits}f}"
-
+        for lever in sorted({r.lever for r in rows if r.fidelity == fid}):
+            mine = [r.metrics for r in rows if r.fidelity == fid and r.lever == lever]
             print(f"| {fid} | {lever} | {len(mine)} | " + " | ".join(
-                [mean_sd(m, 4) for m in RANKED.values()] + [mean_sd(m) for m in REPORTED]) + " |")
+                [study.mean_sd([m.get(k) for m in mine], 4) for k in RANKED.values()]
+                + [study.mean_sd([m.get(k) for m in mine]) for k in REPORTED]) + " |")
     return 0
 
 

@@ -1,7 +1,29 @@
 """pneumo: experiment-tracking sweeps for chest X-ray pneumonia classification.
 
-Kept import-light on purpose: `pneumo --help` and the data commands must not
-pull in TensorFlow.
+Imports sit at the top of each module. These are the late ones, inside the function that
+needs them, each for a start-up cost that was measured or an import that must wait
+(tests/test_layout.py holds the code to this list). `pneumo --help` (~1 s) and the data
+commands load neither TensorFlow nor these.
+
+- pneumo/runtime/backend.py (keras, tensorflow, jax, torch): `import pneumo` runs it, to choose
+  the backend (KERAS_BACKEND) before Keras is imported; Keras with TensorFlow takes 8-10 s to
+  import here, and only the installed backend can be imported at all.
+- pneumo/runtime/quiet.py (keras): `libraries()` is where a job first imports Keras, its native
+  log lines filtered.
+- pneumo/search/distributed.py (keras, pneumo.search.fit, pneumo.search.tuner): pneumo.job
+  imports it at its top, and a job checks its config (a bad value exits 2 in seconds) and
+  quietens the libraries before Keras loads.
+- pneumo/evaluation/plots.py (matplotlib, sklearn), pneumo/evaluation/referral.py (matplotlib):
+  pneumo.job imports them at its top, and a config refused at start-up would load matplotlib and
+  scikit-learn's calibration for nothing (0.5 s of the 4.5 s CPU it takes to say no).
+- pneumo/data/splits.py (sklearn): every command, `--help` too, loads pneumo.data, and
+  scikit-learn's model_selection takes 1-2 s.
+- pneumo/evaluation/importance.py (sklearn): every `pneumo compare` loads it; only --importance
+  fits forests (0.4-0.8 s of import).
+- pneumo/data/kaggle.py (kaggle): the client authenticates when imported.
+
+pneumo/commands/, pneumo/release/, pneumo/record/ and pneumo/job.py are not held to it yet
+(issue 29 item 4).
 """
 
 import os

@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from pneumo.commands import compare, data, evaluate, predict, promote, rerun, run, shift, ui
+from pneumo.config import defaults
 from pneumo.config.errors import ConfigError
 
 
@@ -35,8 +36,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    from pneumo.config import defaults
-
     evaluation = defaults.option("evaluation", "default")  # the CLI's defaults are the config's (conf/)
     top = argparse.ArgumentParser(prog="pneumo", description=__doc__.split("\n\n")[0],
                                   formatter_class=argparse.RawDescriptionHelpFormatter)

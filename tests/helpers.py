@@ -142,11 +142,16 @@ RUN_TIME = ("MLFLOW_TRACKING_URI", testpoints.KILL_AT, testpoints.HOLD, testpoin
 _ZYGOTE_ENV = clean_env()  # this worker's, before any test changes it: the zygote starts with it
 
 
+def _zygote_differs(env: dict) -> set[str]:
+    """The variables of env that keep the zygote from forking a child with it (an empty set: it may)."""
+    zygote = _zygote()
+    differ = {k for k in env.keys() | _ZYGOTE_ENV.keys()
+              if env.get(k) != _ZYGOTE_ENV.get(k) and env.get(k) != zygote.environ.get(k)}  # set by the imports alike
+    return (differ - set(RUN_TIME)) | (differ & zygote.read_at_import)
+
+
 def _zygote_can_fork(env: dict, fresh: bool) -> bool:
-    if fresh:
-        return False
-    differ = {k for k in env.keys() | _ZYGOTE_ENV.keys() if env.get(k) != _ZYGOTE_ENV.get(k)}
-    return differ <= set(RUN_TIME) and not differ & _zygote().read_at_import
+    return not fresh and not _zygote_differs(env)
 
 
 def pneumo_script(python: str | None = None) -> Path:
@@ -215,7 +220,8 @@ class Zygote:
         ready = self.proc.stdout.readline()  # once it has imported everything
         if not ready:
             raise RuntimeError(f"the test zygote did not start (exit {self.proc.wait()})")
-        self.read_at_import = frozenset(json.loads(ready)["read_at_import"])
+        ready = json.loads(ready)
+        self.read_at_import, self.environ = frozenset(ready["read_at_import"]), ready["environ"]
         self._lock = threading.Lock()
         self._replies: dict[int, queue.Queue] = {}
         self._next = itertools.count()

@@ -12,6 +12,7 @@ Also: the small helpers those tests need to run real servers on 127.0.0.1.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import random
 import re
@@ -224,6 +225,17 @@ def wait_until_up(proc: subprocess.Popen, url: str, log: Path, timeout: float = 
             pass
         time.sleep(1)
     pytest.fail(f"no answer from {url} within {timeout:.0f} s:\n{tail(log)}")
+
+
+def post_json(url: str, body: dict) -> tuple[int, str]:
+    """POST `body` as JSON: (the HTTP status, the response's text), an error's too."""
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
 
 
 def stop(proc: subprocess.Popen) -> None:

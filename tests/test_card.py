@@ -7,6 +7,7 @@ included, is checked in tests/test_review.py.
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -123,3 +124,18 @@ def test_history_keeps_its_entries_when_the_card_is_long():
     assert len(text) <= MAX_CHARS and all(e in text for e in entries)
     assert text.startswith(head[:head.index("## When")].rstrip()) and REST in text and "## Known limits" not in text
     assert _fit(text[:text.index("## History")], list(entries)).count(REST) == 1  # a later append adds no second one
+
+
+def test_the_card_at_registration_is_the_runs_artifact_and_the_versions_description_scrubbed(tmp_path):
+    import mlflow
+
+    client = mlflow.MlflowClient(paths.local_tracking_uri(tmp_path))
+    run = client.create_run(client.create_experiment("s", artifact_location=(tmp_path / "a").as_uri()))
+    client.create_registered_model(names.MODEL_NAME)
+    mv = client.create_model_version(names.MODEL_NAME, "file:///nowhere", run.info.run_id)
+    text = "# card\n\ndata: http://pneumo:hunter2@nas/films\n" + "x" * (card.MAX_CHARS + 100)
+    card.record(client, run.info.run_id, mv.version, text)
+    logged = (Path(client.download_artifacts(run.info.run_id, names.CARD_ARTIFACT, str(tmp_path)))).read_text()
+    assert "hunter2" not in logged and "http://pneumo:***@nas/films" in logged and len(logged) > card.MAX_CHARS
+    described = client.get_model_version(names.MODEL_NAME, mv.version).description
+    assert described.startswith("# card\n\ndata: http://pneumo:***@nas/films\n") and len(described) <= card.MAX_CHARS

@@ -210,6 +210,38 @@ def test_every_tuner_builds_a_tracked_search(tuner, tmp_path):
     assert "model.blocks" in t.oracle.hyperparameters.values
 
 
+@pytest.mark.parametrize("tuner", options("tuner"))
+def test_the_search_is_the_one_its_tuner_class_runs_and_resumes_its_directory(tuner, tmp_path):
+    """pneumo builds the oracle that `tuner._target_`'s class builds (pneumo.search.oracle): a tuner directory
+    that class wrote (pneumo ran the class itself before) resumes where it stopped, picking the same next trial."""
+    import shutil
+
+    import keras_tuner
+    from hydra.utils import get_class
+
+    from pneumo.model.builders import HyperModel
+    from pneumo.search.tuner import TunerState, make_tuner
+
+    cfg = cfg_with(f"tuner={tuner}", "model.blocks={int:[2,4]}", "model.dropout={float:[0.1,0.5]}")
+    hm = HyperModel(cfg.model, cfg.optimizer, cfg.augmentation, 32)
+    kwargs = {k: v for k, v in cfg.tuner.items() if v is not None and k not in ("_target_", "objective",
+                                                                                   "start_with_defaults")}
+    before = get_class(cfg.tuner._target_)(hypermodel=hm, objective=keras_tuner.Objective("val_auc", "max"),
+                                           directory=str(tmp_path / "a"), project_name="p", **kwargs)
+    first = before.oracle.create_trial("tuner0")
+    before.oracle.update_trial(first.trial_id, {"val_auc": 0.7})
+    first.status = "COMPLETED"
+    before.oracle.end_trial(first)
+    before.save()
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    expected = before.oracle.create_trial("tuner0").hyperparameters.values
+
+    t = make_tuner(cfg.tuner, hm, TunerState(tmp_path / "b", "p", overwrite=False))
+    assert type(t.oracle) is type(before.oracle) and t.oracle.max_trials == before.oracle.max_trials
+    assert list(t.oracle.trials) == [first.trial_id] and str(t.oracle.trials[first.trial_id].status) == "COMPLETED"
+    assert t.oracle.create_trial("tuner0").hyperparameters.values == expected
+
+
 @pytest.mark.parametrize("override", ["+trainer.epoch=3", "+model.dropot=0.1", "+lr=0.1",
                                       "+trainer.early_stopping.patiense=3", "+paths.cahce=/tmp/x",
                                       "+distributed.rol=chief"])

@@ -155,3 +155,23 @@ def test_the_chatter_filter_is_what_keeps_it_out():
     assert quiet.returncode == loud.returncode == 0, quiet.stderr + loud.stderr
     assert CHATTER.search(loud.stderr), loud.stderr  # verbose: TensorFlow's own lines reach the console
     assert not CHATTER.search(quiet.stdout + quiet.stderr), quiet.stderr
+
+
+@pytest.mark.parametrize("mode, shown", [("RUN", (3, 1)), ("MULTIRUN", (3, 5))])
+def test_a_job_takes_its_number_from_hydra_and_its_sweeps_size_only_in_a_multirun(monkeypatch, mode, shown):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from pneumo.config import paths, schema
+
+    schema.register()
+    with initialize_config_dir(config_dir=str(paths.CONF_DIR), version_base="1.3"):
+        cfg = compose("config", return_hydra_config=True)
+    cfg.hydra.mode, cfg.hydra.job.num = RunMode[mode], 2
+    monkeypatch.setenv(console.JOBS_ENV, "5")
+    HydraConfig.instance().set_config(cfg)
+    try:
+        assert console._hydra_job() == shown
+    finally:
+        HydraConfig.instance().cfg = None

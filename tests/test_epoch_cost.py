@@ -50,7 +50,7 @@ class Toy(keras_tuner.HyperModel):
         return model.fit(*args, **kwargs)
 
 
-class Recording(TrackedTuner, keras_tuner.RandomSearch):
+class Recording(TrackedTuner):
     """The tracked tuner with its epoch hook recording instead of writing to MLflow."""
 
     def on_epoch_end(self, trial, model, epoch, logs=None):
@@ -68,9 +68,9 @@ def toy_trial(tmp, scores: list[list[float]], **tuner_kwargs) -> SimpleNamespace
             seen.append((logs["val_score"], self.model.get_weights()))
 
     hypermodel = Toy(tuner_kwargs.pop("with_input", False))
-    tuner = Recording(hypermodel=hypermodel, objective=keras_tuner.Objective("val_score", "max"), max_trials=1,
-                      executions_per_trial=len(scores), directory=str(tmp), project_name="toy", seed=0,
-                      **tuner_kwargs)
+    search = keras_tuner.oracles.RandomSearchOracle(keras_tuner.Objective("val_score", "max"), max_trials=1, seed=0)
+    tuner = Recording(oracle=search, hypermodel=hypermodel, executions_per_trial=len(scores), directory=str(tmp),
+                      project_name="toy", **tuner_kwargs)
     trial = tuner.oracle.create_trial("tuner0")
     writes, save_weights = [], keras.Model.save_weights
 

@@ -4,6 +4,7 @@ past ~300 lines, and every name written to MLflow spelled once, in pneumo/record
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,43 @@ def test_no_import_circle_anywhere():
         if m not in state:
             visit(m, [m])
     assert not circles, "import circles:\n" + "\n".join(circles)
+
+
+# Not held to the list yet (issue 29 item 4): the places the MLflow refactor is rewriting.
+NOT_YET = ("pneumo/commands/", "pneumo/release/", "pneumo/record/", "pneumo/job.py")
+
+
+def _late_imports(path: Path) -> set[str]:
+    """The modules `path` imports inside a function."""
+    out = set()
+    for func in ast.walk(ast.parse(path.read_text())):
+        if isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for node in ast.walk(func):
+                if isinstance(node, ast.Import):
+                    out.update(a.name for a in node.names)
+                elif isinstance(node, ast.ImportFrom):
+                    out.add(node.module)
+    return out
+
+
+def _listed_late_imports(doc: str) -> dict[str, list[str]]:
+    """{file: [module prefixes]} from the entries `pneumo/x/y.py (a, b.c)` of pneumo/__init__.py's docstring."""
+    return {f: names.split(", ") for f, names in re.findall(r"(pneumo/[\w/]+\.py) \(([^)]*)\)", doc)}
+
+
+def test_imports_sit_at_the_top_but_for_the_late_ones_the_package_lists_with_their_reasons():
+    listed = _listed_late_imports(ast.get_docstring(ast.parse((PACKAGE / "__init__.py").read_text())))
+    assert "pneumo/data/splits.py" in listed  # the list is read
+    late = {f: _late_imports(path) for path in _modules().values()
+            if not (f := path.relative_to(PACKAGE.parent).as_posix()).startswith(NOT_YET)}
+    unlisted = [f"{f}: {m}" for f, mods in sorted(late.items()) for m in sorted(mods)
+                if not any(m == n or m.startswith(n + ".") for n in listed.get(f, ()))]
+    assert not unlisted, "imports inside functions (move them to the top, or list them with a measured reason " \
+                         "in pneumo/__init__.py):\n" + "\n".join(unlisted)
+    stale = [f"{f} ({n})" for f, names in listed.items() for n in names
+             if not any(m == n or m.startswith(n + ".") for m in late.get(f, ()))]
+    assert not stale, "listed as late imports in pneumo/__init__.py, but imported at the top or not at all: " + \
+                      ", ".join(stale)
 
 
 def test_no_module_past_300_lines_and_every_package_says_what_it_owns():

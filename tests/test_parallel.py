@@ -20,7 +20,7 @@ from store_fixture import start_server, stop
 
 EVALUATION = {"confusion_matrix.png", "confusion_matrix.json", "roc.png", "pr.png", "calibration.png",
               "training_curves.png", "classification_report.txt", "test_predictions.csv",
-              "heatmaps.png", "heatmaps.json", "error_gallery.png", "errors.csv"}
+              "heatmaps.png", "heatmaps.json", "error_gallery.png", "errors.csv", "val_predictions.csv"}
 
 
 def start_sweep(tmp, name, seed, env):

@@ -19,6 +19,7 @@ from test_bad_input import special_files
 
 from pneumo.record import names
 
+import toy_model
 from helpers import clean_env, client_for, empty_store, run_pneumo, tracking_uri
 from store_fixture import smoke_jpegs, smoke_store  # noqa: F401
 
@@ -281,3 +282,88 @@ def test_piped_output_is_json_and_each_label_is_the_served_threshold(smoke_store
             assert r["label"] == ("PNEUMONIA" if p >= served.threshold else "NORMAL"), (r, served.threshold)
             by_cut.append(r["label"])
     assert set(by_cut) == CLASSES, rows  # both sides of the cut are exercised
+
+
+# -- the release code in-process, on the toy model (tests/toy_model.py): seconds, no store ------------------
+
+
+@pytest.fixture
+def toy(tmp_path):
+    return toy_model.pyfunc(tmp_path / "toy", threshold=0.5)
+
+
+def test_every_file_is_a_row_in_order_with_its_probability_or_its_reason(toy, tmp_path):
+    from pneumo.release import predict
+
+    (tmp_path / "in" / "b").mkdir(parents=True)
+    films = {"dark.png": 30, "b/bright.png": 230, "mid.PNG": 128}
+    for name, level in films.items():
+        (tmp_path / "in" / name).write_bytes(toy_model.gray_png(level))
+    (tmp_path / "in" / "zero.png").write_bytes(b"")
+    (tmp_path / "in" / "notes.txt").write_text("not an image suffix")
+    (tmp_path / "in" / "._dark.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (tmp_path / "text.jpeg").write_text("patient notes")
+    files = predict.collect([str(tmp_path / "in"), str(tmp_path / "text.jpeg")])
+    assert [f.relative_to(tmp_path).as_posix() for f in files] == [
+        "in/b/bright.png", "in/dark.png", "in/mid.PNG", "in/zero.png", "text.jpeg"]
+    rows = predict.predict_files(files, toy)
+    assert [r["path"] for r in rows] == [str(f) for f in files]
+    assert [r["probability"] for r in rows[:3]] == pytest.approx([toy_model.p_of(230), toy_model.p_of(30),
+                                                                  toy_model.p_of(128)], abs=1e-5)
+    assert all(r["probability"] == round(r["probability"], 6) for r in rows[:3])
+    assert [r["label"] for r in rows] == ["PNEUMONIA", "NORMAL", "PNEUMONIA", "", ""]
+    assert [r["error"] for r in rows] == ["", "", "", "empty file (0 bytes)", "not an image (unrecognised format)"]
+    assert rows[3]["probability"] is None and rows[4]["probability"] is None
+    assert all(r[names.OOD_COLUMN] is None and r[names.OOD_FLAG_COLUMN] is None for r in rows)  # no guard
+    assert not predict.has_guard(toy)
+    with pytest.raises(predict.InputError, match=f"^{tmp_path / 'scans'}: no such file or folder$"):
+        predict.collect([str(tmp_path / "in"), str(tmp_path / "scans")])
+
+
+def test_a_group_is_what_one_call_of_the_served_model_may_hold(tmp_path):
+    from pneumo.release import limits, predict
+
+    png = toy_model.gray_png(100, side=40)
+    files = []
+    for i in range(5):
+        files.append(tmp_path / f"{i}.png")
+        files[-1].write_bytes(png)
+    (tmp_path / "big.png").write_bytes(png + b"\0" * 2**20)
+    rows = limits.Limits(rows=2, megabytes=1.0, pixels=10**9)
+    assert [len(g) for g in predict.chunks(files, 32, rows)] == [2, 2, 1]
+    at_bytes = limits.Limits(rows=64, megabytes=2 * len(png) / 2**20, pixels=10**9)
+    assert [len(g) for g in predict.chunks(files, 32, at_bytes)] == [2, 2, 1]  # two fit the byte line exactly
+    at_pixels = limits.Limits(rows=64, megabytes=32.0, pixels=3 * 40 * 40)
+    assert [len(g) for g in predict.chunks(files, 32, at_pixels)] == [3, 2]
+    alone = list(predict.chunks([tmp_path / "big.png", *files[:2]], 1.0, rows))
+    assert [[(f.name, d if isinstance(d, str) else len(d)) for f, d in g] for g in alone] == [
+        [("big.png", "too large: 1 MB, over the limit of 1 MB a file"), ("0.png", len(png))], [("1.png", len(png))]]
+
+
+def test_max_file_mb_widens_the_served_byte_line_for_this_process_only(toy):
+    from pneumo.release import limits, predict
+
+    served = toy.unwrap_python_model()
+    assert predict.fit(toy, 1.0) == limits.SERVED and served.limits == limits.SERVED
+    wider = predict.fit(toy, limits.SERVED.megabytes + 1)
+    assert wider.megabytes == limits.SERVED.megabytes + 1 and wider.rows == limits.SERVED.rows
+    assert served.limits == wider and wider.pixels == limits.SERVED.pixels
+
+
+def test_explain_writes_one_overlay_per_classified_file_and_never_overwrites_one(toy, tmp_path):
+    from PIL import Image
+
+    from pneumo.release import predict
+
+    (tmp_path / "in" / "b").mkdir(parents=True)
+    for name in ("a.png", "b/a.png", "a.jpeg"):
+        Image.new("L", (24, 24), 80).save(tmp_path / "in" / name)
+    (tmp_path / "in" / "zero.png").write_bytes(b"")
+    rows = predict.predict_files(predict.collect([str(tmp_path / "in")]), toy)
+    out = tmp_path / "overlays"
+    predict.explain_rows(rows, toy, out)
+    by_file = {Path(r["path"]).relative_to(tmp_path / "in").as_posix(): r[predict.EXPLAIN_COLUMN] for r in rows}
+    assert by_file == {"a.jpeg": str(out / "a.png"), "a.png": str(out / "a-2.png"), "b/a.png": str(out / "a-3.png"),
+                       "zero.png": ""}
+    assert sorted(p.name for p in out.iterdir()) == ["a-2.png", "a-3.png", "a.png"]
+    assert Image.open(out / "a.png").size[0] >= predict.DISPLAY_PX

@@ -1,7 +1,7 @@
 """Kill a job with SIGKILL mid-search, rerun the same command: the search completes, nothing twice.
 
 The kills are real SIGKILLs at fixed points of the job (PNEUMO_KILL_AT: inside an epoch
-through a Keras callback, or at train.fault_point), never timed from outside. The first test
+through a Keras callback, or at testpoints.fault_point), never timed from outside. The first test
 kills and resumes the installed `pneumo` script in new interpreters, as a user's commands run;
 Ctrl-C and SIGTERM are tests/test_signals.py.
 """

@@ -12,8 +12,6 @@ import io
 import json
 import math
 import sys
-import urllib.error
-import urllib.request
 
 import numpy as np
 import pytest
@@ -23,20 +21,13 @@ from pneumo.data.imaging import MAX_PIXELS
 from pneumo.record import names
 from pneumo.release import limits
 
+import toy_model
 from helpers import client_for
-from store_fixture import server_env, smoke_jpegs, smoke_store, start_server, stop, tail  # noqa: F401
+from store_fixture import post_json, server_env, smoke_jpegs, smoke_store, start_server, stop, tail  # noqa: F401
+from toy_model import SIDE as TOY_SIDE
+from toy_model import gray_png, p_of
 
 CHAMPION_URI = f"models:/{names.MODEL_NAME}@{names.CHAMPION}"
-
-
-def _post(url: str, body: dict) -> tuple[int, str]:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=120) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 def _split(payloads: list) -> dict:
@@ -67,11 +58,11 @@ def test_served_champion_classifies_base64_jpegs_like_the_local_model(smoke_stor
     log = tmp_path / "serve.log"
     proc, port = _serve(smoke_store, log)
     try:
-        status, text = _post(f"http://127.0.0.1:{port}/invocations", _split(payloads))
+        status, text = post_json(f"http://127.0.0.1:{port}/invocations", _split(payloads))
         # MLflow's other DataFrame input format: one {"column": value} object a row.
-        rec_status, rec_text = _post(f"http://127.0.0.1:{port}/invocations", _records(payloads))
+        rec_status, rec_text = post_json(f"http://127.0.0.1:{port}/invocations", _records(payloads))
         # Text that is not base64 at all fails MLflow's own input-schema check (binary column): the whole request.
-        bad_status, bad_text = _post(f"http://127.0.0.1:{port}/invocations", _split(["%%% not base64 %%%"]))
+        bad_status, bad_text = post_json(f"http://127.0.0.1:{port}/invocations", _split(["%%% not base64 %%%"]))
     finally:
         stop(proc)
     assert proc.poll() is not None
@@ -188,10 +179,10 @@ def test_the_server_answers_400_naming_the_line_to_requests_past_it(smoke_store,
     url = f"http://127.0.0.1:{port}/invocations"
     try:
         answers = {
-            "50 MB body": _post(url, _split([junk])),
-            "30 x 7000 px": _post(url, _split([png] * 30)),
-            "rows + 1": _post(url, _split([film] * (limits.SERVED.rows + 1))),
-            "rows": _post(url, _split([film] * limits.SERVED.rows)),
+            "50 MB body": post_json(url, _split([junk])),
+            "30 x 7000 px": post_json(url, _split([png] * 30)),
+            "rows + 1": post_json(url, _split([film] * (limits.SERVED.rows + 1))),
+            "rows": post_json(url, _split([film] * limits.SERVED.rows)),
         }
     finally:
         stop(proc)
@@ -205,3 +196,59 @@ def test_the_server_answers_400_naming_the_line_to_requests_past_it(smoke_store,
     assert status == 200, (status, text[:500], tail(log))
     preds = json.loads(text)["predictions"]
     assert len(preds) == limits.SERVED.rows and all(r["error"] == "" for r in preds)
+
+
+# -- the logged model's own code, loaded as MLflow's loader does, on a two-weight Keras model (no store) ------
+
+
+def _loaded(tmp_path, **kwargs):
+    """serving.PneumoniaModel after load_context on the artifacts package.log_model writes (tests/toy_model.py)."""
+    from mlflow.pyfunc import PythonModelContext
+
+    from pneumo.release import serving
+
+    served = serving.PneumoniaModel()
+    served.load_context(PythonModelContext(toy_model.artifacts(tmp_path, **kwargs), None))
+    return served
+
+
+def test_the_loaded_model_reads_its_size_threshold_and_band_and_labels_each_row(tmp_path):
+    import pandas as pd
+
+    served = _loaded(tmp_path, threshold=p_of(150), refer=(p_of(100), p_of(140)))
+    assert served.image_size == TOY_SIDE and served.guard is None and served.embed is None
+    levels = [0, 100, 120, 150, 255]
+    rows = [gray_png(v) for v in levels] + [b"", base64.b64encode(gray_png(255)).decode(), "not base64!", 7]
+    out = served.predict(None, pd.DataFrame({"image": rows}))
+    np.testing.assert_allclose(out["probability"][:5], [p_of(v) for v in levels], atol=1e-4)
+    assert list(out["label"][:5]) == ["NORMAL", "NORMAL", "REFER", "PNEUMONIA", "PNEUMONIA"]
+    assert out["probability"][6] == pytest.approx(p_of(255), abs=1e-4) and out["label"][6] == "PNEUMONIA"
+    assert list(out["error"]) == [""] * 5 + ["empty (0 bytes)", "", "not base64-encoded image bytes",
+                                             "unsupported input type int"]
+    assert list(out["label"][[5, 7, 8]]) == ["", "", ""] and out["probability"][[5, 7, 8]].isna().all()
+    assert out[names.OOD_COLUMN].isna().all() and out[names.OOD_FLAG_COLUMN].isna().all()  # no guard: empty
+    assert list(served.predict(None, [gray_png(0)])["label"]) == ["NORMAL"]  # a plain list of files too
+
+
+@pytest.mark.parametrize("threshold, flagged", [(1e9, False), (1e-9, True)])
+def test_a_loaded_guard_scores_every_readable_row_on_the_models_embedding(tmp_path, threshold, flagged):
+    import pandas as pd
+
+    from pneumo.evaluation import imagestats, ood
+
+    n_feat = len(imagestats.features(gray_png(90)))
+    z, one = np.zeros(n_feat), np.ones(n_feat)
+    guard = ood.Guard(z, one, z, np.eye(n_feat), np.zeros(1), np.eye(1), 1.0, 1.0, threshold, 0.99,
+                      np.zeros((4, n_feat)), np.zeros((4, 1)), np.zeros(4), 0.5,
+                      np.array([f"f{i}" for i in range(n_feat)]))
+    served = _loaded(tmp_path, guard=guard)
+    assert served.guard is not None and served.embed is not None
+    films = [gray_png(90), gray_png(200)]
+    out = served.predict(None, pd.DataFrame({"image": [films[0], b"", films[1]]}))
+    feats = np.stack([imagestats.features(f) for f in films])
+    expected, flags = guard.score(feats, np.array([[90 / 255], [200 / 255]]))
+    np.testing.assert_allclose(out[names.OOD_COLUMN][[0, 2]], expected, rtol=1e-4)
+    assert list(out[names.OOD_FLAG_COLUMN]) == [flagged, None, flagged] and list(flags) == [flagged] * 2
+    assert list(out["label"]) == (["OUT_OF_DISTRIBUTION", "", "OUT_OF_DISTRIBUTION"] if flagged
+                                  else ["NORMAL", "", "PNEUMONIA"])
+    np.testing.assert_allclose(out["probability"][[0, 2]], [p_of(90), p_of(200)], atol=1e-4)

@@ -45,3 +45,41 @@ def test_hanley_mcneil_standard_error():
     # by hand: Q1 = 0.9/1.1, Q2 = 1.62/1.9; (0.09 + 49 (Q1 - 0.81) + 49 (Q2 - 0.81)) / 2500 = 0.001032
     assert auc_standard_error(0.9, 50, 50) == pytest.approx(0.03212, abs=1e-4)
     assert auc_standard_error(0.5, 10, 10) > auc_standard_error(0.5, 100, 100)
+
+
+def test_fail_on_nan_is_the_guards_loss_check_without_a_chance_check():
+    from pneumo.search.guard import FailOnNaN
+
+    guard = FailOnNaN()
+    fit(model(trainable=False), guard)  # a coin passes: no chance check
+    with pytest.raises(FloatingPointError, match="diverged"):
+        fit(model(lr=float("inf")), FailOnNaN(), epochs=1)
+
+
+@pytest.mark.parametrize("spec, trial, epoch", [("mid_epoch", 1, 1), ("mid_epoch:0", 0, 1), ("mid_epoch:2:0", 2, 0)])
+def test_the_kill_point_stops_after_the_first_batch_of_its_trials_epoch_only(monkeypatch, spec, trial, epoch):
+    """PNEUMO_KILL_AT=mid_epoch[:TRIAL[:EPOCH]] (0-based, default 1 each); the stop itself (SIGKILL or a hold)
+    is testpoints.stop_here, run for real by tests/test_resume.py: here it records where it was reached."""
+    from pneumo.runtime import testpoints
+    from pneumo.search import guard
+
+    class Stopped(Exception):
+        """stop_here never returns: the process dies or is held there."""
+
+    monkeypatch.setattr(testpoints, "stop_here", lambda: (_ for _ in ()).throw(Stopped()))
+    monkeypatch.setattr(guard.KillMidEpoch, "fits", 0)
+    monkeypatch.setenv(testpoints.KILL_AT, spec)
+    points = []
+    with pytest.raises(Stopped):
+        for t in range(3):
+            k = guard.KillMidEpoch.from_env()  # Keras Tuner copies the callback per trial: one per model
+            k.on_train_begin()
+            for e in range(2):
+                k.on_epoch_begin(e)
+                for b in range(2):
+                    points.append((t, e, b))
+                    k.on_train_batch_end(b)
+    assert points[-1] == (trial, epoch, 0)
+    for other in ("", "after_search", "mid_epochs:1"):
+        monkeypatch.setenv(testpoints.KILL_AT, other)
+        assert guard.KillMidEpoch.from_env() is None

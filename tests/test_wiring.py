@@ -14,8 +14,6 @@ import base64
 import io
 import json
 import sys
-import urllib.error
-import urllib.request
 
 import numpy as np
 import pytest
@@ -24,7 +22,7 @@ from PIL import Image
 from pneumo.record import names
 
 from helpers import client_for, tracking_uri
-from store_fixture import copy_store, server_env, start_server, stop, tail, wired_store  # noqa: F401
+from store_fixture import copy_store, post_json, server_env, start_server, stop, tail, wired_store  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -33,14 +31,8 @@ DECIDED = ("NORMAL", "PNEUMONIA")
 
 def post(url: str, images: list[bytes]) -> tuple[int, str]:
     """The images as MLflow's REST server takes them: base64 text in a dataframe_split."""
-    body = {"dataframe_split": {"columns": ["image"], "data": [[base64.b64encode(b).decode("ascii")] for b in images]}}
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=120) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
+    return post_json(url, {"dataframe_split": {"columns": ["image"],
+                                               "data": [[base64.b64encode(b).decode("ascii")] for b in images]}})
 
 
 def not_chest_films(seed: int = 0) -> dict[str, bytes]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import RUN_TIME, _zygote, _zygote_can_fork, clean_env
+from helpers import RUN_TIME, _zygote, _zygote_can_fork, _zygote_differs, clean_env
 
 
 @pytest.mark.slow
@@ -13,6 +13,7 @@ def test_a_job_is_forked_only_where_its_environment_differs_in_what_is_read_afte
     base, read = clean_env(), _zygote().read_at_import
     assert {"HOME", "KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL", "PNEUMO_ROOT"} <= read  # the record is real
     assert not set(RUN_TIME) & read, "read at import, yet listed as read after it: remove it from RUN_TIME"
+    assert not _zygote_differs(base), "a test's own environment differs from the zygote's: every child is a new interpreter"
     assert _zygote_can_fork(base, fresh=False) and not _zygote_can_fork(base, fresh=True)
     for name in RUN_TIME:
         assert _zygote_can_fork({**base, name: "x"}, fresh=False), name

@@ -152,7 +152,9 @@ def serve() -> None:
         with writing:
             say({"id": rid, "code": os.waitstatus_to_exitcode(status)})
 
-    say({"read_at_import": sorted(read)})
+    # And what the imports set themselves (TensorFlow sets TF2_BEHAVIOR, KMP_*, TPU_*...): a test process
+    # that has imported them too carries the same values, which a new interpreter would set alike.
+    say({"read_at_import": sorted(read), "environ": dict(os.environ)})
     for line in sys.stdin:
         request = json.loads(line)
         with writing:

@@ -16,11 +16,15 @@ from __future__ import annotations
 import copy
 import sys
 
+from hydra import compose
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from pneumo.config import checks
 from pneumo.config.errors import ConfigError
+from pneumo.record.redact import redact_overrides, scrub_text
 
 USAGE = 2  # the exit status of a usage or config error
 
@@ -28,8 +32,6 @@ USAGE = 2  # the exit status of a usage or config error
 def refuse(message: str) -> None:
     """End the command with one line and exit status 2. SystemExit passes through Hydra's error report,
     which would exit 1 (and print `Error executing job with overrides`)."""
-    from pneumo.record.redact import scrub_text
-
     print(f"pneumo: {scrub_text(message)}", file=sys.stderr)
     raise SystemExit(USAGE)
 
@@ -52,10 +54,6 @@ class StartupCheck(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         REACHED.append(True)
-        from hydra import compose
-
-        from pneumo.record.redact import redact_overrides
-
         try:
             grid = job_overrides(config)
             jobs = [(overrides, compose(config.hydra.job.config_name, overrides=overrides)) for overrides in grid]
@@ -71,9 +69,6 @@ class StartupCheck(Callback):
 
 def job_overrides(config: DictConfig) -> list[list[str]]:
     """Each job's task overrides, as Hydra's basic sweeper will launch them; [] for another sweeper."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     if not str(config.hydra.sweeper.get("_target_", "")).endswith(".BasicSweeper"):
         return []
     params = config.hydra.sweeper.get("params")

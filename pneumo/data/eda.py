@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure  # the OO API: no pyplot state, no GUI backend
 
 from pneumo.data.base import CLASSES
 
 
 def class_counts(counts: dict, out: Path, title: str) -> Path:
     """Grouped bars: {split: {class: n}} -> out (png)."""
-    from matplotlib.figure import Figure  # the OO API: no pyplot state, no GUI backend
-
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.subplots()
     splits = list(counts)
@@ -31,8 +30,6 @@ def class_counts(counts: dict, out: Path, title: str) -> Path:
 
 def sample_grid(subset, out: Path, per_class: int = 8, seed: int = 0) -> Path:
     """Rows of random films per class from a Subset -> out (png)."""
-    from matplotlib.figure import Figure
-
     rng = np.random.default_rng(seed)
     fig = Figure(figsize=(per_class * 1.2, len(CLASSES) * 1.4), layout="constrained")
     axes = fig.subplots(len(CLASSES), per_class, squeeze=False)

@@ -20,6 +20,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+try:
+    import fcntl
+except ImportError:  # Windows: no lock (_lock); the temp-then-rename steps still keep files whole
+    fcntl = None
+
 from pneumo.data.base import DataError
 from pneumo.data.index import find_root
 
@@ -131,9 +136,7 @@ def extract(archive: Path, target: Path, progress: bool = True) -> Path:
 @contextlib.contextmanager
 def _lock(dest: Path):
     """One download per folder at a time: the jobs of a multirun start together."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no lock; the temp-then-rename steps still keep files whole
+    if fcntl is None:
         yield
         return
     with open(dest / ".lock", "w") as f:

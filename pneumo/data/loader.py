@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from omegaconf.errors import MissingMandatoryValue
 
 from pneumo.data import kaggle, synthetic
 from pneumo.data.base import CLASSES, DataError, Splits, Subset, write_atomic
@@ -19,8 +20,6 @@ SPLIT_VERSION = 1  # bump when the split algorithm changes: it is part of the di
 
 
 def _root(cfg):
-    from omegaconf.errors import MissingMandatoryValue
-
     try:
         return cfg.root
     except MissingMandatoryValue:  # `root: ???` in conf/data/folder.yaml, not overridden

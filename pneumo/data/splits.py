@@ -39,21 +39,26 @@ def group_keys(patients: list, hashes: list) -> list:
     return [label[find("p:" + p)] for p in patients]
 
 
+def _group_folds(n_splits: int, seed: int):
+    """scikit-learn's StratifiedGroupKFold, imported when a split is made: this module is loaded by every
+    `pneumo` command, `--help` too, and the import takes 1-2 s (pneumo/__init__.py lists such imports)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    return StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
+
+
 def _carve(y: np.ndarray, groups: np.ndarray, fraction: float, seed: int, what: str):
     """(rest, carved) positions: about `fraction` of the groups, stratified by label."""
     if fraction <= 0:
         return np.arange(len(y)), np.arange(0)
     if fraction >= 0.5:
         raise DataError(f"{what} fraction {fraction} is too large: use a value below 0.5")
-    from sklearn.model_selection import StratifiedGroupKFold  # 1-2 s import: only when splitting
-
     n_splits = max(2, round(1 / fraction))  # one fold is carved: fraction ~ 1/n_splits
     if len(set(groups)) < n_splits:
         raise DataError(f"only {len(set(groups))} patients: too few to carve a {what} split of {fraction}")
     with warnings.catch_warnings():  # "least populated class < n_splits": handled just below
         warnings.simplefilter("ignore", UserWarning)
-        sgkf = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
-        folds = list(sgkf.split(np.zeros(len(y)), y, groups))
+        folds = list(_group_folds(n_splits, seed).split(np.zeros(len(y)), y, groups))
     # On small sets a fold can miss a class (val AUC is then undefined): take the first that has both.
     both = [f for f in folds if len(set(y[f[1]])) == len(set(y[f[0]])) == len(set(y))]
     return (both or folds)[0]
@@ -91,12 +96,10 @@ def assign(entries, *, seed: int, val_fraction: float, test_fraction: float, fol
 
 def subsample(y: list, groups: list, positions: list, fraction: float, seed: int) -> list:
     """About `fraction` of the patient groups behind `positions`, stratified by label, whole groups only."""
-    from sklearn.model_selection import StratifiedGroupKFold
-
     n_splits = max(2, round(1 / min(fraction, 1 - fraction)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        folds = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, groups)
+        folds = _group_folds(n_splits, seed).split(np.zeros(len(y)), y, groups)
         rest, one = next(folds)
     kept = one if fraction <= 0.5 else rest  # one fold is ~1/n_splits of the groups
     return sorted(np.asarray(positions)[kept].tolist())

@@ -10,7 +10,7 @@ pneumonia); blue: hiding it raises it (evidence for NORMAL).
 Why not Grad-CAM: it needs gradients through a named last convolution, taken
 with each backend's own machinery (tf.GradientTape, jax.grad, torch autograd),
 and pneumo's models do not all have one such layer: `transfer` hides it inside
-a nested keras.applications model, and an ensemble (`models.ensemble`) is an
+a nested keras.applications model, and an ensemble (`pneumo.model.builders.ensemble`) is an
 Average of several sub-models, each with its own. Occlusion needs only
 `model.predict`, so it runs unchanged on TensorFlow, JAX and PyTorch, on every
 architecture, through the in-model rescaling/standardisation layers (the
@@ -30,6 +30,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from pneumo.data.base import CLASSES
 
@@ -114,8 +115,6 @@ def sample(y, p, threshold: float, hashes, per_outcome: int) -> dict[str, list[i
 
 def heatmap_grid(out: Path, model, test, p, threshold: float, per_outcome: int, batch_size: int) -> Path:
     """heatmaps.png (one column per outcome) and heatmaps.json (which films, how they came out)."""
-    from matplotlib.figure import Figure
-
     picked = sample(test.y, p, threshold, test.hashes, per_outcome)
     index = [i for code, *_ in OUTCOMES for i in picked[code]]
     heat, _ = occlusion(model, test.x[index], batch_size) if index else (np.zeros((0, 1, 1)), None)
@@ -157,8 +156,6 @@ def errors(y, p, threshold: float) -> list[int]:
 
 def error_gallery(out: Path, test, p, threshold: float, limit: int, columns: int = 6) -> Path:
     """error_gallery.png (the worst `limit` errors) and errors.csv (every error), most confident first."""
-    from matplotlib.figure import Figure
-
     wrong = errors(test.y, p, threshold)
     with open(out / "errors.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -204,8 +201,6 @@ def write_pictures(out_dir, model, test, p, threshold: float, *, per_outcome: in
 
 def explain_file(path: Path, display: np.ndarray, heat: np.ndarray, p: float, threshold: float, name: str) -> Path:
     """One overlay PNG for `pneumo predict --explain`: the film at display size, the heat over it."""
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(5.2, 5.0), layout="constrained")
     ax = fig.subplots()
     shown = overlay(ax, display, heat, _limit(heat))

@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 from PIL import Image
 
-from pneumo.data.imaging import MAX_PIXELS, ImageError
+from pneumo.data.imaging import MAX_PIXELS, ImageError, _to_gray
 
 # Not the aspect ratio: the model sees every file squashed to a square, and a training collection
 # resized to squares (as kermany-224 is) would make every real, oblong film look foreign.
@@ -34,8 +34,6 @@ _COLOUR_MODES = ("RGB", "RGBA", "P", "CMYK", "YCbCr", "LAB", "HSV")
 
 def _reduced(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     """(gray SIDE x SIDE in [0, 1], saturation SIDE x SIDE in [0, 1]) of the raw file."""
-    from pneumo.data.imaging import _to_gray
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

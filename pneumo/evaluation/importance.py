@@ -81,6 +81,8 @@ def features(jobs: Sequence[Mapping[str, str]]) -> tuple[dict[tuple[str, ...], i
 def importance(jobs: Sequence[Mapping[str, str]], y: Sequence[float], *, confidence: float, resamples: int,
                seed: int = 0) -> Report:
     """Permutation importance of each varying key for `y`, over bootstrap resamples of the jobs."""
+    # here, not at the top: every `pneumo compare` loads this module, and only --importance fits forests
+    # (0.4-0.8 s of import: pneumo/__init__.py lists such imports)
     from sklearn.ensemble import RandomForestRegressor
     from sklearn.inspection import permutation_importance
 

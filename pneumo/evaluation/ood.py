@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
+from scipy.stats import norm
+from sklearn.covariance import LedoitWolf
 
 from pneumo.evaluation import imagestats, orientation
 
@@ -94,8 +96,6 @@ def _scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _gaussian(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.covariance import LedoitWolf
-
     lw = LedoitWolf().fit(x)
     return lw.location_, lw.precision_
 
@@ -105,8 +105,6 @@ def threshold(raw: np.ndarray, quantile: float) -> float:
     higher. With few validation films (a toy run's 7) the empirical 99th percentile is merely the largest
     score and flags a fifth of new films from the same collection; the fitted tail extrapolates instead.
     With hundreds of films the two agree and the empirical one holds ~1% flagged."""
-    from scipy.stats import norm
-
     logs = np.log(np.maximum(raw, 1e-12))
     fitted = float(np.exp(logs.mean() + norm.ppf(quantile) * logs.std(ddof=1))) if len(raw) > 2 else 0.0
     return float(max(np.quantile(raw, quantile), fitted, 1e-12))

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from pneumo.evaluation import imagestats, ood
+from pneumo.model import embedding
 from pneumo.record import names
 
 log = logging.getLogger("pneumo")
@@ -41,8 +42,6 @@ def _raw(root: Path, subset, idx) -> list[bytes]:
 
 def measure(embed, subset, root, idx=None, batch_size: int = 64):
     """(image features, probabilities, embeddings) of the films `idx` of a split (all by default)."""
-    from pneumo.model import embedding
-
     idx = np.arange(len(subset)) if idx is None else np.asarray(idx)
     feats, ok = imagestats.many(_raw(Path(root), subset, idx))
     prob, emb = embedding.predict(embed, subset.x[idx[ok]], batch_size)
@@ -52,8 +51,6 @@ def measure(embed, subset, root, idx=None, batch_size: int = 64):
 def fit_guard(model, splits, threshold: float, evaluation, batch_size: int) -> tuple[ood.Guard, dict[str, float]]:
     """The guard and what it flags: val_ood_flagged (by construction up to ~2 x (1 - quantile): the distances'
     1 - quantile, and the orientation check's as much again), test_ood_flagged."""
-    from pneumo.model import embedding
-
     embed = embedding.embedder(model)
     rng = np.random.default_rng(evaluation.seed)
     n = len(splits.train)

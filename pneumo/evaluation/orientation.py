@@ -23,6 +23,8 @@ cannot orient) is switched off. Each check is kept as an affine map of the layou
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import norm
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
 CHECKS = ("upside down", "mirrored")
 
@@ -36,8 +38,6 @@ def turned(layouts: np.ndarray, vertical: bool, horizontal: bool) -> np.ndarray:
 
 def _discriminant(upright: np.ndarray, turned_: np.ndarray) -> tuple[np.ndarray, float]:
     """(w, b): s = x @ w + b, positive on the upright side."""
-    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
-
     x = np.vstack([upright, turned_])
     y = np.r_[np.ones(len(upright), int), np.zeros(len(turned_), int)]
     lda = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(x, y)
@@ -47,8 +47,6 @@ def _discriminant(upright: np.ndarray, turned_: np.ndarray) -> tuple[np.ndarray,
 def line(r: np.ndarray, quantile: float) -> float:
     """The `quantile` of validation r: the empirical one, or a normal fitted to r when that is higher (a toy
     run's handful of validation films has no empirical tail)."""
-    from scipy.stats import norm
-
     fitted = float(r.mean() + norm.ppf(quantile) * r.std(ddof=1)) if len(r) > 2 else 0.0
     return max(float(np.quantile(r, quantile)), fitted)
 

@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import gaussian_filter
 
 from pneumo.evaluation import stats
 
@@ -50,8 +51,6 @@ def ranges(x_train: np.ndarray, seed: int = 0) -> dict[str, tuple[float, float]]
 def renderings(x: np.ndarray, sizes: dict[str, tuple[float, float]]) -> dict[str, np.ndarray]:
     """The validation films (uint8, (n, h, w) or (n, h, w, 1)) re-rendered: {name: uint8 films}, the
     unchanged films first."""
-    from scipy.ndimage import gaussian_filter
-
     f = x.astype(np.float32) / 255.0
     out = {"as acquired": f}
     for g in sizes["gamma"]:

@@ -15,6 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import rankdata
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from pneumo.record import names
 
@@ -30,8 +36,6 @@ DESCRIBE = {"mean": "exposure (mean intensity)", "std": "contrast (intensity spr
 
 
 def _auc(y, s) -> float:
-    from scipy.stats import rankdata
-
     r = rankdata(s)
     n1, n0 = int(y.sum()), int(len(y) - y.sum())
     return float((r[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
@@ -40,11 +44,6 @@ def _auc(y, s) -> float:
 def domain_auc(ref: np.ndarray, new: np.ndarray, *, bootstrap: int = 1000, confidence: float = 0.95,
                seed: int = 0) -> tuple[float, float, float]:
     """(cross-validated AUC, CI low, CI high) of a classifier telling `new` rows from `ref` rows."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     x = np.vstack([ref, new])
     y = np.r_[np.zeros(len(ref), int), np.ones(len(new), int)]
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
@@ -75,8 +74,6 @@ def compare(guard, img: np.ndarray, emb: np.ndarray, prob: np.ndarray, *, bootst
             confidence: float = 0.95, seed: int = 0) -> Shift:
     """The shift report of a folder's films (their image features, embeddings, probabilities) against
     the guard's reference sample."""
-    from sklearn.decomposition import PCA
-
     img = guard.stats(img)  # the statistics only: the orientation check's layout is no shift measure
     k = int(min(COMPONENTS, guard.ref_emb.shape[1], len(guard.ref_emb) - 1))
     pca = PCA(k, random_state=seed).fit(guard.ref_emb)

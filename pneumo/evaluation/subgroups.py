@@ -45,8 +45,3 @@ def subtype_metrics(y, p, patients, paths, threshold, *, bootstrap: int = 1000, 
                     out[name] = res[bound]
     return out
 
-
-def logged_subtypes(metrics) -> list[str]:
-    """The subtypes a mapping of metrics (a run's, a leaderboard row) holds a sensitivity for."""
-    return [s for s in SUBTYPES if names.finite(metrics.get(names.subtype_metric(names.TEST_SENSITIVITY, s)))
-            is not None]

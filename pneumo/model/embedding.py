@@ -9,6 +9,7 @@ embeddings live in different spaces, so averaging them would mean nothing.
 from __future__ import annotations
 
 import keras
+import numpy as np
 
 HEAD = "pneumonia"  # the name builders give the final Dense layer (and the ensemble its Average)
 
@@ -35,7 +36,5 @@ def embedder(model) -> keras.Model:
 
 def predict(embed: keras.Model, x, batch_size: int = 64):
     """(probabilities (n,), embeddings (n, d)) of uint8 films x (n, size, size, 1)."""
-    import numpy as np
-
     prob, emb = embed.predict(x, batch_size=batch_size, verbose=0)
     return np.asarray(prob, float).reshape(-1), np.asarray(emb, float).reshape(len(x), -1)

@@ -153,11 +153,6 @@ DATASET_CONTEXT = "training"
 DATASET_COUNTS = "counts"  # {"train": n, "val": n, "test": n}, as JSON
 
 
-def version_tag(package: str) -> str:
-    """The tag holding a library's version: keras.version, tensorflow.version, ..."""
-    return f"{package}.version"
-
-
 # -- tags on child runs ----------------------------------------------------------------------------
 TAG_TRIAL_ID = "pneumo.trial_id"
 TAG_TUNER_ID = "pneumo.tuner_id"  # a distributed search's trial: the worker that ran it

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 from importlib.metadata import PackageNotFoundError, version
 from importlib.util import find_spec
 from pathlib import Path
@@ -162,7 +163,5 @@ def device() -> str:
         # a virtual CPU named only "AMD EPYC" says too little on its own.
         vector = next((f", {v}" for v in ("avx512f", "avx2", "avx") if v in flags), "")
     except (OSError, KeyError):
-        import platform
-
         cpu = platform.processor() or platform.machine() or cpu
     return f"cpu: {cpu} ({os.cpu_count()} cores{vector})"

@@ -17,6 +17,13 @@ import os
 import sys
 import time
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn
+from rich.table import Column
+
 from pneumo.runtime import quiet
 
 log = logging.getLogger("pneumo")
@@ -28,8 +35,6 @@ SWEEP_PID_ENV = "PNEUMO_SWEEP_PID"  # the process that draws live lines; others 
 def count_jobs(sweep_params, overrides) -> int:
     """Jobs in a basic sweep: the product of the sweep overrides' lengths (a command-line override wins
     over the sweep file's for the same key, as Hydra's BasicSweeper does)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     items = [f"{k}={v}" for k, v in (sweep_params or {}).items()] + list(overrides or [])
     sizes = {}
     for o in OverridesParser.create().parse_overrides(items):
@@ -39,12 +44,10 @@ def count_jobs(sweep_params, overrides) -> int:
 
 def _hydra_job() -> tuple[int, int]:
     """(this job's number from 1, the sweep's job count or 0 when unknown)."""
-    from hydra.core.hydra_config import HydraConfig
-
     if not HydraConfig.initialized():
         return 1, 1
     hc = HydraConfig.get()
-    multirun = str(hc.mode) == "RunMode.MULTIRUN"
+    multirun = hc.mode == RunMode.MULTIRUN
     return int(hc.job.get("num", 0) or 0) + 1, int(os.environ.get(JOBS_ENV, 0)) if multirun else 1
 
 
@@ -165,9 +168,6 @@ class JobProgress:
     # the live display
 
     def _start_live(self, console) -> None:
-        from rich.progress import BarColumn, Progress, TextColumn
-        from rich.table import Column
-
         # A long job name (every override) is cut, never the facts after the bar.
         self.progress = Progress(
             TextColumn("{task.description}", table_column=Column(max_width=48, no_wrap=True, overflow="ellipsis")),
@@ -205,8 +205,6 @@ def live_console():
         return None
     if os.environ.get(SWEEP_PID_ENV, str(os.getpid())) != str(os.getpid()):  # a launcher's worker process
         return None
-    from rich.console import Console
-
     console = Console(file=sys.stdout)
     return None if console.is_dumb_terminal else console
 

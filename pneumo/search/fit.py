@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import keras
+import numpy as np
+from sklearn.utils.class_weight import compute_class_weight
 
 from pneumo.config.errors import ConfigError
 from pneumo.record import names
@@ -35,9 +37,6 @@ def fit_kwargs(trainer_cfg: Mapping, splits, objective: str | None = None) -> di
 
 def class_weight(y) -> dict[int, float]:
     """Balanced class weights: each class contributes equally to the loss (the films are ~74% PNEUMONIA)."""
-    import numpy as np
-    from sklearn.utils.class_weight import compute_class_weight
-
     classes = np.unique(y)
     return {int(c): float(w) for c, w in zip(classes, compute_class_weight("balanced", classes=classes, y=y))}
 

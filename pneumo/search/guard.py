@@ -10,12 +10,13 @@ import os
 import keras
 import keras_tuner
 
+from pneumo.evaluation.stats import auc_standard_error
 from pneumo.record import names
 from pneumo.runtime import testpoints
 
 
 class KillMidEpoch(keras.callbacks.Callback):
-    """A kill point inside an epoch, for the reliability tests (PNEUMO_KILL_AT, as train.fault_point).
+    """A kill point inside an epoch, for the reliability tests (PNEUMO_KILL_AT, as testpoints.fault_point).
 
     `PNEUMO_KILL_AT=mid_epoch[:TRIAL[:EPOCH]]` SIGKILLs the process (or holds it for a signal:
     testpoints.stop_here) after the first batch of epoch EPOCH of the TRIAL-th model it trains (both
@@ -81,20 +82,12 @@ class TrialGuard(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self.z is None or self.best is None or not (self.n_pos and self.n_neg):
             return
-        from pneumo.evaluation.stats import auc_standard_error
-
         low = self.best - self.z * auc_standard_error(self.best, self.n_pos, self.n_neg)
         if low <= 0.5:
             raise DegenerateModel(
                 f"no better than chance: best val_auc {self.best:.3f}, {self.best:.3f} - {self.z:g} x SE = {low:.3f} "
                 f"<= 0.5 on {self.n_pos} PNEUMONIA + {self.n_neg} NORMAL validation images (constant or "
                 "near-constant predictions; trainer.chance_z sets the margin)")
-
-
-def FailOnNaN():  # noqa: N802
-    """The old per-batch NaN callback's name, for ../shared/gpu-kit/diag.py (outside this repo): the
-    guard's loss check, at epoch end (its `+nan` case now measures what the NaN check costs today)."""
-    return TrialGuard(0, 0, None)
 
 
 class DegenerateModel(keras_tuner.errors.FailedTrialError):

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import copy
 import gc
-import importlib
-import inspect
 import json
 import logging
 import math
@@ -25,28 +23,21 @@ from pathlib import Path
 
 import keras
 import keras_tuner
-from hydra.utils import get_class
+import keras_tuner.src.config
 
 from pneumo.config.errors import ConfigError
 from pneumo.record import names
-from pneumo.search import console, failures
+from pneumo.search import console, failures, oracle
 from pneumo.search.fit import BestEpochWeights, TunerEpochEnd
 
 # Keras Tuner prints every failed trial's traceback to stderr unless its DEBUG flag is off, and offers
 # no public switch: the traceback goes to the trial's MLflow run (error.txt) instead, and the console
-# gets one line per failed trial. The one private name pneumo touches, and only cosmetic: should a
-# Keras Tuner release move it, failed trials print their tracebacks again (tests/test_failures.py
-# says so) and nothing else changes, so keras-tuner is not pinned for it.
-try:
-    importlib.import_module("keras_tuner.src.config").DEBUG = False
-except ImportError:
-    pass
+# gets one line per failed trial. The one private name pneumo touches, so keras-tuner is pinned below
+# 1.5 (pyproject.toml): a release that moved it would print those tracebacks again (tests/test_failures.py
+# says so) or fail this import.
+keras_tuner.src.config.DEBUG = False
 
 log = logging.getLogger("pneumo")
-
-
-# Budget arguments that only some tuners take (the rest go to keras_tuner.Tuner).
-ORACLE_ARGS = ("max_trials", "num_initial_points", "max_epochs", "factor", "hyperband_iterations")
 
 
 TRIAL_STATUS = {"COMPLETED": "FINISHED", "FAILED": "FAILED", "INVALID": "FAILED"}
@@ -61,8 +52,8 @@ class TunerState:
     overwrite: bool  # False: a resumed job goes on from the trials it finished
 
 
-class TrackedTuner:
-    """Mixin put in front of a Keras Tuner class; see `make_tuner`."""
+class TrackedTuner(keras_tuner.Tuner):
+    """Keras Tuner's Tuner, each trial an MLflow child run; see `make_tuner`."""
 
     record = None  # pneumo.record.jobs.JobRecord: the job's run, its trials' parent
 
@@ -206,7 +197,7 @@ def _is_worker() -> bool:
 
 
 def make_tuner(tuner_cfg: Mapping, hypermodel, state: TunerState, record=None):
-    """Instantiate the configured Keras Tuner class, its trials recorded as child runs of `record`'s."""
+    """The configured search (pneumo.search.oracle) in a TrackedTuner, its trials child runs of `record`'s."""
     kwargs = {k: v for k, v in tuner_cfg.items() if k != "_target_" and v is not None}
     name = kwargs.pop("objective")
     start_with_defaults = kwargs.pop("start_with_defaults", False)
@@ -214,17 +205,12 @@ def make_tuner(tuner_cfg: Mapping, hypermodel, state: TunerState, record=None):
         direction = "max" if names.higher_is_better(name) else "min"
     except ValueError as e:
         raise ConfigError(f"tuner.objective: {e}") from None
-    base = get_class(tuner_cfg["_target_"])
-    accepted = inspect.signature(base.__init__).parameters
-    for key in ORACLE_ARGS:
-        if key in kwargs and key not in accepted:
-            raise ConfigError(f"tuner.{key} does not apply to {tuner_cfg['_target_']}; set it to null or "
-                              f"use the tuner's own budget ({', '.join(k for k in ORACLE_ARGS if k in accepted)})")
-    cls = type(f"Tracked{base.__name__}", (TrackedTuner, base), {})
+    algorithm, kwargs = oracle.build(tuner_cfg["_target_"], keras_tuner.Objective(name, direction), kwargs,
+                                     start_with_defaults)
     try:
-        tuner = cls(
+        tuner = TrackedTuner(
+            oracle=algorithm,
             hypermodel=hypermodel,
-            objective=keras_tuner.Objective(name, direction),
             directory=str(state.directory),
             project_name=state.project_name,
             overwrite=state.overwrite,
@@ -236,25 +222,7 @@ def make_tuner(tuner_cfg: Mapping, hypermodel, state: TunerState, record=None):
             "rerun with restart=true to discard it and search again"
         ) from None
     tuner.record = record
-    if start_with_defaults:
-        if isinstance(tuner.oracle, keras_tuner.oracles.HyperbandOracle):
-            raise ConfigError("tuner.start_with_defaults does not apply to Hyperband (its brackets choose the "
-                              "trials); set it to false or use tuner=random or tuner=bayesian")
-        _first_trial_defaults(tuner.oracle)
     return tuner
-
-
-def _first_trial_defaults(oracle) -> None:
-    """Seed the search with the known-good configuration: the first trial takes every space's default
-    (the seed model's values), the next ones are the tuner's own. A resumed search has trials already."""
-    populate = oracle.populate_space
-
-    def populate_space(trial_id):
-        if not oracle.trials:
-            return {"status": keras_tuner.engine.trial.TrialStatus.RUNNING, "values": oracle.get_space().values}
-        return populate(trial_id)
-
-    oracle.populate_space = populate_space
 
 
 def history(trial) -> dict[str, list[float]]:

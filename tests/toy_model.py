@@ -1,0 +1,69 @@
+"""A served model in seconds, for the fast tests of the release code: a two-weight Keras model packaged
+the way package.log_model packages a job's model (serving.py as models-from-code, its .keras file, meta.json,
+the guard's .npz), saved to a folder and loaded back by MLflow's own pyfunc loader. No store, no training.
+
+Its P(pneumonia) of a film is sigmoid(8 * mean brightness - 4) and its embedding is the mean brightness,
+so a test computes what it must answer (`p_of`) for the flat gray films `gray_png` writes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+SIDE = 16  # the toy model's input size (px)
+
+
+def gray_png(level: int, side: int = 24) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (side, side), level).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def p_of(level: int) -> float:
+    """The toy model's P(pneumonia) for a flat film of this gray level."""
+    return 1 / (1 + math.exp(-(8 * level / 255 - 4)))
+
+
+def keras_model():
+    """uint8 films (SIDE, SIDE, 1) in, P(pneumonia) out; its head is the Dense `pneumonia` every pneumo model ends in."""
+    import keras
+
+    x = keras.Input((SIDE, SIDE, 1), dtype="uint8")
+    h = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(x))
+    head = keras.layers.Dense(1, activation="sigmoid", name="pneumonia")
+    model = keras.Model(x, head(h))
+    head.set_weights([np.array([[8.0]]), np.array([-4.0])])
+    return model
+
+
+def artifacts(folder: Path, *, threshold: float = 0.5, refer=None, guard=None) -> dict[str, str]:
+    """The toy model's artifacts in folder, named as package.log_model names them."""
+    from pneumo.record import names
+
+    folder.mkdir(parents=True, exist_ok=True)
+    keras_model().save(folder / "model.keras")
+    (folder / "meta.json").write_text(json.dumps({"image_size": SIDE, "threshold": threshold,
+                                                  "refer": list(refer) if refer else None}))
+    out = {"keras_model": str(folder / "model.keras"), "meta": str(folder / "meta.json")}
+    if guard is not None:
+        guard.save(folder / "ood.npz")
+        out[names.OOD_ARTIFACT] = str(folder / "ood.npz")
+    return out
+
+
+def pyfunc(folder: Path, **kwargs):
+    """The toy model saved as an MLflow pyfunc in folder/model and loaded back (mlflow.pyfunc.load_model)."""
+    import mlflow
+
+    from pneumo.config import paths
+
+    mlflow.pyfunc.save_model(str(folder / "model"), python_model=str(paths.ROOT / "pneumo" / "release" / "serving.py"),
+                             artifacts=artifacts(folder / "artifacts", **kwargs))
+    return mlflow.pyfunc.load_model(str(folder / "model"))
