@@ -17,7 +17,9 @@ import hydra
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
-from pneumo.config import paths, schema
+from pneumo.config import paths, schema, startup
+from pneumo.config.errors import ConfigError
+from pneumo.data import DataError
 from pneumo.job import context, signals
 from pneumo.search.failures import error_line
 
@@ -36,7 +38,7 @@ for message in (
 def train(cfg: DictConfig) -> float:
     """Run one job; returns the best trial's validation objective (what a sweeper optimises)."""
     context.check(cfg)  # a bad config or store exits here: nothing recorded, Keras not yet imported
-    from pneumo.job import phases  # Keras and the rest: after context.check silenced their chatter
+    import pneumo.job.phases as phases  # Keras and the rest: after context.check silenced their chatter
 
     job = phases.load(cfg)
     if job.worker:  # runs trials of the chief's search; the chief owns the parent run
@@ -63,10 +65,6 @@ class JobError(CompactHydraException):
 
 @hydra.main(config_path=str(paths.CONF_DIR), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float:
-    from pneumo.config import startup
-    from pneumo.config.errors import ConfigError
-    from pneumo.data import DataError
-
     try:
         return train(cfg)
     except ConfigError as e:

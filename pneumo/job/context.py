@@ -7,12 +7,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from pneumo.config import checks, keys
 from pneumo.record import redact
 from pneumo.record import store as stores
 from pneumo.record.jobs import JobName, SystemMetrics
+from pneumo.runtime import quiet
 
 if TYPE_CHECKING:  # the phases' types: importing them loads Keras
     from pneumo.data.base import Splits
@@ -66,8 +69,6 @@ class Job:
 def check(cfg: DictConfig) -> None:
     """Everything that can be wrong with the config or the store fails here, before the store is touched (a
     bad command leaves MLflow exactly as it was) and before Keras is imported (seconds)."""
-    from pneumo.runtime import quiet
-
     checks.check(cfg)
     stores.check(cfg.tracking.uri, cfg.tracking.store, launched())
     quiet.libraries(cfg.trainer.verbose)  # before the Keras backend is imported: its chatter stays off the console
@@ -79,17 +80,13 @@ def tuner_dir(cfg) -> Path:
 
 def hydra_job() -> tuple[list[str], int, str]:
     """(the job's overrides, credentials redacted; its number in a multirun; the multirun's folder or '')."""
-    from hydra.core.hydra_config import HydraConfig
-
     if not HydraConfig.initialized():
         return [], 0, ""
     hc = HydraConfig.get()
-    multirun = str(Path(hc.sweep.dir).resolve()) if str(hc.mode) == "RunMode.MULTIRUN" else ""
+    multirun = str(Path(hc.sweep.dir).resolve()) if hc.mode == RunMode.MULTIRUN else ""
     return redact.redact_overrides(list(hc.overrides.task)), hc.job.get("num", 0), multirun
 
 
 def launched() -> Path | None:
     """The folder pneumo was started in (a relative store path is taken from it), not Hydra's job folder."""
-    from hydra.core.hydra_config import HydraConfig
-
     return Path(HydraConfig.get().runtime.cwd) if HydraConfig.initialized() else None
