@@ -18,6 +18,7 @@ from pneumo.config import paths, schema
 from pneumo.data.base import Splits, Subset
 from pneumo.record import names
 from pneumo.record.client import Store
+from pneumo.record.jobs import JobRecord
 from pneumo.release import card
 from pneumo.release.registry import Registered
 
@@ -134,7 +135,7 @@ def test_the_card_at_registration_is_the_runs_artifact_and_the_versions_descript
     client.create_registered_model(names.MODEL_NAME)
     mv = client.create_model_version(names.MODEL_NAME, "file:///nowhere", run.info.run_id)
     text = "# card\n\ndata: http://pneumo:hunter2@nas/films\n" + "x" * (card.MAX_CHARS + 100)
-    card.record(client, run.info.run_id, mv.version, text)
+    card.record(JobRecord(Store(client.tracking_uri), run.info.experiment_id, run.info.run_id), mv.version, text)
     logged = (Path(client.download_artifacts(run.info.run_id, names.CARD_ARTIFACT, str(tmp_path)))).read_text()
     assert "hunter2" not in logged and "http://pneumo:***@nas/films" in logged and len(logged) > card.MAX_CHARS
     described = client.get_model_version(names.MODEL_NAME, mv.version).description

@@ -170,12 +170,12 @@ def test_background_epoch_metrics_all_stored_before_the_run_ends(tmp_path):
     assert not client.get_metric_history(run, "val_auc")  # non-finite values are still left out
 
 
-def test_a_failed_background_write_is_raised_when_waited_for():
+def test_a_failed_background_write_is_raised_when_waited_for(tmp_path):
     class Broken:
         def log_batch(self, run_id, metrics):
             raise OSError("disk full")
 
-    broken = Store("sqlite:///nowhere.db")
+    broken = Store(f"sqlite:///{tmp_path}/nowhere.db")
     broken._client = Broken()
     write = broken.log_epoch("run", 0, {"loss": 0.5}, synchronous=False)
     with pytest.raises(OSError, match="disk full"):

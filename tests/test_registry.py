@@ -655,7 +655,7 @@ def test_compare_cli_formats(big, capsys):
 def test_a_resumed_job_finds_the_version_its_run_registered_and_no_other(store):
     c, versions = store
     for name in ("good", "worse"):
-        found = registry.registered(c, run_of(c, versions[name]))
+        found = Store(c.tracking_uri).registered(run_of(c, versions[name]))
         assert found is not None and str(found.version) == str(versions[name])
     fresh = c.create_run(c.get_experiment_by_name("sweep-a").experiment_id).info.run_id
-    assert registry.registered(c, fresh) is None
+    assert Store(c.tracking_uri).registered(fresh) is None

@@ -47,15 +47,6 @@ def test_hanley_mcneil_standard_error():
     assert auc_standard_error(0.5, 10, 10) > auc_standard_error(0.5, 100, 100)
 
 
-def test_fail_on_nan_is_the_guards_loss_check_without_a_chance_check():
-    from pneumo.search.guard import FailOnNaN
-
-    guard = FailOnNaN()
-    fit(model(trainable=False), guard)  # a coin passes: no chance check
-    with pytest.raises(FloatingPointError, match="diverged"):
-        fit(model(lr=float("inf")), FailOnNaN(), epochs=1)
-
-
 @pytest.mark.parametrize("spec, trial, epoch", [("mid_epoch", 1, 1), ("mid_epoch:0", 0, 1), ("mid_epoch:2:0", 2, 0)])
 def test_the_kill_point_stops_after_the_first_batch_of_its_trials_epoch_only(monkeypatch, spec, trial, epoch):
     """PNEUMO_KILL_AT=mid_epoch[:TRIAL[:EPOCH]] (0-based, default 1 each); the stop itself (SIGKILL or a hold)
