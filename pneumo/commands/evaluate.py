@@ -40,7 +40,7 @@ def evaluate(args) -> int:
     except (ValueError, RecordError) as e:
         message = getattr(e, "message", str(e)).splitlines()[0]
         print(f"pneumo evaluate: cannot use {args.model}: {message}\n  list versions with `pneumo compare`, "
-              "or pass --model models:/pneumonia-classifier/<version>", file=sys.stderr)
+              f"or pass --model {names.version_uri(names.MODEL_NAME, '<version>')}", file=sys.stderr)
         return 2
     for path, why in r.unreadable:
         print(f"  skipped {path}: {why}", file=sys.stderr)

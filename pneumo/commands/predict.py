@@ -62,7 +62,8 @@ def predict(args) -> int:
         model = load_model(model_uri, client)  # a private copy: reading writes nothing into the store
     except RecordError as e:
         print(f"pneumo predict: cannot load {model_uri}: {e.message.splitlines()[0]}\n"
-              "  run a sweep and `pneumo promote` first, or pass --model models:/pneumonia-classifier/<version>",
+              "  run a sweep and `pneumo promote` first, or pass --model "
+              f"{names.version_uri(names.MODEL_NAME, '<version>')}",
               file=sys.stderr)
         return 2
     if not served.has_guard(model):
