@@ -256,6 +256,7 @@ def _reads(folder: Path, cwd: Path, jpegs: list[Path], other: str) -> dict[str, 
 
 
 @pytest.mark.slow
+@pytest.mark.ci
 def test_the_smoke_store_moved_predicts_compares_and_promotes_and_reads_write_nothing(smoke_store, tmp_path):
     first = copy_store(smoke_store, tmp_path / "first")  # a store of its own: its database names this folder
     client = MlflowClient(uri_of(first / "mlruns"))
@@ -288,7 +289,10 @@ def test_the_smoke_store_moved_predicts_compares_and_promotes_and_reads_write_no
     version = client.get_model_version_by_alias(names.MODEL_NAME, names.CHAMPION)
     assert str(version.version) == other
     assert local.local_path(client.get_model_version_download_uri(names.MODEL_NAME, other)).is_dir()
+    # As `mlflow models serve` resolves it: the registry is the tracking store the environment names (the
+    # tracking_uri argument of download_artifacts does not reach the registry: MLflow's default would).
+    mlflow.set_tracking_uri(client.tracking_uri)
     loaded = mlflow.artifacts.download_artifacts(f"models:/{names.MODEL_NAME}@{names.CHAMPION}",
-                                                 dst_path=str(tmp_path / "served"), tracking_uri=client.tracking_uri)
+                                                 dst_path=str(tmp_path / "served"))
     assert Path(loaded, "MLmodel").is_file()  # MLflow's own loader (mlflow models serve) finds it too
     assert not first.exists(), "something wrote into the deleted original folder"
