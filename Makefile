@@ -11,7 +11,7 @@ BIN    := $(VENV)/bin
 # --python .venv/bin/python"`: the same packages; CI's .venv and JAX-only venv took 42 s with uv, pip's .venv ~95 s).
 PIP_INSTALL ?= $(BIN)/python -m pip install
 
-.PHONY: install demo smoke test test-fast lint ui bench gpu-kit clean
+.PHONY: install demo smoke test test-all test-fast lint ui bench gpu-kit clean
 
 install: $(VENV)/.installed-$(BACKEND)
 $(VENV)/.installed-$(BACKEND): pyproject.toml
@@ -31,7 +31,10 @@ smoke: install         ## an install check in about a minute
 # Each worker forks its jobs from one pre-imported pneumo (tests/zygote.py). TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
 
-test: install          ## the whole suite (what CI runs); PYTEST_ARGS adds options
+test: install          ## what CI runs: the fast suite and the slow tests marked `ci` (~10 min); PYTEST_ARGS adds options
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load -m "not slow or ci" $(PYTEST_ARGS)
+
+test-all: install      ## every test, the slow ones too (~35 min on 2 cores): before a release, and nightly
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load $(PYTEST_ARGS)
 
 test-fast: install     ## everything but the slow (training / server / browser) tests

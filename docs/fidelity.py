@@ -1,6 +1,6 @@
 """docs/fidelity.md's tables, from the store of `pneumo sweep kermany-fidelity` (not typed by hand).
 
-    .venv/bin/python docs/fidelity.py --store STORE [--experiment kermany-fidelity] [--full trainer.image_size=128]
+    .venv/bin/python docs/fidelity.py --store STORE [--experiment kermany-fidelity] [--full trainer.image_size=128] [--write]
 
 Each job is one (lever, seed, fidelity) of the study: its lever and fidelity are read from its overrides
 (`lever=`, `seed=`, and every other override: `trainer.image_size=32`, `data.train_fraction=0.5`, ...).
@@ -30,6 +30,7 @@ from pneumo.record import names
 RANKED = {"validation AUC": names.MODEL_VAL_AUC, "shifted validation AUC": names.MODEL_VAL_AUC_SHIFTED}
 REPORTED = (names.TEST_AUC, names.TEST_ACCURACY, names.TEST_SENSITIVITY, names.TEST_SPECIFICITY)
 RESAMPLES, SEED = 2000, 0
+PAGE = study.ROOT / "docs" / "fidelity.md"
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -81,38 +82,51 @@ def ceiling(c: dict, full: str, rng) -> tuple[float, float, float]:
     return float(np.nanmedian(split)), float(low), float(high)
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--store", required=True, help="the study's store folder (mlflow.db and artifacts)")
-    p.add_argument("--experiment", default="kermany-fidelity")
-    p.add_argument("--full", default="trainer.image_size=128", help="the fidelity the others are judged against")
-    args = p.parse_args()
-    rows = study.jobs(args.store, args.experiment)
-    fidelities = sorted({r.fidelity for r in rows}, key=lambda f: np.median([r.seconds for r in rows if r.fidelity == f]))
+def agreement_table(rows: list[study.Job], fidelities: list[str], full: str) -> str:
     rng = np.random.default_rng(SEED)
-
-    print("| fidelity | jobs | median job (s) | rho, validation AUC [95% CI] | rho, shifted validation AUC [95% CI] |")
-    print("|---|---:|---:|---|---|")
+    out = ["| fidelity | jobs | median job (s) | rho, validation AUC [95% CI] | rho, shifted validation AUC [95% CI] |",
+           "|---|---:|---:|---|---|"]
     for fid in fidelities:
         n = sum(r.fidelity == fid for r in rows)
         secs = np.median([r.seconds for r in rows if r.fidelity == fid])
         shown = []
         for metric in RANKED.values():
             c = cells(rows, metric)
-            rho = ceiling(c, args.full, rng) if fid == args.full else agreement(c, fid, args.full, rng)
+            rho = ceiling(c, full, rng) if fid == full else agreement(c, fid, full, rng)
             shown.append("n/a" if np.isnan(rho[0]) else f"{rho[0]:+.2f} [{rho[1]:+.2f}, {rho[2]:+.2f}]")
-        label = f"{fid} (one seed vs the rest)" if fid == args.full else fid
-        print(f"| {label} | {n} | {secs:.0f} | " + " | ".join(shown) + " |")
+        label = f"{fid} (one seed vs the rest)" if fid == full else fid
+        out.append(f"| {label} | {n} | {secs:.0f} | " + " | ".join(shown) + " |")
+    return "\n".join(out)
 
-    print("\n| fidelity | lever | seeds | validation AUC | shifted validation AUC | external AUC | accuracy | "
-          "sensitivity | specificity |")
-    print("|---|---|---:|---|---|---|---|---|---|")
+
+def levers_table(rows: list[study.Job], fidelities: list[str]) -> str:
+    out = ["| fidelity | lever | seeds | validation AUC | shifted validation AUC | external AUC | accuracy | "
+           "sensitivity | specificity |", "|---|---|---:|---|---|---|---|---|---|"]
     for fid in fidelities:
         for lever in sorted({r.lever for r in rows if r.fidelity == fid}):
             mine = [r.metrics for r in rows if r.fidelity == fid and r.lever == lever]
-            print(f"| {fid} | {lever} | {len(mine)} | " + " | ".join(
+            out.append(f"| {fid} | {lever} | {len(mine)} | " + " | ".join(
                 [study.mean_sd([m.get(k) for m in mine], 4) for k in RANKED.values()]
                 + [study.mean_sd([m.get(k) for m in mine]) for k in REPORTED]) + " |")
+    return "\n".join(out)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--store", required=True, help="the study's store folder (mlflow.db and artifacts)")
+    p.add_argument("--experiment", default="kermany-fidelity")
+    p.add_argument("--full", default="trainer.image_size=128", help="the fidelity the others are judged against")
+    p.add_argument("--write", action="store_true", help="write the tables into docs/fidelity.md's blocks")
+    args = p.parse_args()
+    rows = study.jobs(args.store, args.experiment)
+    fidelities = sorted({r.fidelity for r in rows}, key=lambda f: np.median([r.seconds for r in rows if r.fidelity == f]))
+    agreement_text, levers_text = agreement_table(rows, fidelities, args.full), levers_table(rows, fidelities)
+    if args.write:
+        import docblocks
+
+        docblocks.write("fidelity-agreement", agreement_text, PAGE)
+        docblocks.write("fidelity-levers", levers_text, PAGE)
+    print(agreement_text + "\n\n" + levers_text)
     return 0
 
 

@@ -1,13 +1,17 @@
 """docs/screen.md's tables, from the store of `pneumo sweep kermany-screen` (not typed by hand).
 
     .venv/bin/python docs/screen.py --store STORE [--experiment kermany-screen] [--write]
+    .venv/bin/python docs/screen.py --store STORE --experiment kermany-confirm --block confirm --write
+
 
 One row per lever: its seeds' mean and SD of the validation AUC and of the shifted validation AUC (the worst
 over fixed re-renderings of the validation films), the difference of the shifted one from the baseline with
 Welch's 95% interval over seeds (pneumo.evaluation.seeds, as `pneumo compare` ranks), and what the external
-set says (reported, never used to choose). Then ensembles made after the fact from the jobs' logged
+set says (reported, never used to choose: the external AUC with Student's 95% interval over the seeds).
+Then ensembles made after the fact from the jobs' logged
 predictions: each lever's seeds averaged, and the resnet and the CNN averaged (a cross-architecture ensemble),
-each thresholded on its own validation output. --write puts them in docs/screen.md's blocks.
+each thresholded on its own validation output. --write puts them in docs/screen.md's blocks NAME-levers and
+NAME-ensembles (--block NAME, `screen` by default), and the levers table in docs/results.md's NAME-levers too.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from pneumo.record import names
 RANKED = names.MODEL_VAL_AUC_SHIFTED  # what the screen ranks on (val AUC saturates near 1 on these films)
 CONFIDENCE = 0.95
 PAGE = study.ROOT / "docs" / "screen.md"
-LEVERS_HEADER = ("| lever | seeds | val AUC | shifted val AUC | shifted vs baseline [95% Welch] | external AUC | "
+RESULTS = study.ROOT / "docs" / "results.md"
+LEVERS_HEADER = ("| lever | seeds | val AUC | shifted val AUC | shifted vs baseline [95% Welch] | external AUC [95% CI] | "
                  "accuracy | sensitivity | specificity | job (s) |\n|---|---:|---|---|---|---|---|---|---|---:|")
 ENSEMBLES_HEADER = ("| ensemble (after the fact) | members | val AUC | external AUC [95% CI] | accuracy [95% CI] | "
                     "sensitivity | specificity |\n|---|---:|---:|---|---|---|---|")
@@ -52,10 +57,15 @@ def levers_table(groups: dict[str, list[study.Job]]) -> str:
         vs = "-" if lever == "baseline" or base is None else _versus(base, spread[lever])
         m = lambda name, js=js: [j.metrics.get(name) for j in js]  # noqa: E731
         rows.append(f"| {lever} | {len(js)} | {study.mean_sd(m(names.MODEL_VAL_AUC), 4)} | "
-                    f"{study.mean_sd(m(RANKED), 4)} | {vs} | {study.mean_sd(m(names.TEST_AUC))} | "
+                    f"{study.mean_sd(m(RANKED), 4)} | {vs} | {_over_seeds(m(names.TEST_AUC))} | "
                     f"{study.mean_sd(m(names.TEST_ACCURACY))} | {study.mean_sd(m(names.TEST_SENSITIVITY))} | "
                     f"{study.mean_sd(m(names.TEST_SPECIFICITY))} | {np.median([j.seconds for j in js]):.0f} |")
     return LEVERS_HEADER + "\n" + "\n".join(rows)
+
+
+def _over_seeds(values) -> str:
+    s = seeds.spread([v for v in values if v is not None], CONFIDENCE)
+    return f"{s.mean:.3f}" if s.low is None else f"{s.mean:.3f} [{s.low:.3f}, {s.high:.3f}]"
 
 
 def _versus(base, other) -> str:
@@ -92,7 +102,8 @@ def main() -> int:
     p.add_argument("--store", required=True, help="the screen's store folder (mlflow.db and artifacts)")
     p.add_argument("--experiment", default="kermany-screen")
     p.add_argument("--bootstrap", type=int, default=1000, help="patient resamples for the ensembles' CIs")
-    p.add_argument("--write", action="store_true", help="write the tables into docs/screen.md's blocks")
+    p.add_argument("--block", default="screen", help="the blocks' name: NAME-levers, NAME-ensembles")
+    p.add_argument("--write", action="store_true", help="write the tables into docs/screen.md's and docs/results.md's blocks")
     args = p.parse_args()
     jobs = study.jobs(args.store, args.experiment)
     fidelities = {j.fidelity for j in jobs}
@@ -103,8 +114,9 @@ def main() -> int:
     if args.write:
         import docblocks
 
-        docblocks.write("screen-levers", levers, PAGE)
-        docblocks.write("screen-ensembles", ensembles, PAGE)
+        docblocks.write(f"{args.block}-levers", levers, PAGE)
+        docblocks.write(f"{args.block}-ensembles", ensembles, PAGE)
+        docblocks.write(f"{args.block}-levers", levers, RESULTS)
     print(levers + "\n\n" + ensembles)
     return 0
 

@@ -304,6 +304,7 @@ FRESH = "experiment=never-created"
 
 
 @pytest.mark.slow
+@pytest.mark.ci
 def test_training_on_a_class_whose_files_are_all_broken_is_refused_and_the_store_left_alone(tmp_path, filled_store):
     root = kaggle_tree(tmp_path / "xray")  # PNEUMONIA: good images among every broken kind above
     normal = root / "train" / "NORMAL"
@@ -335,6 +336,7 @@ BAD_CONFIGS = [
 
 @pytest.mark.slow
 @pytest.mark.parametrize("overrides, message, code", BAD_CONFIGS, ids=[" ".join(o) for o, _, _ in BAD_CONFIGS])
+@pytest.mark.ci
 def test_bad_config_fails_clearly_and_leaves_the_store_alone(overrides, message, code, filled_store):
     before = store_snapshot(filled_store / "mlruns")
     proc = run_pneumo(["train", *overrides, FRESH], filled_store, check=False, timeout=300)

@@ -127,6 +127,7 @@ def test_count_jobs_as_the_basic_sweeper_expands_them(params, overrides, jobs):
 
 
 @pytest.mark.slow
+@pytest.mark.ci
 def test_smoke_sweep_console_has_progress_lines_and_no_library_chatter(smoke_store):
     """`pneumo sweep smoke` as a newcomer runs it (TF_CPP_MIN_LOG_LEVEL unset), stdout and stderr together."""
     text = (smoke_store / SWEEP_OUTPUT).read_text()

@@ -250,6 +250,7 @@ def test_the_importance_example_is_what_compare_prints_now(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.ci
 def test_the_store_scripts_write_the_tables_the_docs_quote(smoke_copy):
     """Each script whose store is not here (the trust figures, the real results, a job's epochs), run on a real
     store (the smoke sweep's, with two `pneumo shift` runs under its latest job), writes tables that parse

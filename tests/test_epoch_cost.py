@@ -115,6 +115,7 @@ def test_an_oversized_model_fails_its_trial(tmp_path):
         toy_trial(tmp_path, [[0.5] * EPOCHS], with_input=True, max_model_size=5)
 
 
+@pytest.mark.slow  # ~10-20 s: out of the fast suite, in make test-all
 def test_keras_dispatches_steps_asynchronously_in_a_trial_under_jax(tmp_path):
     """Under JAX (the GPU backend here) Keras Tuner's own per-trial callback turned async dispatch off;
     load_model must build the model before loading its weights."""

@@ -51,7 +51,7 @@ def test_heat_is_where_the_model_looks_and_signed_by_what_hiding_does():
         assert np.abs(corner).mean() > 0.05
 
 
-@pytest.mark.parametrize("family", ["cnn", "resnet", "transfer"])
+@pytest.mark.parametrize("family", ["cnn", "resnet", pytest.param("transfer", marks=pytest.mark.slow)])
 def test_occlusion_runs_on_every_family_and_on_an_ensemble(family):
     import keras_tuner
     from hydra import compose, initialize_config_dir

@@ -61,6 +61,7 @@ def test_consecutive_failures_end_the_job_with_a_summary(tmp_path):
     assert job.info.status == "FAILED"
 
 
+@pytest.mark.ci
 def test_a_failed_job_does_not_stop_the_multirun(tmp_path):
     # model.blocks=9 cannot build at 32 px: that job fails up front; the other still runs.
     proc = run_pneumo(["train", "-m", *TOY, "experiment=grid", "model.blocks=9,3"], tmp_path, check=False)

@@ -139,6 +139,7 @@ def test_the_check_step_flags_what_the_run_wrote_where_it_should_not(tmp_path, c
 
 
 @pytest.mark.slow
+@pytest.mark.ci
 def test_quick_mode_runs_the_gpu_runner_end_to_end_on_jax_without_tensorflow(tmp_path):
     """make_kit.sh (the wheel plan only, synthetic data), then run.sh QUICK=1 with a JAX-only venv:
     project, bench, the kermany-screen sweep at one job, compare, a command of one's own, pack and

@@ -40,6 +40,7 @@ def test_slurm_launcher_configs_compose(launcher, expected):
         assert launcher_cfg[key] == value, key
 
 
+@pytest.mark.slow  # ~10-20 s: out of the fast suite, in make test-all
 def test_slurm_sweep_submits_one_array_task_per_job(tmp_path):
     bin_dir, script = tmp_path / "bin", tmp_path / "submitted.sh"
     bin_dir.mkdir()

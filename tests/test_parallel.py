@@ -24,7 +24,7 @@ EVALUATION = {"confusion_matrix.png", "confusion_matrix.json", "roc.png", "pr.pn
 
 
 def start_sweep(tmp, name, seed, env):
-    argv = ["sweep", "smoke", "trainer.epochs=1", f"seed={seed}", "data.n_images=48", "data.image_px=48",
+    argv = ["sweep", "smoke", "model=cnn", "trainer.epochs=1", f"seed={seed}", "data.n_images=48", "data.image_px=48",
             "evaluation.bootstrap=50", f"paths.cache={tmp}/cache", f"tracking.store={tmp}/mlruns",
             f"hydra.sweep.dir={tmp}/{name}"]
     return pneumo_popen(argv, tmp, env, tmp / f"{name}.log")
@@ -42,9 +42,9 @@ def run_two_at_once(tmp, env) -> None:
 def assert_everything_recorded(client) -> None:
     exp = client.get_experiment_by_name("smoke")
     jobs = client.search_runs([exp.experiment_id], f"tags.`{names.TAG_ROLE}` = 'job'")
-    assert len(jobs) == 4 and {j.info.status for j in jobs} == {"FINISHED"}  # 2 sweeps x model=cnn,resnet
+    assert len(jobs) == 2 and {j.info.status for j in jobs} == {"FINISHED"}  # 2 sweeps x model=cnn
     trials = client.search_runs([exp.experiment_id], f"tags.`{names.TAG_ROLE}` = 'trial'")
-    assert len(trials) == 8 and {t.info.status for t in trials} == {"FINISHED"}  # 2 trials a job
+    assert len(trials) == 4 and {t.info.status for t in trials} == {"FINISHED"}  # 2 trials a job
     for t in trials:
         assert t.data.tags["mlflow.parentRunId"] in {j.info.run_id for j in jobs}
         assert t.data.params and len(client.get_metric_history(t.info.run_id, names.VAL_AUC)) == 1
@@ -91,6 +91,7 @@ def test_jobs_logging_one_new_data_set_at_once_all_link_to_it(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.ci
 def test_two_sweeps_at_once_into_the_sqlite_store(tmp_path):
     run_two_at_once(tmp_path, clean_env())
     assert_everything_recorded(client_for(tmp_path))

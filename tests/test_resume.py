@@ -47,6 +47,7 @@ def killed_at(tmp: Path, point: str, extra=(), fresh: bool = False) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.ci  # a sweep killed and resumed through the installed `pneumo` script, as a user runs it
 def test_killed_job_resumes_without_rerunning_or_duplicating(tmp_path):
     killed_at(tmp_path, "mid_epoch", fresh=True)  # the second trial, after the first batch of its second epoch
     client = store(tmp_path)

@@ -31,6 +31,7 @@ def occurrences(root: Path, needles: list[bytes], skip: Path | None = None) -> l
 
 
 @pytest.mark.slow
+@pytest.mark.ci
 def test_smoke_sweep_leaves_no_credential_anywhere(tmp_path, monkeypatch):
     """The secrets really travel through the sweep: the Kaggle download authenticates with
     KAGGLE_USERNAME / KAGGLE_KEY (the client, faked at the network, logs the username as

@@ -45,6 +45,7 @@ def _serve(store, log):
 
 
 @pytest.mark.slow
+@pytest.mark.ci
 def test_served_champion_classifies_base64_jpegs_like_the_local_model(smoke_store, tmp_path):
     from PIL import Image
 

@@ -70,6 +70,7 @@ def test_smoke_sweep_leaves_the_promised_store(smoke_store):
     assert f"ui --backend-store-uri {tracking_uri(tmp_path)}" in ui and "pneumo" in ui
 
 
+@pytest.mark.ci
 def test_registered_version_predicts_on_a_jpeg(tmp_path):
     import mlflow
     import pandas as pd

@@ -279,6 +279,7 @@ def test_job_run_page_shows_test_metrics_and_child_trials(driver, ui_url, expect
         assert len(child.find_elements("tag name", "a")) == len(expected["children"][champion_job.info.run_id])
 
 
+@pytest.mark.ci
 def test_registered_model_page_shows_the_champion_alias_on_its_version(driver, ui_url, expected):
     d, champion = driver, expected["champion"]
     with _page(d, "5-registered-model"):

@@ -9,6 +9,7 @@ from helpers import RUN_TIME, _zygote, _zygote_can_fork, _zygote_differs, clean_
 
 
 @pytest.mark.slow
+@pytest.mark.ci
 def test_a_job_is_forked_only_where_its_environment_differs_in_what_is_read_after_the_imports(monkeypatch):
     base, read = clean_env(), _zygote().read_at_import
     assert {"HOME", "KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL", "PNEUMO_ROOT"} <= read  # the record is real

@@ -66,7 +66,12 @@ def check(uri: str, named: str, cwd: Path | None = None) -> tuple[Path | None, b
 def ready(uri: str, named: str, *, creates: bool, cwd: Path | None = None) -> Path | None:
     """`check`, then: a store that does not exist is created with `creates`, else refused."""
     db, there = check(uri, named, cwd)
-    if db is None or there:
+    if db is None:
+        return db
+    if there:
+        if creates:  # tables seen while another process may still be migrating them: wait for its lock
+            with _locked(db):
+                pass
         return db
     if not creates:
         empty = " (an empty file)" if db.exists() else ""
