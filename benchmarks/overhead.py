@@ -55,8 +55,9 @@ def load_libraries() -> float:
     Not at module level: pneumo decodes in worker processes started with `spawn`,
     which re-import this file, and each would pay for the backend again.
     """
-    global keras, keras_tuner, mlflow, MlflowClient, data, paths, schema, names, provenance, runs, store, stats
-    global package, registry, fit_module, tuner_module, job_module, HyperModel, EpochClock
+    global keras, keras_tuner, mlflow, MlflowClient, data, paths, schema, names, provenance, store, stats
+    global package, registry, fit_module, tuner_module, job_module, HyperModel, EpochClock, Store, JobRecord
+    global SystemMetrics
     start = time.perf_counter()
     import pneumo  # noqa: F401  (first: picks the installed Keras backend when KERAS_BACKEND is unset)
 
@@ -71,7 +72,9 @@ def load_libraries() -> float:
     from pneumo.config import paths, schema
     from pneumo.evaluation import stats
     from pneumo.model.builders import HyperModel
-    from pneumo.record import names, provenance, runs, store
+    from pneumo.record import names, provenance, store
+    from pneumo.record.client import Store
+    from pneumo.record.jobs import JobRecord, SystemMetrics
     from pneumo.release import package, registry
     from pneumo.search import fit as fit_module
     from pneumo.search import tuner as tuner_module
@@ -195,16 +198,14 @@ def per_batch_hooks(callbacks: list) -> list[str]:
 
 
 def tracked_trial(cfg, hypermodel, fit, tmp: Path, n: int, hooks: dict):
-    store.setup(None, tmp / "mlruns", creates=True)
-    client = MlflowClient()
-    exp_id = store.experiment_id("overhead")
+    db = store.connect(None, tmp / "mlruns", creates=True)
+    exp_id = db.experiment("overhead")
     keras.utils.set_random_seed(SEED)
-    mlflow.set_system_metrics_sampling_interval(cfg.tracking.system_metrics_interval)
-    with mlflow.start_run(experiment_id=exp_id, run_name=f"overhead-{n}",  # as a job starts its run: system
-                          log_system_metrics=cfg.tracking.system_metrics) as run:  # metrics sampled (default on)
-        tuner = tuner_module.make_tuner(cfg.tuner, hypermodel, directory=tmp / "tuner", project_name=f"p{n}",
-                                  overwrite=True, client=client, experiment_id=exp_id,
-                                  parent_run_id=run.info.run_id)
+    sampled = SystemMetrics(cfg.tracking.system_metrics_interval) if cfg.tracking.system_metrics else None
+    # as a job opens its run: system metrics sampled (default on)
+    with db.open_job(exp_id, resume=None, name=f"overhead-{n}", system_metrics=sampled) as record:
+        state = tuner_module.TunerState(tmp / "tuner", f"p{n}", overwrite=True)
+        tuner = tuner_module.make_tuner(cfg.tuner, hypermodel, state, record)
         EpochClock.marks = []
         fits = []  # the callbacks each of the trial's fits got
 
@@ -323,9 +324,10 @@ def phase_clock(totals: dict):
         return tuner
 
     patches = [wrap(data, "load", "data load"),
-               *(wrap(store, n, book) for n in ("connect", "experiment_id")),
-               *(wrap(runs, n, book) for n in ("find_job", "reap", "log_job", "log_params", "log_tags",
-                                               "log_dataset", "git_tags")),
+               wrap(store, "connect", book),
+               *(wrap(Store, n, book) for n in ("experiment", "find_job", "reap")),
+               *(wrap(JobRecord, n, book) for n in ("describe", "log_params", "set_tags", "log_dataset")),
+               wrap(provenance, "git_tags", book),
                wrap(provenance, "job_tags", book),
                wrap(keras.Model, "predict", reload),
                wrap(stats, "choose_threshold", reload),

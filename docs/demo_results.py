@@ -50,30 +50,33 @@ def run_sweep(name: str, folder: Path, overrides: list[str] = (), env_extra: dic
 
 def block(store: Path, experiment: str, command: str) -> str:
     """The README block: a markdown leaderboard of the experiment's finished jobs (reruns left out)."""
+    from mlflow import MlflowClient
+
     from pneumo.commands import leaderboard
     from pneumo.record.store import connect
 
-    client = connect(store=store)
-    rows = [r for r in leaderboard.leaderboard(experiment, names.VAL_AUC, client=client)
-            if r["status"] == "FINISHED" and not r["rerun_of"]]
+    opened = connect(store=store)
+    rows = [r for r in leaderboard.leaderboard(experiment, names.VAL_AUC, store=opened)
+            if r.status == "FINISHED" and not r.rerun_of]
     if not rows:
         raise SystemExit(f"no finished jobs in experiment {experiment!r} of {store}")
-    seeded = any(r["seeds"] for r in rows)
+    seeded = any(r.seeds for r in rows)
     columns = [*COLUMNS, *(["test_auc over seeds (mean ± sd)", "model_val_auc over seeds"] if seeded else [])]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
-        ci = format.metric(r, names.TEST_AUC)
-        cells = [r["run_name"], format.number(r[names.VAL_AUC]), ci, format.number(r[names.TEST_SENSITIVITY]),
-                 format.number(r[names.TEST_SPECIFICITY]),
-                 format.number(r[names.THRESHOLD])]
+        m = r.metrics
+        cells = [r.run_name, format.number(m[names.VAL_AUC]), format.metric(m, names.TEST_AUC),
+                 format.number(m[names.TEST_SENSITIVITY]), format.number(m[names.TEST_SPECIFICITY]),
+                 format.number(m[names.THRESHOLD])]
         if seeded:
-            seeds, n = r["seeds"] or {}, int(r[names.SEED_REPEATS] or 0)
-            cells += [f"{format.number(seeds[m]['mean'])} ± {format.number(seeds[m]['sd'])} ({n} seeds)" if m in seeds else "-"
-                      for m in (names.TEST_AUC, names.MODEL_VAL_AUC)]
+            seeds, n = r.seeds or {}, int(r.seed_repeats or 0)
+            cells += [f"{format.number(seeds[k].mean)} ± {format.number(seeds[k].sd)} ({n} seeds)" if k in seeds else "-"
+                      for k in (names.TEST_AUC, names.MODEL_VAL_AUC)]
         lines.append("| " + " | ".join(cells) + " |")
-    run = client.get_run(rows[0]["run_id"])
-    tags, backend = run.data.tags, run.data.tags.get("keras.backend", "?")
-    ran_on = (f"Keras {tags.get('keras.version', '?')} on {backend} {tags.get(f'{backend}.version', '?')}, "
+    run = MlflowClient(opened.uri).get_run(rows[0].run_id)  # its dataset input holds the test split's size
+    tags, backend = run.data.tags, run.data.tags.get(names.TAG_KERAS_BACKEND, "?")
+    ran_on = (f"Keras {tags.get(names.TAG_KERAS_VERSION, '?')} on {backend} "
+              f"{tags.get(names.VERSION_TAGS.get(backend, ''), '?')}, "
               f"{tags.get(names.TAG_DEVICE, 'device not recorded')}, {_test_images(run)} test images")
     lines += ["", f"Written by `{command}` ({ran_on})."]
     return "\n".join(lines)
@@ -184,7 +187,7 @@ def _test_images(run) -> str:
 
     for entry in run.inputs.dataset_inputs:
         for tag in entry.tags:
-            if tag.key == "counts":
+            if tag.key == names.DATASET_COUNTS:
                 return str(json.loads(tag.value).get("test", "?"))
     return "?"
 

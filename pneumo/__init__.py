@@ -10,11 +10,11 @@ commands load neither TensorFlow nor these.
   import here, and only the installed backend can be imported at all.
 - pneumo/runtime/quiet.py (keras): `libraries()` is where a job first imports Keras, its native
   log lines filtered.
-- pneumo/search/distributed.py (keras, pneumo.search.fit, pneumo.search.tuner): pneumo.job
-  imports it at its top, and a job checks its config (a bad value exits 2 in seconds) and
-  quietens the libraries before Keras loads.
+- pneumo/job/__init__.py (pneumo.job.phases): the phases load Keras (pneumo.search.session), and
+  a job checks its config (a bad value exits 2 in seconds) and quietens the libraries before
+  Keras loads.
 - pneumo/evaluation/plots.py (matplotlib, sklearn), pneumo/evaluation/referral.py (matplotlib):
-  pneumo.job imports them at its top, and a config refused at start-up would load matplotlib and
+  pneumo.job.phases imports them at its top, and a config refused at start-up would load matplotlib and
   scikit-learn's calibration for nothing (0.5 s of the 4.5 s CPU it takes to say no).
 - pneumo/data/splits.py (sklearn): every command, `--help` too, loads pneumo.data, and
   scikit-learn's model_selection takes 1-2 s.
@@ -22,7 +22,7 @@ commands load neither TensorFlow nor these.
   fits forests (0.4-0.8 s of import).
 - pneumo/data/kaggle.py (kaggle): the client authenticates when imported.
 
-pneumo/commands/, pneumo/release/, pneumo/record/ and pneumo/job.py are not held to it yet
+pneumo/commands/, pneumo/release/ and pneumo/record/ are not held to it yet
 (issue 29 item 4).
 """
 

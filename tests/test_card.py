@@ -17,7 +17,10 @@ from hydra import compose, initialize_config_dir
 from pneumo.config import paths, schema
 from pneumo.data.base import Splits, Subset
 from pneumo.record import names
+from pneumo.record.client import Store
+from pneumo.record.jobs import JobRecord
 from pneumo.release import card
+from pneumo.release.registry import Registered
 
 
 def _subset(n_normal: int, n_pneumonia: int, prefix: str) -> Subset:
@@ -45,9 +48,15 @@ def _job(*overrides, shared_patient=False):
     return cfg, splits, top, results
 
 
+def render(cfg, splits, top, threshold, results, version, run_id):
+    """The card of version `version` of run `run_id`, whose search found `top` and whose model scored `results`."""
+    return card.render(cfg, splits, SimpleNamespace(best=top[0], top=top),
+                       SimpleNamespace(threshold=threshold, metrics=results), Registered(run_id, version))
+
+
 def test_card_holds_data_training_threshold_metrics_use_and_limits():
     cfg, splits, top, results = _job()
-    text = card.render(cfg, splits, top, 0.4123, results, "7", "run123")
+    text = render(cfg, splits, top, 0.4123, results, "7", "run123")
     for expected in (
         "# pneumonia-classifier version 7", "run123",
         "## Intended use", "screening aid", "children", "Not a diagnosis",
@@ -67,7 +76,7 @@ def test_card_holds_data_training_threshold_metrics_use_and_limits():
 def test_card_says_when_the_test_split_is_external_or_patients_leak():
     cfg, splits, top, results = _job("data.test_root=/elsewhere/hospital-b", "evaluation.threshold=youden",
                                      shared_patient=True)
-    text = card.render(cfg, splits, top, 0.5, results, "1", "r")
+    text = render(cfg, splits, top, 0.5, results, "1", "r")
     assert "test split: **external** folder: `/elsewhere/hospital-b`" in text
     assert "## Test metrics (external test split" in text and "tested on an external folder" in text
     assert "maximising sensitivity + specificity - 1 (policy `youden`)" in text
@@ -83,7 +92,7 @@ def test_history_keeps_the_card_and_the_newest_entries_within_mlflows_limit(tmp_
     head = "# card\n\n" + "x" * 3000 + "\n"
     client.update_model_version(names.MODEL_NAME, mv.version, description=head)
     for i in range(12):
-        card.append(client, mv.version, f"### entry {i}\n\n- " + "y" * 300)
+        card.append(Store(client.tracking_uri), mv.version, f"### entry {i}\n\n- " + "y" * 300)
     text = client.get_model_version(names.MODEL_NAME, mv.version).description
     assert len(text) <= card.MAX_CHARS and text.startswith(head.rstrip())
     kept = [i for i in range(12) if f"### entry {i}\n" in text]
@@ -126,7 +135,7 @@ def test_the_card_at_registration_is_the_runs_artifact_and_the_versions_descript
     client.create_registered_model(names.MODEL_NAME)
     mv = client.create_model_version(names.MODEL_NAME, "file:///nowhere", run.info.run_id)
     text = "# card\n\ndata: http://pneumo:hunter2@nas/films\n" + "x" * (card.MAX_CHARS + 100)
-    card.record(client, run.info.run_id, mv.version, text)
+    card.record(JobRecord(Store(client.tracking_uri), run.info.experiment_id, run.info.run_id), mv.version, text)
     logged = (Path(client.download_artifacts(run.info.run_id, names.CARD_ARTIFACT, str(tmp_path)))).read_text()
     assert "hunter2" not in logged and "http://pneumo:***@nas/films" in logged and len(logged) > card.MAX_CHARS
     described = client.get_model_version(names.MODEL_NAME, mv.version).description

@@ -22,7 +22,9 @@ from pneumo.cli import main as cli
 from pneumo.commands import groups, leaderboard, summary, table
 from pneumo.commands import importance as explained
 from pneumo.evaluation import importance, seeds
-from pneumo.record import names, runs
+from pneumo.record import names
+from pneumo.record import params as record
+from pneumo.record.client import Store
 
 from helpers import TOY, empty_store, run_pneumo, tracking_uri
 
@@ -44,7 +46,7 @@ class Sweep:
         tags = {names.TAG_ROLE: names.ROLE_JOB, names.TAG_DATA_DIGEST: "d", names.TAG_TEST_DIGEST: "t",
                 names.TAG_JOB_KEY: json.dumps([config, seed])}
         if tag:  # jobs recorded before the tag existed are grouped from their params
-            tags[names.TAG_CONFIG_KEY] = runs.config_key(params, "d", "t")
+            tags[names.TAG_CONFIG_KEY] = record.config_key(params, "d", "t")
         if rerun_of:
             tags[names.TAG_RERUN_OF] = rerun_of
         self.clock += 1000
@@ -96,8 +98,13 @@ def store(tmp_path_factory):
 
 
 def grouped(client, experiment, metric=names.VAL_AUC, confidence=0.95):
-    found, left = groups.group(leaderboard.leaderboard(experiment, metric, client=client), metric, confidence)
-    return {g["configuration"]: g for g in found}, left
+    found, left = groups.group(board(client, experiment, metric), metric, confidence)
+    return {g.configuration: g.record() for g in found}, left
+
+
+def board(client, *args, **kwargs):
+    """The leaderboard of the store `client` (an MlflowClient) is on."""
+    return leaderboard.leaderboard(*args, store=Store(client.tracking_uri), **kwargs)
 
 
 def test_the_seeds_of_a_configuration_are_one_row_and_ties_with_the_best_are_marked(store):
@@ -154,8 +161,8 @@ def test_a_lone_seed_is_never_the_best_it_is_untested(tmp_path):
     sweep.config(three(0.90))
     rows, _ = grouped(client, "lone")
     assert [(g["rank"], g["verdict"]) for g in rows.values()] == [(1, groups.UNTESTED), (2, groups.BEST)]
-    only, _ = grouped(client, "lone", names.TEST_AUC)
-    caption = groups.caption(list(only.values())[:1], names.TEST_AUC, 0.95, {})
+    found, _ = groups.group(board(client, "lone", names.TEST_AUC), names.TEST_AUC, 0.95)
+    caption = groups.caption(found[:1], names.TEST_AUC, 0.95, {})
     assert "no configuration has 2 seeds" in caption
 
 
@@ -186,7 +193,7 @@ def test_compare_groups_by_default_when_seeds_repeat_and_keeps_the_job_view(stor
 
 def test_without_repeated_seeds_compare_stays_one_row_per_job(store, capsys, monkeypatch):
     uri, client = store
-    assert not groups.seeded(leaderboard.leaderboard("grid", names.VAL_AUC, client=client))
+    assert not groups.seeded(board(client, "grid", names.VAL_AUC))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     assert cli(["compare", "--experiment", "grid", "--format", "json"]) == 0
     assert all("run_id" in r for r in json.loads(capsys.readouterr().out))
@@ -251,7 +258,7 @@ def header_names(columns):
 def test_off_a_terminal_the_table_keeps_every_column_name_whole(store):
     _, client = store
     out = io.StringIO()  # not a terminal, as a log file
-    rows = leaderboard.leaderboard("screen", client=client)
+    rows = board(client, "screen")
     table.render(rows, names.TEST_AUC, "table", out=out)
     lines = out.getvalue().splitlines()
     header = next(line for line in lines if line.startswith("| rank"))
@@ -262,12 +269,11 @@ def test_off_a_terminal_the_table_keeps_every_column_name_whole(store):
 @pytest.mark.parametrize("experiment, seeded", [("screen", True), ("grid", False)])
 def test_the_end_of_sweep_summary_reads_whole_in_a_log_file(store, monkeypatch, experiment, seeded):
     uri, client = store
-    monkeypatch.setattr(summary, "MULTIRUN", {"experiment": experiment, "uri": uri, "store": None, "failed": [],
-                                              "objective": names.VAL_AUC, "sweep_dir": "/nowhere", "confidence": 0.95})
+    monkeypatch.setattr(summary, "SWEEPS", [summary.Sweep(experiment, uri, None, names.VAL_AUC, "/nowhere", 0.95)])
     out = io.StringIO()  # not a terminal: what a log file gets
     summary.summarize(out)
     text = out.getvalue()
-    rows = leaderboard.leaderboard(experiment, names.VAL_AUC, client=client)
+    rows = board(client, experiment, names.VAL_AUC)
     columns = groups.table_columns(names.VAL_AUC, 0.95) if seeded else table.table_columns(names.VAL_AUC, rows)
     header = next(line for line in text.splitlines() if line.startswith("| rank"))
     assert all(f"| {name} " in header for name in header_names(columns))
@@ -298,5 +304,5 @@ def test_a_toy_sweep_over_seeds_ends_with_one_row_per_configuration(tmp_path):
     for job in jobs:  # the tag the job wrote is what a job recorded without it gets from its params
         run = client.get_run(job["run_id"])
         tags = run.data.tags
-        assert tags[names.TAG_CONFIG_KEY] == job["config_key"] == runs.config_key(
+        assert tags[names.TAG_CONFIG_KEY] == job["config_key"] == record.config_key(
             run.data.params, tags[names.TAG_DATA_DIGEST], tags[names.TAG_TEST_DIGEST])

@@ -14,7 +14,8 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from pneumo.config import checks, paths, schema, space
-from pneumo.record import redact, runs
+from pneumo.record import params as record
+from pneumo.record import redact
 
 schema.register()
 GROUPS = ["data", "model", "optimizer", "augmentation", "tuner", "trainer", "evaluation", "tracking"]
@@ -166,7 +167,7 @@ def test_a_jobs_identity_ignores_how_it_is_driven_not_what_it_trains():
     store is; another number of epochs is another job."""
     from omegaconf import OmegaConf
 
-    from pneumo.record.runs import job_key
+    from pneumo.record.params import job_key
 
     def key(*overrides):
         return job_key(OmegaConf.to_container(cfg_with(*overrides), resolve=False), "data-digest")
@@ -206,12 +207,11 @@ def test_seed_cnn_defaults_reproduce_the_seed():
 @pytest.mark.parametrize("tuner", options("tuner"))
 def test_every_tuner_builds_a_tracked_search(tuner, tmp_path):
     from pneumo.model.builders import HyperModel
-    from pneumo.search.tuner import make_tuner
+    from pneumo.search.tuner import TunerState, make_tuner
 
     cfg = cfg_with(f"tuner={tuner}")
     hm = HyperModel(cfg.model, cfg.optimizer, cfg.augmentation, 32)
-    t = make_tuner(cfg.tuner, hm, directory=tmp_path, project_name="p", overwrite=True,
-                   client=None, experiment_id="0", parent_run_id="x")
+    t = make_tuner(cfg.tuner, hm, TunerState(tmp_path, "p", overwrite=True))
     assert t.oracle.objective.name == "val_auc" and t.oracle.objective.direction == "max"
     assert "model.blocks" in t.oracle.hyperparameters.values
 
@@ -226,7 +226,7 @@ def test_the_search_is_the_one_its_tuner_class_runs_and_resumes_its_directory(tu
     from hydra.utils import get_class
 
     from pneumo.model.builders import HyperModel
-    from pneumo.search.tuner import make_tuner
+    from pneumo.search.tuner import TunerState, make_tuner
 
     cfg = cfg_with(f"tuner={tuner}", "model.blocks={int:[2,4]}", "model.dropout={float:[0.1,0.5]}")
     hm = HyperModel(cfg.model, cfg.optimizer, cfg.augmentation, 32)
@@ -242,8 +242,7 @@ def test_the_search_is_the_one_its_tuner_class_runs_and_resumes_its_directory(tu
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     expected = before.oracle.create_trial("tuner0").hyperparameters.values
 
-    t = make_tuner(cfg.tuner, hm, directory=tmp_path / "b", project_name="p", overwrite=False,
-                   client=None, experiment_id="0", parent_run_id="x")
+    t = make_tuner(cfg.tuner, hm, TunerState(tmp_path / "b", "p", overwrite=False))
     assert type(t.oracle) is type(before.oracle) and t.oracle.max_trials == before.oracle.max_trials
     assert list(t.oracle.trials) == [first.trial_id] and str(t.oracle.trials[first.trial_id].status) == "COMPLETED"
     assert t.oracle.create_trial("tuner0").hyperparameters.values == expected
@@ -295,7 +294,7 @@ def test_params_are_flat_and_secrets_redacted(monkeypatch):
     monkeypatch.setenv("KAGGLE_KEY", "s3cr3t-kaggle-value")
     cfg = {"model": {"blocks": {"int": [2, 4]}, "dropout": 0.5},
            "api_token": "abc", "note": "uses s3cr3t-kaggle-value"}
-    flat = runs.flatten(cfg)
+    flat = record.flatten(cfg)
     assert flat["model.dropout"] == "0.5"
     assert flat["model.blocks"] == '{"int": [2, 4]}'
     assert flat["api_token"] == redact.REDACTED
@@ -335,13 +334,12 @@ def test_every_schema_field_is_read_by_the_code():
 
 def test_a_search_can_start_from_the_defaults(tmp_path):
     from pneumo.model.builders import HyperModel
-    from pneumo.search.tuner import make_tuner
+    from pneumo.search.tuner import TunerState, make_tuner
 
     def tuner(*overrides, where="t"):
         cfg = cfg_with("model=resnet", *overrides)
         return make_tuner(cfg.tuner, HyperModel(cfg.model, cfg.optimizer, cfg.augmentation, 32),
-                          directory=tmp_path / where, project_name="p", overwrite=True, client=None,
-                          experiment_id="0", parent_run_id="x")
+                          TunerState(tmp_path / where, "p", overwrite=True))
 
     t = tuner("tuner.start_with_defaults=true")
     defaults = t.oracle.get_space().values  # the seed's values: filters 32, stages 3, lr 1e-3 ...

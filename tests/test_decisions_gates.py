@@ -14,6 +14,7 @@ from mlflow.entities import Metric, Run, RunData, RunInfo, RunTag
 from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
 
 from pneumo.record import names
+from pneumo.record.door import as_run, as_version
 from pneumo.release import gates, promote, registry
 
 AUC_LOW, AUC_HIGH = names.ci_names(names.TEST_AUC)
@@ -35,7 +36,7 @@ def entities(metrics: dict | None = None, *, status="READY", run_status="FINISHE
     run = Run(RunInfo("r7", "1", "u", run_status, 0, 1, "active"),
               RunData(metrics=[Metric(k, v, 0, 0) for k, v in (GOOD if metrics is None else metrics).items()],
                       tags=[RunTag(k, v) for k, v in (run_tags or {}).items()]))
-    return mv, run
+    return as_version(mv), as_run(run)
 
 
 def failed(metrics=None, floors=(0.9, 0.25), **kw) -> list[str]:

@@ -182,12 +182,12 @@ def verdict(monkeypatch, auc, low, high, img=None):
 ])
 def test_the_shift_verdict_is_the_lower_bound_above_0_55(monkeypatch, auc, low, high, shifted):
     r = verdict(monkeypatch, auc, low, high)
-    assert r["verdict"] == (shift.SHIFTED if shifted else shift.SAME)
+    assert r.verdict == (shift.SHIFTED if shifted else shift.SAME)
     low_, high_ = names.ci_names(names.SHIFT_AUC)
-    assert (r[names.SHIFT_AUC], r[low_], r[high_]) == (auc, low, high)
+    assert (r.metrics[names.SHIFT_AUC], r.metrics[low_], r.metrics[high_]) == (auc, low, high)
     # identical image statistics: a shift, when called, is in the model's own features
     said = "no image statistic differs much: the difference is in the model's own features (embedding)"
-    assert (said in r["differs"]) == shifted
+    assert (said in r.differs) == shifted
     assert shift.MARGIN == 0.05
 
 
@@ -200,7 +200,7 @@ def test_a_statistic_is_named_from_a_standardised_difference_of_0_5():
     def named(step):
         new = np.c_[np.tile([0.0, 2.0], 10) + step, np.tile([0.0, 2.0], 10)]
         r = shift.compare(g, new, np.random.default_rng(1).normal(0, 1, (20, 3)), np.full(20, 0.1), bootstrap=20)
-        return [line for line in r["differs"] if line.startswith("colour")], r["differs"]
+        return [line for line in r.differs if line.startswith("colour")], r.differs
 
     (line,), differs = named(0.5)
     assert "standardised difference +0.5" in line
@@ -214,7 +214,7 @@ def test_predicted_prevalence_counts_a_film_at_the_threshold_as_pneumonia(monkey
     monkeypatch.setattr(shift, "domain_auc", lambda ref, new, **kw: (0.5, 0.4, 0.6))
     g = shift_guard(np.c_[np.zeros(4), np.arange(4.0)], ref_prob=[0.3, below(0.3), 0.9, 0.0], prob_threshold=0.3)
     r = shift.compare(g, np.c_[np.zeros(4), np.arange(4.0)], np.zeros((4, 3)), np.array([0.3, 0.3, 0.0, 0.0]))
-    assert r[names.TRAIN_PREVALENCE] == 0.5 and r[names.SHIFT_PREVALENCE] == 0.5
+    assert r.metrics[names.TRAIN_PREVALENCE] == 0.5 and r.metrics[names.SHIFT_PREVALENCE] == 0.5
 
 
 def test_the_domain_classifier_tells_apart_what_differs_and_not_what_does_not():

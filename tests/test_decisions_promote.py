@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from mlflow import MlflowClient
 from mlflow.entities import Metric
 
 from pneumo.evaluation import stats
 from pneumo.record import names
+from pneumo.record.client import Store
+from pneumo.record.jobs import JobRecord
 from pneumo.release import promote, registry
 
 from helpers import empty_store
@@ -59,17 +63,16 @@ def job(c, exp, name, data, p, threshold=None, *, digest="T", drop=(), tags=None
     run_id = c.create_run(exp, run_name=name, tags={names.TAG_ROLE: names.ROLE_JOB, names.TAG_TEST_DIGEST: digest}
                           if digest else {names.TAG_ROLE: names.ROLE_JOB}).info.run_id
     c.log_batch(run_id, metrics=[Metric(k, v, 0, 0) for k, v in numbers.items()])
-    registry.log_predictions(c, run_id, hashes, patients, y, p)
+    registry.log_predictions(JobRecord(Store(c.tracking_uri), exp, run_id), hashes, patients, y, p)
     c.set_terminated(run_id, "FINISHED")
-    version_tags = registry.version_tags(run_id, "data", digest or "", threshold, numbers)
+    version_tags = registry.version_tags(run_id, SimpleNamespace(digest="data", test_digest=digest or ""),
+                                         SimpleNamespace(threshold=threshold, metrics=numbers, no_guard=None))
     version_tags = {k: v for k, v in {**version_tags, **(tags or {})}.items() if k not in drop and v != ""}
     return str(c.create_model_version(names.MODEL_NAME, f"runs:/{run_id}/model", run_id, tags=version_tags).version)
 
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
-    from mlflow import MlflowClient
-
     root = tmp_path_factory.mktemp("decisions")
     c = MlflowClient(empty_store(root))
     exp = c.create_experiment("gates", artifact_location=(root / "artifacts").as_uri())
@@ -103,7 +106,7 @@ def store(template, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     from pneumo.record import store as record_store
 
-    yield record_store.connect(), v
+    yield MlflowClient(record_store.setup()), v
     mlflow.set_tracking_uri(None)
 
 

@@ -98,22 +98,22 @@ def test_the_paired_difference_is_candidate_minus_champion_and_a_tie_counts_as_n
     y, p, patients = _sample()
     better = np.where(y == 1, np.minimum(p + 0.125, 1), np.maximum(p - 0.125, 0))
     r = stats.paired_bootstrap(y, p, better, patients, names.TEST_AUC, 0.5, 0.5, n=400)
-    assert r["delta"] > 0 and r["ci_low"] > 0 and r["p_value"] < 0.05
+    assert r.delta > 0 and r.ci_low > 0 and r.p_value < 0.05
     worse = stats.paired_bootstrap(y, better, p, patients, names.TEST_AUC, 0.5, 0.5, n=400)
-    assert worse["delta"] == -r["delta"] and worse["ci_high"] < 0 and worse["p_value"] > 0.95
+    assert worse.delta == -r.delta and worse.ci_high < 0 and worse.p_value > 0.95
     same = stats.paired_bootstrap(y, p, p, patients, names.TEST_AUC, 0.5, 0.5, n=400)
-    assert same["delta"] == same["ci_low"] == same["ci_high"] == 0 and same["p_value"] == 1.0
+    assert same.delta == same.ci_low == same.ci_high == 0 and same.p_value == 1.0
     brier = stats.paired_bootstrap(y, p, better, patients, names.TEST_BRIER, 0.5, 0.5, n=400)
-    assert brier["delta"] < 0 and brier["ci_high"] < 0 and brier["p_value"] < 0.05  # lower is better
+    assert brier.delta < 0 and brier.ci_high < 0 and brier.p_value < 0.05  # lower is better
     same = stats.paired_bootstrap(y, p, p, patients, names.TEST_BRIER, 0.5, 0.5, n=400)
-    assert same["p_value"] == 1.0
+    assert same.p_value == 1.0
 
 
 def test_the_paired_difference_scores_each_model_at_its_own_threshold():
     y, p, patients = _sample()
     r = stats.paired_bootstrap(y, p, p, patients, names.TEST_SENSITIVITY, 0.75, 0.25, n=200)
-    assert r["delta"] == stats.score(y, p, 0.25)[names.TEST_SENSITIVITY] - stats.score(y, p, 0.75)[names.TEST_SENSITIVITY]
-    assert r["delta"] > 0
+    assert r.delta == stats.score(y, p, 0.25)[names.TEST_SENSITIVITY] - stats.score(y, p, 0.75)[names.TEST_SENSITIVITY]
+    assert r.delta > 0
 
 
 def test_hanley_mcneil_standard_error_is_not_symmetric_in_the_class_counts():

@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 
 from pneumo.config import paths
-from pneumo.record import runs, store
+from pneumo.record import store
+from pneumo.record.client import Store
 from pneumo.search.fit import BestEpochWeights
 from pneumo.search.tuner import TrackedTuner
 
@@ -156,25 +157,27 @@ def test_best_epoch_weights_written_once_at_train_end(tmp_path):
 
 
 def test_background_epoch_metrics_all_stored_before_the_run_ends(tmp_path):
-    store.setup(None, tmp_path / "mlruns", creates=True)
+    opened = store.connect(None, tmp_path / "mlruns", creates=True)
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient()
-    run = client.create_run(store.experiment_id("epochs")).info.run_id
-    writes = [runs.log_epoch(client, run, e, {"loss": 1.0 / (e + 1), "val_auc": float("nan")}, synchronous=False)
+    client = MlflowClient(opened.uri)
+    run = client.create_run(opened.experiment("epochs")).info.run_id
+    writes = [opened.log_epoch(run, e, {"loss": 1.0 / (e + 1), "val_auc": float("nan")}, synchronous=False)
               for e in range(20)]
-    runs.wait_written(writes)
+    opened.wait_written(writes)
     client.set_terminated(run)
     history = client.get_metric_history(run, "loss")
     assert [m.step for m in sorted(history, key=lambda m: m.step)] == list(range(20))
     assert not client.get_metric_history(run, "val_auc")  # non-finite values are still left out
 
 
-def test_a_failed_background_write_is_raised_when_waited_for():
+def test_a_failed_background_write_is_raised_when_waited_for(tmp_path):
     class Broken:
         def log_batch(self, run_id, metrics):
             raise OSError("disk full")
 
-    write = runs.log_epoch(Broken(), "run", 0, {"loss": 0.5}, synchronous=False)
+    broken = Store(f"sqlite:///{tmp_path}/nowhere.db")
+    broken._client = Broken()
+    write = broken.log_epoch("run", 0, {"loss": 0.5}, synchronous=False)
     with pytest.raises(OSError, match="disk full"):
-        runs.wait_written([write])
+        broken.wait_written([write])

@@ -129,12 +129,12 @@ def test_paired_bootstrap():
     y, p_a, patients = synthetic(seed=6, signal=0.1)
     _, p_b, _ = synthetic(seed=6, signal=0.3)  # same labels and noise, stronger signal
     better = ev.paired_bootstrap(y, p_a, p_b, patients, "test_auc", 0.5, 0.5)
-    assert better["delta"] > 0 and better["ci_low"] > 0 and better["p_value"] < 0.05
+    assert better.delta > 0 and better.ci_low > 0 and better.p_value < 0.05
     same = ev.paired_bootstrap(y, p_a, p_a.copy(), patients, "test_auc", 0.5, 0.5)
-    assert same["delta"] == 0 and not same["ci_low"] > 0 and same["p_value"] == 1.0
+    assert same.delta == 0 and not same.ci_low > 0 and same.p_value == 1.0
     # lower is better for brier: b improves means a negative delta, and a small p
     brier = ev.paired_bootstrap(y, p_a, p_b, patients, "test_brier", 0.5, 0.5)
-    assert brier["delta"] < 0 and brier["ci_high"] < 0 and brier["p_value"] < 0.05
+    assert brier.delta < 0 and brier.ci_high < 0 and brier.p_value < 0.05
     with pytest.raises(ValueError):
         ev.paired_bootstrap(y, p_a, p_b, patients, "val_auc", 0.5, 0.5)
 

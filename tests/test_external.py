@@ -10,6 +10,7 @@ import pytest
 from pneumo.data import DataError, load, synthetic
 from pneumo.data.loader import labels_digest
 from pneumo.record import names
+from pneumo.record.client import Store
 
 import toy_model
 from helpers import TOY, client_for, empty_store, run_pneumo, tracking_uri
@@ -194,9 +195,9 @@ def toy_version(tmp_path):
     mlflow.set_tracking_uri(uri)
     try:
         with mlflow.start_run(experiment_id=exp, tags={names.TAG_ROLE: names.ROLE_JOB}) as run:
-            info = package.log_model(toy_model.keras_model(), toy_model.SIDE, 0.5, band=(0.3, 0.7))
+            model_uri = package.log_model(toy_model.keras_model(), toy_model.SIDE, 0.5, band=(0.3, 0.7))
         client.create_registered_model(names.MODEL_NAME)
-        client.create_model_version(names.MODEL_NAME, info.model_uri, run.info.run_id)  # resolved in the global store
+        client.create_model_version(names.MODEL_NAME, model_uri, run.info.run_id)  # resolved in the global store
     finally:
         mlflow.set_tracking_uri(None)
     return client, f"models:/{names.MODEL_NAME}/1"
@@ -220,28 +221,29 @@ def test_evaluate_scores_each_film_with_the_versions_own_model_and_records_it_un
     folder = tmp_path / "site"
     _flat_films(folder, {"NORMAL": [10, 40, 70, 140], "PNEUMONIA": [100, 180, 220, 250]})
     (folder / "NORMAL" / "broken.png").write_bytes(b"\x89PNG not really")
-    out = score.evaluate(str(folder), uri, bootstrap=20, client=client)
-    assert out["images"] == 8 and out["threshold"] == 0.5 and out["version"] == "1"
-    assert [(p, why) for p, why in out["unreadable"]] == [("NORMAL/broken.png", "not an image (unrecognised format)")]
+    out = score.evaluate(str(folder), uri, bootstrap=20, store=Store(client.tracking_uri))
+    assert out.images == 8 and out.threshold == 0.5 and out.version == "1"
+    assert [(p, why) for p, why in out.unreadable] == [("NORMAL/broken.png", "not an image (unrecognised format)")]
     # p rises with brightness: NORMAL 140 and PNEUMONIA 100 are the one misordered pair of 16
-    assert out[names.TEST_AUC] == pytest.approx(15 / 16)
-    assert out[names.TEST_SENSITIVITY] == pytest.approx(3 / 4) and out[names.TEST_SPECIFICITY] == pytest.approx(3 / 4)
-    run = client.get_run(out["run_id"])
+    assert out.metrics[names.TEST_AUC] == pytest.approx(15 / 16)
+    assert out.metrics[names.TEST_SENSITIVITY] == pytest.approx(3 / 4)
+    assert out.metrics[names.TEST_SPECIFICITY] == pytest.approx(3 / 4)
+    run = client.get_run(out.run_id)
     job = client.get_run(client.get_model_version(names.MODEL_NAME, "1").run_id)
     assert run.data.tags[names.TAG_ROLE] == names.ROLE_EVALUATION and run.info.status == "FINISHED"
     assert run.data.tags[names.PARENT_RUN_ID] == job.info.run_id and run.info.experiment_id == job.info.experiment_id
     assert run.data.tags[names.TAG_MODEL_VERSION] == "1" and run.data.tags[names.TAG_FOLDER] == str(folder)
     assert run.data.metrics[names.IMAGES] == 8 and run.data.metrics[names.TEST_AUC] == pytest.approx(15 / 16)
-    assert all(k in run.data.metrics for k in out if k.startswith("test_") and isinstance(out[k], float))
-    path = client.download_artifacts(out["run_id"], f"{names.EVALUATION_DIR}/{names.EVALUATION_PREDICTIONS}")
+    assert all(k in run.data.metrics for k, x in out.metrics.items() if k.startswith("test_") and names.finite(x) is not None)
+    path = client.download_artifacts(out.run_id, f"{names.EVALUATION_DIR}/{names.EVALUATION_PREDICTIONS}")
     rows = {r["path"]: float(r["probability"]) for r in csv.DictReader(open(path))}
     assert rows == pytest.approx({f"{c}/{c[0].lower()}{v}.png": round(toy_model.p_of(v), 6)
                                   for c, vs in {"NORMAL": [10, 40, 70, 140], "PNEUMONIA": [100, 180, 220, 250]}.items()
                                   for v in vs}, abs=2e-6)
-    unreadable = client.download_artifacts(out["run_id"], f"{names.EVALUATION_DIR}/unreadable.txt")
+    unreadable = client.download_artifacts(out.run_id, f"{names.EVALUATION_DIR}/unreadable.txt")
     assert Path(unreadable).read_text() == "NORMAL/broken.png\tnot an image (unrecognised format)\n"
     card = client.get_model_version(names.MODEL_NAME, "1").description
-    assert f"external evaluation on `{folder}`" in card and f"8 films, threshold 0.5000 (the job's); run `{out['run_id']}`" \
+    assert f"external evaluation on `{folder}`" in card and f"8 films, threshold 0.5000 (the job's); run `{out.run_id}`" \
         in card  # the version's card lists every external test
 
 
@@ -255,14 +257,14 @@ def test_evaluate_with_one_readable_class_names_five_unreadable_files_and_counts
         (folder / "PNEUMONIA" / f"x{i}.png").write_bytes(toy_model.gray_png(10 + i, side=4))
     (folder / "PNEUMONIA" / "z.png").write_bytes(b"")  # one the index passed over
     with pytest.raises(DataError) as e:
-        score.evaluate(str(folder), uri, bootstrap=20, client=client)
+        score.evaluate(str(folder), uri, bootstrap=20, store=Store(client.tracking_uri))
     named = "; ".join(f"PNEUMONIA/x{i}.png: too small to be an X-ray (4x4 px)" for i in range(5))
     assert str(e.value) == (f"{folder}: 2 readable images, not both classes: nothing to evaluate (7 unreadable, left out: "
                             f"{named}; and 2 more)")
     for gone in ("x5.png", "z.png"):
         (folder / "PNEUMONIA" / gone).unlink()
     with pytest.raises(DataError) as e:
-        score.evaluate(str(folder), uri, bootstrap=20, client=client)
+        score.evaluate(str(folder), uri, bootstrap=20, store=Store(client.tracking_uri))
     assert str(e.value).endswith(f"(5 unreadable, left out: {named})")
     assert len(client.search_runs([client.get_experiment_by_name("s").experiment_id], "")) == 1  # nothing recorded
 

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from pneumo.config import checks, keys, paths, schema
 from pneumo.model import builders
 from pneumo.model.preprocess import Clahe, View
-from pneumo.record import runs
+from pneumo.record import params
 from pneumo.search.schedules import WarmupCosine
 
 schema.register()
@@ -35,20 +35,20 @@ def test_old_jobs_keep_their_identity():
         for overrides, key in (([], "159e8eba21164543"),
                                (["model=resnet", "optimizer=adam", "augmentation=light"], "f156ea27696b85f5")):
             plain = OmegaConf.to_container(compose("config", overrides=overrides), resolve=True)
-            assert runs.job_key(plain, "data", "test") == key
+            assert params.job_key(plain, "data", "test") == key
             plain["trainer"]["label_smoothing"] = 0.1  # a lever that is on is part of the job
-            assert runs.job_key(plain, "data", "test") != key
+            assert params.job_key(plain, "data", "test") != key
 
 
 def test_a_configuration_recorded_before_the_levers_is_the_same_configuration():
     """`pneumo compare` groups seeds by the config key; a job logged before the levers' keys existed (its
     params lack them) and one logged after (its params hold them at their neutral values) are one configuration."""
     with initialize_config_dir(config_dir=str(paths.CONF_DIR), version_base="1.3"):
-        now = runs.flatten(OmegaConf.to_container(compose("config"), resolve=True))
+        now = params.flatten(OmegaConf.to_container(compose("config"), resolve=True))
     before = {k: v for k, v in now.items() if k not in keys.NEUTRAL}
     assert len(before) < len(now)
-    assert runs.config_key(now, "d", "t") == runs.config_key(before, "d", "t")
-    assert runs.config_key({**now, "trainer.label_smoothing": "0.1"}, "d", "t") != runs.config_key(before, "d", "t")
+    assert params.config_key(now, "d", "t") == params.config_key(before, "d", "t")
+    assert params.config_key({**now, "trainer.label_smoothing": "0.1"}, "d", "t") != params.config_key(before, "d", "t")
 
 
 @pytest.mark.parametrize("lever", sorted(p.stem for p in (paths.CONF_DIR / "lever").glob("*.yaml")))
@@ -56,7 +56,7 @@ def test_each_lever_changes_the_recipe_and_passes_the_check(lever):
     cfg, base = screen(f"lever={lever}"), screen()
     checks.check(cfg)
     a, b = (OmegaConf.to_container(c, resolve=True) for c in (cfg, base))
-    assert (runs.job_key(a, "d", "t") == runs.job_key(b, "d", "t")) == (lever == "baseline")
+    assert (params.job_key(a, "d", "t") == params.job_key(b, "d", "t")) == (lever == "baseline")
 
 
 def test_clahe_equalises_exposure():

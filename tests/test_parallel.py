@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from pneumo.record import names
-from pneumo.record.runs import log_dataset
+from pneumo.record.jobs import log_dataset
 
 from helpers import clean_env, client_for, empty_store, pneumo_popen
 from store_fixture import start_server, stop

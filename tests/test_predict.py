@@ -307,14 +307,14 @@ def test_every_file_is_a_row_in_order_with_its_probability_or_its_reason(toy, tm
     assert [f.relative_to(tmp_path).as_posix() for f in files] == [
         "in/b/bright.png", "in/dark.png", "in/mid.PNG", "in/zero.png", "text.jpeg"]
     rows = predict.predict_files(files, toy)
-    assert [r["path"] for r in rows] == [str(f) for f in files]
-    assert [r["probability"] for r in rows[:3]] == pytest.approx([toy_model.p_of(230), toy_model.p_of(30),
-                                                                  toy_model.p_of(128)], abs=1e-5)
-    assert all(r["probability"] == round(r["probability"], 6) for r in rows[:3])
-    assert [r["label"] for r in rows] == ["PNEUMONIA", "NORMAL", "PNEUMONIA", "", ""]
-    assert [r["error"] for r in rows] == ["", "", "", "empty file (0 bytes)", "not an image (unrecognised format)"]
-    assert rows[3]["probability"] is None and rows[4]["probability"] is None
-    assert all(r[names.OOD_COLUMN] is None and r[names.OOD_FLAG_COLUMN] is None for r in rows)  # no guard
+    assert [r.path for r in rows] == [str(f) for f in files]
+    assert [r.probability for r in rows[:3]] == pytest.approx([toy_model.p_of(230), toy_model.p_of(30),
+                                                              toy_model.p_of(128)], abs=1e-5)
+    assert all(r.probability == round(r.probability, 6) for r in rows[:3])
+    assert [r.label for r in rows] == ["PNEUMONIA", "NORMAL", "PNEUMONIA", "", ""]
+    assert [r.error for r in rows] == ["", "", "", "empty file (0 bytes)", "not an image (unrecognised format)"]
+    assert rows[3].probability is None and rows[4].probability is None
+    assert all(r.ood is None and r.ood_flag is None for r in rows)  # no guard
     assert not predict.has_guard(toy)
     with pytest.raises(predict.InputError, match=f"^{tmp_path / 'scans'}: no such file or folder$"):
         predict.collect([str(tmp_path / "in"), str(tmp_path / "scans")])
@@ -361,8 +361,8 @@ def test_explain_writes_one_overlay_per_classified_file_and_never_overwrites_one
     (tmp_path / "in" / "zero.png").write_bytes(b"")
     rows = predict.predict_files(predict.collect([str(tmp_path / "in")]), toy)
     out = tmp_path / "overlays"
-    predict.explain_rows(rows, toy, out)
-    by_file = {Path(r["path"]).relative_to(tmp_path / "in").as_posix(): r[predict.EXPLAIN_COLUMN] for r in rows}
+    rows = predict.explain_rows(rows, toy, out)
+    by_file = {Path(r.path).relative_to(tmp_path / "in").as_posix(): r.explanation for r in rows}
     assert by_file == {"a.jpeg": str(out / "a.png"), "a.png": str(out / "a-2.png"), "b/a.png": str(out / "a-3.png"),
                        "zero.png": ""}
     assert sorted(p.name for p in out.iterdir()) == ["a-2.png", "a-3.png", "a.png"]

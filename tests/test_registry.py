@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import shutil
+from types import SimpleNamespace
 
 import mlflow
 import mlflow.pyfunc
@@ -21,6 +22,8 @@ from pneumo.commands import leaderboard
 from pneumo.evaluation import stats
 from pneumo.record import names
 from pneumo.record import store as record_store
+from pneumo.record.client import Store
+from pneumo.record.jobs import JobRecord
 from pneumo.release import promote, registry
 
 from helpers import empty_store
@@ -72,11 +75,13 @@ def make_job(c, exp_id, name, data, p, *, digest="test-A", threshold=None, statu
         + [Param(names.BEST_HP_PREFIX + k, v) for k, v in hp.items()],
     )
     order = np.random.default_rng(len(name)).permutation(len(y))  # row order is arbitrary
-    registry.log_predictions(c, run_id, [hashes[i] for i in order], patients[order], y[order], p[order])
+    record = JobRecord(Store(c.tracking_uri), exp_id, run_id)
+    registry.log_predictions(record, [hashes[i] for i in order], patients[order], y[order], p[order])
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(name="model", python_model=Echo(), pip_requirements=["mlflow"])
     c.set_terminated(run_id, status)
-    return registry.register(c, run_id, info.model_uri, registry.version_tags(run_id, "data-1", digest, threshold, scores))
+    return registry.register(record, info.model_uri, SimpleNamespace(digest="data-1", test_digest=digest),
+                             SimpleNamespace(threshold=threshold, metrics=scores, no_guard=None)).version
 
 
 @pytest.fixture(scope="session")
@@ -115,7 +120,7 @@ def store(template, tmp_path, monkeypatch):
     shutil.copy(root / "mlflow.db", tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    yield record_store.connect(), versions
+    yield MlflowClient(record_store.setup()), versions
     mlflow.set_tracking_uri(None)
 
 
@@ -135,6 +140,11 @@ def run_of(c, version):
     return c.get_model_version(names.MODEL_NAME, version).run_id
 
 
+def board(*args, **kwargs) -> list[dict]:
+    """The leaderboard's rows as `pneumo compare --format json` gives them."""
+    return [r.record() for r in leaderboard.leaderboard(*args, **kwargs)]
+
+
 def cli(*argv):
     """The real command line, in process: pneumo.cli.main(argv) returns the exit code."""
     from pneumo.cli import main
@@ -151,7 +161,7 @@ def test_first_promotion_takes_the_best_passing_version(store):
     assert d.promoted and d.version == v["better"] and d.previous is None
     assert aliases(c) == {names.CHAMPION: v["better"]}
     t = tags(c, v["better"])
-    assert t["promotion.decision"] == "promoted" and t["promotion.at"].endswith("+00:00")
+    assert t[names.TAG_PROMOTION_DECISION] == names.PROMOTED and t[names.TAG_PROMOTION_AT].endswith("+00:00")
     again = promote.promote()
     assert again.noop and not again.promoted and "already" in again.reasons[0]
 
@@ -163,7 +173,7 @@ def test_better_candidate_promoted_and_old_champion_kept_as_previous(store):
     assert d.promoted and d.version == v["better"] and d.previous == v["good"]
     assert d.numbers["ci_low"] > 0 and d.numbers["delta"] > 0 and d.numbers["n_images"] == 600
     assert aliases(c) == {names.CHAMPION: v["better"], names.PREVIOUS: v["good"]}
-    assert float(tags(c, v["better"])["promotion.ci_low"]) > 0
+    assert float(tags(c, v["better"])[names.promotion_tag("ci_low")]) > 0
 
 
 def test_worse_candidate_refused_with_numbers(store):
@@ -175,8 +185,8 @@ def test_worse_candidate_refused_with_numbers(store):
     assert any(r.startswith("FAIL") and "no improvement shown" in r for r in d.reasons)
     assert aliases(c) == {names.CHAMPION: v["good"]}
     t = tags(c, v["worse"])
-    assert t["promotion.decision"] == "refused" and float(t["promotion.delta"]) < 0
-    assert "a tie is not a win" in t["promotion.reason"]
+    assert t[names.TAG_PROMOTION_DECISION] == names.REFUSED and float(t[names.promotion_tag("delta")]) < 0
+    assert "a tie is not a win" in t[names.TAG_PROMOTION_REASON]
 
 
 def test_tie_is_not_a_win(store):
@@ -216,7 +226,7 @@ def test_force_needs_a_reason_and_records_it(store):
     assert d.promoted and d.forced and d.previous == v["good"]
     assert aliases(c) == {names.CHAMPION: v["worse"], names.PREVIOUS: v["good"]}
     t = tags(c, v["worse"])
-    assert t["promotion.forced_reason"] == "champion artefact lost" and t["promotion.decision"] == "promoted"
+    assert t[names.TAG_PROMOTION_FORCED] == "champion artefact lost" and t[names.TAG_PROMOTION_DECISION] == names.PROMOTED
 
 
 def test_dry_run_changes_nothing(store, capsys):
@@ -267,13 +277,13 @@ def test_constant_predictor_refused_by_every_path(store, capsys):
     assert cli("promote", "--version", const) == 1
     assert "REFUSED" in capsys.readouterr().out
     t = tags(c, const)
-    assert t["promotion.decision"] == "refused" and t["promotion.test_auc_ci_low"] == "0.5"
-    assert t["promotion.specificity"] == "0" and t["promotion.min_specificity"] == "0.25"
+    assert t[names.TAG_PROMOTION_DECISION] == names.REFUSED and t[names.promotion_tag("test_auc_ci_low")] == "0.5"
+    assert t[names.promotion_tag("specificity")] == "0" and t[names.promotion_tag("min_specificity")] == "0.25"
     assert names.CHAMPION not in aliases(c)
     assert cli("promote", "--version", const, "--force", "--reason", "serving smoke test") == 0
     assert aliases(c) == {names.CHAMPION: const}
     t = tags(c, const)
-    assert t["promotion.decision"] == "promoted" and t["promotion.forced_reason"] == "serving smoke test"
+    assert t[names.TAG_PROMOTION_DECISION] == names.PROMOTED and t[names.TAG_PROMOTION_FORCED] == "serving smoke test"
 
 
 def test_each_usefulness_gate_refuses_on_its_own(store):
@@ -329,7 +339,7 @@ def test_promote_skips_failed_and_killed_jobs(store, capsys):
     assert skipped[0].startswith(f"skipped: version {v['better']} (test_auc ") and "status KILLED" in skipped[0]
     assert skipped[1].startswith(f"skipped: version {v['failed']} (test_auc ") and "status FAILED" in skipped[1]
     assert "must be FINISHED" in skipped[0] and "must be FINISHED" in skipped[1]
-    assert f"skipped: version {v['failed']}" in tags(c, v["mid"])["promotion.reason"]
+    assert f"skipped: version {v['failed']}" in tags(c, v["mid"])[names.TAG_PROMOTION_REASON]
     assert cli("promote") == 0  # the champion is the best that can pass: nothing to do, and says why
     out = capsys.readouterr().out
     assert out.startswith(f"nothing to do: version {v['mid']} already holds 'champion'")
@@ -346,7 +356,7 @@ def test_rollback_after_two_real_promotions(store, capsys):
     assert cli("promote", "--version", b) == 0  # A -> B: beats A in the paired bootstrap
     assert cli("promote") == 0  # B -> C: the best
     assert aliases(c) == {names.CHAMPION: new, names.PREVIOUS: b}
-    assert tags(c, new)["promotion.champion_version"] == b and tags(c, b)["promotion.champion_version"] == a
+    assert tags(c, new)[names.promotion_tag("champion_version")] == b and tags(c, b)[names.promotion_tag("champion_version")] == a
     capsys.readouterr()
     promoted = {x: tags(c, x) for x in (a, b, new)}
     cards = {x: c.get_model_version(names.MODEL_NAME, x).description for x in (a, b, new)}
@@ -380,7 +390,7 @@ def test_rollback_after_two_real_promotions(store, capsys):
     assert capsys.readouterr().out.startswith(f"ROLLED BACK 'champion' to version {new}; version {b} becomes")
     assert aliases(c) == {names.CHAMPION: new, names.PREVIOUS: b}
     assert {"rollback.restored_at", "rollback.displaced_at"} <= set(tags(c, new))
-    assert tags(c, new)["promotion.decision"] == "promoted"
+    assert tags(c, new)[names.TAG_PROMOTION_DECISION] == names.PROMOTED
     assert cli("promote", "--rollback", "--version", a) == 2
     assert cli("promote", "--rollback", "--force", "--reason", "x") == 2
     assert aliases(c) == {names.CHAMPION: new, names.PREVIOUS: b}
@@ -424,7 +434,7 @@ def test_auc_gate_reads_the_lower_ci_bound_not_the_point_auc(store, capsys):
     assert fails(d) == [f"FAIL: {AUC_CI_LOW} {m[AUC_CI_LOW]:.4g} not above 0.5: the test AUC's CI includes chance"]
     assert cli("promote", "--version", weak, "--min-sensitivity", "0", "--min-specificity", "0") == 1
     assert f"REFUSED version {weak}" in capsys.readouterr().out
-    assert tags(c, weak)["promotion.decision"] == "refused" and names.CHAMPION not in aliases(c)
+    assert tags(c, weak)[names.TAG_PROMOTION_DECISION] == names.REFUSED and names.CHAMPION not in aliases(c)
     for version in set(v.values()):  # alone in the registry, it is not the best that can pass either
         c.delete_model_version(names.MODEL_NAME, version)
     with pytest.raises(LookupError, match=f"version {weak} .*{AUC_CI_LOW} .* not above 0.5"):
@@ -505,7 +515,7 @@ def test_a_floor_is_met_at_exactly_its_value_and_missed_just_below(store, capsys
 def test_leaderboard_rows_join_versions_and_aliases(store):
     c, v = store
     crown(c, v["good"])
-    rows = leaderboard.leaderboard("sweep-a")
+    rows = board("sweep-a")
     assert [r["run_name"] for r in rows][0] == "better" and len(rows) == 10
     good = next(r for r in rows if r["run_name"] == "good")
     assert good["version"] == int(v["good"]) and good["aliases"] == [names.CHAMPION]
@@ -513,19 +523,19 @@ def test_leaderboard_rows_join_versions_and_aliases(store):
     assert good["test_auc_ci_low"] <= good["test_auc"] <= good["test_auc_ci_high"]
     assert good["epochs_trained"] == 7 and good["duration_s"] >= 0 and good["overrides"] == "model=cnn job=good"
     with pytest.raises(LookupError):
-        leaderboard.leaderboard("no-such-sweep")
+        board("no-such-sweep")
 
 
 def test_compare_ranks_finished_jobs_and_lists_the_others_after(store, capsys):
     """Issue 13.2: a FAILED or KILLED job that scored highest is not first; it is listed, marked."""
     c, v = store
     c.set_terminated(run_of(c, v["better"]), "KILLED")
-    rows = leaderboard.leaderboard("sweep-a")
+    rows = board("sweep-a")
     assert rows[0]["run_name"] == "mid"  # the best FINISHED job, below the KILLED and the FAILED one
     assert [r["rank"] for r in rows[:8]] == list(range(1, 9)) and all(r["status"] == "FINISHED" for r in rows[:8])
     assert [(r["run_name"], r["status"], r["rank"]) for r in rows[8:]] == [("better", "KILLED", None),
                                                                            ("failed", "FAILED", None)]
-    top = leaderboard.leaderboard("sweep-a", top=2)  # the 2 best finished, and the unfinished that scored among them
+    top = board("sweep-a", top=2)  # the 2 best finished, and the unfinished that scored among them
     assert [(r["run_name"], r["rank"]) for r in top] == [("mid", 1), (top[1]["run_name"], 2), ("better", None),
                                                          ("failed", None)]
     assert cli("compare", "--experiment", "sweep-a", "--format", "table") == 0
@@ -541,11 +551,11 @@ def test_compare_lists_a_running_job_after_the_ranked_ones_unranked(store, capsy
     """A job still running has logged its numbers (the best so far): listed, marked RUNNING, not ranked."""
     c, v = store
     c.update_run(run_of(c, v["better"]), status="RUNNING")  # the top scorer, reopened as a job still in progress
-    rows = leaderboard.leaderboard("sweep-a")
+    rows = board("sweep-a")
     assert [(r["run_name"], r["status"], r["rank"]) for r in rows[8:]] == [("better", "RUNNING", None),
                                                                            ("failed", "FAILED", None)]
     assert rows[0]["run_name"] == "mid" and [r["rank"] for r in rows[:8]] == list(range(1, 9))
-    top = leaderboard.leaderboard("sweep-a", top=1)
+    top = board("sweep-a", top=1)
     assert [(r["run_name"], r["rank"]) for r in top] == [("mid", 1), ("better", None), ("failed", None)]
     assert cli("compare", "--experiment", "sweep-a", "--format", "json") == 0
     listed = json.loads(capsys.readouterr().out)
@@ -603,21 +613,23 @@ def big(big_store, monkeypatch):
 
 def test_leaderboard_scales_with_pages_not_runs(big):
     c = big
-    counting = Counting(c)
-    rows = leaderboard.leaderboard("sweep-big", client=counting, page_size=100)
+    counting = Store(c.uri)
+    counting._client = Counting(counting._client)
+    rows = board("sweep-big", store=counting, page_size=100)
     assert len(rows) == 300 and all(r["run_name"].startswith("job-") for r in rows)
     auc = [r["test_auc"] for r in rows]
     assert auc == sorted(auc, reverse=True)
-    assert counting.calls["search_runs"] == 3 + 1  # pages of 100 jobs and one of evaluations, not a call per run
-    assert counting.calls.get("search_model_versions") == 1
-    assert not {"get_run", "get_metric_history"} & set(counting.calls)
+    calls = counting._client.calls
+    assert calls["search_runs"] == 3 + 1  # pages of 100 jobs and one of evaluations, not a call per run
+    assert calls.get("search_model_versions") == 1
+    assert not {"get_run", "get_metric_history"} & set(calls)
 
-    brier = leaderboard.leaderboard("sweep-big", metric="test_brier", top=5, client=c)
+    brier = board("sweep-big", metric="test_brier", top=5, store=c)
     values = [r["test_brier"] for r in brier]
     assert len(values) == 5 and values == sorted(values)
     assert values[0] == min(r["test_brier"] for r in rows)
 
-    everything = leaderboard.leaderboard(None, client=c)  # every experiment: 300 + the 10 template jobs
+    everything = board(None, store=c)  # every experiment: 300 + the 10 template jobs
     assert len(everything) == 310 and {r["experiment"] for r in everything} == {"sweep-a", "sweep-big"}
 
 
@@ -643,7 +655,7 @@ def test_compare_cli_formats(big, capsys):
 def test_a_resumed_job_finds_the_version_its_run_registered_and_no_other(store):
     c, versions = store
     for name in ("good", "worse"):
-        found = registry.registered(c, run_of(c, versions[name]))
+        found = Store(c.tracking_uri).registered(run_of(c, versions[name]))
         assert found is not None and str(found.version) == str(versions[name])
     fresh = c.create_run(c.get_experiment_by_name("sweep-a").experiment_id).info.run_id
-    assert registry.registered(c, fresh) is None
+    assert Store(c.tracking_uri).registered(fresh) is None

@@ -18,6 +18,7 @@ from mlflow.entities import Metric, RunTag
 from pneumo.cli import main as cli
 from pneumo.commands import leaderboard, reproduce, table
 from pneumo.record import names
+from pneumo.record.client import Store
 
 from helpers import empty_store
 
@@ -49,8 +50,13 @@ def store(tmp_path_factory):
     return uri, client, ids
 
 
+def board(client, *args, **kw) -> list[dict]:
+    """The leaderboard's rows as `pneumo compare --format json` gives them, of the store `client` is on."""
+    return [r.record() for r in leaderboard.leaderboard(*args, store=Store(client.tracking_uri), **kw)]
+
+
 def rows_by_name(client, **kw):
-    return {r["run_name"]: r for r in leaderboard.leaderboard("s", client=client, **kw)}
+    return {r["run_name"]: r for r in board(client, "s", **kw)}
 
 
 def test_a_rerun_is_flagged_only_beyond_the_tolerance(store):
@@ -66,7 +72,7 @@ def test_a_rerun_is_flagged_only_beyond_the_tolerance(store):
 
 def test_the_original_is_found_when_it_is_off_the_page(store):
     _, client, ids = store
-    top = leaderboard.leaderboard("s", top=1, client=client)  # "moved" ranks first; its original is not kept
+    top = board(client, "s", top=1)  # "moved" ranks first; its original is not kept
     assert [r["run_name"] for r in top] == ["moved"]
     assert top[0]["rerun"]["differs"] is True and top[0]["rerun"]["of"] == ids["original"]
 
@@ -74,8 +80,8 @@ def test_the_original_is_found_when_it_is_off_the_page(store):
 def test_a_metric_that_only_one_run_has_differs():
     verdict = reproduce.differences({names.TEST_AUC: 0.7, names.TEST_NPV: float("nan")},
                                     {names.TEST_AUC: 0.7, names.TEST_NPV: 0.5})
-    assert verdict["differs"] and list(verdict["diffs"]) == [names.TEST_NPV]
-    assert not reproduce.differences({names.TEST_NPV: float("nan")}, {})["differs"]  # undefined in both: the same
+    assert verdict.differs and list(verdict.diffs) == [names.TEST_NPV]
+    assert not reproduce.differences({names.TEST_NPV: float("nan")}, {}).differs  # undefined in both: the same
 
 
 def test_compare_shows_the_verdict_and_the_seed_spread(store, capsys, monkeypatch):
@@ -95,7 +101,8 @@ def test_compare_shows_the_verdict_and_the_seed_spread(store, capsys, monkeypatc
 
 
 def test_without_reruns_or_repeats_the_table_keeps_its_columns(store):
-    columns = table.table_columns(names.TEST_AUC, [{"seeds": None}, {}])
+    rows = leaderboard.leaderboard("s", store=Store(store[1].tracking_uri))
+    columns = table.table_columns(names.TEST_AUC, [r for r in rows if not r.seeds and not r.rerun])
     assert columns == table.table_columns(names.TEST_AUC)
     assert table.SEEDS_COLUMN not in columns and table.RERUN_COLUMN not in columns
 
@@ -116,11 +123,11 @@ def test_every_rankable_metric_ranks_including_an_objective_of_the_jobs_own(stor
     a job without it comes after those with it."""
     _, client, ids = store
     for metric in names.HIGHER_IS_BETTER:
-        rows = leaderboard.leaderboard("s", metric, client=client)
+        rows = board(client, "s", metric)
         assert all(metric in r for r in rows) and {r["run_id"] for r in rows} == set(ids.values()), metric
     client = mlflow.MlflowClient(empty_store(tmp_path))
     exp = client.create_experiment("t", artifact_location=(tmp_path / "artifacts").as_uri())
     plain = job(client, exp, "plain", BASE)
     shifted = job(client, exp, "shifted", {**BASE, names.VAL_AUC_SHIFTED: 0.97})
-    rows = leaderboard.leaderboard("t", names.VAL_AUC_SHIFTED, client=client)
+    rows = board(client, "t", names.VAL_AUC_SHIFTED)
     assert [(r["run_id"], r[names.VAL_AUC_SHIFTED]) for r in rows] == [(shifted, 0.97), (plain, None)]

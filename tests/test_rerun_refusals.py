@@ -2,7 +2,7 @@
 line saying why, the store unchanged): one that was KILLED, one whose logged overrides hold a redacted
 value, one whose logged config has a key conf/ no longer has.
 
-No training: each job's record is written as a job writes it (pneumo.record.runs.log_job, from the
+No training: each job's record is written as a job writes it (pneumo.record.jobs.JobRecord, from the
 real conf/ composed with Hydra) into a sqlite store in tmp, and `pneumo rerun` runs in process. The
 slow end-to-end refusals (changed data, a changed default, a trial, an added override) are in
 test_reruns.py.
@@ -19,7 +19,9 @@ from omegaconf import OmegaConf
 
 from pneumo.cli import main as cli
 from pneumo.config import paths, schema
-from pneumo.record import names, runs
+from pneumo.record import names, provenance
+from pneumo.record.client import Store
+from pneumo.record.jobs import JobRecord
 
 from helpers import empty_store as new_store
 
@@ -36,8 +38,11 @@ def composed(overrides: list[str]) -> dict:
 def logged_job(client, exp_id: str, overrides: list[str], plain: dict, status: str = "FINISHED") -> str:
     """A job run as `pneumo train` leaves it: role, config source, commit, config and overrides artifacts."""
     run_id = client.create_run(exp_id, run_name=" ".join(overrides) or "defaults").info.run_id
-    runs.log_job(client, run_id, plain, overrides, {names.TAG_ROLE: names.ROLE_JOB, names.TAG_CONFIG: "conf/config"})
-    runs.log_tags(client, run_id, {names.TAG_GIT_COMMIT: COMMIT})  # the commit it ran at, named in the refusal
+    record = JobRecord(Store(client.tracking_uri), exp_id, run_id)
+    record.set_tags({names.TAG_ROLE: names.ROLE_JOB, names.TAG_CONFIG: "conf/config",
+                     names.TAG_OVERRIDES: " ".join(overrides), **provenance.git_tags(), **provenance.runtime_tags()})
+    record.log_config(plain, overrides)
+    record.set_tags({names.TAG_GIT_COMMIT: COMMIT})  # the commit it ran at, named in the refusal
     client.set_terminated(run_id, status)
     return run_id
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from pneumo.record import names, runs
+from pneumo.record import names, provenance
+from pneumo.record.client import Store
 
 from helpers import client_for, run_pneumo
 
@@ -160,9 +161,9 @@ def live_process():
     """A process that is alive for the whole module: (pid, its start time)."""
     proc = subprocess.Popen(["sleep", "600"])
     deadline = time.monotonic() + 10
-    while runs.process_start(proc.pid) is None and time.monotonic() < deadline:
+    while provenance.process_start(proc.pid) is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    yield proc.pid, runs.process_start(proc.pid)
+    yield proc.pid, provenance.process_start(proc.pid)
     proc.kill()
     proc.wait()
 
@@ -191,12 +192,12 @@ def test_the_next_job_ends_only_runs_whose_process_is_gone(reap_store, live_proc
         "another host, pid gone here": {"pid": str(dead_pid()), "pid.started": str(time.time() - 60)},
     }[case]
     exp_id = client.create_experiment(f"reap {case}")
-    job = client.create_run(exp_id, tags={names.TAG_ROLE: "job", "host": host, **tags}).info.run_id
+    job = client.create_run(exp_id, tags={names.TAG_ROLE: "job", names.TAG_HOST: host, **tags}).info.run_id
     trial = client.create_run(exp_id, tags={names.TAG_ROLE: "trial", "mlflow.parentRunId": job}).info.run_id
     done = client.create_run(exp_id, tags={names.TAG_ROLE: "trial", "mlflow.parentRunId": job}).info.run_id
     client.set_terminated(done, "FINISHED")
 
-    assert runs.reap(client, exp_id) == int(ended)
+    assert Store(client.tracking_uri).reap(exp_id) == int(ended)
     expected = "KILLED" if ended else "RUNNING"
     assert (client.get_run(job).info.status, client.get_run(trial).info.status) == (expected, expected)
     assert client.get_run(done).info.status == "FINISHED"  # a finished trial stays what it was

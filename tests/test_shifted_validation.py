@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 
+from pneumo.evaluation import renderings
 from pneumo.record import names
 from pneumo.search import shifted
 from pneumo.search.fit import keras_callbacks
@@ -22,19 +23,19 @@ def films(n: int, brightness, seed: int = 0) -> np.ndarray:
 
 
 def test_the_sizes_come_from_the_training_films_spread():
-    narrow, wide = shifted.ranges(films(200, (0.45, 0.55))), shifted.ranges(films(200, (0.2, 0.8)))
+    narrow, wide = renderings.ranges(films(200, (0.45, 0.55))), renderings.ranges(films(200, (0.2, 0.8)))
     for sizes in (narrow, wide):
         darker, brighter = sizes["gamma"]
         assert darker > 1 > brighter  # a gamma above 1 darkens a film in [0, 1]
     assert wide["gamma"][0] > narrow["gamma"][0] and wide["gamma"][1] < narrow["gamma"][1]
     # the same films, the same sizes: fixed, not drawn anew
-    assert shifted.ranges(films(200, (0.2, 0.8))) == wide
+    assert renderings.ranges(films(200, (0.2, 0.8))) == wide
 
 
 def test_each_rendering_is_the_films_changed_as_named():
     x = films(20, (0.3, 0.7))[..., None]  # (n, h, w, 1), as the loader gives them
     sizes = {"gamma": (1.5, 0.7), "contrast": (0.8, 1.5)}
-    out = shifted.renderings(x, sizes)
+    out = renderings.renderings(x, sizes)
     assert list(out)[0] == "as acquired" and np.array_equal(out["as acquired"], x)
     assert len(out) == 7 and all(v.shape == x.shape and v.dtype == np.uint8 for v in out.values())
     assert out["gamma 1.50"].mean() < x.mean() < out["gamma 0.70"].mean()
@@ -45,9 +46,9 @@ def test_each_rendering_is_the_films_changed_as_named():
 def test_the_worst_auc_is_the_lowest_over_the_renderings():
     y = np.array([0, 0, 0, 1, 1, 1])
     sets = {"as acquired": np.array([0, 1, 2, 3, 4, 5]), "swapped": np.array([0, 1, 4, 3, 2, 5])}
-    worst, each = shifted.worst_auc(lambda x: x, sets, y)
+    worst, each = renderings.worst_auc(lambda x: x, sets, y)
     assert each == {"as acquired": 1.0, "swapped": pytest.approx(7 / 9)} and worst == pytest.approx(7 / 9)
-    assert np.isnan(shifted.worst_auc(lambda x: x, sets, np.zeros(6))[0])  # one class: no AUC
+    assert np.isnan(renderings.worst_auc(lambda x: x, sets, np.zeros(6))[0])  # one class: no AUC
 
 
 def test_the_callback_writes_before_the_callbacks_that_read_it():
@@ -57,7 +58,7 @@ def test_the_callback_writes_before_the_callbacks_that_read_it():
     assert shifted.wanted(trainer, names.VAL_AUC) and not shifted.wanted({}, names.VAL_AUC)
     x, y = films(32, (0.3, 0.7)), np.arange(32) % 2
     x[y == 1] //= 2  # the sick films darker: learnable
-    cb = keras_callbacks(trainer, y, shifted.ShiftedValidation(shifted.renderings(x, shifted.ranges(x)), y, 16))
+    cb = keras_callbacks(trainer, y, shifted.ShiftedValidation(renderings.Renderings.of(x, x), y, 16))
     assert isinstance(cb[0], shifted.ShiftedValidation)
     inputs = keras.Input((16, 16))
     model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(keras.layers.Flatten()(inputs / 255.0)))

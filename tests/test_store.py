@@ -70,8 +70,9 @@ def job_store(folder: Path, experiment: str = "sweep") -> tuple[str, str]:
     (MLFLOW_TRACKING_URI names it; the tables are a copy of an empty store's: helpers.seed_store).
     Returns (run id, the artifact's text)."""
     os.environ["MLFLOW_TRACKING_URI"] = empty_store(folder)
-    client = store.connect()
-    run = client.create_run(store.experiment_id(experiment), tags={names.TAG_ROLE: names.ROLE_JOB})
+    opened = store.connect()
+    client = MlflowClient(opened.uri)
+    run = client.create_run(opened.experiment(experiment), tags={names.TAG_ROLE: names.ROLE_JOB})
     client.log_metric(run.info.run_id, names.TEST_AUC, 0.9)
     client.log_text(run.info.run_id, "hash,patient,y_true,probability\n", names.PREDICTIONS_ARTIFACT)
     client.set_terminated(run.info.run_id)
@@ -153,8 +154,9 @@ def test_artifacts_go_beside_the_database_that_mlflow_tracking_uri_names(tmp_pat
     job_dir.mkdir(parents=True)
     monkeypatch.chdir(job_dir)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri_of(tmp_path / "store"))
-    client = store.connect(None, elsewhere, creates=True)
-    exp = client.get_experiment(store.experiment_id("my sweep"))
+    opened = store.connect(None, elsewhere, creates=True)
+    client = MlflowClient(opened.uri)
+    exp = client.get_experiment(opened.experiment("my sweep"))
     assert local.local_path(exp.artifact_location) == tmp_path / "store" / "artifacts" / "my-sweep"
     default = client.get_experiment("0")  # MLflow's own, made with the tables
     assert local.local_path(default.artifact_location) == tmp_path / "store" / "artifacts" / "0"
@@ -180,18 +182,18 @@ def test_a_moved_store_reads_from_its_new_folder_writes_nothing_and_a_writer_rec
     shutil.rmtree(tmp_path / "first")
     os.environ["MLFLOW_TRACKING_URI"] = uri_of(tmp_path / "moved")
     before = snapshot(tmp_path / "moved")
-    client = store.connect()
-    got = Path(store.download(client, run_id, names.PREDICTIONS_ARTIFACT, str(tmp_path / "dl"))).read_text()
+    got = Path(store.connect().download(run_id, names.PREDICTIONS_ARTIFACT, str(tmp_path / "dl"))).read_text()
     assert got == text
     assert cli("compare", "--format", "json") == 0 and run_id in capsys.readouterr().out
     assert snapshot(tmp_path / "moved") == before, "a read changed the moved store"
     assert not (tmp_path / "first").exists()
 
-    client = store.connect(writes=True)  # a command that adds to the store records where it is now
+    opened = store.connect(writes=True)  # a command that adds to the store records where it is now
+    client = MlflowClient(opened.uri)
     recorded = client.get_run(run_id).info.artifact_uri
     assert local.local_path(recorded).is_relative_to(tmp_path / "moved")
     assert local.local_path(client.get_experiment("0").artifact_location).is_relative_to(tmp_path / "moved")
-    new = client.create_run(store.experiment_id("sweep")).info.run_id
+    new = client.create_run(opened.experiment("sweep")).info.run_id
     client.log_text(new, "x", "x.txt")
     assert (tmp_path / "moved" / "artifacts" / "sweep" / new / "artifacts" / "x.txt").is_file()
     assert not (tmp_path / "first").exists()
@@ -228,9 +230,9 @@ def test_a_store_whose_artifacts_lie_only_where_recorded_is_left_as_it_is(tmp_pa
     run_id, text = job_store(tmp_path / "old")
     shutil.copy(tmp_path / "old" / paths.DATABASE, tmp_path / "db-only.db")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path}/db-only.db"
-    client = store.connect(writes=True)
-    assert local.local_path(client.get_run(run_id).info.artifact_uri).is_relative_to(tmp_path / "old")
-    assert Path(store.download(client, run_id, names.PREDICTIONS_ARTIFACT, str(tmp_path / "dl"))).read_text() == text
+    opened = store.connect(writes=True)
+    assert local.local_path(MlflowClient(opened.uri).get_run(run_id).info.artifact_uri).is_relative_to(tmp_path / "old")
+    assert Path(opened.download(run_id, names.PREDICTIONS_ARTIFACT, str(tmp_path / "dl"))).read_text() == text
 
 
 # -- the smoke sweep's store, moved --------------------------------------------------------------

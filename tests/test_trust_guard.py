@@ -135,8 +135,8 @@ def registered(trained, tmp_path_factory):
     for kw in ({"band": band, "guard": guard}, {}, {"guard": Format1(guard)}):
         with mlflow.start_run(experiment_id=exp) as run:
             mlflow.set_tag(names.TAG_ROLE, names.ROLE_JOB)
-            info = package.log_model(model, SIZE, 0.5, **kw)
-            versions.append(mlflow.register_model(info.model_uri, names.MODEL_NAME).version)
+            model_uri = package.log_model(model, SIZE, 0.5, **kw)
+            versions.append(mlflow.register_model(model_uri, names.MODEL_NAME).version)
             assert run.info.run_id
     mlflow.set_tracking_uri(None)
     return {"uri": uri, "store": store, "band": band, "versions": versions}

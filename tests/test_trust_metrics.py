@@ -108,14 +108,22 @@ def test_card_and_compare_show_sensitivity_per_subtype_and_the_band():
         cfg = compose("config", overrides=["evaluation.bootstrap=200", "evaluation.refer=0.95"])
     splits = _splits()
     scored = scoring.score_model(_Echo(), splits, cfg.evaluation, 32)
-    top = [SimpleNamespace(trial_id="00", hyperparameters=SimpleNamespace(values={"model.blocks": 3}))]
-    text = card.render(cfg, splits, top, scored.threshold, scored.metrics, 1, "r" * 32)
+    from pneumo.commands.leaderboard import LeaderboardRow
+    from pneumo.release.registry import Registered
+
+    best = SimpleNamespace(trial_id="00", hyperparameters=SimpleNamespace(values={"model.blocks": 3}))
+    evaluated = SimpleNamespace(threshold=scored.threshold, metrics=scored.metrics)
+    text = card.render(cfg, splits, SimpleNamespace(best=best, top=[best]), evaluated, Registered("r" * 32, "1"))
     assert "| virus |" in text and "| bacteria |" in text and names.LABEL_REFER in text
-    row = {names.TEST_SENSITIVITY: 0.9, VIRUS: 0.7, names.ci_names(VIRUS)[0]: 0.5, names.ci_names(VIRUS)[1]: 0.85}
-    columns = table.table_columns(names.TEST_AUC, [row])
+
+    def row(metrics):
+        return LeaderboardRow("r", "job", "s", "", "FINISHED", None, {}, metrics, *[None] * 2, (), *[None] * 7)
+
+    virus = row({names.TEST_SENSITIVITY: 0.9, VIRUS: 0.7, names.ci_names(VIRUS)[0]: 0.5, names.ci_names(VIRUS)[1]: 0.85})
+    columns = table.table_columns(names.TEST_AUC, [virus])
     assert table.SUBTYPE_COLUMN in columns
-    assert table._subtypes(row) == "virus 0.700 [0.500, 0.850]"
-    assert table.SUBTYPE_COLUMN not in table.table_columns(names.TEST_AUC, [{names.TEST_SENSITIVITY: 0.9}])
+    assert table._subtypes(virus) == "virus 0.700 [0.500, 0.850]"
+    assert table.SUBTYPE_COLUMN not in table.table_columns(names.TEST_AUC, [row({names.TEST_SENSITIVITY: 0.9})])
 
 
 class _Const(mlflow.pyfunc.PythonModel):
@@ -124,6 +132,7 @@ class _Const(mlflow.pyfunc.PythonModel):
 
 
 def test_promote_names_a_subtype_below_the_floor_as_a_warning_not_a_refusal(tmp_path, monkeypatch):
+    from pneumo.record.client import Store
     from pneumo.release import promote
 
     uri = empty_store(tmp_path)
@@ -143,7 +152,7 @@ def test_promote_names_a_subtype_below_the_floor_as_a_warning_not_a_refusal(tmp_
     mv = mlflow.register_model(info.model_uri, names.MODEL_NAME)
     c.update_model_version(names.MODEL_NAME, mv.version, description="card")
     try:
-        d = promote.promote(client=c)
+        d = promote.promote(store=Store(c.tracking_uri))
     finally:
         mlflow.set_tracking_uri(None)
     assert d.promoted

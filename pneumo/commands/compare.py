@@ -53,16 +53,16 @@ def compare(args) -> int:
     from pneumo.record import store
 
     fmt = output.choose(args.format)
-    client = store.connect()  # a missing store is refused, not created
+    opened = store.connect()  # a missing store is refused, not created
     try:
         if args.importance:
             importance.render(importance.explain(args.experiment, args.metric, args.confidence, args.resamples,
-                                                 client=client), fmt)
+                                                 store=opened), fmt)
             return 0
         rows = leaderboard.leaderboard(args.experiment, args.metric, None if args.by != "job" else args.top,
-                                       client=client, tolerance=args.tolerance)
+                                       store=opened, tolerance=args.tolerance)
         if not rows:
-            print(f"pneumo compare: no jobs in {args.experiment or 'any experiment'} at {client.tracking_uri}: run a "
+            print(f"pneumo compare: no jobs in {args.experiment or 'any experiment'} at {opened.uri}: run a "
                   "sweep first, or point MLFLOW_TRACKING_URI at the store that holds them", file=sys.stderr)
             return 2
         if args.by == "config" or (args.by == "auto" and groups.seeded(rows)):
@@ -70,7 +70,7 @@ def compare(args) -> int:
             groups.render(found[: args.top], left, args.metric, args.confidence, fmt)
             return 0
         if args.top is not None and args.by == "auto":
-            rows = leaderboard.leaderboard(args.experiment, args.metric, args.top, client=client,
+            rows = leaderboard.leaderboard(args.experiment, args.metric, args.top, store=opened,
                                            tolerance=args.tolerance)
     except LookupError as err:
         print(f"pneumo compare: {err}", file=sys.stderr)

@@ -26,9 +26,8 @@ def version_and_bootstrap(p, bootstrap: int, resamples: str) -> None:
 
 
 def evaluate(args) -> int:
-    from mlflow.exceptions import MlflowException
-
     from pneumo.data import DataError
+    from pneumo.record.entities import RecordError
     from pneumo.release import score
     from pneumo.runtime import quiet
 
@@ -38,20 +37,20 @@ def evaluate(args) -> int:
     except DataError as e:
         print(f"pneumo evaluate: error: {e}", file=sys.stderr)
         return 2
-    except (ValueError, MlflowException) as e:
+    except (ValueError, RecordError) as e:
         message = getattr(e, "message", str(e)).splitlines()[0]
         print(f"pneumo evaluate: cannot use {args.model}: {message}\n  list versions with `pneumo compare`, "
-              "or pass --model models:/pneumonia-classifier/<version>", file=sys.stderr)
+              f"or pass --model {names.version_uri(names.MODEL_NAME, '<version>')}", file=sys.stderr)
         return 2
-    for path, why in r["unreadable"]:
+    for path, why in r.unreadable:
         print(f"  skipped {path}: {why}", file=sys.stderr)
-    print(f"version {r['version']} on {r['folder']}: {r['images']} images, threshold {r['threshold']:.4f} "
+    print(f"version {r.version} on {r.folder}: {r.images} images, threshold {r.threshold:.4f} "
           f"(chosen on the job's validation split)")
     from pneumo.data.subtypes import SUBTYPES
 
     subtypes = tuple(names.subtype_metric(m, s) for m in names.SUBTYPE_METRICS for s in SUBTYPES)
     for name in names.TEST_METRICS + subtypes + names.DECIDED_METRICS:
-        if names.finite(r.get(name)) is not None:
-            print(f"  {name:18s} {format.metric(r, name, sep='  ')}")
-    print(f"recorded as run {r['run_id']} (experiment {r['experiment_id']}), nested under the version's job")
+        if names.finite(r.metrics.get(name)) is not None:
+            print(f"  {name:18s} {format.metric(r.metrics, name, sep='  ')}")
+    print(f"recorded as run {r.run_id} (experiment {r.experiment_id}), nested under the version's job")
     return 0

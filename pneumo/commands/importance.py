@@ -11,24 +11,23 @@ from __future__ import annotations
 import json
 import sys
 
-from pneumo.commands import groups, output
+from pneumo.commands import groups, leaderboard, output
 from pneumo.config.keys import is_seed, part_of_job
 from pneumo.evaluation import format
 from pneumo.evaluation import importance as forest
 
 
-def explain(experiment: str | None, metric: str, confidence: float, resamples: int, client=None) -> dict:
-    from pneumo.commands import leaderboard
-
-    rows = leaderboard.leaderboard(experiment, metric, client=client, params=True)
-    counted = [r for jobs in groups.counted(rows)[0].values() for r in jobs if r.get(metric) is not None]
-    keys = [{k: v for k, v in r["params"].items() if part_of_job(k) and not is_seed(k)} for r in counted]
-    report = forest.importance(keys, [r[metric] for r in counted], confidence=confidence, resamples=resamples)
+def explain(experiment: str | None, metric: str, confidence: float, resamples: int, store=None) -> dict:
+    """The report `pneumo compare --importance` prints (as JSON: this record)."""
+    rows = leaderboard.leaderboard(experiment, metric, store=store, params=True)
+    counted = [r for jobs in groups.counted(rows)[0].values() for r in jobs if r.metric(metric) is not None]
+    keys = [{k: v for k, v in r.params.items() if part_of_job(k) and not is_seed(k)} for r in counted]
+    report = forest.importance(keys, [r.metric(metric) for r in counted], confidence=confidence, resamples=resamples)
     found, _ = groups.group(rows, metric, confidence)
     return {
         "experiment": experiment, "metric": metric, "confidence": confidence, "jobs": report.jobs,
         "resamples": report.resamples, "reason": report.reason, "constant_keys": report.constant,
-        "seed_sd_pooled": found[0]["seed_sd_pooled"] if found else None,
+        "seed_sd_pooled": found[0].seed_sd_pooled if found else None,
         "error": report.error, "baseline_error": report.baseline,
         "importances": [{"key": i.keys[0], "keys": list(i.keys), "values": i.values, "mean": i.mean, "low": i.low,
                          "high": i.high, "clear_of_zero": i.low > 0} for i in report.importances],

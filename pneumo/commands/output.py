@@ -21,16 +21,17 @@ def choose(fmt: str | None, out=None) -> str:
     return fmt or ("table" if hasattr(out, "isatty") and out.isatty() else "json")
 
 
-def write(rows: list[dict], fmt: str, *, columns: list[str], cells: Callable[[dict], list[str]],
-          flat: Callable[[dict], dict] = dict, title: str | None = None, caption: str | None = None,
-          out=None) -> None:
-    """rows as JSON (as they are), CSV (one `flat(row)` a line) or a table (`cells(row)` under `columns`)."""
+def write(rows: list, fmt: str, *, columns: list[str], cells: Callable[[object], list[str]],
+          record: Callable[[object], dict] = dict, flat: Callable[[object], dict] | None = None,
+          title: str | None = None, caption: str | None = None, out=None) -> None:
+    """rows as JSON (one `record(row)` each), CSV (one `flat(row)` a line; default: the record) or a table
+    (`cells(row)` under `columns`)."""
     out = out or sys.stdout
     if fmt == "json":
-        json.dump(rows, out, indent=2)
+        json.dump([record(r) for r in rows], out, indent=2)
         out.write("\n")
     elif fmt == "csv":
-        records = [flat(r) for r in rows]
+        records = [(flat or record)(r) for r in rows]
         writer = csv.DictWriter(out, fieldnames=list(dict.fromkeys(k for r in records for k in r)))
         writer.writeheader()
         writer.writerows(records)

@@ -50,19 +50,20 @@ def predict(args) -> int:
     if not files:
         print("pneumo predict: no JPEG/PNG files found in " + " ".join(items), file=sys.stderr)
         return 2
-    from mlflow.exceptions import MlflowException
-
     from pneumo.record import store
-    from pneumo.release import registry
+    from pneumo.record.entities import RecordError
+    from pneumo.record.versions import in_store
+    from pneumo.release.package import load_model
     from pneumo.runtime import quiet
 
-    client = store.connect() if registry.in_store(model_uri) else None  # before Keras: a bad store fails fast
+    client = store.connect() if in_store(model_uri) else None  # before Keras: a bad store fails fast
     quiet.libraries(0)  # the model's Keras backend loads next: its import chatter stays off the console
     try:
-        model = registry.load_model(model_uri, client)  # a private copy: reading writes nothing into the store
-    except MlflowException as e:
+        model = load_model(model_uri, client)  # a private copy: reading writes nothing into the store
+    except RecordError as e:
         print(f"pneumo predict: cannot load {model_uri}: {e.message.splitlines()[0]}\n"
-              "  run a sweep and `pneumo promote` first, or pass --model models:/pneumonia-classifier/<version>",
+              "  run a sweep and `pneumo promote` first, or pass --model "
+              f"{names.version_uri(names.MODEL_NAME, '<version>')}",
               file=sys.stderr)
         return 2
     if not served.has_guard(model):
@@ -70,14 +71,20 @@ def predict(args) -> int:
     rows = served.predict_files(files, model, args.max_file_mb)
     columns = list(served.COLUMNS)
     if explain:
-        served.explain_rows(rows, model, Path(explain), args.max_file_mb)
+        rows = served.explain_rows(rows, model, Path(explain), args.max_file_mb)
         columns.append(served.EXPLAIN_COLUMN)
-    output.write(rows, output.choose(fmt), columns=columns, title=model_uri, cells=lambda r: [
-        r["path"], "" if r["probability"] is None else f"{r['probability']:.3f}", r["label"], r["error"],
-        "" if r[names.OOD_COLUMN] is None else f"{r[names.OOD_COLUMN]:.2f}",
-        "" if r[names.OOD_FLAG_COLUMN] is None else ("yes" if r[names.OOD_FLAG_COLUMN] else "no"),
-        *([r[served.EXPLAIN_COLUMN]] if explain else [])])
-    bad = sum(1 for r in rows if r["error"])
+    output.write(rows, output.choose(fmt), columns=columns, title=model_uri,
+                 record=lambda r: _record(r, bool(explain)), cells=lambda r: [
+        r.path, "" if r.probability is None else f"{r.probability:.3f}", r.label, r.error,
+        "" if r.ood is None else f"{r.ood:.2f}", "" if r.ood_flag is None else ("yes" if r.ood_flag else "no"),
+        *([r.explanation] if explain else [])])
+    bad = sum(1 for r in rows if r.error)
     if bad:
         print(f"{bad} of {len(rows)} file(s) could not be classified (see error column)", file=sys.stderr)
     return 1 if bad == len(rows) else 0
+
+
+def _record(r: served.Prediction, explained: bool) -> dict:
+    """A file's row under served.COLUMNS (and EXPLAIN_COLUMN when `explained`), as JSON and CSV give it."""
+    values = (r.path, r.probability, r.label, r.error, r.ood, r.ood_flag)
+    return {**dict(zip(served.COLUMNS, values)), **({served.EXPLAIN_COLUMN: r.explanation} if explained else {})}

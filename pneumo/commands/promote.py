@@ -30,7 +30,6 @@ def register(sub, confidence: float) -> None:
 def promote(args) -> int:
     from pneumo.record import store
     from pneumo.release import promote as promotion
-    from pneumo.release.registry import all_versions
 
     if args.force and not (args.reason or "").strip():
         print("pneumo promote: --force needs --reason TEXT (the reason is recorded on the version)", file=sys.stderr)
@@ -38,18 +37,18 @@ def promote(args) -> int:
     if args.rollback and (args.version is not None or args.force):
         print("pneumo promote: --rollback takes no --version or --force", file=sys.stderr)
         return 2
-    client = store.connect(writes=not args.dry_run)  # a missing store is refused, not created
-    if not all_versions(client):
-        print(f"pneumo promote: no registered version of {names.MODEL_NAME} in {client.tracking_uri}: "
+    opened = store.connect(writes=not args.dry_run)  # a missing store is refused, not created
+    if not opened.versions():
+        print(f"pneumo promote: no registered version of {names.MODEL_NAME} in {opened.uri}: "
               "run a sweep first, or point MLFLOW_TRACKING_URI at the store that holds them", file=sys.stderr)
         return 2
     try:
         if args.rollback:
-            decision = promotion.rollback(args.alias, client, dry_run=args.dry_run)
+            decision = promotion.rollback(args.alias, opened, dry_run=args.dry_run)
         else:
             decision = promotion.promote(args.metric, args.version, args.alias, confidence=args.confidence,
                                          min_sensitivity=args.min_sensitivity, min_specificity=args.min_specificity,
-                                         dry_run=args.dry_run, force=args.force, reason=args.reason, client=client)
+                                         dry_run=args.dry_run, force=args.force, reason=args.reason, store=opened)
     except ValueError as err:
         print(f"pneumo promote: {err}", file=sys.stderr)
         return 2

@@ -20,12 +20,13 @@ then compared with the original's (`differences`); `pneumo compare` shows the sa
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from pneumo.config import keys, paths
 from pneumo.evaluation import format
-from pneumo.record import names
+from pneumo.record import names, provenance
+from pneumo.record.entities import FINISHED, Change, RecordError, Run
 
 # A rerun reproduces when every compared number is within this of the original's. pneumo
 # prints and the README quotes 3 decimals: below half a unit of the third, no number a user
@@ -42,19 +43,29 @@ class Refused(Exception):
     """The rerun could not be the same job: the message says why and what to do."""
 
 
-@dataclass
+@dataclass(frozen=True)
+class Verdict:
+    """A rerun's numbers against its original's: whether any compared metric moved past the tolerance."""
+
+    differs: bool
+    max_diff: float
+    tolerance: float
+    diffs: dict[str, list]  # {metric: [original's, rerun's]} past the tolerance
+
+
+@dataclass(frozen=True)
 class Plan:
-    run: object  # the original run (mlflow Run)
+    run: Run  # the original run
     config_dir: Path
     config_name: str
-    overrides: list[str]
-    cfg: object = None  # the composed config (DictConfig)
-    warnings: list[str] = field(default_factory=list)
-    changes: dict = field(default_factory=dict)  # {tag: (original's, now)}: versions, device, commit
+    overrides: tuple[str, ...]
+    cfg: object  # the composed config (DictConfig)
+    warnings: tuple[str, ...] = ()
+    changes: tuple[Change, ...] = ()  # versions, device, commit: what differs from the original's record
 
     @property
     def run_id(self) -> str:
-        return self.run.info.run_id
+        return self.run.id
 
     def argv(self) -> list[str]:
         """The `pneumo train` arguments of the rerun."""
@@ -62,40 +73,35 @@ class Plan:
                 "restart=true", f"rerun_of={self.run_id}", "tracking.register=false"]
 
 
-def plan(client, run_id: str, extra: list[str]) -> Plan:
+def plan(store, run_id: str, extra: list[str]) -> Plan:
     """What the rerun of `run_id` runs, or Refused; `extra` may only say where things go."""
-    from mlflow.exceptions import MlflowException
-
     try:
-        run = client.get_run(run_id)
-    except MlflowException:
-        raise Refused(f"no run {run_id} in {client.tracking_uri} (MLFLOW_TRACKING_URI picks the store)") from None
-    tags = run.data.tags
-    if tags.get(names.TAG_ROLE) != "job":
-        parent = tags.get(names.PARENT_RUN_ID)
-        raise Refused(f"run {run_id} is not a job" + (f"; rerun its job, run {parent}" if parent else ""))
-    if run.info.status != "FINISHED":
-        raise Refused(f"run {run_id} ended {run.info.status}: resume it with the command that started it "
-                      "(its completed trials are kept), or rerun a FINISHED job")
+        run = store.run(run_id)
+    except RecordError:
+        raise Refused(f"no run {run_id} in {store.uri} (MLFLOW_TRACKING_URI picks the store)") from None
+    tags = run.tags
+    if run.role != names.ROLE_JOB:
+        raise Refused(f"run {run_id} is not a job" + (f"; rerun its job, run {run.parent_id}" if run.parent_id else ""))
+    if run.status != FINISHED:
+        raise Refused(f"run {run_id} ended {run.status}: resume it with the command that started it "
+                      f"(its completed trials are kept), or rerun a {FINISHED} job")
     where_not = [o for o in extra if keys.part_of_job(_key(o))]
     if where_not:
         raise Refused(f"a rerun runs the job as logged; only where things go or how it is driven may be added "
                       f"({', '.join(keys.NOT_PART_OF_JOB)}), not: {' '.join(where_not)}")
-    logged = [line for line in _text(client, run_id, names.OVERRIDES_ARTIFACT).splitlines() if line.strip()]
+    logged = [line for line in _text(store, run_id, names.OVERRIDES_ARTIFACT).splitlines() if line.strip()]
     if any("***" in o for o in logged):
         raise Refused(f"run {run_id}'s overrides hold redacted values ({' '.join(o for o in logged if '***' in o)}): "
                       "run it again by hand with them")
     extra_keys = {_key(o) for o in extra}
     overrides = [o for o in logged if _key(o) not in (*SET_BY_RERUN, *extra_keys)] + list(extra)
     config_dir, config_name = _source(tags)
-    out = Plan(run, config_dir, config_name, overrides)
-    out.cfg = _compose(config_dir, config_name, [o for o in overrides if not _key(o).startswith("hydra.")])
-    if out.cfg.distributed.role:
+    cfg = _compose(config_dir, config_name, [o for o in overrides if not _key(o).startswith("hydra.")])
+    if cfg.distributed.role:
         raise Refused(f"run {run_id} was a distributed search's chief: rerun its chief and workers with their commands")
-    out.warnings += _config_changes(client, run, out.cfg)
-    out.changes = environment_changes(tags)
-    out.warnings += [f"{k}: {was} -> {now}" for k, (was, now) in out.changes.items()]
-    return out
+    changes = tuple(provenance.changes(tags))
+    warnings = (*_config_changes(store, run, cfg), *(f"{c.tag}: {c.was} -> {c.now}" for c in changes))
+    return Plan(run, config_dir, config_name, tuple(overrides), cfg, warnings, changes)
 
 
 def check_data(plan: Plan) -> None:
@@ -109,31 +115,15 @@ def check_data(plan: Plan) -> None:
         raise Refused(f"the data of run {plan.run_id} cannot be loaded: {e}") from None
     now = {names.TAG_DATA_DIGEST: splits.digest, names.TAG_TEST_DIGEST: splits.test_digest,
            names.TAG_SPLIT_DIGEST: provenance.split_digest(splits)}
-    tags = plan.run.data.tags
+    tags = plan.run.tags
     changed = [f"{k} {tags[k][:12]}... -> {v[:12]}..." for k, v in now.items() if k in tags and tags[k] != v]
     if changed:
         raise Refused(f"the data differ from run {plan.run_id}'s ({'; '.join(changed)}): other files, or the same "
                       "files split otherwise; a rerun would test something else")
 
 
-def environment_changes(tags: dict) -> dict[str, tuple[str, str]]:
-    """{tag: (the original's, this process's)} for what decides the numbers and differs now."""
-    from pneumo.record import provenance, runs
-
-    now = {**runs.runtime_tags(), **runs.git_tags(), **provenance.environment()}
-    return {k: (tags.get(k, "(not recorded)"), now.get(k, "(none)")) for k in provenance.DECISIVE
-            if (k in tags or k in now) and tags.get(k) != now.get(k)}
-
-
-def latest_rerun(client, run):
-    """The newest job run that reruns `run`, in its experiment."""
-    found = client.search_runs([run.info.experiment_id], f"tags.`{names.TAG_RERUN_OF}` = '{run.info.run_id}'",
-                               order_by=["attributes.start_time DESC"], max_results=1)
-    return found[0] if found else None
-
-
-def differences(original: dict, rerun: dict, tolerance: float = TOLERANCE) -> dict:
-    """Compare two runs' metrics: {'differs', 'max_diff', 'diffs': {name: [original, rerun]}}.
+def differences(original: dict, rerun: dict, tolerance: float = TOLERANCE) -> Verdict:
+    """Compare two runs' metrics: whether they differ, by how much at most, and which differ past `tolerance`.
 
     A metric one run has and the other lacks (undefined on its test split) differs too.
     """
@@ -146,19 +136,19 @@ def differences(original: dict, rerun: dict, tolerance: float = TOLERANCE) -> di
         largest = max(largest, gap)
         if gap > tolerance:
             diffs[name] = [a, b]
-    return {"differs": bool(diffs), "max_diff": largest, "tolerance": tolerance, "diffs": diffs}
+    return Verdict(bool(diffs), largest, tolerance, diffs)
 
 
-def describe(verdict: dict, original_id: str, rerun_id: str, changes: dict | None = None) -> str:
-    """The verdict in a few lines, as `pneumo rerun` prints it; `changes` as `environment_changes` gives them."""
+def describe(verdict: Verdict, original_id: str, rerun_id: str, changes: tuple[Change, ...] = ()) -> str:
+    """The verdict in a few lines, as `pneumo rerun` prints it; `changes` as provenance.changes gives them."""
     head = f"rerun {rerun_id} of {original_id}"
-    if not verdict["differs"]:
-        return (f"{head}: reproduced: every compared metric ({', '.join(COMPARED)}) within {verdict['tolerance']:g} "
-                f"(largest difference {verdict['max_diff']:.3g})")
-    lines = [f"{head}: DIFFERS beyond {verdict['tolerance']:g}:"]
-    for name, (a, b) in verdict["diffs"].items():
+    if not verdict.differs:
+        return (f"{head}: reproduced: every compared metric ({', '.join(COMPARED)}) within {verdict.tolerance:g} "
+                f"(largest difference {verdict.max_diff:.3g})")
+    lines = [f"{head}: DIFFERS beyond {verdict.tolerance:g}:"]
+    for name, (a, b) in verdict.diffs.items():
         lines.append(f"  {name}: {format.number(a, 4)} -> {format.number(b, 4)}")
-    decisive = {k for k in (changes or {}) if k not in (names.TAG_GIT_COMMIT, names.TAG_GIT_DIRTY)}
+    decisive = {c.tag for c in changes if c.tag not in (names.TAG_GIT_COMMIT, names.TAG_GIT_DIRTY)}
     if decisive:
         lines.append(f"  it ran on other {', '.join(sorted(decisive))} (the warnings above)")
     elif changes:
@@ -176,15 +166,9 @@ def _key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
-def _text(client, run_id: str, path: str) -> str:
-    import os
-
-    import mlflow
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one small file: no bar
-
+def _text(store, run_id: str, path: str) -> str:
     try:
-        return mlflow.artifacts.load_text(f"{client.get_run(run_id).info.artifact_uri}/{path}")
+        return store.text(run_id, path)
     except Exception as e:  # noqa: BLE001 -- a run logged without it, or an artifact store gone
         raise Refused(f"run {run_id} has no readable {path} ({type(e).__name__}): it cannot be rerun from its record") \
             from None
@@ -222,25 +206,24 @@ def _compose(config_dir: Path, name: str, overrides: list[str]):
                       "rerun it at the commit it ran at") from None
 
 
-def _config_changes(client, run, cfg) -> list[str]:
+def _config_changes(store, run: Run, cfg) -> list[str]:
     """Refuse a config that differs from the logged one; return the keys added since, as warnings."""
     import yaml
     from omegaconf import OmegaConf
 
-    from pneumo.record.redact import redact_config
-    from pneumo.record.runs import flatten
+    from pneumo.record.params import flatten, redacted
 
-    logged = flatten(yaml.safe_load(_text(client, run.info.run_id, names.CONFIG_ARTIFACT)) or {})
-    now = flatten(redact_config(OmegaConf.to_container(cfg, resolve=True)))
+    logged = flatten(yaml.safe_load(_text(store, run.id, names.CONFIG_ARTIFACT)) or {})
+    now = redacted(OmegaConf.to_container(cfg, resolve=True))
     def keep(flat):
         return {k for k in flat if keys.part_of_job(k)}
 
     changed = sorted(k for k in keep(logged) & keep(now) if logged[k] != now[k])
     removed = sorted(keep(logged) - keep(now))
     if changed or removed:
-        commit = run.data.tags.get(names.TAG_GIT_COMMIT, "")
+        commit = run.tags.get(names.TAG_GIT_COMMIT, "")
         detail = [f"{k}: {logged[k]} -> {now[k]}" for k in changed] + [f"{k}: no longer a key" for k in removed]
-        raise Refused(f"run {run.info.run_id}'s overrides now compose another config ({'; '.join(detail)}): "
+        raise Refused(f"run {run.id}'s overrides now compose another config ({'; '.join(detail)}): "
                       "conf/ or sweeps/ changed since" + (f"; rerun it at commit {commit[:12]}" if commit else ""))
-    return [f"{k}={now[k]}: a key added since run {run.info.run_id}, at its default"
+    return [f"{k}={now[k]}: a key added since run {run.id}, at its default"
             for k in sorted(keep(now) - keep(logged))]

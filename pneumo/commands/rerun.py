@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from pneumo.commands.reproduce import TOLERANCE, Refused, check_data, describe, differences, latest_rerun, plan
+from pneumo.commands.reproduce import TOLERANCE, Refused, check_data, describe, differences, plan
 from pneumo.config import checks, keys
 from pneumo.config.errors import ConfigError
 from pneumo.record import names
@@ -25,11 +25,11 @@ def register(sub) -> None:
 def rerun(args) -> int:
     """Exit 0: reproduced; 1: the rerun's numbers differ (or it failed); 2: refused before it ran."""
     from pneumo.commands import run
-    from pneumo.record import runs, store
+    from pneumo.record import store
 
-    client = store.connect(writes=True)  # a missing store is refused, not created
+    opened = store.connect(writes=True)  # a missing store is refused, not created
     try:
-        job = plan(client, args.run_id, args.overrides)
+        job = plan(opened, args.run_id, args.overrides)
         checks.check(job.cfg)  # the start-up check of `pneumo train`, before the data is read
         for warning in job.warnings:
             print(f"pneumo rerun: warning: {warning}", file=sys.stderr)
@@ -40,12 +40,12 @@ def rerun(args) -> int:
     code = run.train(job.argv())
     if code == 2:  # refused at start-up, the key named: nothing ran
         return code
-    again = latest_rerun(client, job.run)
-    if code or again is None or again.info.status != "FINISHED":
+    again = opened.latest_rerun(job.run)
+    if code or again is None or not again.finished:
         print(f"pneumo rerun: the rerun of {args.run_id} did not finish", file=sys.stderr)
         return code or 1
     if job.warnings:
-        runs.log_tags(client, again.info.run_id, {names.TAG_RERUN_CHANGES: "; ".join(job.warnings)})
-    verdict = differences(job.run.data.metrics, again.data.metrics, args.tolerance)
-    print(describe(verdict, args.run_id, again.info.run_id, job.changes))
-    return 1 if verdict["differs"] else 0
+        opened.set_tags(again.id, {names.TAG_RERUN_CHANGES: "; ".join(job.warnings)})
+    verdict = differences(job.run.metrics, again.metrics, args.tolerance)
+    print(describe(verdict, args.run_id, again.id, job.changes))
+    return 1 if verdict.differs else 0

@@ -18,8 +18,7 @@ def register(sub, bootstrap: int) -> None:
 
 
 def shift(args) -> int:
-    from mlflow.exceptions import MlflowException
-
+    from pneumo.record.entities import RecordError
     from pneumo.release import shift as check
     from pneumo.runtime import quiet
 
@@ -29,18 +28,18 @@ def shift(args) -> int:
     except check.ShiftError as e:
         print(f"pneumo shift: error: {e}", file=sys.stderr)
         return 2
-    except (ValueError, MlflowException) as e:
+    except (ValueError, RecordError) as e:
         message = getattr(e, "message", str(e)).splitlines()[0]
         print(f"pneumo shift: cannot use {args.model}: {message}", file=sys.stderr)
         return 2
-    for path, why in r["unreadable"]:
+    for path, why in r.unreadable:
         print(f"  skipped {path}: {why}", file=sys.stderr)
-    print(f"version {r['version']} vs {r['folder']}: {r['images']} films against {r['reference']} of the "
+    print(f"version {r.version} vs {r.folder}: {r.shift.images} films against {r.shift.reference} of the "
           f"training collection's validation films")
-    print(f"  {r['verdict']}")
-    print(f"  domain-classifier AUC {format.metric(r, names.SHIFT_AUC)} (0.5: indistinguishable)")
-    print(f"  flagged out-of-distribution: {r[names.SHIFT_OOD_FLAGGED]:.1%}")
-    for line in r["differs"]:
+    print(f"  {r.shift.verdict}")
+    print(f"  domain-classifier AUC {format.metric(r.metrics, names.SHIFT_AUC)} (0.5: indistinguishable)")
+    print(f"  flagged out-of-distribution: {r.flagged:.1%}")
+    for line in r.shift.differs:
         print(f"  {line}")
-    print(f"recorded as run {r['run_id']} (experiment {r['experiment_id']}), nested under the version's job")
+    print(f"recorded as run {r.run_id} (experiment {r.experiment_id}), nested under the version's job")
     return 0

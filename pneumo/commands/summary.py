@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hydra.core.utils import JobStatus
@@ -19,15 +20,29 @@ from omegaconf import DictConfig
 
 from pneumo.config import paths
 
-# Filled in the sweeping process by on_multirun_start; read by pneumo.cli after the sweep.
-MULTIRUN: dict = {}
+
+@dataclass(frozen=True)
+class Sweep:
+    """What the summary of a multirun needs, from its config; and the jobs that failed before opening a run."""
+
+    experiment: str
+    uri: str | None
+    store: str | None
+    objective: str
+    sweep_dir: str  # the multirun's folder: its jobs' runs carry it (names.TAG_MULTIRUN)
+    confidence: float
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (overrides, first line of the error)
+
+
+# The sweep of this process: Hydra instantiates the callback itself, and pneumo.commands.run reads this after
+# Hydra returns or raises (on_multirun_end is not called when a job failed).
+SWEEPS: list[Sweep] = []
 
 
 class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        MULTIRUN.update(experiment=config.experiment, uri=config.tracking.uri, store=config.tracking.store,
-                        objective=config.tuner.objective, sweep_dir=str(Path(config.hydra.sweep.dir).resolve()),
-                        confidence=config.evaluation.confidence, failed=[])
+        SWEEPS[:] = [Sweep(config.experiment, config.tracking.uri, config.tracking.store, config.tuner.objective,
+                           str(Path(config.hydra.sweep.dir).resolve()), config.evaluation.confidence)]
         # For each job's progress line (job i/n), also in a parallel launcher's worker processes.
         from pneumo.search import console
 
@@ -62,52 +77,50 @@ class SweepSummary(Callback):
 
     def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
         # In-process launchers only (basic): catches jobs that failed before opening a run.
-        if MULTIRUN and job_return.status == JobStatus.FAILED:
+        if SWEEPS and job_return.status == JobStatus.FAILED:
             error = str(job_return._return_value).strip().splitlines() or ["?"]
-            MULTIRUN["failed"].append((" ".join(job_return.overrides or []), error[0]))
+            SWEEPS[0].failed.append((" ".join(job_return.overrides or []), error[0]))
 
 
 def summarize(out=sys.stdout) -> int:
     """Print the sweep's leaderboard; return the number of its jobs that did not finish."""
-    if not MULTIRUN:
+    if not SWEEPS:
         return 0
     from pneumo.commands import groups, leaderboard, table
+    from pneumo.commands.output import command
     from pneumo.config.errors import StoreError
-    from pneumo.record import names, store
+    from pneumo.record import store
 
+    sweep = SWEEPS[0]
     try:
-        client = store.connect(MULTIRUN["uri"], MULTIRUN["store"])
+        opened = store.connect(sweep.uri, sweep.store)
     except StoreError:  # every job failed before creating it
-        client = None
-    exp = client.get_experiment_by_name(MULTIRUN["experiment"]) if client else None
-    if exp is None:
-        for overrides, error in MULTIRUN.get("failed", []):
+        opened = None
+    exp_id = opened.experiment_id(sweep.experiment) if opened else None
+    if exp_id is None:
+        for overrides, error in sweep.failed:
             print(f"job FAILED: {overrides}: {error}", file=out)
-        return len(MULTIRUN.get("failed", []))
-    uri = client.tracking_uri
-    ours = f"tags.`{names.TAG_MULTIRUN}` = '{MULTIRUN['sweep_dir']}'"
-    failed = client.search_runs([exp.experiment_id], f"tags.`{names.TAG_ROLE}` = '{names.ROLE_JOB}' and {ours} "
-                                                     "and attributes.status != 'FINISHED'")
+        return len(sweep.failed)
+    uri = opened.uri
+    failed = opened.unfinished_jobs(exp_id, sweep.sweep_dir)
     # Ranked by what the search optimised (validation), not by a test metric: the table shows
     # the test numbers, but a sweep's jobs are chosen between on validation.
-    rows = leaderboard.leaderboard(MULTIRUN["experiment"], MULTIRUN["objective"], client=client)
-    from pneumo.commands.output import command
-
+    rows = leaderboard.leaderboard(sweep.experiment, sweep.objective, store=opened)
     if groups.seeded(rows):  # a sweep over seeds: is a configuration better than its seed noise?
-        found, left = groups.group(rows, MULTIRUN["objective"], MULTIRUN["confidence"])
-        groups.render(found, left, MULTIRUN["objective"], MULTIRUN["confidence"], "table", out=out)
+        found, left = groups.group(rows, sweep.objective, sweep.confidence)
+        groups.render(found, left, sweep.objective, sweep.confidence, "table", out=out)
         store_env = "" if uri == paths.local_tracking_uri() else f"MLFLOW_TRACKING_URI={uri} "
-        print(f"\nEach job: {store_env}{command('compare', '--experiment', MULTIRUN['experiment'], '--by', 'job')}",
+        print(f"\nEach job: {store_env}{command('compare', '--experiment', sweep.experiment, '--by', 'job')}",
               file=out)
     else:
-        table.render(rows, MULTIRUN["objective"], "table", out=out)
-    named = {run.info.run_name for run in failed}
+        table.render(rows, sweep.objective, "table", out=out)
+    named = {run.name for run in failed}
     for run in failed:
-        print(f"job FAILED: {run.info.run_name} (run {run.info.run_id}, {run.info.status})", file=out)
-    for overrides, error in MULTIRUN.get("failed", []):
+        print(f"job FAILED: {run.name} (run {run.id}, {run.status})", file=out)
+    for overrides, error in sweep.failed:
         if overrides not in named:
             print(f"job FAILED: {overrides}: {error}", file=out)
-    n_failed = max(len(failed), len(MULTIRUN.get("failed", [])))
+    n_failed = max(len(failed), len(sweep.failed))
 
     if uri.startswith(("http://", "https://")):
         print(f"\nThe runs are on the tracking server: {uri}", file=out)

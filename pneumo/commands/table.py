@@ -6,13 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from pneumo.commands import output
+from pneumo.commands.leaderboard import LeaderboardRow
 from pneumo.data.subtypes import SUBTYPES
 from pneumo.evaluation import format
 from pneumo.record import names
+from pneumo.record.entities import Evaluation
 
 
-def _with_ci(row: dict, name: str) -> str:
-    return format.metric(row, name, sep="\n")  # its own line: 6+ metric columns fit 120 terminal columns
+def _with_ci(row: LeaderboardRow, name: str) -> str:
+    return format.metric(row.metrics, name, sep="\n")  # its own line: 6+ metric columns fit 120 terminal columns
 
 
 def _hp(best_hp: dict) -> str:
@@ -42,90 +44,100 @@ SEEDS_COLUMN, RERUN_COLUMN = "over seeds\nmean ± sd", "rerun"
 SUBTYPE_COLUMN = "sensitivity\nby subtype"  # where the test films' names carry bacteria / virus
 
 
-def table_columns(metric: str, rows: list[dict] = ()) -> list[str]:
+def table_columns(metric: str, rows: list[LeaderboardRow] = ()) -> list[str]:
     """The table's columns; the seeds and rerun columns only when some row has them."""
     shown = ([] if metric == names.VAL_AUC else [metric]) + [m for m in names.SHOWN_METRICS if m != metric]
-    extra = [c for c, key in ((SEEDS_COLUMN, "seeds"), (RERUN_COLUMN, "rerun")) if any(r.get(key) for r in rows)]
+    extra = [c for c, there in ((SEEDS_COLUMN, lambda r: r.seeds), (RERUN_COLUMN, lambda r: r.rerun))
+             if any(there(r) for r in rows)]
     if any(logged_subtypes(r) for r in rows):
         extra.insert(0, SUBTYPE_COLUMN)
     return ["rank", "job", "best hyperparameters", names.VAL_AUC, *shown, "threshold", "epochs", "duration", "version",
             "aliases", "pneumo evaluate", *extra]
 
 
-def table_cells(row: dict, metric: str, columns: list[str] = ()) -> list[str]:
+def table_cells(row: LeaderboardRow, metric: str, columns: list[str] = ()) -> list[str]:
     shown = table_columns(metric)[4:-6]
     # The run name is the job's overrides (what it trains); one per line keeps the column narrow.
-    job = (row["run_name"] or row["run_id"][:8]).replace(" ", "\n")
-    rank = str(row["rank"]) if row["rank"] is not None else row["status"]  # FAILED, KILLED, RUNNING
+    job = (row.run_name or row.run_id[:8]).replace(" ", "\n")
+    rank = str(row.rank) if row.rank is not None else row.status  # FAILED, KILLED, RUNNING
+    epochs = row.metric(names.EPOCHS_TRAINED)
     return [
-        rank, job, _hp(row["best_hp"]), format.number(row[names.VAL_AUC]),
-        *(_with_ci(row, m) if m in names.TEST_METRICS else format.number(row.get(m)) for m in shown),
-        format.number(row[names.THRESHOLD]), "-" if row[names.EPOCHS_TRAINED] is None else str(int(row[names.EPOCHS_TRAINED])),
-        _duration(row["duration_s"]), "-" if row["version"] is None else str(row["version"]),
-        ", ".join(row["aliases"]), "\n".join(_external(e) for e in row.get("external", [])),
+        rank, job, _hp(row.best_hp), format.number(row.metric(names.VAL_AUC)),
+        *(_with_ci(row, m) if m in names.TEST_METRICS else format.number(row.metric(m)) for m in shown),
+        format.number(row.metric(names.THRESHOLD)), "-" if epochs is None else str(int(epochs)),
+        _duration(row.duration_s), "-" if row.version is None else str(row.version),
+        ", ".join(row.aliases), "\n".join(_external(e) for e in row.external),
         *([_subtypes(row)] if SUBTYPE_COLUMN in columns else []),
         *([_seeds(row, metric)] if SEEDS_COLUMN in columns else []),
         *([_rerun(row)] if RERUN_COLUMN in columns else []),
     ]
 
 
-def logged_subtypes(row: dict) -> list[str]:
-    return [s for s in SUBTYPES if names.finite(row.get(names.subtype_metric(names.TEST_SENSITIVITY, s))) is not None]
+def logged_subtypes(row: LeaderboardRow) -> list[str]:
+    return [s for s in SUBTYPES if row.metric(names.subtype_metric(names.TEST_SENSITIVITY, s)) is not None]
 
 
-def _subtypes(row: dict) -> str:
+def _subtypes(row: LeaderboardRow) -> str:
     """'bacteria 0.950 [0.90, 0.98]' a line per subtype the job's test names carry."""
-    return "\n".join(f"{s} {format.metric(row, names.subtype_metric(names.TEST_SENSITIVITY, s))}"
+    return "\n".join(f"{s} {format.metric(row.metrics, names.subtype_metric(names.TEST_SENSITIVITY, s))}"
                      for s in logged_subtypes(row)) or "-"
 
 
-def _seeds(row: dict, metric: str) -> str:
+def _seeds(row: LeaderboardRow, metric: str) -> str:
     """'test_auc 0.786 ± 0.021' for the ranking metric (and test AUC), then the number of seeds."""
-    seeds = row.get("seeds") or {}
+    seeds = row.seeds or {}
     metrics = [n for n in dict.fromkeys((metric, names.TEST_AUC)) if n in seeds]
-    lines = [f"{n} {format.number(seeds[n]['mean'])} ± {format.number(seeds[n]['sd'])}" for n in metrics]
-    return "\n".join([*lines, f"{int(row[names.SEED_REPEATS])} seeds"]) if lines else "-"
+    lines = [f"{n} {format.number(seeds[n].mean)} ± {format.number(seeds[n].sd)}" for n in metrics]
+    return "\n".join([*lines, f"{int(row.seed_repeats)} seeds"]) if lines else "-"
 
 
-def _rerun(row: dict) -> str:
-    r = row.get("rerun")
+def _rerun(row: LeaderboardRow) -> str:
+    r = row.rerun
     if not r:
         return ""
-    if r.get("missing"):
-        return f"of {r['of'][:8]}\n(original not found)"
-    if not r["differs"]:
-        return f"of {r['of'][:8]}\nreproduced"
-    name, (a, b) = max(r["diffs"].items(), key=lambda kv: abs((kv[1][0] or 0) - (kv[1][1] or 0)))
-    return f"of {r['of'][:8]}\nDIFFERS\n{name} {format.number(a)} -> {format.number(b)}" + (
-        f"\n(+{len(r['diffs']) - 1} more)" if len(r["diffs"]) > 1 else "")
+    if r.verdict is None:
+        return f"of {r.of[:8]}\n(original not found)"
+    if not r.verdict.differs:
+        return f"of {r.of[:8]}\nreproduced"
+    diffs = r.verdict.diffs
+    name, (a, b) = max(diffs.items(), key=lambda kv: abs((kv[1][0] or 0) - (kv[1][1] or 0)))
+    return f"of {r.of[:8]}\nDIFFERS\n{name} {format.number(a)} -> {format.number(b)}" + (
+        f"\n(+{len(diffs) - 1} more)" if len(diffs) > 1 else "")
 
 
-def _external(e: dict) -> str:
-    name = Path(e["folder"] or "?").name
-    return (f"{name} (v{e['version']}): auc {format.metric(e, names.TEST_AUC)}\n"
-            f"sens {format.number(e[names.TEST_SENSITIVITY])} spec {format.number(e[names.TEST_SPECIFICITY])}")
+def _external(e: Evaluation) -> str:
+    name = Path(e.folder or "?").name
+    return (f"{name} (v{e.version}): auc {format.metric(e.metrics, names.TEST_AUC)}\n"
+            f"sens {format.number(e.metrics.get(names.TEST_SENSITIVITY))} "
+            f"spec {format.number(e.metrics.get(names.TEST_SPECIFICITY))}")
 
 
-def flat(row: dict) -> dict:
+def flat(row: LeaderboardRow) -> dict:
     """A CSV record: best_hp.* back as columns, aliases joined, evaluations as external.<folder>.<metric>."""
-    out = {k: v for k, v in row.items() if k not in ("best_hp", "aliases", "external", "seeds", "rerun")}
-    for name, stat in (row.get("seeds") or {}).items():
-        out.update(zip(names.seed_names(name), (stat["mean"], stat["sd"])))
-    if row.get("rerun"):
-        out.update(rerun_differs=row["rerun"]["differs"], rerun_max_diff=row["rerun"].get("max_diff"))
-    out.update({f"{names.BEST_HP_PREFIX}{k}": v for k, v in row["best_hp"].items()})
-    for e in row.get("external", []):
-        prefix = f"external.{Path(e['folder'] or '?').name}.v{e['version']}."
-        out.update({prefix + k: e[k] for k in names.EXTERNAL_METRICS + tuple(b for k in names.EXTERNAL_METRICS
-                                                                        for b in names.ci_names(k))})
-    out["aliases"] = ";".join(row["aliases"])
+    out = {k: v for k, v in row.record().items() if k not in ("best_hp", "aliases", "external", "seeds", "rerun")}
+    for name, stat in (row.seeds or {}).items():
+        out.update(zip(names.seed_names(name), (stat.mean, stat.sd)))
+    if row.rerun:
+        out.update(rerun_differs=row.rerun.verdict.differs if row.rerun.verdict else None,
+                   rerun_max_diff=row.rerun.verdict.max_diff if row.rerun.verdict else None)
+    out.update({f"{names.BEST_HP_PREFIX}{k}": v for k, v in row.best_hp.items()})
+    for e in row.external:
+        prefix = f"external.{Path(e.folder or '?').name}.v{e.version}."
+        out.update({prefix + k: names.finite(e.metrics.get(k)) for k in names.EXTERNAL_METRICS + tuple(
+            b for k in names.EXTERNAL_METRICS for b in names.ci_names(k))})
+    out["aliases"] = ";".join(row.aliases)
     return out
 
 
-def render(rows: list[dict], metric: str, fmt: str, out=None) -> None:
-    unranked = sum(r["rank"] is None for r in rows)
+def record(row: LeaderboardRow) -> dict:
+    return row.record()
+
+
+def render(rows: list[LeaderboardRow], metric: str, fmt: str, out=None) -> None:
+    unranked = sum(r.rank is None for r in rows)
     columns = table_columns(metric, rows)
-    output.write(rows, fmt, columns=columns, cells=lambda r: table_cells(r, metric, columns), flat=flat, out=out,
+    output.write(rows, fmt, columns=columns, cells=lambda r: table_cells(r, metric, columns), record=record,
+                 flat=flat, out=out,
                  title=f"pneumo jobs by {metric} ({'higher' if names.higher_is_better(metric) else 'lower'} is better)",
                  caption=f"{unranked} job(s) not FINISHED, listed after the ranked ones by status: not ranked, "
                          "promote skips them" if unranked else None)

@@ -24,9 +24,9 @@ def ui(args) -> int:
     if args.backend_store_uri:  # this store, whatever MLFLOW_TRACKING_URI says
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     # Read only: a store that does not exist is refused, not created empty.
-    client = store.connect(args.backend_store_uri, writes=args.relocate, given="--backend-store-uri")
-    uri = client.tracking_uri
-    if any(local.local_path(now).is_dir() for now in store.moved(client).values()):
+    opened = store.connect(args.backend_store_uri, writes=args.relocate, given="--backend-store-uri")
+    uri = opened.uri
+    if any(local.local_path(now).is_dir() for now in opened.moved().values()):
         print(f"pneumo ui: {uri} was moved or copied: its database still names the old folder, so the UI shows "
               "no artifacts; `pneumo ui --relocate` records the new one first", file=sys.stderr)
     # This interpreter runs MLflow (and MLflow runs uvicorn the same way): no `mlflow`

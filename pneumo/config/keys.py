@@ -53,6 +53,7 @@ def job_config(plain: Mapping, prefix: str = "") -> dict:
 # The seeds a sweep repeats a configuration with (tuner.seed interpolates `seed`): part of the job,
 # not of its configuration. Jobs that differ only in these are one configuration (`pneumo compare`).
 SEEDS = ("seed", "tuner.seed")
+SEEDED = (SEEDS[0], "data.seed", SEEDS[1], "evaluation.seed")  # every seed a job's numbers depend on (its seeds tag)
 
 
 def is_seed(key: str) -> bool:

@@ -7,6 +7,8 @@ test split except to report the share of its films the guard flags.
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,17 @@ import numpy as np
 from pneumo.evaluation import imagestats, ood
 from pneumo.model import embedding
 from pneumo.record import names
+
+log = logging.getLogger("pneumo")
+
+
+@dataclass(frozen=True)
+class GuardFit:
+    """The out-of-distribution guard a job's model carries, and the shares of films it flags; or why it has none."""
+
+    guard: ood.Guard | None
+    flagged: dict[str, float]  # VAL_OOD_FLAGGED, TEST_OOD_FLAGGED
+    missing: str | None = None  # why the guard could not be fitted (the model still ships, and says so)
 
 
 def _raw(root: Path, subset, idx) -> list[bytes]:
@@ -35,7 +48,7 @@ def measure(embed, subset, root, idx=None, batch_size: int = 64):
     return feats, prob, emb
 
 
-def fit_guard(model, splits, threshold: float, evaluation, batch_size: int) -> tuple[ood.Guard, dict]:
+def fit_guard(model, splits, threshold: float, evaluation, batch_size: int) -> tuple[ood.Guard, dict[str, float]]:
     """The guard and what it flags: val_ood_flagged (by construction up to ~2 x (1 - quantile): the distances'
     1 - quantile, and the orientation check's as much again), test_ood_flagged."""
     embed = embedding.embedder(model)
@@ -56,3 +69,13 @@ def fit_guard(model, splits, threshold: float, evaluation, batch_size: int) -> t
     metrics = {names.VAL_OOD_FLAGGED: float(guard.score(v_img, v_emb)[1].mean()),
                names.TEST_OOD_FLAGGED: float(guard.score(s_img, s_emb)[1].mean())}
     return guard, metrics
+
+
+def fit_or_why(model, splits, threshold: float, evaluation, batch_size: int) -> GuardFit:
+    """`fit_guard`, or when it cannot be fitted, why: the model still ships, and its version says why
+    (promotion then refuses it unless forced)."""
+    try:
+        return GuardFit(*fit_guard(model, splits, threshold, evaluation, batch_size))
+    except (ValueError, np.linalg.LinAlgError) as e:
+        log.warning("no out-of-distribution guard for this model: %s", e)
+        return GuardFit(None, {}, str(e).splitlines()[0][:500] or type(e).__name__)

@@ -23,6 +23,7 @@ model is always measured once (`model_val_auc_shifted`, evaluation/scoring.py): 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
@@ -71,3 +72,19 @@ def worst_auc(predict, films: dict[str, np.ndarray], y: np.ndarray) -> tuple[flo
     return min(each.values()), each
 
 
+
+
+@dataclass(frozen=True)
+class Renderings:
+    """The validation films re-rendered, (name, uint8 films) pairs, the unchanged films first; fixed once."""
+
+    films: tuple[tuple[str, np.ndarray], ...]
+
+    @classmethod
+    def of(cls, x_val: np.ndarray, x_train: np.ndarray, seed: int = 0) -> Renderings:
+        """`x_val`'s renderings, sized from the training films `x_train`'s spread."""
+        return cls(tuple(renderings(x_val, ranges(x_train, seed)).items()))
+
+    def worst_auc(self, predict, y: np.ndarray) -> float:
+        """The lowest ROC AUC of `predict` over the renderings; NaN with one class only."""
+        return worst_auc(predict, dict(self.films), y)[0]

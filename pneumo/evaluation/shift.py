@@ -12,6 +12,8 @@ standardised difference, the predicted prevalence) and a plain verdict.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy.stats import rankdata
 from sklearn.decomposition import PCA
@@ -57,8 +59,19 @@ def domain_auc(ref: np.ndarray, new: np.ndarray, *, bootstrap: int = 1000, confi
     return _auc(y, oof), float(low), float(high)
 
 
+@dataclass(frozen=True)
+class Shift:
+    """A folder's films against a version's reference films: the domain classifier's AUC and what differs."""
+
+    verdict: str  # SAME or SHIFTED
+    differs: tuple[str, ...]  # what differs, the largest first, in words
+    reference: int  # reference films
+    images: int  # the folder's films
+    metrics: dict[str, float]  # SHIFT_AUC and its CI bounds, SHIFT_PREVALENCE, TRAIN_PREVALENCE
+
+
 def compare(guard, img: np.ndarray, emb: np.ndarray, prob: np.ndarray, *, bootstrap: int = 1000,
-            confidence: float = 0.95, seed: int = 0) -> dict:
+            confidence: float = 0.95, seed: int = 0) -> Shift:
     """The shift report of a folder's films (their image features, embeddings, probabilities) against
     the guard's reference sample."""
     img = guard.stats(img)  # the statistics only: the orientation check's layout is no shift measure
@@ -82,6 +95,6 @@ def compare(guard, img: np.ndarray, emb: np.ndarray, prob: np.ndarray, *, bootst
         lines.append("no image statistic differs much: the difference is in the model's own features (embedding)")
     lines.append(f"predicted PNEUMONIA: {prev_ref:.1%} of the training collection, {prev_new:.1%} here")
     low_, high_ = names.ci_names(names.SHIFT_AUC)
-    return {names.SHIFT_AUC: auc, low_: low, high_: high, names.SHIFT_PREVALENCE: prev_new,
-            names.TRAIN_PREVALENCE: prev_ref, "differs": lines, "reference": len(ref), "images": len(new),
-            "verdict": SHIFTED if low > 0.5 + MARGIN else SAME}
+    return Shift(SHIFTED if low > 0.5 + MARGIN else SAME, tuple(lines), len(ref), len(new),
+                 {names.SHIFT_AUC: auc, low_: low, high_: high, names.SHIFT_PREVALENCE: prev_new,
+                  names.TRAIN_PREVALENCE: prev_ref})

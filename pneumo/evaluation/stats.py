@@ -9,6 +9,7 @@ matrix product per resample block instead of a scikit-learn call per resample.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
@@ -148,7 +149,20 @@ def evaluate(y, p, patients, threshold, *, bootstrap=1000, confidence=0.95, seed
     return out
 
 
-def paired_bootstrap(y, p_a, p_b, patients, metric: str, thr_a, thr_b, *, n=2000, confidence=0.95, seed=0) -> dict:
+@dataclass(frozen=True)
+class Paired:
+    """metric(b) - metric(a) on the same images, with its patient-bootstrap interval."""
+
+    metric: str
+    delta: float
+    ci_low: float
+    ci_high: float
+    p_value: float  # one-sided: the share of resamples where b is no better than a
+    n: int  # resamples with a finite difference
+    confidence: float
+
+
+def paired_bootstrap(y, p_a, p_b, patients, metric: str, thr_a, thr_b, *, n=2000, confidence=0.95, seed=0) -> Paired:
     """metric(b) - metric(a) on the same images, both scored on the same patient resamples.
 
     p_value is the one-sided share of resamples where b is no better than a.
@@ -164,12 +178,5 @@ def paired_bootstrap(y, p_a, p_b, patients, metric: str, thr_a, thr_b, *, n=2000
     finite = deltas[np.isfinite(deltas)]
     worse = finite <= 0 if higher_is_better(metric) else finite >= 0
     low, high = _interval(deltas, confidence)
-    return {
-        "metric": metric,
-        "delta": score(y, p_b, thr_b)[metric] - score(y, p_a, thr_a)[metric],
-        "ci_low": low,
-        "ci_high": high,
-        "p_value": float(worse.mean()) if len(finite) else np.nan,
-        "n": int(len(finite)),
-        "confidence": confidence,
-    }
+    return Paired(metric, score(y, p_b, thr_b)[metric] - score(y, p_a, thr_a)[metric], low, high,
+                  float(worse.mean()) if len(finite) else np.nan, int(len(finite)), confidence)

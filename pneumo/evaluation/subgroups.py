@@ -17,10 +17,10 @@ from pneumo.record import names
 MIN_FILMS = 1  # a subtype with fewer PNEUMONIA films is not reported
 
 
-def subtype_counts(y, paths) -> dict[str, int]:
-    """PNEUMONIA films per subtype named in `paths` (subtypes absent from the names are left out)."""
+def subtype_counts(y, paths) -> tuple[tuple[str, int], ...]:
+    """(subtype, PNEUMONIA films) for each subtype named in `paths` (subtypes absent from the names are left out)."""
     kinds = [subtype(p) for p, label in zip(paths, np.asarray(y).astype(int)) if label == 1]
-    return {s: kinds.count(s) for s in SUBTYPES if kinds.count(s) >= MIN_FILMS}
+    return tuple((s, kinds.count(s)) for s in SUBTYPES if kinds.count(s) >= MIN_FILMS)
 
 
 def subtype_metrics(y, p, patients, paths, threshold, *, bootstrap: int = 1000, confidence: float = 0.95,
@@ -31,7 +31,7 @@ def subtype_metrics(y, p, patients, paths, threshold, *, bootstrap: int = 1000, 
     patients = np.asarray(patients)
     kinds = np.array([subtype(x) or "" for x in paths])
     out = {}
-    for kind in subtype_counts(y, paths):
+    for kind, _ in subtype_counts(y, paths):
         keep = (y == 1) & (kinds == kind)
         if bootstrap:
             res = stats.evaluate(y[keep], p[keep], patients[keep], threshold, bootstrap=bootstrap,

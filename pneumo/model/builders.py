@@ -162,6 +162,15 @@ class HyperModel(keras_tuner.HyperModel):
         self.image_size, self.jit_compile, self.seed, self.standardize = image_size, jit_compile, seed, standardize
         self.run_eagerly, self.clahe, self.label_smoothing = run_eagerly, clahe, label_smoothing
 
+    @classmethod
+    def configured(cls, model_cfg: Mapping, optimizer_cfg: Mapping, augmentation_cfg: Mapping, trainer_cfg: Mapping,
+                   seed=None) -> HyperModel:
+        """From the config's groups: the trainer's image size and the switches that shape the model."""
+        t = trainer_cfg
+        return cls(model_cfg, optimizer_cfg, augmentation_cfg, t["image_size"], jit_compile=t["jit_compile"], seed=seed,
+                   standardize=t["standardize"], run_eagerly=t["run_eagerly"], clahe=t["clahe"],
+                   label_smoothing=t["label_smoothing"])
+
     def build(self, hp):
         kw = {g: space.resolve(hp, {k: v for k, v in node.items() if k != "_target_"}, g)
               for g, node in self.groups.items()}

@@ -132,19 +132,33 @@ TAG_DEVICE = "pneumo.device"  # cpu: <model> (<n> cores, <widest vector unit>) |
 TAG_DETERMINISTIC = "pneumo.deterministic"  # whether the backend's kernels ran deterministically
 TAG_RERUN_OF = "pneumo.rerun_of"  # `pneumo rerun`: the run this job reruns
 TAG_RERUN_CHANGES = "pneumo.rerun_changes"  # what differed from the original before it ran (versions, device)
-# The process and the code that ran the job (record.runs writes them; resume and rerun read them).
-TAG_HOST = "host"
+# The process and the code that ran the job (record.provenance writes them; resume and rerun read them).
+TAG_HOST = "host"  # the machine's name: a job reaps only the dead jobs of its own host
 TAG_PID = "pid"
 TAG_PID_STARTED = "pid.started"  # the process's start time: tells a live job from a reused pid
 TAG_GIT_COMMIT = "mlflow.source.git.commit"  # MLflow's own name, so its UI links the commit
 TAG_GIT_DIRTY = "git.dirty"
 TAG_KERAS_BACKEND = "keras.backend"
+# The versions a job ran with, one tag a library (`pneumo rerun` compares the decisive ones).
+TAG_PYTHON_VERSION = "python.version"
+TAG_KERAS_VERSION = "keras.version"
+TAG_KERAS_TUNER_VERSION = "keras_tuner.version"
+TAG_MLFLOW_VERSION = "mlflow.version"  # recorded, not decisive: the store's library decides no number
+# {distribution: its tag} for the Keras backends' packages (pneumo.runtime.backend.PACKAGES) and the libraries
+# the split and the bootstrap use
+VERSION_TAGS = {"tensorflow": "tensorflow.version", "jax": "jax.version", "jaxlib": "jaxlib.version",
+                "torch": "torch.version", "numpy": "numpy.version", "scikit-learn": "scikit-learn.version"}
+# The job's dataset input (MLflow's dataset tracking): its context and the tag holding the split sizes.
+DATASET_CONTEXT = "training"
+DATASET_COUNTS = "counts"  # {"train": n, "val": n, "test": n}, as JSON
 
 
 # -- tags on child runs ----------------------------------------------------------------------------
 TAG_TRIAL_ID = "pneumo.trial_id"
 TAG_TUNER_ID = "pneumo.tuner_id"  # a distributed search's trial: the worker that ran it
 TAG_REPEAT = "pneumo.repeat"  # a seed repeat's index
+PARAM_REPEAT_SEED = "seed"  # a seed repeat's params: the seed it trained from, the trial it repeats
+PARAM_REPEAT_TRIAL = "trial"
 TAG_ERROR = "error"  # a FAILED run's last error line (the whole traceback is ERROR_ARTIFACT)
 TAG_MODEL_VERSION = "pneumo.model_version"  # an evaluation run: the version it scored
 TAG_MODEL_URI = "pneumo.model_uri"
@@ -153,11 +167,38 @@ TAG_FOLDER = "pneumo.folder"  # an evaluation run: the folder it scored
 # -- the Model Registry ----------------------------------------------------------------------------
 MODEL_NAME = "pneumonia-classifier"
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
-CHAMPION_URI = f"models:/{MODEL_NAME}@{CHAMPION}"  # what predict, evaluate and serving use by default
+MODELS_SCHEME = "models:/"  # a registered version's URI: models:/NAME/VERSION or models:/NAME@ALIAS
+RUNS_SCHEME = "runs:/"  # a run's artifact: runs:/RUN_ID/PATH
+
+
+def version_uri(name: str, version) -> str:
+    return f"{MODELS_SCHEME}{name}/{version}"
+
+
+def alias_uri(name: str, alias: str) -> str:
+    return f"{MODELS_SCHEME}{name}@{alias}"
+
+
+CHAMPION_URI = alias_uri(MODEL_NAME, CHAMPION)  # what predict, evaluate and serving use by default
 VERSION_TAG_RUN_ID = "run_id"  # on a version: the job run that registered it
 PROMOTION_PREFIX = "promotion."  # a version's promotion.* tags: the latest decision and its numbers
+TAG_PROMOTION_DECISION = PROMOTION_PREFIX + "decision"  # PROMOTED or REFUSED
+PROMOTED, REFUSED = "promoted", "refused"
+TAG_PROMOTION_ALIAS = PROMOTION_PREFIX + "alias"
+TAG_PROMOTION_REASON = PROMOTION_PREFIX + "reason"  # every gate's line, '; '-joined
+TAG_PROMOTION_AT = PROMOTION_PREFIX + "at"  # UTC, ISO 8601, to the second
+TAG_PROMOTION_FORCED = PROMOTION_PREFIX + "forced_reason"  # --force's --reason
+
+
+def promotion_tag(number: str) -> str:
+    """The tag of one of a decision's numbers (pneumo.release.promote.Decision.numbers): promotion.delta, ..."""
+    return PROMOTION_PREFIX + number
+
+
 TAG_ROLLBACK_RESTORED = "rollback.restored_at"
 TAG_ROLLBACK_DISPLACED = "rollback.displaced_at"
+# How searches order runs: the newest first (a job's latest run, an evaluation's latest on a folder).
+NEWEST_FIRST = "attributes.start_time DESC"
 
 # -- artifacts -------------------------------------------------------------------------------------
 CONFIG_ARTIFACT = "config/config.yaml"  # the job's resolved config, credentials redacted
@@ -168,6 +209,7 @@ VAL_PREDICTIONS_ARTIFACT = EVALUATION_DIR + "/val_predictions.csv"  # the same f
 PREDICTION_COLUMNS = ("hash", "patient", "y_true", "probability")  # of PREDICTIONS_ARTIFACT
 EVALUATION_PREDICTIONS = "predictions.csv"  # an evaluation run's, under EVALUATION_DIR
 EVALUATION_COLUMNS = ("path", "patient", "y_true", "probability")  # of EVALUATION_PREDICTIONS
+UNREADABLE_ARTIFACT = "unreadable.txt"  # an evaluation run's files it could not score, with why (under EVALUATION_DIR)
 ERROR_ARTIFACT = "error.txt"  # a FAILED run's traceback
 MODEL_ARTIFACT = "model"  # the logged pyfunc model
 CARD_ARTIFACT = "model_card.md"
@@ -197,6 +239,11 @@ LABEL_REFER = "REFER"  # the served label inside the band
 LABEL_OOD = "OUT_OF_DISTRIBUTION"  # the served label of a film flagged out-of-distribution
 
 # The out-of-distribution guard: the served model's extra columns and its statistics (an artifact of the pyfunc).
+# The served model's columns (its signature): in, an encoded image file; out, per row.
+IMAGE_COLUMN = "image"
+PROBABILITY_COLUMN = "probability"  # of PNEUMONIA; NaN where the file could not be used
+LABEL_COLUMN = "label"  # NORMAL / PNEUMONIA at the threshold, or LABEL_REFER / LABEL_OOD
+ERROR_COLUMN = "error"  # why the row's image could not be used ('' when it was)
 OOD_COLUMN = "ood"  # score: 1.0 is the threshold (distances: ~1% of validation films reach it; orientation: ~1% more)
 OOD_FLAG_COLUMN = "ood_flag"
 OOD_ARTIFACT = "ood_stats"  # the pyfunc artifact's key (an .npz: arrays only, no pickle)

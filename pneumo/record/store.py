@@ -1,4 +1,5 @@
-"""Where the record lives: the tracking store, resolved once per command, and its experiments.
+"""Where the record lives: the tracking store, resolved once per command, and the Store that opens it
+(pneumo.record.client).
 
 A local store is one folder (pneumo.record.local): its artifacts sit beside its database, a command
 that only reads writes nothing to it, and a store that does not exist is created only by a command
@@ -9,20 +10,17 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from pathlib import Path
 
 import mlflow
-from mlflow.entities import ViewType
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 
 from pneumo.config import paths
 from pneumo.record import local, redact
+from pneumo.record.client import Store
+from pneumo.record.door import pages
 
 log = logging.getLogger("pneumo")
 _ours: dict = {}  # the tracking URI this process set, as MLflow mirrored it into the environment
-_moves: dict = {}  # tracking URI -> {recorded artifact location: where it is now}, read once
 
 
 def _chosen(uri: str | None, store: str | Path | None, given: str = "tracking.uri") -> tuple[str, str]:
@@ -85,54 +83,17 @@ def setup(uri: str | None = None, store: str | Path | None = None, *, writes: bo
     mlflow.set_tracking_uri(resolved)
     _ours["uri"] = os.environ.get("MLFLOW_TRACKING_URI")
     db = local.database(resolved)
-    if db is not None and (writes or creates) and (moves := moved(MlflowClient(resolved))):
+    if db is not None and (writes or creates) and (moves := (opened := Store(resolved)).moved()):
         n = local.relocate(db, moves)
-        _moves.pop(resolved, None)
+        opened.forget_moves()
         log.warning("store %s was moved: %d recorded artifact locations now point into it (were under %s)",
                  db.parent, n, ", ".join(sorted({str(local.local_path(old).parent.parent) for old in moves})))
     return resolved
 
 
-def connect(uri: str | None = None, store: str | Path | None = None, **how) -> MlflowClient:
-    """An MlflowClient on the store a command works on (resolved once, as `setup` does), to hand around."""
-    return MlflowClient(tracking_uri=setup(uri, store, **how))
-
-
-def pages(search, *args, **kwargs):
-    """Every item of a paged MLflow search (search_runs, search_model_versions, search_experiments...)."""
-    token = None
-    while True:
-        page = search(*args, page_token=token, **kwargs)
-        yield from page
-        if not (token := page.token):
-            return
-
-
-def moved(client) -> dict[str, str]:
-    """{recorded experiment location: its folder now} for a local store that was moved or copied."""
-    uri = client.tracking_uri
-    db = local.database(uri)
-    if db is None:
-        return {}
-    if uri not in _moves:
-        experiments = pages(client.search_experiments, view_type=ViewType.ALL)
-        _moves[uri] = local.mapping([e.artifact_location for e in experiments], db)
-    return _moves[uri]
-
-
-def located(client, recorded: str) -> str:
-    """Where an artifact URI recorded in the store is now: in a moved or copied store, under its folder."""
-    for old, new in moved(client).items():
-        if recorded == old or recorded.startswith(old + "/"):
-            return new + recorded[len(old):]
-    return recorded
-
-
-def download(client, run_id: str, path: str, dst: str) -> str:
-    """A run's artifact, copied into dst (found where `located` says); returns its local path."""
-    base = located(client, client.get_run(run_id).info.artifact_uri)
-    return mlflow.artifacts.download_artifacts(artifact_uri=f"{base}/{path}", dst_path=dst,
-                                               tracking_uri=client.tracking_uri)
+def connect(uri: str | None = None, store: str | Path | None = None, **how) -> Store:
+    """The Store a command works on (resolved once, as `setup` does), to hand around."""
+    return Store(setup(uri, store, **how))
 
 
 def _create_sqlite_store(uri: str) -> None:
@@ -140,22 +101,4 @@ def _create_sqlite_store(uri: str) -> None:
     local.create(local.database(uri))
 
 
-def experiment_id(name: str) -> str:
-    """Get or create the experiment; a local store's artifacts go under <store folder>/artifacts/."""
-    client = MlflowClient()
-    db = local.database(mlflow.get_tracking_uri())
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        if db is not None and (away := local.outside(exp.artifact_location, db)):
-            log.warning("experiment %r keeps its artifacts in %s, outside the store folder %s (it was created "
-                        "so): copying or deleting the folder leaves them behind", name, away, db.parent)
-        return exp.experiment_id
-    location = (db.parent / paths.ARTIFACTS / _slug(name)).as_uri() if db is not None else None
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except MlflowException:  # a parallel job created it first
-        return client.get_experiment_by_name(name).experiment_id
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "experiment"
+__all__ = ["Store", "check", "connect", "pages", "resolve", "setup"]

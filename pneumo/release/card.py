@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 
 from pneumo.evaluation import format
 from pneumo.record import names
+from pneumo.record.redact import scrub_text
 
 MAX_CHARS = 5000  # MLflow's model-version description column (String(5000))
 HISTORY = "## History"
@@ -75,7 +76,7 @@ def _config_lines(cfg) -> list[str]:
     from omegaconf import OmegaConf
 
     from pneumo.config.space import is_space
-    from pneumo.record.runs import flatten
+    from pneumo.record.params import flatten
 
     out = []
     for group in ("model", "optimizer", "augmentation", "tuner", "trainer"):
@@ -89,11 +90,14 @@ def _config_lines(cfg) -> list[str]:
     return out
 
 
-def render(cfg, splits, top: list, threshold: float, results: dict, version, run_id: str,
-           no_guard: str | None = None) -> str:
-    """The card of a version, from what its job knows when it registers it (`no_guard`: why its
-    out-of-distribution guard could not be fitted)."""
-    ev, best = cfg.evaluation, top[0]
+def render(cfg, splits, found, evaluated, registered) -> str:
+    """The card of a version, from what its job knows when it registers it: its search's best trials (`found`:
+    a pneumo.search.session.SearchResult), their model's numbers (`evaluated`: a
+    pneumo.evaluation.scoring.Evaluated) and the version (`registered`: a pneumo.release.registry.Registered,
+    whose no_guard says why it has no out-of-distribution guard)."""
+    ev, best, top = cfg.evaluation, found.best, found.top
+    threshold, results = evaluated.threshold, evaluated.metrics
+    version, run_id, no_guard = registered.version, registered.run_id, registered.no_guard
     external = bool(cfg.data.test_root)
     policy = THRESHOLD_POLICY.get(ev.threshold, f"policy `{ev.threshold}`").format(target=ev.target_sensitivity)
     lines = [
@@ -124,7 +128,7 @@ def render(cfg, splits, top: list, threshold: float, results: dict, version, run
     from pneumo.evaluation.subgroups import subtype_counts
     from pneumo.release import trust_card
 
-    lines += ["", *trust_card.subtype_lines(results, subtype_counts(splits.test.y, splits.test.paths)),
+    lines += ["", *trust_card.subtype_lines(results, dict(subtype_counts(splits.test.y, splits.test.paths))),
               *trust_card.guard_lines(results, _band(results), no_guard),
               "External evaluations (`pneumo evaluate`) and shift checks (`pneumo shift`) are added under History.", "",
               "## Known limits", "", *limits(cfg.data, splits, external)]
@@ -155,27 +159,23 @@ def limits(data_cfg, splits, external: bool) -> list[str]:
     return out
 
 
-def record(client, run_id: str, version, text: str) -> None:
-    """The card at registration: the run's artifact and the version's description."""
-    from pneumo.record.redact import scrub_text
-
+def record(job, version, text: str) -> None:
+    """The card at registration: the job run's artifact (`job`: its pneumo.record.jobs.JobRecord) and the
+    version's description."""
     text = scrub_text(text)  # a credential in a config value (data.dataset may name the Kaggle user) stays out
-    client.log_text(run_id, text, names.CARD_ARTIFACT)
-    client.update_model_version(names.MODEL_NAME, str(version), description=_fit(text, []))
+    job.log_text(text, names.CARD_ARTIFACT)
+    job.store.describe(version, _fit(text, []))
 
 
-def append(client, version, entry: str) -> None:
+def append(store, version, entry: str) -> None:
     """Add an entry (a `### ...` block) to the version's History, oldest entries giving way past MAX_CHARS."""
-    from pneumo.record.redact import scrub_text
-
     entry = scrub_text(entry)
-    text = client.get_model_version(names.MODEL_NAME, str(version)).description or ""
+    text = store.version(version).description
     found = re.search(rf"(?m)^{HISTORY}$", text)
     head, history = (text[:found.start()], text[found.end():]) if found else (text, "")
     entries = [e.strip() for e in re.split(r"(?m)^(?=### )", history) if e.strip().startswith("### ")]
     dropped = sum(int(n) for n in re.findall(r"_\((\d+) earlier entr", history))
-    client.update_model_version(names.MODEL_NAME, str(version),
-                                description=_fit(head.rstrip() + "\n", [*entries, entry.strip()], dropped))
+    store.describe(version, _fit(head.rstrip() + "\n", [*entries, entry.strip()], dropped))
 
 
 def _fit(head: str, entries: list[str], dropped: int = 0) -> str:
@@ -201,7 +201,7 @@ def _fit(head: str, entries: list[str], dropped: int = 0) -> str:
     return text[:MAX_CHARS]
 
 
-def shift_entry(r: dict) -> str:
+def shift_entry(r) -> str:
     """A `pneumo shift` check as a History entry."""
     from pneumo.release import trust_card
 
@@ -228,15 +228,15 @@ def rollback_entry(alias: str, restored: bool, other) -> str:
     return f"### {_now()}: rollback\n\n- this version {what}"
 
 
-def external_entry(r: dict) -> str:
-    """A `pneumo evaluate` result (pneumo.release.score.evaluate's dict) as a History entry."""
-    lines = [f"### {_now()}: external evaluation on `{r['folder']}`", "",
-             f"{r['images']} films, threshold {r['threshold']:.4f} (the job's); run `{r['run_id']}`", "",
+def external_entry(r) -> str:
+    """A `pneumo evaluate` result (pneumo.release.score.External) as a History entry."""
+    lines = [f"### {_now()}: external evaluation on `{r.folder}`", "",
+             f"{r.images} films, threshold {r.threshold:.4f} (the job's); run `{r.run_id}`", "",
              "| metric | value | CI |", "|---|---:|---|"]
     from pneumo.data.subtypes import SUBTYPES
 
     subtypes = [names.subtype_metric(names.TEST_SENSITIVITY, s) for s in SUBTYPES]
     for name in (names.TEST_AUC, names.TEST_SENSITIVITY, *subtypes, names.TEST_SPECIFICITY, names.TEST_AUPRC, names.TEST_BRIER):
-        if name not in subtypes or names.finite(r.get(name)) is not None:
-            lines.append(f"| {name} | {format.metric(r, name, sep=' | ', missing='n/a')} |")
+        if name not in subtypes or names.finite(r.metrics.get(name)) is not None:
+            lines.append(f"| {name} | {format.metric(r.metrics, name, sep=' | ', missing='n/a')} |")
     return "\n".join(lines)

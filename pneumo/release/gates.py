@@ -23,12 +23,12 @@ failed gate, and only for a version named explicitly or the best passing one.
 
 from __future__ import annotations
 
-import os
 import tempfile
 
 from pneumo.evaluation import format
 from pneumo.record import names
-from pneumo.release.registry import all_versions, logged, missing_guard, read_predictions, run_id_of, run_of, tested_on
+from pneumo.record.entities import FINISHED, READY, Run, Version
+from pneumo.release.registry import logged, read_predictions, tested_on
 
 PAIRED_RESAMPLES = 2000
 
@@ -59,20 +59,21 @@ AUC_CI_LOW = names.ci_names(names.TEST_AUC)[0]  # logged by the job (patient-lev
 SKIPPED_SHOWN = 20  # skipped versions named in a decision or error; the rest are counted
 
 
-def own_gates(mv, run, min_sensitivity: float, min_specificity: float) -> tuple[list[str], list[str], dict]:
+def own_gates(mv: Version, run: Run | None, min_sensitivity: float,
+              min_specificity: float) -> tuple[list[str], list[str], dict]:
     """The gates a version passes or fails on its own, with no champion or bootstrap: (passed, failed, numbers)."""
-    status = run.info.status if run is not None else None
+    status = run.status if run is not None else None
     nums = {"run_status": status, "min_sensitivity": min_sensitivity,
             "sensitivity": logged(mv, run, names.TEST_SENSITIVITY), "min_specificity": min_specificity,
             "specificity": logged(mv, run, names.TEST_SPECIFICITY), AUC_CI_LOW: logged(mv, run, AUC_CI_LOW)}
     ok, fail = [], []
-    if mv.status != "READY":
-        fail.append(f"version {mv.version} registration status {mv.status} (must be READY)")
-    if status == "FINISHED":
-        ok.append(f"run {run_id_of(mv)} status FINISHED")
+    if mv.status != READY:
+        fail.append(f"version {mv.version} registration status {mv.status} (must be {READY})")
+    if status == FINISHED:
+        ok.append(f"run {mv.run_id} status {FINISHED}")
     else:
-        fail.append(f"run {run_id_of(mv)} status {status or 'unknown (run not found)'} (must be FINISHED)")
-    no_guard = missing_guard(mv)
+        fail.append(f"run {mv.run_id} status {status or 'unknown (run not found)'} (must be {FINISHED})")
+    no_guard = mv.no_guard
     if no_guard is not None:
         fail.append(f"registered without its out-of-distribution guard ({no_guard}): it would label every "
                     "decodable film, however foreign")
@@ -93,7 +94,7 @@ def own_gates(mv, run, min_sensitivity: float, min_specificity: float) -> tuple[
     return ok, fail, nums
 
 
-def subtype_warnings(mv, run, min_sensitivity: float) -> list[str]:
+def subtype_warnings(mv: Version, run: Run | None, min_sensitivity: float) -> list[str]:
     """A warning per pneumonia subtype whose test sensitivity is below the floor.
 
     A warning, not a refusal: a subtype holds a fraction of the test's PNEUMONIA films (Kermany's
@@ -115,7 +116,8 @@ def subtype_warnings(mv, run, min_sensitivity: float) -> list[str]:
     return out
 
 
-def best_passing(c, metric: str, champion, min_sensitivity: float, min_specificity: float) -> tuple[object, list[str]]:
+def best_passing(store, metric: str, champion: Version | None, min_sensitivity: float,
+                 min_specificity: float) -> tuple[Version, list[str]]:
     """The version ranked first by the metric among those that can pass, and why each one above it cannot.
 
     "Can pass": the gates that need no bootstrap (own_gates, and the champion's test set).
@@ -123,10 +125,10 @@ def best_passing(c, metric: str, champion, min_sensitivity: float, min_specifici
     """
     higher = names.higher_is_better(metric)
     ranked = []
-    for mv in all_versions(c):
-        run, value = None, names.finite((mv.tags or {}).get(metric))
+    for mv in store.versions():
+        run, value = None, mv.number_logged(metric)
         if value is None:  # only versions registered without metric tags cost a call here
-            run = run_of(c, run_id_of(mv))
+            run = store.find_run(mv.run_id)
             value = logged(mv, run, metric)
         if value is not None:
             is_champ = champion is not None and str(mv.version) == str(champion.version)
@@ -134,12 +136,12 @@ def best_passing(c, metric: str, champion, min_sensitivity: float, min_specifici
     if not ranked:
         raise LookupError(f"no registered version of {names.MODEL_NAME!r} has a value for {metric}")
     ranked.sort(key=lambda t: t[:3])
-    champ_digest = tested_on(champion, run_of(c, run_id_of(champion))) if champion is not None else None
+    champ_digest = tested_on(champion, store.find_run(champion.run_id)) if champion is not None else None
     skipped = []
     for _, is_challenger, _, value, mv, run in ranked:
         if not is_challenger:
             return mv, skipped
-        run = run or run_of(c, run_id_of(mv))  # one call per version, only down to the first that can pass
+        run = run or store.find_run(mv.run_id)  # one call per version, only down to the first that can pass
         _, fail, _ = own_gates(mv, run, min_sensitivity, min_specificity)
         if champion is not None and (not tested_on(mv, run) or tested_on(mv, run) != champ_digest):
             fail.append(f"tested on {tested_on(mv, run)}, champion version {champion.version} on {champ_digest}: "
@@ -158,31 +160,20 @@ def capped(lines: list[str]) -> list[str]:
     return lines[:SKIPPED_SHOWN] + ([f"... and {more} more versions that cannot pass"] if more > 0 else [])
 
 
-def _predictions(c, run_id: str, tmp: str) -> list[tuple[str, str, int, float]]:
-    from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR as BAR
-
-    from pneumo.record import store  # a moved or copied store's predictions are under its own folder
-
-    before = os.environ.get(BAR.name)
-    os.environ[BAR.name] = "false"  # one small CSV: a progress bar is noise in the decision printout
-    try:
-        return read_predictions(store.download(c, run_id, names.PREDICTIONS_ARTIFACT, tmp))
-    finally:
-        if before is None:
-            os.environ.pop(BAR.name, None)
-        else:
-            os.environ[BAR.name] = before
+def _predictions(store, run_id: str, tmp: str) -> list[tuple[str, str, int, float]]:
+    """A job's test predictions (a moved or copied store's are under its own folder)."""
+    return read_predictions(store.download(run_id, names.PREDICTIONS_ARTIFACT, tmp))
 
 
-def paired_test(c, cand, champ, metric, thresholds, confidence) -> tuple[dict, str | None]:
+def paired_test(store, cand: Version, champ: Version, metric, thresholds, confidence) -> tuple[dict, str | None]:
     """Paired bootstrap of metric(candidate) - metric(champion) on their common test images."""
-    import numpy as np
+    import numpy as np  # late, as scipy's and scikit-learn's: `pneumo --help` reads this module's floors
 
     from pneumo.evaluation.stats import paired_bootstrap
 
     with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
         try:
-            old, new = _predictions(c, run_id_of(champ), a), _predictions(c, run_id_of(cand), b)
+            old, new = _predictions(store, champ.run_id, a), _predictions(store, cand.run_id, b)
         except Exception as err:  # noqa: BLE001 -- any failure to read is a failed gate, reported
             return {}, f"cannot read {names.PREDICTIONS_ARTIFACT} of both runs: {err}"
     if [r[:3] for r in old] != [r[:3] for r in new]:
@@ -193,5 +184,5 @@ def paired_test(c, cand, champ, metric, thresholds, confidence) -> tuple[dict, s
     res = paired_bootstrap(y, np.array([r[3] for r in old]), np.array([r[3] for r in new]), patients, metric,
                            thresholds[1], thresholds[0], n=PAIRED_RESAMPLES, confidence=confidence,
                            seed=PAIRED_SEED)
-    return {"delta": res["delta"], "ci_low": res["ci_low"], "ci_high": res["ci_high"], "p_value": res["p_value"],
+    return {"delta": res.delta, "ci_low": res.ci_low, "ci_high": res.ci_high, "p_value": res.p_value,
             "confidence": confidence, "n_images": len(y), "n_patients": len(set(patients))}, None

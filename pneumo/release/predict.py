@@ -4,7 +4,7 @@ reported in its row, not fatal."""
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pneumo.data import imaging
@@ -13,7 +13,9 @@ from pneumo.record import names
 from pneumo.release import limits
 from pneumo.release.limits import SERVED, Limits
 
-COLUMNS = ("path", "probability", "label", "error", names.OOD_COLUMN, names.OOD_FLAG_COLUMN)
+PATH_COLUMN = "path"
+COLUMNS = (PATH_COLUMN, names.PROBABILITY_COLUMN, names.LABEL_COLUMN, names.ERROR_COLUMN, names.OOD_COLUMN,
+           names.OOD_FLAG_COLUMN)
 NO_GUARD = ("this version has no out-of-distribution screening (registered before the guard): "
             "its labels do not say when a file is not a chest film")
 EXPLAIN_COLUMN = "explanation"  # with --explain: the overlay PNG's path ('' where the file was not classified)
@@ -72,27 +74,39 @@ def chunks(files: list[Path], max_mb: float, lines: Limits = SERVED):
         yield group
 
 
-def predict_files(files: list[Path], model, max_mb: float = imaging.MAX_FILE_MB) -> list[dict]:
+@dataclass(frozen=True)
+class Prediction:
+    """A file's row: its probability and label, or why it has none; the guard's score and flag where it has one."""
+
+    path: str
+    probability: float | None  # rounded to 6 decimals
+    label: str  # '' when the file could not be used
+    error: str  # '' when it could
+    ood: float | None = None
+    ood_flag: bool | None = None
+    explanation: str = ""  # with --explain: the overlay PNG's path ('' where the file was not classified)
+
+
+def predict_files(files: list[Path], model, max_mb: float = imaging.MAX_FILE_MB) -> list[Prediction]:
     """One row a file, in order; a file that cannot be read or used has its reason in `error`."""
     import pandas as pd
 
     rows = []
     for group in chunks(files, max_mb, fit(model, max_mb)):
         readable = [(f, data) for f, data in group if isinstance(data, bytes)]
-        out = iter(model.predict(pd.DataFrame({"image": [data for _, data in readable]})).iterrows()
+        out = iter(model.predict(pd.DataFrame({names.IMAGE_COLUMN: [data for _, data in readable]})).iterrows()
                    if readable else ())
         for f, data in group:
             if not isinstance(data, bytes):
-                rows.append({"path": str(f), "probability": None, "label": "", "error": data,
-                             names.OOD_COLUMN: None, names.OOD_FLAG_COLUMN: None})
+                rows.append(Prediction(str(f), None, "", data))
                 continue
             _, r = next(out)
-            prob = None if r["probability"] != r["probability"] else round(float(r["probability"]), 6)
+            p = r[names.PROBABILITY_COLUMN]
             ood = r.get(names.OOD_COLUMN)  # absent from versions registered before the guard
             flag = r.get(names.OOD_FLAG_COLUMN)
-            rows.append({"path": str(f), "probability": prob, "label": r["label"], "error": r["error"],
-                         names.OOD_COLUMN: None if ood is None or ood != ood else round(float(ood), 4),
-                         names.OOD_FLAG_COLUMN: None if flag is None or flag != flag else bool(flag)})
+            rows.append(Prediction(str(f), None if p != p else round(float(p), 6), r[names.LABEL_COLUMN],
+                                   r[names.ERROR_COLUMN], None if ood is None or ood != ood else round(float(ood), 4),
+                                   None if flag is None or flag != flag else bool(flag)))
     return rows
 
 
@@ -101,8 +115,9 @@ def has_guard(model) -> bool:
     return getattr(model.unwrap_python_model(), "guard", None) is not None
 
 
-def explain_rows(rows: list[dict], model, out_dir: Path, max_mb: float = imaging.MAX_FILE_MB) -> None:
-    """One overlay PNG per classified file in out_dir (see pneumo.evaluation.explain); each row gains its path.
+def explain_rows(rows: list[Prediction], model, out_dir: Path,
+                 max_mb: float = imaging.MAX_FILE_MB) -> list[Prediction]:
+    """One overlay PNG per classified file in out_dir (see pneumo.evaluation.explain); the rows with its path.
     Files are read again, a group at a time (chunks), so memory does not grow with their number."""
     import numpy as np
 
@@ -110,28 +125,28 @@ def explain_rows(rows: list[dict], model, out_dir: Path, max_mb: float = imaging
 
     served = model.unwrap_python_model()  # pneumo.release.serving.PneumoniaModel: its Keras model, input size, threshold
     out_dir.mkdir(parents=True, exist_ok=True)
-    for r in rows:
-        r[EXPLAIN_COLUMN] = ""
-    todo = [r for r in rows if r["label"]]
-    pending, taken = iter(todo), set()
-    for group in chunks([Path(r["path"]) for r in todo], max_mb):
+    todo = [i for i, r in enumerate(rows) if r.label]
+    pending, taken, written = iter(todo), set(), {}
+    for group in chunks([Path(rows[i].path) for i in todo], max_mb):
         films = []
-        for (_, data), r in zip(group, pending):
+        for (_, data), i in zip(group, pending):
             try:
                 if isinstance(data, bytes):  # else changed on disk since it was classified: no overlay
-                    films.append((r, data, imaging.decode(data, served.image_size)))
+                    films.append((i, data, imaging.decode(data, served.image_size)))
             except imaging.ImageError:
                 pass
         if not films:
             continue
         heat, _ = explain.occlusion(served.model, np.stack([image for _, _, image in films])[..., None])
-        for (r, data, _), h in zip(films, heat):
-            stem, n = Path(r["path"]).stem, 1
+        for (i, data, _), h in zip(films, heat):
+            stem, n = Path(rows[i].path).stem, 1
             name = f"{stem}.png"
             while name in taken:  # a.jpeg and a.png, or the same name in two folders
                 n += 1
                 name = f"{stem}-{n}.png"
             taken.add(name)
             display = imaging.decode(data, max(served.image_size, DISPLAY_PX))
-            explain.explain_file(out_dir / name, display, h, r["probability"], served.threshold, Path(r["path"]).name)
-            r[EXPLAIN_COLUMN] = str(out_dir / name)
+            explain.explain_file(out_dir / name, display, h, rows[i].probability, served.threshold,
+                                 Path(rows[i].path).name)
+            written[i] = str(out_dir / name)
+    return [replace(r, explanation=written.get(i, "")) for i, r in enumerate(rows)]

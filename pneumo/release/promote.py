@@ -12,6 +12,8 @@ from datetime import datetime, timezone
 
 from pneumo.evaluation import format
 from pneumo.record import names
+from pneumo.record.entities import NotFound
+from pneumo.release import card
 from pneumo.release.gates import (
     MIN_SENSITIVITY,
     MIN_SPECIFICITY,
@@ -23,18 +25,18 @@ from pneumo.release.gates import (
     paired_test,
     subtype_warnings,
 )
-from pneumo.release.registry import by_alias, default_client, logged, previous_alias, run_id_of, run_of, tested_on
+from pneumo.release.registry import logged, previous_alias, tested_on
 
 TAG_MAX = 5000  # characters; MLflow's limit on a model-version tag value
 
 
-@dataclass
+@dataclass(frozen=True)
 class Decision:
     promoted: bool  # the alias moved (or, with dry_run, would move)
     version: str | None
     previous: str | None  # the version displaced from the alias (None: there was none / no move)
     reasons: list[str]
-    numbers: dict = field(default_factory=dict)
+    numbers: dict = field(default_factory=dict)  # each a promotion.<name> tag on the version (names.promotion_tag)
     alias: str = names.CHAMPION
     dry_run: bool = False
     forced: bool = False
@@ -60,26 +62,17 @@ class Decision:
 
 def promote(metric: str = names.TEST_AUC, version=None, alias: str = names.CHAMPION, *, confidence: float = 0.95,
             min_sensitivity: float = MIN_SENSITIVITY, min_specificity: float = MIN_SPECIFICITY,
-            dry_run: bool = False, force: bool = False, reason: str | None = None, client=None) -> Decision:
-    """Move `alias` to the best version that can pass by `metric` (or to `version`) if every gate passes."""
-    from mlflow.exceptions import MlflowException
-
-    if force and not (reason or "").strip():
-        raise ValueError("force=True needs a non-empty reason: it is recorded on the version")
-    if metric not in names.TEST_METRICS:
-        raise ValueError(f"promotion compares test predictions: metric must be one of {', '.join(names.TEST_METRICS)}")
-    for name, floor in (("min_sensitivity", min_sensitivity), ("min_specificity", min_specificity)):
-        if not 0 <= floor <= 1:  # also refuses nan
-            raise ValueError(f"{name} is a proportion: it must be between 0 and 1, got {floor}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be between 0 and 1 (e.g. 0.95), got {confidence}")
-    c = client or default_client()
-    champ = by_alias(c, alias)
+            dry_run: bool = False, force: bool = False, reason: str | None = None, store=None) -> Decision:
+    """Move `alias` to the best version that can pass by `metric` (or to `version`) if every gate passes,
+    in `store` (pneumo.record's Store; default: the one MLFLOW_TRACKING_URI or the local store names)."""
+    _check(metric, confidence, min_sensitivity, min_specificity, force, reason)
+    c = store or _default_store()
+    champ = c.version_by_alias(alias)
     skipped = []
     if version is not None:
         try:
-            cand = c.get_model_version(names.MODEL_NAME, str(version))
-        except MlflowException as err:
+            cand = c.version(version)
+        except NotFound as err:
             raise LookupError(f"{names.MODEL_NAME} has no version {version}") from err
     else:
         cand, skipped = best_passing(c, metric, champ, min_sensitivity, min_specificity)
@@ -89,7 +82,7 @@ def promote(metric: str = names.TEST_AUC, version=None, alias: str = names.CHAMP
                 else f"version {cand.version} holds '{alias}'")
         return Decision(False, str(cand.version), None, [held, *skipped], alias=alias, dry_run=dry_run, noop=True)
 
-    run, higher = run_of(c, run_id_of(cand)), names.higher_is_better(metric)
+    run = c.find_run(cand.run_id)
     ok, fail, own = own_gates(cand, run, min_sensitivity, min_specificity)
     nums = {"metric": metric, "candidate_value": logged(cand, run, metric), **own,
             "test_digest": tested_on(cand, run)}
@@ -97,37 +90,8 @@ def promote(metric: str = names.TEST_AUC, version=None, alias: str = names.CHAMP
         ok.append(f"no version holds '{alias}' yet: " + ("the best passing version takes it" if version is None
                                                           else "nothing to compare with"))
     else:
-        champ_run = run_of(c, run_id_of(champ))
-        nums.update(champion_version=str(champ.version), champion_value=logged(champ, champ_run, metric),
-                    champion_test_digest=tested_on(champ, champ_run))
-        if not nums["test_digest"] or nums["test_digest"] != nums["champion_test_digest"]:
-            fail.append(f"different test set from champion version {champ.version} "
-                        f"({nums['test_digest']} vs {nums['champion_test_digest']}): scores are not comparable")
-        else:
-            ok.append(f"same test set as champion version {champ.version} ({nums['test_digest']})")
-            thr = (logged(cand, run, names.THRESHOLD), logged(champ, champ_run, names.THRESHOLD))
-            if None in thr and metric not in THRESHOLD_FREE:
-                fail.append(f"no logged threshold for {'candidate' if thr[0] is None else 'champion'}: "
-                            f"{metric} cannot be recomputed")
-            else:
-                paired, error = paired_test(c, cand, champ, metric, [t if t is not None else 0.5 for t in thr],
-                                        confidence)
-                nums.update(paired)
-                if error:
-                    fail.append(error)
-                else:
-                    won = paired["ci_low"] > 0 if higher else paired["ci_high"] < 0
-                    p = paired["p_value"]
-                    text = (f"{metric} change {paired['delta']:+.4f} vs champion, {confidence:.0%} CI "
-                            f"[{paired['ci_low']:+.4f}, {paired['ci_high']:+.4f}], "
-                            f"p{'<' if p * PAIRED_RESAMPLES < 1 else '='}{max(p, 1 / PAIRED_RESAMPLES):.4f} "
-                            f"over {paired['n_images']} paired images ({paired['n_patients']} patients)")
-                    if not higher:
-                        text += " (lower is better)"
-                    if won:
-                        ok.append(f"{text}: improvement shown")
-                    else:
-                        fail.append(f"{text}: no improvement shown (the CI must exclude 0; a tie is not a win)")
+        passed, failed, numbers = _against_champion(c, cand, run, champ, metric, confidence)
+        ok, fail, nums = ok + passed, fail + failed, {**nums, **numbers}
 
     forced = bool(fail) and force
     promoted = not fail or forced
@@ -141,36 +105,89 @@ def promote(metric: str = names.TEST_AUC, version=None, alias: str = names.CHAMP
         _record(c, cand, decision, reason.strip() if forced else None)
         if promoted:
             if champ is not None:
-                c.set_registered_model_alias(names.MODEL_NAME, previous_alias(alias), champ.version)
-            c.set_registered_model_alias(names.MODEL_NAME, alias, cand.version)
+                c.set_alias(previous_alias(alias), champ.version)
+            c.set_alias(alias, cand.version)
     return decision
 
 
+def _check(metric: str, confidence: float, min_sensitivity: float, min_specificity: float, force: bool,
+           reason: str | None) -> None:
+    if force and not (reason or "").strip():
+        raise ValueError("force=True needs a non-empty reason: it is recorded on the version")
+    if metric not in names.TEST_METRICS:
+        raise ValueError(f"promotion compares test predictions: metric must be one of {', '.join(names.TEST_METRICS)}")
+    for name, floor in (("min_sensitivity", min_sensitivity), ("min_specificity", min_specificity)):
+        if not 0 <= floor <= 1:  # also refuses nan
+            raise ValueError(f"{name} is a proportion: it must be between 0 and 1, got {floor}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be between 0 and 1 (e.g. 0.95), got {confidence}")
+
+
+def _against_champion(c, cand, run, champ, metric: str, confidence: float) -> tuple[list[str], list[str], dict]:
+    """The gates against the champion: the same test set, then a paired bootstrap whose CI excludes 0
+    in the metric's direction. (passed, failed, numbers)."""
+    ok, fail, champ_run = [], [], c.find_run(champ.run_id)
+    nums = {"champion_version": str(champ.version), "champion_value": logged(champ, champ_run, metric),
+            "champion_test_digest": tested_on(champ, champ_run)}
+    digest = tested_on(cand, run)
+    if not digest or digest != nums["champion_test_digest"]:
+        fail.append(f"different test set from champion version {champ.version} "
+                    f"({digest} vs {nums['champion_test_digest']}): scores are not comparable")
+        return ok, fail, nums
+    ok.append(f"same test set as champion version {champ.version} ({digest})")
+    thr = (logged(cand, run, names.THRESHOLD), logged(champ, champ_run, names.THRESHOLD))
+    if None in thr and metric not in THRESHOLD_FREE:
+        fail.append(f"no logged threshold for {'candidate' if thr[0] is None else 'champion'}: "
+                    f"{metric} cannot be recomputed")
+        return ok, fail, nums
+    paired, error = paired_test(c, cand, champ, metric, [t if t is not None else 0.5 for t in thr], confidence)
+    nums.update(paired)
+    if error:
+        fail.append(error)
+        return ok, fail, nums
+    higher = names.higher_is_better(metric)
+    won = paired["ci_low"] > 0 if higher else paired["ci_high"] < 0
+    p = paired["p_value"]
+    text = (f"{metric} change {paired['delta']:+.4f} vs champion, {confidence:.0%} CI "
+            f"[{paired['ci_low']:+.4f}, {paired['ci_high']:+.4f}], "
+            f"p{'<' if p * PAIRED_RESAMPLES < 1 else '='}{max(p, 1 / PAIRED_RESAMPLES):.4f} "
+            f"over {paired['n_images']} paired images ({paired['n_patients']} patients)")
+    if not higher:
+        text += " (lower is better)"
+    if won:
+        ok.append(f"{text}: improvement shown")
+    else:
+        fail.append(f"{text}: no improvement shown (the CI must exclude 0; a tie is not a win)")
+    return ok, fail, nums
+
+
+def _default_store():
+    from pneumo.record import store
+
+    return store.connect()
+
+
 def _record(c, mv, d: Decision, forced_reason: str | None) -> None:
-    tags = {f"{names.PROMOTION_PREFIX}{k}": format.value(v) for k, v in d.numbers.items()}
+    tags = {names.promotion_tag(k): format.value(v) for k, v in d.numbers.items()}
     tags.update({
-        f"{names.PROMOTION_PREFIX}decision": "promoted" if d.promoted else "refused",
-        f"{names.PROMOTION_PREFIX}alias": d.alias,
-        f"{names.PROMOTION_PREFIX}reason": "; ".join(d.reasons)[:TAG_MAX],
-        f"{names.PROMOTION_PREFIX}at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        names.TAG_PROMOTION_DECISION: names.PROMOTED if d.promoted else names.REFUSED,
+        names.TAG_PROMOTION_ALIAS: d.alias,
+        names.TAG_PROMOTION_REASON: "; ".join(d.reasons)[:TAG_MAX],
+        names.TAG_PROMOTION_AT: datetime.now(timezone.utc).isoformat(timespec="seconds"),
     })
     if forced_reason:
-        tags[f"{names.PROMOTION_PREFIX}forced_reason"] = forced_reason[:TAG_MAX]
-    for key in (mv.tags or {}):  # drop numbers a previous decision left that this one lacks
-        if key.startswith(names.PROMOTION_PREFIX) and key not in tags:
-            c.delete_model_version_tag(names.MODEL_NAME, mv.version, key)
-    for key, value in tags.items():
-        c.set_model_version_tag(names.MODEL_NAME, mv.version, key, value)
-    from pneumo.release import card
-
+        tags[names.TAG_PROMOTION_FORCED] = forced_reason[:TAG_MAX]
+    # drop numbers a previous decision left that this one lacks
+    c.delete_version_tags(mv.version, [k for k in mv.tags if k.startswith(names.PROMOTION_PREFIX) and k not in tags])
+    c.set_version_tags(mv.version, tags)
     card.append(c, mv.version, card.decision_entry(d, forced_reason))  # the tags hold the latest; the card, each
 
 
-def rollback(alias: str = names.CHAMPION, client=None, *, dry_run: bool = False) -> Decision:
+def rollback(alias: str = names.CHAMPION, store=None, *, dry_run: bool = False) -> Decision:
     """Give `alias` back to the version holding previous_alias(alias); the displaced one becomes previous."""
-    c = client or default_client()
+    c = store or _default_store()
     prev_alias = previous_alias(alias)
-    prev, cur = by_alias(c, prev_alias), by_alias(c, alias)
+    prev, cur = c.version_by_alias(prev_alias), c.version_by_alias(alias)
     if prev is None:
         raise LookupError(f"no version of {names.MODEL_NAME} holds alias '{prev_alias}': nothing to roll back to")
     if cur is not None and str(cur.version) == str(prev.version):
@@ -179,18 +196,16 @@ def rollback(alias: str = names.CHAMPION, client=None, *, dry_run: bool = False)
     reasons = [f"rollback: version {prev.version} takes '{alias}' back"
                + (f" from version {cur.version}, which becomes '{prev_alias}'" if cur else "")]
     if not dry_run:
-        c.set_registered_model_alias(names.MODEL_NAME, alias, prev.version)
+        c.set_alias(alias, prev.version)
         if cur is not None:
-            c.set_registered_model_alias(names.MODEL_NAME, prev_alias, cur.version)
+            c.set_alias(prev_alias, cur.version)
         else:
-            c.delete_registered_model_alias(names.MODEL_NAME, prev_alias)
+            c.delete_alias(prev_alias)
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        c.set_model_version_tag(names.MODEL_NAME, prev.version, names.TAG_ROLLBACK_RESTORED, now)
-        from pneumo.release import card
-
+        c.set_version_tags(prev.version, {names.TAG_ROLLBACK_RESTORED: now})
         card.append(c, prev.version, card.rollback_entry(alias, True, cur.version if cur else None))
         if cur is not None:
-            c.set_model_version_tag(names.MODEL_NAME, cur.version, names.TAG_ROLLBACK_DISPLACED, now)
+            c.set_version_tags(cur.version, {names.TAG_ROLLBACK_DISPLACED: now})
             card.append(c, cur.version, card.rollback_entry(alias, False, prev.version))
     return Decision(True, str(prev.version), str(cur.version) if cur else None, reasons, alias=alias, dry_run=dry_run,
                     rollback=True)

@@ -11,12 +11,16 @@ here selects or changes a model: the threshold is the one the job chose on valid
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from pneumo.data.imaging import MAX_FILE_MB
 from pneumo.data.index import IMAGE_SUFFIXES
-from pneumo.record import names, predictions
-from pneumo.release.registry import load_model, version_of
+from pneumo.data.loader import labels_digest
+from pneumo.evaluation import plots
+from pneumo.record import names, predictions, provenance
+from pneumo.release import card
+from pneumo.release.package import load_model
 
 UNREADABLE_NAMED = 5  # unreadable files named in the one-line error when too few readable ones are left
 
@@ -37,34 +41,73 @@ def score_folder(model, index, max_mb: float = MAX_FILE_MB) -> tuple[list, list[
         failed += [(by_file[f].path, data) for f, data in group if not isinstance(data, bytes)]
         if not readable:
             continue
-        out = model.predict(pd.DataFrame({"image": [data for _, data in readable]}))
+        out = model.predict(pd.DataFrame({names.IMAGE_COLUMN: [data for _, data in readable]}))
         for (e, _), (_, row) in zip(readable, out.iterrows()):
-            if row["error"]:
-                failed.append((e.path, row["error"]))
+            if row[names.ERROR_COLUMN]:
+                failed.append((e.path, row[names.ERROR_COLUMN]))
             else:
-                scored.append((e, float(row["probability"])))
+                scored.append((e, float(row[names.PROBABILITY_COLUMN])))
     return scored, sorted(failed)
 
 
+@dataclass(frozen=True)
+class External:
+    """A version scored on a labelled folder (`pneumo evaluate`), as recorded."""
+
+    run_id: str  # the evaluation run, nested under the version's job
+    experiment_id: str
+    version: str
+    folder: str
+    images: int  # scored
+    unreadable: tuple[tuple[str, str], ...]  # (path, why) of the files left out
+    threshold: float  # the job's, chosen on its validation split
+    metrics: dict[str, float]  # the test metrics with their CIs, per subtype, and the referral band's (NaN: undefined)
+
+
 def evaluate(root: str, model_uri: str, *, bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0,
-             client=None, max_mb: float = MAX_FILE_MB) -> dict:
-    """Score the version on the folder and record an evaluation run; returns its metrics and ids."""
+             store=None, max_mb: float = MAX_FILE_MB) -> External:
+    """Score the version on the folder and record an evaluation run, nested under the version's job."""
+    from pneumo.data.index import scan_labelled
+    from pneumo.record import store as stores
+
+    store = store or stores.connect(writes=True)
+    version = store.version_of(model_uri)  # before any image is read: a wrong URI fails fast
+    index = scan_labelled(root, max_mb=max_mb)
+    model = load_model(version.uri, store)
+    threshold = float(model.unwrap_python_model().threshold)
+    scored, failed = score_folder(model, index, max_mb)
+    y, p, patients, results = _measure(model, index, scored, failed, threshold, bootstrap, confidence, seed)
+    job = store.run(version.run_id)
+    tags = {names.TAG_MODEL_VERSION: str(version.version), names.TAG_MODEL_URI: version.uri,
+            names.TAG_FOLDER: str(index.root), names.TAG_DATA_DIGEST: index.digest,
+            names.TAG_TEST_DIGEST: labels_digest([e.hash for e, _ in scored], y), **provenance.git_tags()}
+    with store.child(job.experiment_id, job.id, f"evaluate {index.root.name} v{version.version}",
+                     names.ROLE_EVALUATION, tags) as run_id:
+        store.log_metrics(run_id, {**results, names.IMAGES: len(scored)})
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / names.EVALUATION_DIR
+            plots.write_report(out, y, p, threshold)
+            rows = [(e.path, g, e.label, round(prob, 6)) for (e, prob), g in zip(scored, patients)]
+            (out / names.EVALUATION_PREDICTIONS).write_text(predictions.to_csv(names.EVALUATION_COLUMNS, rows))
+            if failed:
+                (out / names.UNREADABLE_ARTIFACT).write_text("".join(f"{path}\t{why}\n" for path, why in failed))
+            store.log_artifacts(run_id, out, names.EVALUATION_DIR)
+    external = External(run_id, job.experiment_id, str(version.version), str(index.root), len(scored),
+                        tuple(failed), threshold, results)
+    if version.name == names.MODEL_NAME:  # the version's card lists every external test
+        card.append(store, version.version, card.external_entry(external))
+    return external
+
+
+def _measure(model, index, scored, failed, threshold, bootstrap, confidence, seed):
+    """(labels, probabilities, patient keys, metrics with patient-bootstrap CIs) of the scored films."""
     import numpy as np
 
     from pneumo.data import DataError
-    from pneumo.data.index import scan_labelled
-    from pneumo.data.loader import labels_digest
     from pneumo.data.splits import group_keys
-    from pneumo.evaluation import plots
     from pneumo.evaluation import stats as ev
-    from pneumo.record import runs, store
+    from pneumo.evaluation.subgroups import subtype_metrics
 
-    client = client or store.connect(writes=True)
-    version = version_of(client, model_uri)  # before any image is read: a wrong URI fails fast
-    index = scan_labelled(root, max_mb=max_mb)
-    model = load_model(f"models:/{version.name}/{version.version}", client)
-    threshold = float(model.unwrap_python_model().threshold)
-    scored, failed = score_folder(model, index, max_mb)
     y = np.array([e.label for e, _ in scored])
     if len(set(y.tolist())) < 2:  # raised before the command lists the unreadable files: name them here
         shown = "; ".join(f"{path}: {why}" for path, why in failed[:UNREADABLE_NAMED])
@@ -74,8 +117,6 @@ def evaluate(root: str, model_uri: str, *, bootstrap: int = 1000, confidence: fl
     p = np.array([prob for _, prob in scored])
     patients = np.array(group_keys([e.patient for e, _ in scored], [e.hash for e, _ in scored]))
     results = ev.evaluate(y, p, patients, threshold, bootstrap=bootstrap, confidence=confidence, seed=seed)
-    from pneumo.evaluation.subgroups import subtype_metrics
-
     results.update(subtype_metrics(y, p, patients, [e.path for e, _ in scored], threshold, bootstrap=bootstrap,
                                    confidence=confidence, seed=seed))
     band = getattr(model.unwrap_python_model(), "band", None)  # evaluation.refer: fixed on the job's validation
@@ -83,45 +124,4 @@ def evaluate(root: str, model_uri: str, *, bootstrap: int = 1000, confidence: fl
         from pneumo.evaluation.referral import decided_metrics
 
         results.update(decided_metrics(y, p, threshold, band))
-
-    job = client.get_run(version.run_id)
-    tags = {
-        names.TAG_ROLE: names.ROLE_EVALUATION, names.PARENT_RUN_ID: job.info.run_id,
-        names.TAG_MODEL_VERSION: str(version.version), names.TAG_MODEL_URI: f"models:/{version.name}/{version.version}",
-        names.TAG_FOLDER: str(index.root), names.TAG_DATA_DIGEST: index.digest,
-        names.TAG_TEST_DIGEST: labels_digest([e.hash for e, _ in scored], y),
-        **runs.git_tags(),
-    }
-    run = client.create_run(job.info.experiment_id, run_name=f"evaluate {index.root.name} v{version.version}",
-                            tags=tags)
-    run_id = run.info.run_id
-    try:
-        client.log_batch(run_id, metrics=[_metric(k, v) for k, v in results.items() if np.isfinite(v)])
-        client.log_metric(run_id, names.IMAGES, len(scored))
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / names.EVALUATION_DIR
-            plots.write_report(out, y, p, threshold)
-            rows = [(e.path, g, e.label, round(prob, 6)) for (e, prob), g in zip(scored, patients)]
-            (out / names.EVALUATION_PREDICTIONS).write_text(predictions.to_csv(names.EVALUATION_COLUMNS, rows))
-            if failed:
-                (out / "unreadable.txt").write_text("".join(f"{path}\t{why}\n" for path, why in failed))
-            client.log_artifacts(run_id, str(out), names.EVALUATION_DIR)
-        client.set_terminated(run_id, "FINISHED")
-    except BaseException:
-        client.set_terminated(run_id, "FAILED")
-        raise
-    out = {"run_id": run_id, "experiment_id": job.info.experiment_id, "version": str(version.version),
-           "folder": str(index.root), "images": len(scored), "unreadable": failed, "threshold": threshold, **results}
-    from pneumo.release import card
-
-    if version.name == names.MODEL_NAME:  # the version's card lists every external test
-        card.append(client, version.version, card.external_entry(out))
-    return out
-
-
-def _metric(key, value):
-    import time
-
-    from mlflow.entities import Metric
-
-    return Metric(key, float(value), int(time.time() * 1000), 0)
+    return y, p, patients, results

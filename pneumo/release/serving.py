@@ -45,7 +45,7 @@ class PneumoniaModel(PythonModel):
         with open(context.artifacts["meta"]) as f:
             meta = json.load(f)
         self.image_size = int(meta["image_size"])
-        self.threshold = float(meta["threshold"])
+        self.threshold = float(meta[names.THRESHOLD])
         self.band = tuple(meta["refer"]) if meta.get("refer") else None
         self.guard, self.embed = None, None
         if names.OOD_ARTIFACT in context.artifacts:  # versions registered before the guard have none
@@ -86,8 +86,9 @@ class PneumoniaModel(PythonModel):
     # warns, at every class definition, that hints are missing (a warnings filter cannot stop that
     # warning: MLflow resets the filters to "once" around it).
     def predict(self, context, model_input: pd.DataFrame, params=None):
-        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame({"image": list(model_input)})
-        blobs = [_bytes_or_reason(value) for value in frame["image"]]
+        frame = (model_input if isinstance(model_input, pd.DataFrame)
+                 else pd.DataFrame({names.IMAGE_COLUMN: list(model_input)}))
+        blobs = [_bytes_or_reason(value) for value in frame[names.IMAGE_COLUMN]]
         try:
             limits.check(blobs, self.limits)
         except limits.TooLarge as e:
@@ -105,8 +106,8 @@ class PneumoniaModel(PythonModel):
         if self.band is not None:
             label[(prob > self.band[0]) & (prob < self.band[1])] = names.LABEL_REFER
         label[flag == True] = names.LABEL_OOD  # noqa: E712 -- elementwise over an object array
-        return pd.DataFrame({"probability": prob, "label": label, "error": m["errors"], names.OOD_COLUMN: ood,
-                             names.OOD_FLAG_COLUMN: flag})
+        return pd.DataFrame({names.PROBABILITY_COLUMN: prob, names.LABEL_COLUMN: label, names.ERROR_COLUMN: m["errors"],
+                             names.OOD_COLUMN: ood, names.OOD_FLAG_COLUMN: flag})
 
 
 def _bytes_or_reason(value):

@@ -10,36 +10,55 @@ from __future__ import annotations
 
 import json
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from pneumo.data.imaging import MAX_FILE_MB
-from pneumo.record import names
+from pneumo.evaluation.shift import Shift
+from pneumo.record import names, provenance
+from pneumo.release import card
+from pneumo.release.package import load_model
+
+# The report artifact's keys besides the metrics (names.SHIFT_REPORT)
+REPORT_DIFFERS, REPORT_REFERENCE, REPORT_VERDICT, REPORT_UNREADABLE = "differs", "reference", "verdict", "unreadable"
 
 
 class ShiftError(ValueError):
     """Input the check cannot use; str() is the one line the user sees."""
 
 
+@dataclass(frozen=True)
+class ShiftReport:
+    """A `pneumo shift` check, as recorded."""
+
+    run_id: str  # the shift check's run, nested under the version's job
+    experiment_id: str
+    version: str
+    folder: str
+    shift: Shift  # the verdict, what differs, and the numbers
+    flagged: float  # share of the folder's films the out-of-distribution guard flags
+    unreadable: tuple[tuple[str, str], ...]  # (path, why)
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return {**self.shift.metrics, names.SHIFT_OOD_FLAGGED: self.flagged}
+
+
 def check(folder: str, model_uri: str, *, bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0,
-          client=None, max_mb: float = MAX_FILE_MB) -> dict:
-    import numpy as np
-
+          store=None, max_mb: float = MAX_FILE_MB) -> ShiftReport:
     from pneumo.evaluation import shift
-    from pneumo.record import runs, store
-    from pneumo.release import card
+    from pneumo.record import store as stores
     from pneumo.release.predict import collect
-    from pneumo.release.registry import load_model, version_of
 
-    client = client or store.connect(writes=True)
-    version = version_of(client, model_uri)  # a wrong URI fails before any file is read
+    store = store or stores.connect(writes=True)
+    version = store.version_of(model_uri)  # a wrong URI fails before any file is read
     root = Path(folder)
     if not root.is_dir():
         raise ShiftError(f"{folder} is not a folder")
     files = collect([folder])
     if not files:
         raise ShiftError(f"{folder} holds no JPEG/PNG files")
-    model = load_model(f"models:/{version.name}/{version.version}", client)
-    served = model.unwrap_python_model()
+    served = load_model(version.uri, store).unwrap_python_model()
     if getattr(served, "guard", None) is None:
         raise ShiftError(f"version {version.version} carries no training-film statistics (registered before the "
                          "out-of-distribution guard): train a new version to check shift against it")
@@ -47,36 +66,33 @@ def check(folder: str, model_uri: str, *, bootstrap: int = 1000, confidence: flo
     if len(m["rows"]) < shift.MIN_FILMS:
         raise ShiftError(f"{folder}: {len(m['rows'])} of {len(files)} files are readable images; the check needs "
                          f"at least {shift.MIN_FILMS}")
-    r = shift.compare(served.guard, m["feats"], m["emb"], m["prob"], bootstrap=bootstrap, confidence=confidence,
-                      seed=seed)
-    r[names.SHIFT_OOD_FLAGGED] = float(served.guard.score(m["feats"], m["emb"])[1].mean())
-    unreadable = [(str(files[i]), why) for i, why in enumerate(m["errors"]) if why]
-
-    job = client.get_run(version.run_id)
-    tags = {names.TAG_ROLE: names.ROLE_SHIFT, names.PARENT_RUN_ID: job.info.run_id, names.TAG_MODEL_VERSION: str(version.version),
-            names.TAG_MODEL_URI: f"models:/{version.name}/{version.version}", names.TAG_FOLDER: str(root.resolve()),
-            names.TAG_SHIFT_VERDICT: r["verdict"], **runs.git_tags()}
-    run = client.create_run(job.info.experiment_id, run_name=f"shift {root.resolve().name} v{version.version}",
-                            tags=tags)
-    run_id = run.info.run_id
-    try:
-        for k, v in r.items():
-            if isinstance(v, float) and np.isfinite(v):
-                client.log_metric(run_id, k, v)
-        client.log_metric(run_id, names.IMAGES, len(m["rows"]))
+    found = shift.compare(served.guard, m["feats"], m["emb"], m["prob"], bootstrap=bootstrap, confidence=confidence,
+                          seed=seed)
+    flagged = float(served.guard.score(m["feats"], m["emb"])[1].mean())
+    unreadable = tuple((str(files[i]), why) for i, why in enumerate(m["errors"]) if why)
+    job = store.run(version.run_id)
+    tags = {names.TAG_MODEL_VERSION: str(version.version), names.TAG_MODEL_URI: version.uri,
+            names.TAG_FOLDER: str(root.resolve()), names.TAG_SHIFT_VERDICT: found.verdict, **provenance.git_tags()}
+    with store.child(job.experiment_id, job.id, f"shift {root.resolve().name} v{version.version}", names.ROLE_SHIFT,
+                     tags) as run_id:
+        report = ShiftReport(run_id, job.experiment_id, str(version.version), str(root.resolve()), found, flagged,
+                             unreadable)
+        store.log_metrics(run_id, {**report.metrics, names.IMAGES: found.images})
         with tempfile.TemporaryDirectory() as tmp:
-            report = Path(tmp) / Path(names.SHIFT_REPORT).name
-            report.write_text(json.dumps({**r, "unreadable": unreadable}, indent=2))
-            client.log_artifact(run_id, str(report), str(Path(names.SHIFT_REPORT).parent))
-        client.set_terminated(run_id, "FINISHED")
-    except BaseException:
-        client.set_terminated(run_id, "FAILED")
-        raise
-    out = {**r, "run_id": run_id, "experiment_id": job.info.experiment_id, "version": str(version.version),
-           "folder": str(root.resolve()), "unreadable": unreadable}
+            path = Path(tmp) / Path(names.SHIFT_REPORT).name
+            path.write_text(json.dumps(_as_json(report), indent=2))
+            store.log_artifacts(run_id, tmp, str(Path(names.SHIFT_REPORT).parent))
     if version.name == names.MODEL_NAME:
-        card.append(client, version.version, card.shift_entry(out))
-    return out
+        card.append(store, version.version, card.shift_entry(report))
+    return report
+
+
+def _as_json(r: ShiftReport) -> dict:
+    """The report artifact: the numbers, then what differs, the counts, the verdict and the unreadable files."""
+    s = r.shift
+    return {**s.metrics, REPORT_DIFFERS: list(s.differs), REPORT_REFERENCE: s.reference, names.IMAGES: s.images,
+            REPORT_VERDICT: s.verdict, names.SHIFT_OOD_FLAGGED: r.flagged,
+            REPORT_UNREADABLE: [list(u) for u in r.unreadable]}
 
 
 def measure(served, files: list[Path], max_mb: float) -> dict:

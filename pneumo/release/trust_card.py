@@ -54,12 +54,13 @@ def _share(value) -> str:
     return format.MISSING if v is None else f"{v:.1%}"
 
 
-def shift_entry(r: dict, now: str) -> str:
-    """A `pneumo shift` result (pneumo.release.shift.check's dict) as a History entry."""
-    lines = [f"### {now}: shift check on `{r['folder']}`", "",
-             f"**{r['verdict']}**: domain-classifier AUC {format.metric(r, names.SHIFT_AUC)} "
-             f"({r['images']} films against {r['reference']} validation films); run `{r['run_id']}`", "",
-             f"- flagged out-of-distribution: {format.number(r[names.SHIFT_OOD_FLAGGED])}; predicted PNEUMONIA "
-             f"{format.number(r[names.SHIFT_PREVALENCE])} (validation {format.number(r[names.TRAIN_PREVALENCE])})"]
-    lines += [f"- {d}" for d in r["differs"][:4]]
+def shift_entry(r, now: str) -> str:
+    """A `pneumo shift` check (pneumo.release.shift.ShiftReport) as a History entry."""
+    m = r.metrics
+    lines = [f"### {now}: shift check on `{r.folder}`", "",
+             f"**{r.shift.verdict}**: domain-classifier AUC {format.metric(m, names.SHIFT_AUC)} "
+             f"({r.shift.images} films against {r.shift.reference} validation films); run `{r.run_id}`", "",
+             f"- flagged out-of-distribution: {format.number(m[names.SHIFT_OOD_FLAGGED])}; predicted PNEUMONIA "
+             f"{format.number(m[names.SHIFT_PREVALENCE])} (validation {format.number(m[names.TRAIN_PREVALENCE])})"]
+    lines += [f"- {d}" for d in r.shift.differs[:4]]
     return "\n".join(lines)

@@ -21,10 +21,21 @@ RENDEZVOUS = "PNEUMO_RENDEZVOUS"  # FOLDER:N: each job waits at its start until 
 RENDEZVOUS_WAIT_S = 300.0  # then it fails: its peers never ran beside it
 
 
+# The kill points between a job's phases (pneumo.job.phases.run passes them), by the phase they follow:
+# the search done; its model validated, the test split not yet touched; its model logged, not yet registered.
+AFTER_PHASE = {"search": "after_search", "validate": "during_evaluation", "package_model": "before_register"}
+
+
 def fault_point(name: str) -> None:
     """Stop this process here when PNEUMO_KILL_AT=name."""
     if os.environ.get(KILL_AT) == name:
         stop_here()
+
+
+def passed(phase: str) -> None:
+    """The job finished `phase`: stop here if the kill point after it is PNEUMO_KILL_AT's."""
+    if phase in AFTER_PHASE:
+        fault_point(AFTER_PHASE[phase])
 
 
 def stop_here() -> None:

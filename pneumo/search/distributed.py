@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pneumo.config.errors import ConfigError
-from pneumo.record import names, runs
+from pneumo.record import names
 
 log = logging.getLogger("pneumo")
 
@@ -62,29 +62,29 @@ def prepare(dcfg: Mapping) -> None:
         _set_env("chief", dcfg.get("oracle_ip") or DEFAULT_IP, dcfg.get("oracle_port") or DEFAULT_PORT)
 
 
-def publish(client, run_id: str, dcfg: Mapping) -> None:
-    """Chief: say on the parent run where its oracle listens (call once the tuner is built)."""
+def publish(record, dcfg: Mapping) -> None:
+    """Chief: say on the job's run (`record`: a JobRecord) where its oracle listens (once the tuner is built)."""
     if dcfg.get("role") != "chief":
         return
     ip, port = os.environ["KERASTUNER_ORACLE_IP"], os.environ["KERASTUNER_ORACLE_PORT"]
     host = socket.getfqdn() if ip in ANY_INTERFACE else ip
-    client.set_tag(run_id, names.TAG_ORACLE, f"{host}:{port}")
-    log.info("chief: oracle on %s:%s for job run %s; start workers with distributed.role=worker", host, port, run_id)
+    record.publish_oracle(f"{host}:{port}")
+    log.info("chief: oracle on %s:%s for job run %s; start workers with distributed.role=worker", host, port,
+             record.run_id)
 
 
-def withdraw(client, run_id: str, dcfg: Mapping) -> None:
+def withdraw(record, dcfg: Mapping) -> None:
     """Chief: the search is over; a worker started now must not wait on a closed oracle."""
     if dcfg.get("role") == "chief":
-        client.delete_tag(run_id, names.TAG_ORACLE)
+        record.withdraw_oracle()
 
 
-def join(client, exp_id: str, key: str, dcfg: Mapping) -> str:
-    """Worker: wait for the chief's parent run of job `key`, point Keras Tuner at its oracle; its run id."""
+def join(store, exp_id: str, key: str, dcfg: Mapping):
+    """Worker: wait for the chief's parent run of job `key`, point Keras Tuner at its oracle; that run."""
     deadline = time.monotonic() + float(dcfg.get("wait_s") or 0)
     while True:
-        run = runs.find_job(client, exp_id, key)
-        address = run.data.tags.get(names.TAG_ORACLE) if run is not None and run.info.status == "RUNNING" else None
-        if address:
+        run = store.find_job(exp_id, key)
+        if address := run and run.oracle:
             break
         if time.monotonic() > deadline:
             raise RuntimeError(
@@ -95,26 +95,8 @@ def join(client, exp_id: str, key: str, dcfg: Mapping) -> str:
     # Keras Tuner takes any id containing "chief" for the chief: mind hosts named chief01.
     worker_id = dcfg.get("worker_id") or f"{socket.gethostname()}-{os.getpid()}".replace("chief", "ch-ief")
     _set_env(f"worker-{worker_id}", dcfg.get("oracle_ip") or host, dcfg.get("oracle_port") or port)
-    log.info("worker %s: running trials of job run %s (oracle %s)", worker_id, run.info.run_id, address)
-    return run.info.run_id
-
-
-def work(cfg, hypermodel, splits, client, exp_id: str, key: str, directory: Path) -> float:
-    """A Keras Tuner worker: runs the trials the chief's oracle hands out, as children of its parent run.
-    Keras is imported here, not at the top: pneumo.job imports this module before its config check and
-    pneumo.runtime.quiet.libraries, which must both come before Keras."""
-    import keras
-
-    from pneumo.search.fit import fit_kwargs
-    from pneumo.search.tuner import make_tuner
-
-    parent_id = join(client, exp_id, key, cfg.distributed)
-    keras.utils.set_random_seed(cfg.seed)
-    keras.mixed_precision.set_global_policy(cfg.trainer.precision)
-    tuner = make_tuner(cfg.tuner, hypermodel, directory=directory, project_name=key, overwrite=False,
-                       client=client, experiment_id=exp_id, parent_run_id=parent_id)
-    tuner.search(**fit_kwargs(cfg.trainer, splits, cfg.tuner.objective))
-    return float("nan")  # the job's objective is the chief's to report
+    log.info("worker %s: running trials of job run %s (oracle %s)", worker_id, run.id, address)
+    return run
 
 
 def _set_env(tuner_id: str, ip: str, port) -> None:

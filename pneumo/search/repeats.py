@@ -23,44 +23,44 @@ import copy
 import logging
 import tempfile
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 
 import keras
-import mlflow
 import numpy as np
 
 from pneumo.evaluation import scoring
 from pneumo.model.builders import served
-from pneumo.record import names, runs
-from pneumo.search.fit import fit_kwargs
+from pneumo.record import names
+from pneumo.record.entities import FAILED, FINISHED
 from pneumo.search.guard import DegenerateModel
+from pneumo.search.session import Search, SearchResult
 
 log = logging.getLogger("pneumo")
 
 
-def run(cfg, tuner, best, hypermodel, splits, client, exp_id: str, parent_id: str) -> dict[str, float]:
-    """Train and score the repeats; log each as a child run and their mean and SD on the parent."""
-    scores = []
-    for r in range(cfg.trainer.repeats):
-        seed = cfg.seed + r
-        child = runs.start_child(client, exp_id, parent_id, f"repeat-{r}", names.ROLE_REPEAT,
-                                     {"seed": seed, "trial": best.trial_id}, {names.TAG_REPEAT: str(r)})
+def run(search: Search, found: SearchResult, evaluation: Mapping, record) -> dict[str, float]:
+    """Train and score the repeats; log each as a child run of the job's (`record`) and their mean and SD on it."""
+    scores, best = [], found.best
+    for r in range(search.trainer["repeats"]):
+        seed = search.seed + r
+        child = record.start_repeat(r, seed, best.trial_id)
         try:
-            model = tuner.load_model(best) if r == 0 else _fit(cfg, best, hypermodel, splits, seed)
-            result = _score(cfg, model, splits)
+            model = found.tuner.load_model(best) if r == 0 else _fit(search, best, seed)
+            result = _score(model, search, evaluation)
         except (DegenerateModel, FloatingPointError) as e:  # the trial guard: this seed learned nothing
-            runs.end_trial(client, child, "FAILED", traceback.format_exc())
+            record.end_child(child, FAILED, traceback.format_exc())
             log.warning("repeat %d (seed %d) FAILED: %s", r, seed, e)
             continue
         except BaseException:
-            runs.end_trial(client, child, "FAILED", traceback.format_exc())
+            record.end_child(child, FAILED, traceback.format_exc())
             raise
         # The final numbers only: per-epoch values under the same names (val_auc) would show as the latest.
-        runs.log_epoch(client, child, 0, result)
-        runs.end_trial(client, child, "FINISHED")
+        record.log_epoch(child, 0, result)
+        record.end_child(child, FINISHED)
         scores.append(result)
     summary = spread(scores)
-    mlflow.log_metrics(summary)  # the parent run is the active one
+    record.log_metrics(summary)
     return summary
 
 
@@ -77,16 +77,16 @@ def spread(scores: list[dict]) -> dict[str, float]:
     return out
 
 
-def _fit(cfg, best, hypermodel, splits, seed: int):
+def _fit(search: Search, best, seed: int):
     """The best trial's hyperparameters trained from `seed`, its best epoch (by the objective) restored."""
-    objective = cfg.tuner.objective
+    objective = search.objective
     keras.backend.clear_session()  # as Keras Tuner does before each trial's build
     keras.utils.set_random_seed(seed)
-    seeded = copy.copy(hypermodel)
+    seeded = copy.copy(search.hypermodel)
     seeded.seed = seed  # the augmentation layer draws from its own seed
     hp = best.hyperparameters
     model = seeded.build(hp)
-    kwargs = fit_kwargs(cfg.trainer, splits, objective)
+    kwargs = search.fit_kwargs()
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / "best.weights.h5"
         kwargs["callbacks"].append(
@@ -97,7 +97,7 @@ def _fit(cfg, best, hypermodel, splits, seed: int):
     return model
 
 
-def _score(cfg, model, splits) -> dict[str, float]:
+def _score(model, search: Search, evaluation: Mapping) -> dict[str, float]:
     """As the job scores its model (pneumo.evaluation.scoring), without the bootstrap."""
-    return scoring.score_model(served(model, cfg.evaluation), splits, cfg.evaluation, cfg.trainer.batch_size,
+    return scoring.score_model(served(model, evaluation), search.splits, evaluation, search.trainer["batch_size"],
                                bootstrap=False).metrics

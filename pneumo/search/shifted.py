@@ -8,7 +8,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from pneumo.evaluation.renderings import ranges, renderings, worst_auc
+from pneumo.evaluation.renderings import Renderings
 from pneumo.record import names
 
 
@@ -22,13 +22,13 @@ class ShiftedValidation(keras.callbacks.Callback):
     """Puts `val_auc_shifted` into each epoch's logs, before the callbacks after it read them
     (early stopping, the LR schedule, the tuner's objective, the best epoch's weights)."""
 
-    def __init__(self, films: dict[str, np.ndarray], y: np.ndarray, batch_size: int):
+    def __init__(self, films: Renderings, y: np.ndarray, batch_size: int):
         super().__init__()
         self.films, self.y, self.batch_size = films, np.asarray(y), batch_size
 
     @classmethod
     def for_splits(cls, splits, batch_size: int, seed: int = 0) -> ShiftedValidation:
-        return cls(renderings(splits.val.x, ranges(splits.train.x, seed)), splits.val.y, batch_size)
+        return cls(Renderings.of(splits.val.x, splits.train.x, seed), splits.val.y, batch_size)
 
     def __deepcopy__(self, memo):  # Keras Tuner copies the callbacks per fit: the films are read-only, shared
         return type(self)(self.films, self.y, self.batch_size)
@@ -37,4 +37,4 @@ class ShiftedValidation(keras.callbacks.Callback):
         if logs is None:
             return
         predict = lambda x: self.model.predict(x, batch_size=self.batch_size, verbose=0)  # noqa: E731
-        logs[names.VAL_AUC_SHIFTED], _ = worst_auc(predict, self.films, self.y)
+        logs[names.VAL_AUC_SHIFTED] = self.films.worst_auc(predict, self.y)

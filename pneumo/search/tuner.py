@@ -18,6 +18,7 @@ import logging
 import math
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -25,7 +26,7 @@ import keras_tuner
 import keras_tuner.src.config
 
 from pneumo.config.errors import ConfigError
-from pneumo.record import names, runs
+from pneumo.record import names
 from pneumo.search import console, failures, oracle
 from pneumo.search.fit import BestEpochWeights, TunerEpochEnd
 
@@ -42,17 +43,24 @@ log = logging.getLogger("pneumo")
 TRIAL_STATUS = {"COMPLETED": "FINISHED", "FAILED": "FAILED", "INVALID": "FAILED"}
 
 
+@dataclass(frozen=True)
+class TunerState:
+    """Where Keras Tuner keeps a search's state (trials, checkpoints), and whether to start it afresh."""
+
+    directory: Path  # shared by a distributed search's chief and workers
+    project_name: str  # the job key: one folder a job
+    overwrite: bool  # False: a resumed job goes on from the trials it finished
+
+
 class TrackedTuner(keras_tuner.Tuner):
     """Keras Tuner's Tuner, each trial an MLflow child run; see `make_tuner`."""
 
-    mlflow_client = None
-    experiment_id: str = ""
-    parent_run_id: str = ""
+    record = None  # pneumo.record.jobs.JobRecord: the job's run, its trials' parent
 
     def search(self, *args, **kwargs):
         if os.environ.get("KERASTUNER_TUNER_ID") == "chief":  # serves the oracle: its workers show the trials
             return super().search(*args, **kwargs)
-        name = self.mlflow_client.get_run(self.parent_run_id).info.run_name if self.mlflow_client else ""
+        name = self.record.name if self.record else ""
         objective, trials = self.oracle.objective, getattr(self.oracle, "trials", None) or {}
         ended = tuple(tid for tid, t in trials.items() if str(t.status) != "RUNNING")  # resumed: counted already
         scores = [t.score for t in trials.values() if str(t.status) == "COMPLETED" and t.score is not None]
@@ -64,13 +72,10 @@ class TrackedTuner(keras_tuner.Tuner):
     def on_trial_begin(self, trial):
         super().on_trial_begin(trial)
         console.trial_begin(trial.trial_id)
-        self._trial_run = runs.start_trial(
-            self.mlflow_client, self.experiment_id, self.parent_run_id, trial.trial_id,
-            trial.hyperparameters.values,
-        )
+        # a distributed search: which process ran the trial
+        distributed = self.tuner_id if "KERASTUNER_TUNER_ID" in os.environ else None
+        self._trial_run = self.record.start_trial(trial.trial_id, trial.hyperparameters.values, distributed)
         self._epoch_writes = []
-        if "KERASTUNER_TUNER_ID" in os.environ:  # a distributed search: which process ran the trial
-            self.mlflow_client.set_tag(self._trial_run, names.TAG_TUNER_ID, self.tuner_id)
 
     def run_trial(self, trial, *args, **kwargs):
         """Build and fit the trial's model once per execution; Keras Tuner scores the histories returned,
@@ -116,7 +121,7 @@ class TrackedTuner(keras_tuner.Tuner):
         logs = dict(logs or {})
         if names.LEARNING_RATE not in logs:  # ReduceLROnPlateau, when on, has put it there
             logs[names.LEARNING_RATE] = _learning_rate(model)
-        write = runs.log_epoch(self.mlflow_client, self._trial_run, epoch, logs, synchronous=False)
+        write = self.record.log_epoch(self._trial_run, epoch, logs, synchronous=False)
         if write is not None:
             self._epoch_writes.append(write)
         console.epoch_end(epoch, logs)
@@ -135,12 +140,12 @@ class TrackedTuner(keras_tuner.Tuner):
             if status == "FAILED" and not message:
                 message = f"trial {trial.trial_id} ended {trial.status} (objective missing or NaN)"
             try:
-                runs.wait_written(self._epoch_writes)  # every epoch's metrics stored before the run ends
+                self.record.wait_written(self._epoch_writes)  # every epoch's metrics stored before the run ends
             except Exception as e:
                 status, message = "FAILED", f"the trial's per-epoch metrics could not be written to MLflow: {e!r}"
                 raise
             finally:
-                runs.end_trial(self.mlflow_client, self._trial_run, status, message)
+                self.record.end_child(self._trial_run, status, message)
                 console.trial_end(status, message)
                 if status == "FAILED":
                     last = (message or "").strip().splitlines()[-1:] or [""]
@@ -191,9 +196,8 @@ def _is_worker() -> bool:
     return "KERASTUNER_ORACLE_IP" in os.environ and "chief" not in os.environ.get("KERASTUNER_TUNER_ID", "")
 
 
-def make_tuner(tuner_cfg: Mapping, hypermodel, *, directory: Path, project_name: str,
-               overwrite: bool, client, experiment_id: str, parent_run_id: str):
-    """The configured search (pneumo.search.oracle) in a TrackedTuner."""
+def make_tuner(tuner_cfg: Mapping, hypermodel, state: TunerState, record=None):
+    """The configured search (pneumo.search.oracle) in a TrackedTuner, its trials child runs of `record`'s."""
     kwargs = {k: v for k, v in tuner_cfg.items() if k != "_target_" and v is not None}
     name = kwargs.pop("objective")
     start_with_defaults = kwargs.pop("start_with_defaults", False)
@@ -207,17 +211,17 @@ def make_tuner(tuner_cfg: Mapping, hypermodel, *, directory: Path, project_name:
         tuner = TrackedTuner(
             oracle=algorithm,
             hypermodel=hypermodel,
-            directory=str(directory),
-            project_name=project_name,
-            overwrite=overwrite,
+            directory=str(state.directory),
+            project_name=state.project_name,
+            overwrite=state.overwrite,
             **kwargs,
         )
     except (json.JSONDecodeError, KeyError, RuntimeError) as e:
         raise ConfigError(
-            f"the tuner state in {Path(directory) / project_name} cannot be reloaded ({e}); "
+            f"the tuner state in {Path(state.directory) / state.project_name} cannot be reloaded ({e}); "
             "rerun with restart=true to discard it and search again"
         ) from None
-    tuner.mlflow_client, tuner.experiment_id, tuner.parent_run_id = client, experiment_id, parent_run_id
+    tuner.record = record
     return tuner
 
 
