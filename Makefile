@@ -62,7 +62,7 @@ clean:
 nightly: install       ## the docs' tables CI cannot afford to rerun: a fresh demo sweep and a toy seed sweep (~6 min)
 	PNEUMO_NIGHTLY=1 $(BIN)/python -m pytest -n 0 tests/test_docs_nightly.py
 
-# Mutation testing (outside CI: it takes about an hour, docs/reliability.md#mutation-testing): mutmut mutates
+# Mutation testing (outside CI: 6,056 mutants, several hours on 2 cores; docs/reliability.md#mutation-testing): mutmut mutates
 # pneumo/release/, pneumo/evaluation/ and pneumo/search/guard.py ([tool.mutmut] in pyproject.toml), runs the fast
 # tests that call each mutated function, and docs/mutation_results.py writes the kill rate per module into
 # docs/reliability.md. Niced, MUTATION_CHILDREN mutants at a time: it must not starve a training run beside it.
