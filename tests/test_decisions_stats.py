@@ -116,6 +116,16 @@ def test_the_paired_difference_scores_each_model_at_its_own_threshold():
     assert r.delta > 0
 
 
+def test_auc_ranks_the_films_and_is_nan_with_one_class():
+    """3 of the 4 (pneumonia, normal) pairs ranked right: 0.75; labels given as bools or floats count the same;
+    one class has no AUC (nan, not an error), as a validation split of one class has none."""
+    y, p = [1, 1, 0, 0], [0.875, 0.25, 0.5, 0.125]
+    assert stats.auc(y, p) == 0.75
+    assert stats.auc(np.array(y, bool), p) == stats.auc(np.array(y, float), p) == 0.75
+    assert np.isnan(stats.auc([1, 1, 1], [0.25, 0.5, 0.75]))
+    assert np.isnan(stats.auc([0, 0], [0.25, 0.5]))
+
+
 def test_hanley_mcneil_standard_error_is_not_symmetric_in_the_class_counts():
     assert stats.auc_standard_error(0.8, 30, 10) == pytest.approx(0.0724185366, abs=1e-9)
     assert stats.auc_standard_error(0.8, 10, 30) == pytest.approx(0.0905947427, abs=1e-9)
