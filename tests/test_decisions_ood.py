@@ -15,6 +15,8 @@ import pytest
 from pneumo.evaluation import ood, shift
 from pneumo.record import names
 
+import toy_model
+
 
 def above(x: float) -> float:
     return float(np.nextafter(x, np.inf))
@@ -242,12 +244,6 @@ def _toy_splits(tmp_path, n_train=12, n_val=10, n_test=6):
     """Splits of flat films for the toy model (P = sigmoid(8 * brightness - 4), embedding = brightness), the
     validation films drawn like the training ones, the test films brighter; no file on disk: each film is
     measured from its decoded square, as a job does when a film's file is gone."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    import toy_model
-
     from pneumo.data.base import Splits, Subset
 
     rng = np.random.default_rng(0)
