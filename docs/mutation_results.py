@@ -4,10 +4,14 @@
 
 `make mutation` runs mutmut over pneumo/release/, pneumo/evaluation/ and pneumo/search/guard.py (the
 [tool.mutmut] section of pyproject.toml), then this script. It reads each mutated file's `.meta` (mutmut's
-exit code per mutant) and the run's timing that the make target wrote (mutants/run-time.json), and writes
-one row per module and per scope between the `results:mutation` markers of docs/reliability.md (or prints
-it, with --print). A mutant is detected when a test failed on it (killed) or it ran past its time limit
-(timeout: a suite that never finishes does not pass either); the kill rate is detected / mutants.
+exit code per mutant) and the runs' timings that the make target wrote (mutants/run-times.jsonl, one line per
+`mutmut run`), and writes one row per module and per scope between the `results:mutation` markers of
+docs/reliability.md (or prints it, with --print). A mutant is detected when a test failed on it (killed) or it
+ran past its time limit (timeout: a suite that never finishes does not pass either); the kill rate is
+detected / (mutants run - equivalent). A survivor listed in docs/mutants-equivalent.txt (its name, then why no
+test can tell it from the original) counts as equivalent, not as survived. A module none of whose mutants
+ran is named under the table, not given a row; one run only in part is a row whose `not run` column says how
+many are missing.
 """
 
 from __future__ import annotations
@@ -27,60 +31,75 @@ from docblocks import COUNT, SHARE, Row  # noqa: E402
 PAGE = ROOT / "docs" / "reliability.md"
 BLOCK = "mutation"
 MUTANTS = ROOT / "mutants"
-TIMING = MUTANTS / "run-time.json"  # written by `make mutation`: {"seconds", "children", "cpus"}
+TIMING = MUTANTS / "run-times.jsonl"  # written by `make mutation`: {"scope", "seconds", "children", "cpus"} a line
+EQUIVALENT = ROOT / "docs" / "mutants-equivalent.txt"  # `mutant-name  why it behaves as the original` a line
 SCOPES = ("pneumo/release/", "pneumo/evaluation/", "pneumo/search/guard.py")
 # mutmut's exit codes (mutmut/stats.py), the ones a finished run leaves; anything else counts as `other`.
 STATUS = {1: "killed", 3: "killed", 0: "survived", 33: "no tests", 5: "no tests",
           24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout", 36: "timeout"}
-HEADER = ["| module | mutants | killed | timeout | survived | no tests | other | kill rate |",
-          "|---|---|---|---|---|---|---|---|"]
-ROW = Row("| {module} | {mutants} | {killed} | {timeout} | {survived} | {no_tests} | {other} | {rate} |",
-          {k: COUNT for k in ("mutants", "killed", "timeout", "survived", "no_tests", "other")} | {"rate": SHARE})
+HEADER = ["| module | mutants | not run | killed | timeout | equivalent | survived | no tests | other | kill rate |",
+          "|---|---|---|---|---|---|---|---|---|---|"]
+COLUMNS = ("mutants", "not_run", "killed", "timeout", "equivalent", "survived", "no_tests", "other")
+ROW = Row("| {module} | " + " | ".join(f"{{{k}}}" for k in COLUMNS) + " | {rate} |",
+          dict.fromkeys(COLUMNS, COUNT) | {"rate": SHARE})
 
 
-def counts(meta: Path) -> Counter:
-    codes = json.loads(meta.read_text())["exit_code_by_key"].values()
-    return Counter(STATUS.get(code, "other") if code is not None else "not run" for code in codes)
+def equivalent(path: Path = EQUIVALENT) -> set[str]:
+    """The mutant names docs/mutants-equivalent.txt lists (its first word a line; # starts a comment)."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    return {line.split()[0] for line in lines if line.strip() and not line.lstrip().startswith("#")}
+
+
+def counts(meta: Path, same: set[str] = frozenset()) -> Counter:
+    codes = json.loads(meta.read_text())["exit_code_by_key"]
+    return Counter("not run" if code is None else "equivalent" if STATUS.get(code) == "survived" and name in same
+                   else STATUS.get(code, "other") for name, code in codes.items())
 
 
 def scope_of(module: str) -> str | None:
     return next((s for s in SCOPES if module == s or (s.endswith("/") and module.startswith(s))), None)
 
 
-def by_module(mutants: Path = MUTANTS) -> dict[str, Counter]:
+def by_module(mutants: Path = MUTANTS, same: set[str] = frozenset()) -> dict[str, Counter]:
     """{module path: Counter of statuses} for every mutated module of the three scopes."""
     out = {}
     for meta in sorted(mutants.glob("pneumo/**/*.py.meta")):
         module = meta.relative_to(mutants).as_posix().removesuffix(".meta")
-        if scope_of(module) and (c := counts(meta)):
+        if scope_of(module) and (c := counts(meta, same)):
             out[module] = c
     return out
 
 
 def render(module: str, c: Counter) -> str:
-    total = sum(c.values())
+    total, run = sum(c.values()), sum(c.values()) - c["not run"]
     detected = c["killed"] + c["timeout"]
-    return ROW.render(module=module, mutants=total, killed=c["killed"], timeout=c["timeout"], survived=c["survived"],
-                      no_tests=c["no tests"], other=total - detected - c["survived"] - c["no tests"],
-                      rate=f"{100 * detected / total:.1f}%")
+    return ROW.render(module=module, mutants=total, not_run=c["not run"], killed=c["killed"], timeout=c["timeout"],
+                      equivalent=c["equivalent"], survived=c["survived"], no_tests=c["no tests"],
+                      other=run - detected - c["equivalent"] - c["survived"] - c["no tests"],
+                      rate=f"{100 * detected / (run - c['equivalent']):.1f}%")
 
 
-def table(modules: dict[str, Counter], timing: dict | None) -> str:
+def table(modules: dict[str, Counter], timings: list[dict]) -> str:
     if not modules:
         raise SystemExit(f"no mutmut results under {MUTANTS}: run `make mutation` first")
-    not_run = sum(c["not run"] for c in modules.values())
-    if not_run:
-        raise SystemExit(f"{not_run} mutants were never run (an interrupted `mutmut run`?): run `make mutation` again")
+    ran = {m: c for m, c in modules.items() if c["not run"] < sum(c.values())}
+    if not ran:
+        raise SystemExit(f"no mutant under {MUTANTS} was run: run `make mutation` first")
     lines = list(HEADER)
     for scope in SCOPES:
-        inside = {m: c for m, c in modules.items() if scope_of(m) == scope}
-        if len(inside) > 1:
-            lines += [render(m, c) for m, c in inside.items()]
-        lines.append(render(f"**{scope}**", sum(inside.values(), Counter())))
-    lines.append(render("**all three**", sum(modules.values(), Counter())))
-    if timing:
-        lines += ["", f"One run of `make mutation` took {timing['seconds'] / 60:.0f} min on {timing['cpus']} CPU cores "
-                  f"({timing['children']} mutants at a time, under `nice -n 19`)."]
+        inside = {m: c for m, c in ran.items() if scope_of(m) == scope}
+        lines += [render(m, c) for m, c in inside.items() if len(inside) > 1 or m != scope]
+        if inside:
+            lines.append(render(f"**{scope}**", sum(inside.values(), Counter())))
+    lines.append(render("**the modules run**", sum(ran.values(), Counter())))
+    idle = [m for m in modules if m not in ran]
+    if idle:
+        lines += ["", f"Not run ({sum(sum(modules[m].values()) for m in idle):,} mutants): "
+                  + ", ".join(f"`{m}`" for m in idle) + "."]
+    for t in timings:
+        what = "the whole scope" if t.get("scope", "all") == "all" else f"`{t['scope']}`"
+        lines += ["", f"{what}: {t['seconds'] / 60:.0f} min on {t['cpus']} CPU cores "
+                  f"({t['children']} mutants at a time, niced)."]
     return "\n".join(lines)
 
 
@@ -91,9 +110,11 @@ def parse(text: str) -> list[tuple[str, dict[str, str]]]:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--print", action="store_true", help="print the table, write nothing")
+    p.add_argument("--mutants", type=Path, default=MUTANTS, help="mutmut's folder (default: mutants/ of this checkout)")
     args = p.parse_args(argv)
-    timing = json.loads(TIMING.read_text()) if TIMING.exists() else None
-    text = table(by_module(), timing)
+    timing = args.mutants / TIMING.name
+    timings = [json.loads(line) for line in timing.read_text().splitlines() if line.strip()] if timing.exists() else []
+    text = table(by_module(args.mutants, equivalent()), timings)
     if not args.print:
         blocks.write(BLOCK, text, PAGE)
     print(text)

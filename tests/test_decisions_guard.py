@@ -79,6 +79,21 @@ def test_a_non_finite_loss_fails_the_trial(loss, val_loss):
     fit(TrialGuard(30, 12, None), [0.9], losses=(1e30, 1e30))  # large is not diverged
 
 
+def test_a_failed_trials_reason_names_the_loss_the_epoch_as_counted_from_one_and_what_to_change():
+    """The reason is what Keras Tuner records on the FAILED trial: the user reads it to know what to change."""
+    with pytest.raises(FloatingPointError) as diverged:
+        fit(TrialGuard(30, 12, None), [0.9, 0.9], losses=(0.5, float("nan")))
+    assert str(diverged.value) == "val_loss became nan in epoch 1: the trial diverged (learning rate too high?)"
+    guard = TrialGuard(30, 12, None)
+    guard.on_train_begin()
+    with pytest.raises(FloatingPointError, match=r"^loss became inf in epoch 3: .*\(learning rate too high\?\)$"):
+        guard.on_epoch_end(2, {names.LOSS: float("inf")})
+    with pytest.raises(DegenerateModel) as chance:
+        fit(TrialGuard(30, 12, 0.0), [0.5])
+    assert str(chance.value).endswith("on 30 PNEUMONIA + 12 NORMAL validation images (constant or near-constant "
+                                      "predictions; trainer.chance_z sets the margin)")
+
+
 def test_a_nan_val_auc_is_no_best():
     with pytest.raises(DegenerateModel):
         fit(TrialGuard(30, 12, 0.0), [0.5, float("nan")])

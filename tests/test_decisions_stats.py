@@ -7,6 +7,7 @@ band's width and both its open edges. Hand-made numbers only (probabilities in 1
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,8 +123,10 @@ def test_auc_ranks_the_films_and_is_nan_with_one_class():
     y, p = [1, 1, 0, 0], [0.875, 0.25, 0.5, 0.125]
     assert stats.auc(y, p) == 0.75
     assert stats.auc(np.array(y, bool), p) == stats.auc(np.array(y, float), p) == 0.75
-    assert np.isnan(stats.auc([1, 1, 1], [0.25, 0.5, 0.75]))
-    assert np.isnan(stats.auc([0, 0], [0.25, 0.5]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nan without scikit-learn's UndefinedMetricWarning in the log
+        assert np.isnan(stats.auc([1, 1, 1], [0.25, 0.5, 0.75]))
+        assert np.isnan(stats.auc([0, 0], [0.25, 0.5]))
 
 
 def test_hanley_mcneil_standard_error_is_not_symmetric_in_the_class_counts():
@@ -163,6 +166,21 @@ def test_the_decided_films_metrics():
     assert at[names.TEST_DECIDED_SENSITIVITY] == 1.0 and at[names.TEST_DECIDED_SPECIFICITY] == 1.0
 
 
+def test_a_band_that_refers_every_film_decides_none_and_says_so_without_a_warning():
+    """Every film referred: coverage 0 and no decided metric (nan, not 0 and not a numpy warning in the log);
+    no films at all: no coverage either. Without a band every film is decided: a boolean mask of False."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = referral.decided_metrics([1, 0, 1], [0.5, 0.375, 0.625], 0.5, (0.25, 0.75))
+        empty = referral.decided_metrics(np.array([], int), np.array([]), 0.5, (0.25, 0.75))
+    assert m[names.TEST_COVERAGE] == 0.0
+    assert all(np.isnan(m[k]) for k in (names.TEST_DECIDED_ACCURACY, names.TEST_DECIDED_SENSITIVITY,
+                                         names.TEST_DECIDED_SPECIFICITY))
+    assert np.isnan(empty[names.TEST_COVERAGE]) and np.isnan(empty[names.TEST_DECIDED_ACCURACY])
+    none = referral.referred([[0.25, 0.5]], None)
+    assert none.dtype == bool and none.shape == (1, 2) and not none.any()
+
+
 def test_a_target_no_width_reaches_takes_the_most_accurate_and_warns():
     y, p = np.array([0, 1, 1, 0]), np.array([1.0, 0.75, 0.25, 0.375])  # the farthest film is wrong
     with pytest.warns(UserWarning, match="no band reaches it"):
@@ -171,6 +189,29 @@ def test_a_target_no_width_reaches_takes_the_most_accurate_and_warns():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert referral.choose_band(np.array([], int), np.array([]), 0.5, 0.9) == (0.5, 0.5)
+
+
+def test_with_no_band_reaching_the_target_the_best_width_is_taken_wherever_it_lies():
+    """Films by distance from 0.5 (16ths): 8 wrong, 7 6 5 right, 2 1 wrong. Deciding d >= 5/16 is the best
+    (3 of 4), neither the narrowest nor the widest band; the warning names it, from the caller's line."""
+    y = np.array([0, 1, 0, 1, 0, 1])
+    p = np.array([16, 15, 2, 13, 10, 7]) / 16
+    with pytest.warns(UserWarning) as caught:
+        band = referral.choose_band(y, p, 0.5, 0.8)
+    assert band == (3 / 16, 13 / 16)
+    assert str(caught[0].message).endswith("the best decides 67% of films at accuracy 0.750")
+    assert caught[0].filename == __file__
+
+
+def test_the_coverage_curve_of_one_film_and_its_picture(tmp_path):
+    widths, coverage, accuracy = referral._curve([1], [0.75], 0.5)
+    assert list(widths) == [0.25] and list(coverage) == [1.0] and list(accuracy) == [1.0]
+    from PIL import Image
+
+    # a band wider than every film's distance (no marker to place) into a folder not made yet
+    path = referral.write_curve(tmp_path / "new" / "evaluation", {"test": ([1, 0], [0.75, 0.25])}, (0.0, 1.0), 0.5)
+    assert path == tmp_path / "new" / "evaluation" / Path(names.COVERAGE_PLOT).name
+    assert Image.open(path).size == (450, 400)  # 4.5 x 4 in at 100 dpi
 
 
 def test_a_film_at_the_threshold_is_decided_pneumonia_for_the_band_too():
