@@ -253,3 +253,56 @@ def test_a_loaded_guard_scores_every_readable_row_on_the_models_embedding(tmp_pa
     assert list(out["label"]) == (["OUT_OF_DISTRIBUTION", "", "OUT_OF_DISTRIBUTION"] if flagged
                                   else ["NORMAL", "", "PNEUMONIA"])
     np.testing.assert_allclose(out["probability"][[0, 2]], [p_of(90), p_of(200)], atol=1e-4)
+
+
+def test_measure_keeps_a_wide_embedding_whole_and_answers_a_request_of_no_film_with_empty_arrays(tmp_path, capsys):
+    """What `pneumo shift` joins across groups of files: per readable film its probability, embedding (all of
+    its width) and image features; a group with no readable film gives arrays of no row that still index."""
+    from pneumo.evaluation import imagestats, ood
+
+    n_feat = len(imagestats.features(gray_png(90)))
+    z, one = np.zeros(n_feat), np.ones(n_feat)
+    guard = ood.Guard(z, one, z, np.eye(n_feat), np.zeros(2), np.eye(2), 1.0, 1.0, 1e9, 0.99, np.zeros((4, n_feat)),
+                      np.zeros((4, 2)), np.zeros(4), 0.5, np.array([f"f{i}" for i in range(n_feat)]))
+    served = _loaded(tmp_path, guard=guard, width=2)
+    m = served.measure([gray_png(90), b"not a film", gray_png(200)])
+    assert list(m["rows"]) == [0, 2] and m["errors"][0] == m["errors"][2] == "" and m["errors"][1]
+    np.testing.assert_allclose(m["emb"], [[90 / 255, 1 - 90 / 255], [200 / 255, 1 - 200 / 255]], atol=1e-6)
+    np.testing.assert_allclose(m["prob"], [p_of(90), p_of(200)], atol=1e-4)
+    assert m["feats"].shape == (2, n_feat)
+    none = served.measure([b"not a film"])
+    assert none["prob"].shape == (0,) and none["emb"] is None and none["feats"] is None
+    assert np.zeros(0)[none["rows"]].shape == (0,)  # rows stay integers, usable as an index
+    served.guard = served.embed = None  # a version registered before the guard: the model alone
+    np.testing.assert_allclose(served.measure([gray_png(90)])["prob"], [p_of(90)], atol=1e-4)
+    assert capsys.readouterr().out == ""  # no progress bar per request in the server's log
+
+
+def test_a_model_file_carrying_python_code_is_refused_at_load(tmp_path):
+    """Keras' safe mode: a .keras file whose Lambda layer would run arbitrary Python is not deserialized."""
+    import keras
+    from mlflow.pyfunc import PythonModelContext
+
+    from pneumo.release import serving
+
+    artifacts = toy_model.artifacts(tmp_path)
+    x = keras.Input((TOY_SIDE, TOY_SIDE, 1))
+    keras.Model(x, keras.layers.Lambda(lambda t: t * 2)(x)).save(artifacts["keras_model"])
+    with pytest.raises(ValueError, match="safe_mode"):
+        serving.PneumoniaModel().load_context(PythonModelContext(artifacts, None))
+
+
+def test_a_request_is_held_to_the_instances_lines_and_its_base64_read_strictly(tmp_path):
+    """predict checks the lines this process set (pneumo predict widens them), not the served default; and text
+    that is base64 only once its stray characters are dropped is refused, not guessed at."""
+    from dataclasses import replace
+
+    served = _loaded(tmp_path)
+    rows = limits.SERVED.rows + 1
+    with pytest.raises(Exception, match=f"{rows} images in one request"):
+        served.predict(None, [gray_png(90)] * rows)
+    served.limits = replace(limits.SERVED, rows=rows)
+    assert len(served.predict(None, [gray_png(90)] * rows)) == rows
+    text = base64.b64encode(gray_png(90)).decode("ascii")
+    out = served.predict(None, [text, text[:8] + "!" + text[8:]])
+    assert list(out["error"]) == ["", "not base64-encoded image bytes"] and out["label"][1] == ""

@@ -31,24 +31,27 @@ def p_of(level: int) -> float:
     return 1 / (1 + math.exp(-(8 * level / 255 - 4)))
 
 
-def keras_model():
-    """uint8 films (SIDE, SIDE, 1) in, P(pneumonia) out; its head is the Dense `pneumonia` every pneumo model ends in."""
+def keras_model(width: int = 1):
+    """uint8 films (SIDE, SIDE, 1) in, P(pneumonia) out; its head is the Dense `pneumonia` every pneumo model ends in.
+    width=2 makes the embedding (mean brightness b, 1 - b), as wide as a real model's is never 1."""
     import keras
 
     x = keras.Input((SIDE, SIDE, 1), dtype="uint8")
     h = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(x))
+    if width == 2:
+        h = keras.layers.Concatenate()([h, keras.layers.Rescaling(-1.0, offset=1.0)(h)])
     head = keras.layers.Dense(1, activation="sigmoid", name="pneumonia")
     model = keras.Model(x, head(h))
-    head.set_weights([np.array([[8.0]]), np.array([-4.0])])
+    head.set_weights([np.array([[8.0]] + [[0.0]] * (width - 1)), np.array([-4.0])])
     return model
 
 
-def artifacts(folder: Path, *, threshold: float = 0.5, refer=None, guard=None) -> dict[str, str]:
+def artifacts(folder: Path, *, threshold: float = 0.5, refer=None, guard=None, width: int = 1) -> dict[str, str]:
     """The toy model's artifacts in folder, named as package.log_model names them."""
     from pneumo.record import names
 
     folder.mkdir(parents=True, exist_ok=True)
-    keras_model().save(folder / "model.keras")
+    keras_model(width).save(folder / "model.keras")
     (folder / "meta.json").write_text(json.dumps({"image_size": SIDE, "threshold": threshold,
                                                   "refer": list(refer) if refer else None}))
     out = {"keras_model": str(folder / "model.keras"), "meta": str(folder / "meta.json")}
