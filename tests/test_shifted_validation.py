@@ -51,6 +51,69 @@ def test_the_worst_auc_is_the_lowest_over_the_renderings():
     assert np.isnan(renderings.worst_auc(lambda x: x, sets, np.zeros(6))[0])  # one class: no AUC
 
 
+def _by_definition(x_train):
+    """The sizes as the module's docstring defines them, computed here from all of x_train."""
+    f = x_train.reshape(len(x_train), -1) / 255.0
+    medians, spreads = np.median(f, axis=1), f.std(axis=1)
+    clip = lambda v: min(max(v, 0.02), 0.98)  # noqa: E731
+    mid = clip(np.median(medians))
+    return {"gamma": tuple(np.log(clip(q)) / np.log(mid) for q in np.quantile(medians, [0.05, 0.95])),
+            "contrast": tuple(np.quantile(spreads, [0.05, 0.95]) / np.median(spreads))}
+
+
+@pytest.mark.parametrize("brightness", [(0.2, 0.8), (0.0, 0.3), (0.75, 1.0)])  # the last two reach the 0.02/0.98 clip
+def test_the_sizes_are_the_gammas_and_contrast_ratios_of_the_definition(brightness):
+    x = films(300, brightness, seed=3)
+    got, want = renderings.ranges(x), _by_definition(x)
+    for key in ("gamma", "contrast"):
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-5)
+    if brightness == (0.75, 1.0):
+        assert got["gamma"][1] == pytest.approx(np.log(0.98) / np.log(_clipped_mid(x)), rel=1e-5)
+
+
+def _clipped_mid(x):
+    return min(max(float(np.median(np.median(x.reshape(len(x), -1) / 255.0, axis=1))), 0.02), 0.98)
+
+
+def test_past_the_sample_the_sizes_come_from_a_fixed_sample_drawn_without_replacement():
+    x = films(renderings.SAMPLE + 500, (0.1, 0.9), seed=4)[:, :4, :4]
+    pick = np.sort(np.random.default_rng(0).choice(len(x), renderings.SAMPLE, replace=False))
+    assert renderings.ranges(x) == renderings.ranges(x[pick]) == renderings.ranges(x, seed=0)
+    assert renderings.ranges(x, seed=1) != renderings.ranges(x)
+
+
+def test_each_rendering_is_its_formula_on_each_film_alone():
+    """Two films of different means: the window scales each about its own mean; the blur stays inside a film."""
+    from scipy.ndimage import gaussian_filter
+
+    x = np.stack([films(1, (0.2, 0.2), seed=5)[0], films(1, (0.7, 0.7), seed=6)[0]])[..., None]
+    out = renderings.renderings(x, {"gamma": (2.0, 0.5), "contrast": (3.0, 0.5)})
+    f = x.astype(np.float32) / np.float32(255.0)
+    u8 = lambda v: np.rint(v * 255.0).astype(np.uint8)  # noqa: E731
+    mean = f.mean(axis=(1, 2, 3), keepdims=True)
+    blur = np.stack([gaussian_filter(film[..., 0], 1.0)[..., None] for film in f])
+    want = {"as acquired": x, "gamma 2.00": u8(f**2), "gamma 0.50": u8(f**0.5),
+            "window x3.00": u8(np.clip(mean + (f - mean) * 3, 0, 1)), "window x0.50": u8(mean + (f - mean) * 0.5),
+            "blur 1 px": u8(blur), "sharpened": u8(np.clip(2 * f - blur, 0, 1))}
+    assert list(out) == list(want)
+    for name, films_ in want.items():
+        assert out[name].dtype == np.uint8
+        np.testing.assert_array_equal(out[name], films_, err_msg=name)
+    assert out["window x3.00"].min() == 0 and out["window x3.00"].max() == 255  # clipped to the detector's range
+    assert np.abs(out["sharpened"].astype(int) - x).max() > 1 and out["sharpened"].max() <= 255
+
+
+def test_the_renderings_of_a_split_are_fixed_and_their_worst_auc_is_the_lowest():
+    x_val, x_train = films(12, (0.2, 0.8), seed=7)[..., None], films(50, (0.2, 0.8), seed=8)
+    fixed = renderings.Renderings.of(x_val, x_train)
+    assert [k for k, _ in fixed.films] == list(renderings.renderings(x_val, renderings.ranges(x_train)))
+    y = (np.arange(12) % 2).astype(int)
+    brightness = lambda v: v.reshape(len(v), -1).mean(axis=1)  # noqa: E731
+    worst, each = renderings.worst_auc(brightness, dict(fixed.films), y)
+    assert fixed.worst_auc(brightness, y) == worst == min(each.values()) and len(each) == 7
+    assert renderings.worst_auc(brightness, dict(fixed.films), np.array([1] * 12)) == (pytest.approx(np.nan, nan_ok=True), {})
+
+
 def test_the_callback_writes_before_the_callbacks_that_read_it():
     trainer = {"early_stopping": {"monitor": names.VAL_AUC_SHIFTED, "patience": 1, "start_from_epoch": 0},
                "reduce_lr": {"monitor": names.VAL_AUC_SHIFTED, "factor": 0.5, "patience": 1, "min_lr": 1e-6},
