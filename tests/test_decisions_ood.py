@@ -91,6 +91,8 @@ def test_the_guard_is_fitted_on_training_films_and_scaled_and_thresholded_on_val
     g = ood.fit(t_img, t_emb, v_img, v_emb, rng.random(300), prob_threshold=0.4, quantile=0.9, reference=1000)
     np.testing.assert_allclose(g.emb_mean, t_emb.mean(0))  # the location of the TRAINING embeddings
     np.testing.assert_allclose(g.img_center, np.median(t_img, 0))
+    # the image half is a Gaussian of the TRAINING features once centred and scaled by the training films
+    np.testing.assert_allclose(g.img_mean, ((t_img - g.img_center) / g.img_scale).mean(0), atol=1e-12)
     a, b = g.distances(v_img, v_emb)
     assert np.median(a) == pytest.approx(1.0) and np.median(b) == pytest.approx(1.0)  # validation's medians
     score, flag = g.score(v_img, v_emb)
