@@ -120,6 +120,21 @@ def test_the_threshold_is_the_higher_of_the_empirical_and_the_fitted_quantile():
     assert ood.threshold(three, 0.99) == max(np.quantile(three, 0.99), fitted(three, 0.99))
 
 
+def test_tiny_scores_keep_their_own_scale_and_a_threshold_stays_above_zero():
+    """Validation films nearer the training centre than one unit: each half is still in units of its own
+    validation median (no floor near 1); a two-film threshold is their quantile (no tail fitted, nothing
+    added), and all-zero scores get a threshold of 1e-12, not 0 (a score is divided by it)."""
+    rng = np.random.default_rng(3)
+    t_img, t_emb = _films(rng, 200)
+    g = ood.fit(t_img, t_emb, t_img[:50] * 0.02, t_emb[:50] * 0.02 + t_emb.mean(0) * 0.98, rng.random(50),
+                prob_threshold=0.5)
+    a, b = g.distances(t_img[:50] * 0.02, t_emb[:50] * 0.02 + t_emb.mean(0) * 0.98)
+    assert g.img_median < 1 and g.emb_median < 1
+    assert np.median(a) == pytest.approx(1.0) and np.median(b) == pytest.approx(1.0)
+    assert ood.threshold(np.array([0.25, 0.5]), 0.99) == np.quantile([0.25, 0.5], 0.99)
+    assert ood.threshold(np.zeros(2), 0.99) == 1e-12
+
+
 def test_a_feature_scale_is_the_training_mad_floored_at_0_02():
     center, scale = ood._scale(np.array([[0.0, 5.0, 0.0], [0.1, 5.0, 0.01], [0.2, 5.0, 0.02]]))
     np.testing.assert_allclose(center, [0.1, 5.0, 0.01])
@@ -132,10 +147,10 @@ def test_the_shift_reference_is_capped_at_the_sample_size(n_val, kept):
     rng = np.random.default_rng(2)
     t_img, t_emb = _films(rng, 60)
     v_img, v_emb = _films(rng, n_val)
-    g = ood.fit(t_img, t_emb, v_img, v_emb, rng.random(n_val), prob_threshold=0.5, reference=50)
+    g = ood.fit(t_img, t_emb, v_img, v_emb, rng.random(n_val), prob_threshold=0.5, reference=50, seed=7)
     assert len(g.ref_img) == len(g.ref_emb) == len(g.ref_prob) == kept
-    if kept == n_val:
-        np.testing.assert_array_equal(g.ref_img, v_img)
+    keep = np.arange(n_val) if kept == n_val else np.sort(np.random.default_rng(7).choice(n_val, kept, replace=False))
+    np.testing.assert_array_equal(g.ref_img, v_img[keep])  # a seeded sample (evaluation.seed), no film twice
 
 
 @pytest.mark.parametrize("n_train, n_val, ok", [(1, 5, False), (5, 1, False), (2, 2, True)])
