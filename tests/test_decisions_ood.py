@@ -257,24 +257,6 @@ def test_the_domain_auc_is_the_roc_auc_ties_counted_half():
 # -- the guard a job's model gets (ood_fit) -----------------------------------------------------
 
 
-def _toy_splits(tmp_path, n_train=12, n_val=10, n_test=6):
-    """Splits of flat films for the toy model (P = sigmoid(8 * brightness - 4), embedding = brightness), the
-    validation films drawn like the training ones, the test films brighter; no file on disk: each film is
-    measured from its decoded square, as a job does when a film's file is gone."""
-    from pneumo.data.base import Splits, Subset
-
-    rng = np.random.default_rng(0)
-
-    def subset(n, low, high):
-        levels = rng.integers(low, high, n)
-        x = (levels[:, None, None, None] + rng.integers(0, 9, (n, toy_model.SIDE, toy_model.SIDE, 1))).astype(np.uint8)
-        return Subset(x, (levels > 128).astype(np.int64), np.array([f"p{i}" for i in range(n)]),
-                      np.array([f"h{i}" for i in range(n)]), np.array([f"gone/{low}-{i}.png" for i in range(n)]))
-
-    return toy_model.keras_model(), Splits(subset(n_train, 60, 200), subset(n_val, 60, 200), subset(n_test, 200, 240),
-                                           "d", "t", toy_model.SIDE, str(tmp_path), (), str(tmp_path / "no-test-folder"))
-
-
 def _evaluation(ood_sample):
     from types import SimpleNamespace
 
@@ -284,7 +266,7 @@ def _evaluation(ood_sample):
 def test_a_jobs_guard_is_fitted_and_reports_the_share_it_flags_of_each_split(tmp_path):
     from pneumo.evaluation import ood_fit
 
-    model, splits = _toy_splits(tmp_path)
+    model, splits = toy_model.splits(tmp_path)
     fitted = ood_fit.fit_or_why(model, splits, 0.5, _evaluation(ood.MIN_FILMS), batch_size=4)
     assert fitted.missing is None and isinstance(fitted.guard, ood.Guard)
     assert fitted.guard.prob_threshold == 0.5 and fitted.guard.quantile == 0.9
@@ -301,7 +283,7 @@ def test_a_job_whose_guard_cannot_be_fitted_says_why_and_ships_without_one(tmp_p
     """One training film in the sample (evaluation.ood_sample=1, just under MIN_FILMS) has no spread."""
     from pneumo.evaluation import ood_fit
 
-    model, splits = _toy_splits(tmp_path)
+    model, splits = toy_model.splits(tmp_path)
     fitted = ood_fit.fit_or_why(model, splits, 0.5, _evaluation(ood.MIN_FILMS - 1), batch_size=4)
     assert fitted.guard is None and fitted.flagged == {}
     assert fitted.missing.startswith(f"{ood.MIN_FILMS - 1} training films (evaluation.ood_sample={ood.MIN_FILMS - 1})")

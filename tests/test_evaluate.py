@@ -1,14 +1,18 @@
 """evaluate: threshold policies, metrics against hand counts, patient bootstrap, report files."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from pneumo.evaluation import plots
+from pneumo.evaluation import plots, scoring
 from pneumo.evaluation import stats as ev
+from pneumo.record import names
 from pneumo.record.names import TEST_METRICS, THRESHOLD, ci_names
+
+import toy_model
 
 
 def synthetic(n_patients=150, per_patient=4, seed=0, signal=0.3):
@@ -154,3 +158,26 @@ def test_write_report(tmp_path):
     assert cm["matrix"] == skm.confusion_matrix(y, (p >= 0.4).astype(int)).tolist()
     assert "PNEUMONIA" in (tmp_path / "eval" / "classification_report.txt").read_text()
     assert "training_curves.png" not in {x.name for x in plots.write_report(tmp_path / "b", y, p, 0.4)}
+
+
+def test_a_model_is_scored_with_every_evaluation_setting_it_is_given(tmp_path, capsys):
+    """scoring.validate / on_test on the toy model: the threshold policy and its target, the bootstrap's
+    size, confidence and seed all reach the numbers; without the bootstrap the test metrics are still there."""
+    model, splits = toy_model.splits(tmp_path, n_val=40, n_test=30, test_levels=(60, 200))
+    setting = SimpleNamespace(threshold="sensitivity", target_sensitivity=0.8, bootstrap=50, confidence=0.8, seed=3,
+                              refer=None)
+    validated = scoring.validate(model, splits, setting, batch_size=8)
+    p_val = model.predict(splits.val.x, verbose=0).reshape(-1)
+    assert validated.threshold == ev.choose_threshold(splits.val.y, p_val, "sensitivity", 0.8)
+    assert validated.threshold != ev.choose_threshold(splits.val.y, p_val, "sensitivity", 0.95)
+    assert validated.metrics[names.MODEL_VAL_AUC] == ev.auc(splits.val.y, p_val)
+    scored = scoring.on_test(model, splits, setting, 8, validated)
+    p_test = model.predict(splits.test.x, verbose=0).reshape(-1)
+    want = ev.evaluate(splits.test.y, p_test, splits.test.patients, validated.threshold, bootstrap=50,
+                       confidence=0.8, seed=3)
+    for name in (names.TEST_AUC, *names.ci_names(names.TEST_SENSITIVITY), *names.ci_names(names.TEST_SPECIFICITY)):
+        assert scored.metrics[name] == want[name], name
+    plain = scoring.score_model(model, splits, setting, 8, bootstrap=False)
+    assert plain.metrics[names.TEST_AUC] == want[names.TEST_AUC] and names.ci_names(names.TEST_AUC)[0] not in plain.metrics
+    assert names.ci_names(names.TEST_AUC)[0] in scoring.score_model(model, splits, setting, 8).metrics  # bootstrapped by default
+    assert capsys.readouterr().out == ""  # no Keras progress bar in the job's log

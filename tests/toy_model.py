@@ -70,3 +70,21 @@ def pyfunc(folder: Path, **kwargs):
     mlflow.pyfunc.save_model(str(folder / "model"), python_model=str(paths.ROOT / "pneumo" / "release" / "serving.py"),
                              artifacts=artifacts(folder / "artifacts", **kwargs))
     return mlflow.pyfunc.load_model(str(folder / "model"))
+
+
+def splits(root, n_train=12, n_val=10, n_test=6, test_levels=(200, 240)):
+    """(the toy model, Splits of noisy flat films for it): validation drawn like training, test brighter, labels
+    PNEUMONIA above gray level 128; no file on disk under `root` (a job then measures each film from its
+    decoded square)."""
+    from pneumo.data.base import Splits, Subset
+
+    rng = np.random.default_rng(0)
+
+    def subset(n, low, high):
+        levels = rng.integers(low, high, n)
+        x = (levels[:, None, None, None] + rng.integers(0, 9, (n, SIDE, SIDE, 1))).astype(np.uint8)
+        return Subset(x, (levels > 128).astype(np.int64), np.array([f"p{i}" for i in range(n)]),
+                      np.array([f"h{i}" for i in range(n)]), np.array([f"gone/{low}-{i}.png" for i in range(n)]))
+
+    return keras_model(), Splits(subset(n_train, 60, 200), subset(n_val, 60, 200), subset(n_test, *test_levels),
+                                 "d", "t", SIDE, str(root), (), str(Path(root) / "no-test-folder"))
