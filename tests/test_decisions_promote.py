@@ -202,6 +202,22 @@ def test_a_threshold_metric_needs_both_thresholds(store, monkeypatch, metric, ne
     assert d.promoted != needs_threshold
     if needs_threshold:
         assert fails(d) == [f"no logged threshold for champion: {metric} cannot be recomputed"]
+        crown(c, v["plain"])
+        d = promote.promote(metric, version=v["unthresholded"], dry_run=True)
+        assert fails(d) == [f"no logged threshold for candidate: {metric} cannot be recomputed"]
+
+
+def test_a_decision_against_the_champion_records_what_it_was_measured_against(store, monkeypatch):
+    """The numbers promote writes on the version (promotion tags) name the champion, its value of the metric
+    and the test set both were scored on; the reasons say the test set matched."""
+    c, v = store
+    crown(c, v["champ"])
+    paired(monkeypatch, 0.1, 0.05, 0.15)
+    d = promote.promote(version=v["plain"], dry_run=True)
+    champion_auc = c.get_run(c.get_model_version(names.MODEL_NAME, v["champ"]).run_id).data.metrics[names.TEST_AUC]
+    assert (d.numbers["champion_version"], d.numbers["champion_value"], d.numbers["champion_test_digest"]) == (
+        v["champ"], champion_auc, "T")
+    assert f"pass: same test set as champion version {v['champ']} (T)" in d.reasons
 
 
 def test_an_unguarded_version_is_refused_skipped_and_promoted_only_by_force(store, capsys):
