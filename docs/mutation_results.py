@@ -96,10 +96,12 @@ def table(modules: dict[str, Counter], timings: list[dict]) -> str:
     if idle:
         lines += ["", f"Not run ({sum(sum(modules[m].values()) for m in idle):,} mutants): "
                   + ", ".join(f"`{m}`" for m in idle) + "."]
-    for t in timings:
-        what = "the whole scope" if t.get("scope", "all") == "all" else f"`{t['scope']}`"
-        lines += ["", f"{what}: {t['seconds'] / 60:.0f} min on {t['cpus']} CPU cores "
-                  f"({t['children']} mutants at a time, niced)."]
+    if timings:
+        each = ", ".join(f"{'the whole scope' if t.get('scope', 'all') == 'all' else '`' + t['scope'] + '`'} "
+                         f"{t['seconds'] / 60:.0f} min" for t in timings)
+        t = timings[0]
+        lines += ["", f"Time per `mutmut run` ({t['cpus']} CPU cores, {t['children']} mutants at a time, niced): {each}; "
+                  f"{sum(t['seconds'] for t in timings) / 60:.0f} min in all."]
     return "\n".join(lines)
 
 

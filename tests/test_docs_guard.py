@@ -28,9 +28,9 @@ def _load(name: str):
     return module
 
 
-demo_results, docblocks, trust_results, real_results, spread, compare_examples, epoch_results = (
+demo_results, docblocks, trust_results, real_results, spread, compare_examples, epoch_results, mutation_results = (
     _load(n) for n in ("demo_results", "docblocks", "trust_results", "real_results", "spread", "compare_examples",
-                       "epoch_results"))
+                       "epoch_results", "mutation_results"))
 
 HERE = "Keras 3.15.1 on tensorflow 2.21.0, cpu: AMD EPYC (2 cores, avx512f)"
 ELSEWHERE = "Keras 3.16.0 on tensorflow 2.22.0, cpu: Intel Xeon (2 cores, avx2)"
@@ -292,3 +292,28 @@ def test_the_store_scripts_write_the_tables_the_docs_quote(smoke_copy):
     rows = real_results.parse(real_results.table([store], ["smoke"]))
     assert sorted(r["job"] for _, r in rows) == ["model=cnn", "model=resnet"]
     assert epoch_results.parse(epoch_results.table(client, "smoke", [names.VAL_AUC]), [names.VAL_AUC])
+
+
+def test_the_mutation_table_counts_each_status_and_leaves_the_equivalents_out_of_the_rate(tmp_path):
+    """mutmut's exit codes per mutant: 1 killed, 24 timeout, 0 survived (or equivalent, when listed), 33 no test
+    ran it, None never run; the rate is detected / (run - equivalent): here 2 / (5 - 1)."""
+    import json
+
+    meta = tmp_path / "pneumo" / "release" / "gates.py.meta"
+    meta.parent.mkdir(parents=True)
+    meta.write_text(json.dumps({"exit_code_by_key": {"k": 1, "t": 24, "s": 0, "e": 0, "n": 33, "r": None}}))
+    (tmp_path / "pneumo" / "evaluation").mkdir()
+    (tmp_path / "pneumo" / "evaluation" / "ood.py.meta").write_text(json.dumps({"exit_code_by_key": {"x": None}}))
+    text = mutation_results.table(mutation_results.by_module(tmp_path, {"e"}), [
+        {"scope": "pneumo.release.gates", "seconds": 600, "children": 2, "cpus": 2}])
+    rows = [r for _, r in mutation_results.parse(text)]
+    assert [r.pop("module") for r in rows] == ["pneumo/release/gates.py", "**pneumo/release/**", "**the modules run**"]
+    assert rows[0] == rows[1] == rows[2] == {"mutants": "6", "not_run": "1", "killed": "1", "timeout": "1",
+                                             "equivalent": "1", "survived": "1", "no_tests": "1", "other": "0",
+                                             "rate": "50.0%"}
+    assert "Not run (1 mutants): `pneumo/evaluation/ood.py`." in text and "`pneumo.release.gates` 10 min; 10 min in all." in text
+
+
+def test_the_mutation_table_is_in_the_form_its_script_writes():
+    rows = mutation_results.parse(docblocks.quoted(mutation_results.BLOCK, mutation_results.PAGE))
+    assert rows and all(r["rate"].endswith("%") for _, r in rows)
