@@ -257,3 +257,38 @@ def test_the_confidence_is_strictly_between_0_and_1(store, confidence, ok):
     else:
         with pytest.raises(ValueError, match="confidence"):
             promote.promote(version=store[1]["plain"], dry_run=True, confidence=confidence)
+
+
+@pytest.mark.parametrize("metric, numbers, reason", [
+    (names.TEST_AUC, (0.1, 0.05, 0.15, 0.01), "test_auc change +0.1000 vs champion, 95% CI [+0.0500, +0.1500], p=0.0100 "
+     "over 600 paired images (300 patients): improvement shown"),
+    (names.TEST_AUC, (0.1, 0.05, 0.15, 0.0), "p<0.0005 over"),  # no resample against it: below one in 2,000
+    (names.TEST_AUC, (0.1, 0.05, 0.15, 1 / 2000), "p=0.0005 over"),
+    (names.TEST_BRIER, (-0.1, -0.15, -0.05, 0.01), "CI [-0.1500, -0.0500], p=0.0100 over 600 paired images "
+     "(300 patients) (lower is better): improvement shown"),
+])
+def test_the_champion_gates_reason_says_the_change_its_ci_and_p(store, monkeypatch, metric, numbers, reason):
+    """The reason is what the user reads and the version's promotion tag keeps."""
+    c, v = store
+    crown(c, v["unthresholded"])
+    seen = {}
+
+    def fake(c, cand, champ, metric, thresholds, confidence):
+        seen["thresholds"] = thresholds
+        delta, low, high, p = numbers
+        return {"delta": delta, "ci_low": low, "ci_high": high, "p_value": p, "confidence": confidence,
+                "n_images": 600, "n_patients": 300}, None
+
+    monkeypatch.setattr(promote, "paired_test", fake)
+    d = promote.promote(metric, version=v["plain"], dry_run=True)
+    assert d.promoted and any(r.startswith("pass: ") and reason in r for r in d.reasons), d.reasons
+    plain = c.get_run(c.get_model_version(names.MODEL_NAME, v["plain"]).run_id).data.metrics[names.THRESHOLD]
+    assert seen["thresholds"] == [plain, 0.5]  # a threshold-free metric: a champion without one is scored at 0.5
+
+
+def test_a_paired_test_that_cannot_run_is_the_reason_promotion_fails(store, monkeypatch):
+    c, v = store
+    crown(c, v["champ"])
+    monkeypatch.setattr(promote, "paired_test", lambda *a: ({}, "no paired images: the test sets share no film"))
+    d = promote.promote(version=v["plain"], dry_run=True)
+    assert not d.promoted and fails(d) == ["no paired images: the test sets share no film"]

@@ -219,8 +219,9 @@ def test_low_sensitivity_and_unfinished_runs_refused(store):
 def test_force_needs_a_reason_and_records_it(store):
     c, v = store
     crown(c, v["good"])
-    with pytest.raises(ValueError, match="reason"):
-        promote.promote(version=v["worse"], force=True)
+    for blank in (None, "", "  "):  # the message says what to give, and why
+        with pytest.raises(ValueError, match="^force=True needs a non-empty reason: it is recorded on the version$"):
+            promote.promote(version=v["worse"], force=True, reason=blank)
     assert cli("promote", "--version", v["worse"], "--force") == 2
     d = promote.promote(version=v["worse"], force=True, reason="champion artefact lost")
     assert d.promoted and d.forced and d.previous == v["good"]
