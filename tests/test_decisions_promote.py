@@ -218,6 +218,14 @@ def test_a_decision_against_the_champion_records_what_it_was_measured_against(st
     assert (d.numbers["champion_version"], d.numbers["champion_value"], d.numbers["champion_test_digest"]) == (
         v["champ"], champion_auc, "T")
     assert f"pass: same test set as champion version {v['champ']} (T)" in d.reasons
+    # and the gates the candidate passes on its own, in the same record
+    mv = c.get_model_version(names.MODEL_NAME, v["plain"])
+    run = c.get_run(mv.run_id)
+    low = run.data.metrics[names.ci_names(names.TEST_AUC)[0]]
+    assert (d.numbers["run_status"], d.numbers["min_sensitivity"], d.numbers["sensitivity"]) == (
+        "FINISHED", 0.9, run.data.metrics[names.TEST_SENSITIVITY])
+    assert f"pass: run {mv.run_id} status FINISHED" in d.reasons
+    assert f"pass: {names.ci_names(names.TEST_AUC)[0]} {low:.4g} above 0.5: better than chance" in d.reasons
 
 
 def test_an_unguarded_version_is_refused_skipped_and_promoted_only_by_force(store, capsys):
