@@ -254,8 +254,23 @@ def test_a_floor_must_be_a_proportion(store, floor, ok):
         if ok:
             promote.promote(version=store[1]["plain"], dry_run=True, **{key: floor})
         else:
-            with pytest.raises(ValueError, match="between 0 and 1"):
+            with pytest.raises(ValueError, match=f"^{key} is a proportion: it must be between 0 and 1, got "):
                 promote.promote(version=store[1]["plain"], dry_run=True, **{key: floor})
+
+
+def test_a_metric_promotion_cannot_recompute_is_refused_naming_the_ones_it_can(store):
+    with pytest.raises(ValueError) as refused:
+        promote.promote("val_auc", version=store[1]["plain"], dry_run=True)
+    assert str(refused.value) == ("promotion compares test predictions: metric must be one of "
+                                  + ", ".join(names.TEST_METRICS))
+
+
+def test_the_paired_bootstrap_gives_the_same_numbers_every_time(store):
+    """A decision can be checked by running it again: the champion gate's resamples are seeded."""
+    c, v = store
+    crown(c, v["champ"])
+    first, again = (promote.promote(version=v["noisy"], dry_run=True).numbers for _ in range(2))
+    assert (first["ci_low"], first["ci_high"], first["p_value"]) == (again["ci_low"], again["ci_high"], again["p_value"])
 
 
 @pytest.mark.parametrize("confidence, ok", [(0.0, False), (1.0, False), (TINY, True), (below(1.0), True)])
