@@ -23,7 +23,7 @@ from pneumo.evaluation import stats
 from pneumo.record import names
 from pneumo.record.client import Store
 from pneumo.record.jobs import JobRecord
-from pneumo.release import promote, registry
+from pneumo.release import gates, promote, registry
 
 from helpers import empty_store
 
@@ -315,3 +315,35 @@ def test_a_paired_test_that_cannot_run_is_the_reason_promotion_fails(store, monk
     monkeypatch.setattr(promote, "paired_test", lambda *a: ({}, "no paired images: the test sets share no film"))
     d = promote.promote(version=v["plain"], dry_run=True)
     assert not d.promoted and fails(d) == ["no paired images: the test sets share no film"]
+
+
+def test_the_champion_keeps_its_place_on_a_tie_and_no_tied_version_is_reported_skipped(store):
+    """plain, elsewhere and undigested share their scores (so their test AUC); with undigested the champion, the
+    tie is its own: nothing to do, and only the two above it are named as skipped."""
+    c, v = store
+    crown(c, v["undigested"])
+    d = promote.promote(version=None, dry_run=True)
+    assert d.noop and d.version == v["undigested"]
+    skipped = [r for r in d.reasons if r.startswith("skipped: ")]
+    assert [r.split()[2] for r in skipped] == [v["unguarded"], v["undigested2"]], d.reasons
+
+
+def test_for_a_lower_is_better_metric_the_lowest_passing_value_ranks_first(store):
+    c, v = store
+    brier = {k: c.get_run(c.get_model_version(names.MODEL_NAME, n).run_id).data.metrics[names.TEST_BRIER]
+             for k, n in v.items() if k != "unguarded"}  # the one version that cannot pass its own gates
+    d = promote.promote(names.TEST_BRIER, dry_run=True)
+    assert d.version == v[min(brier, key=brier.get)] and max(brier.values()) > min(brier.values())
+
+
+def test_when_no_version_can_pass_the_error_lists_each_and_says_how_to_force_one(store):
+    c, v = store
+    with pytest.raises(LookupError) as none_pass:
+        promote.promote(dry_run=True, min_sensitivity=1.0, min_specificity=1.0)
+    text = str(none_pass.value)
+    assert text.startswith(f"no registered version of {names.MODEL_NAME!r} can pass the gates; skipped:\n  version ")
+    assert text.endswith("\n(to promote one anyway: --version N --force --reason TEXT)")
+    assert len([line for line in text.splitlines() if line.startswith("  version ")]) == len(v)
+    unlogged = names.VAL_AUC_SHIFTED  # a metric these jobs did not log
+    with pytest.raises(LookupError, match=f"^no registered version of {names.MODEL_NAME!r} has a value for {unlogged}$"):
+        gates.best_passing(Store(c.tracking_uri), unlogged, None, 0.0, 0.0)
