@@ -130,6 +130,13 @@ def test_a_subtype_under_the_floor_warns_and_one_at_it_does_not():
     mv, run = entities({**GOOD, name: below(0.9), lo: 0.8, hi: 0.95})
     (warning,) = gates.subtype_warnings(mv, run, 0.9)
     assert warning.startswith(f"{name} ") and "[0.800, 0.950]" in warning and "below the 0.9 floor: virus" in warning
+    assert warning.endswith(": virus pneumonia is missed more often than the pooled sensitivity says (a warning: "
+                            "per-subtype CIs are wide)")
+    mv, run = entities({**GOOD, name: 0.75}, tags={lo: 0.6, hi: 0.85})  # the CI on the version only: still read
+    assert gates.subtype_warnings(mv, run, 0.9)[0].startswith(f"{name} 0.75 (")
+    for ci in ({}, {lo: 0.6}, {hi: 0.85}):  # a CI not logged whole: the value alone, no bracket
+        mv, run = entities({**GOOD, name: 0.75, **ci})
+        assert gates.subtype_warnings(mv, run, 0.9)[0].startswith(f"{name} 0.75 below the 0.9 floor: virus ")
 
 
 def test_skipped_versions_are_capped_at_twenty_lines():
