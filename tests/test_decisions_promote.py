@@ -271,6 +271,10 @@ def test_the_paired_bootstrap_gives_the_same_numbers_every_time(store):
     crown(c, v["champ"])
     first, again = (promote.promote(version=v["noisy"], dry_run=True).numbers for _ in range(2))
     assert (first["ci_low"], first["ci_high"], first["p_value"]) == (again["ci_low"], again["ci_high"], again["p_value"])
+    # the confidence asked for is the one the CI has, and the one recorded
+    narrower = promote.promote(version=v["noisy"], dry_run=True, confidence=0.8).numbers
+    assert (first["confidence"], narrower["confidence"]) == (0.95, 0.8)
+    assert first["ci_low"] < narrower["ci_low"] < narrower["ci_high"] < first["ci_high"]
 
 
 @pytest.mark.parametrize("confidence, ok", [(0.0, False), (1.0, False), (TINY, True), (below(1.0), True)])
