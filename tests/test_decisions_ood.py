@@ -287,4 +287,5 @@ def test_a_job_whose_guard_cannot_be_fitted_says_why_and_ships_without_one(tmp_p
     fitted = ood_fit.fit_or_why(model, splits, 0.5, _evaluation(ood.MIN_FILMS - 1), batch_size=4)
     assert fitted.guard is None and fitted.flagged == {}
     assert fitted.missing.startswith(f"{ood.MIN_FILMS - 1} training films (evaluation.ood_sample={ood.MIN_FILMS - 1})")
-    assert "no out-of-distribution guard" in caplog.text
+    assert [r.getMessage() for r in caplog.records if r.name == "pneumo"] == [
+        f"no out-of-distribution guard for this model: {fitted.missing}"]
