@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
 import pytest
 
 from pneumo.config.schema import DataConfig
+
+
+def pytest_configure(config):
+    """Ctrl-C reaches every process the tests start as it does from a terminal. A test run started in the
+    background (`make test &`, nohup) ignores SIGINT, and an ignored signal stays ignored across fork and
+    exec, so the zygote, every job it forks and every `pneumo` script would ignore it too, and the Ctrl-C
+    tests would wait for ever; a handled one is reset to its default at exec (each pytest-xdist worker
+    loads this file too)."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

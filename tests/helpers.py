@@ -181,15 +181,8 @@ def pneumo_popen(argv: list[str], cwd: Path, env: dict, log: Path, session: bool
     if _zygote_can_fork(env, fresh):
         return _zygote().start(argv, cwd, env, str(log), None, session)
     with open(log, "w") as out:
-        # Ctrl-C as a terminal sends it: a test run started in the background (`make test-all &`, nohup)
-        # ignores SIGINT, and a child inherits that, so the signal tests would wait for ever.
         return subprocess.Popen([str(pneumo_script()), *argv], env=env, cwd=cwd, stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=session,
-                                preexec_fn=_sigint_default)
-
-
-def _sigint_default() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=session)
 
 
 class ZygoteChild:

@@ -110,6 +110,11 @@ def store(template, tmp_path, monkeypatch):
     mlflow.set_tracking_uri(None)
 
 
+def job_metric(c, version: str, name: str) -> float:
+    """A number the job of this version logged on its run."""
+    return c.get_run(c.get_model_version(names.MODEL_NAME, version).run_id).data.metrics[name]
+
+
 def crown(c, version):
     c.set_registered_model_alias(names.MODEL_NAME, names.CHAMPION, version)
 
@@ -214,7 +219,7 @@ def test_a_decision_against_the_champion_records_what_it_was_measured_against(st
     crown(c, v["champ"])
     paired(monkeypatch, 0.1, 0.05, 0.15)
     d = promote.promote(version=v["plain"], dry_run=True)
-    champion_auc = c.get_run(c.get_model_version(names.MODEL_NAME, v["champ"]).run_id).data.metrics[names.TEST_AUC]
+    champion_auc = job_metric(c, v["champ"], names.TEST_AUC)
     assert (d.numbers["champion_version"], d.numbers["champion_value"], d.numbers["champion_test_digest"]) == (
         v["champ"], champion_auc, "T")
     assert f"pass: same test set as champion version {v['champ']} (T)" in d.reasons
@@ -309,7 +314,7 @@ def test_the_champion_gates_reason_says_the_change_its_ci_and_p(store, monkeypat
     monkeypatch.setattr(promote, "paired_test", fake)
     d = promote.promote(metric, version=v["plain"], dry_run=True)
     assert d.promoted and any(r.startswith("pass: ") and reason in r for r in d.reasons), d.reasons
-    plain = c.get_run(c.get_model_version(names.MODEL_NAME, v["plain"]).run_id).data.metrics[names.THRESHOLD]
+    plain = job_metric(c, v["plain"], names.THRESHOLD)
     assert seen["thresholds"] == [plain, 0.5]  # a threshold-free metric: a champion without one is scored at 0.5
 
 
@@ -334,8 +339,8 @@ def test_the_champion_keeps_its_place_on_a_tie_and_no_tied_version_is_reported_s
 
 def test_for_a_lower_is_better_metric_the_lowest_passing_value_ranks_first(store):
     c, v = store
-    brier = {k: c.get_run(c.get_model_version(names.MODEL_NAME, n).run_id).data.metrics[names.TEST_BRIER]
-             for k, n in v.items() if k != "unguarded"}  # the one version that cannot pass its own gates
+    # every version but the one that cannot pass its own gates (no guard)
+    brier = {k: job_metric(c, n, names.TEST_BRIER) for k, n in v.items() if k != "unguarded"}
     d = promote.promote(names.TEST_BRIER, dry_run=True)
     assert d.version == v[min(brier, key=brier.get)] and max(brier.values()) > min(brier.values())
 

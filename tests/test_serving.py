@@ -231,17 +231,25 @@ def test_the_loaded_model_reads_its_size_threshold_and_band_and_labels_each_row(
     assert list(served.predict(None, [gray_png(0)])["label"]) == ["NORMAL"]  # a plain list of files too
 
 
-@pytest.mark.parametrize("threshold, flagged", [(1e9, False), (1e-9, True)])
-def test_a_loaded_guard_scores_every_readable_row_on_the_models_embedding(tmp_path, threshold, flagged):
-    import pandas as pd
-
+def _unit_guard(threshold: float, width: int = 1):
+    """A guard with unit scales and identity precisions around zero, for the toy model's embedding of `width`:
+    its score of a film is plain Euclidean length over `threshold`."""
     from pneumo.evaluation import imagestats, ood
 
     n_feat = len(imagestats.features(gray_png(90)))
     z, one = np.zeros(n_feat), np.ones(n_feat)
-    guard = ood.Guard(z, one, z, np.eye(n_feat), np.zeros(1), np.eye(1), 1.0, 1.0, threshold, 0.99,
-                      np.zeros((4, n_feat)), np.zeros((4, 1)), np.zeros(4), 0.5,
-                      np.array([f"f{i}" for i in range(n_feat)]))
+    return ood.Guard(z, one, z, np.eye(n_feat), np.zeros(width), np.eye(width), 1.0, 1.0, threshold, 0.99,
+                     np.zeros((4, n_feat)), np.zeros((4, width)), np.zeros(4), 0.5,
+                     np.array([f"f{i}" for i in range(n_feat)]))
+
+
+@pytest.mark.parametrize("threshold, flagged", [(1e9, False), (1e-9, True)])
+def test_a_loaded_guard_scores_every_readable_row_on_the_models_embedding(tmp_path, threshold, flagged):
+    import pandas as pd
+
+    from pneumo.evaluation import imagestats
+
+    guard = _unit_guard(threshold)
     served = _loaded(tmp_path, guard=guard)
     assert served.guard is not None and served.embed is not None
     films = [gray_png(90), gray_png(200)]
@@ -258,13 +266,10 @@ def test_a_loaded_guard_scores_every_readable_row_on_the_models_embedding(tmp_pa
 def test_measure_keeps_a_wide_embedding_whole_and_answers_a_request_of_no_film_with_empty_arrays(tmp_path, capsys):
     """What `pneumo shift` joins across groups of files: per readable film its probability, embedding (all of
     its width) and image features; a group with no readable film gives arrays of no row that still index."""
-    from pneumo.evaluation import imagestats, ood
+    from pneumo.evaluation import imagestats
 
     n_feat = len(imagestats.features(gray_png(90)))
-    z, one = np.zeros(n_feat), np.ones(n_feat)
-    guard = ood.Guard(z, one, z, np.eye(n_feat), np.zeros(2), np.eye(2), 1.0, 1.0, 1e9, 0.99, np.zeros((4, n_feat)),
-                      np.zeros((4, 2)), np.zeros(4), 0.5, np.array([f"f{i}" for i in range(n_feat)]))
-    served = _loaded(tmp_path, guard=guard, width=2)
+    served = _loaded(tmp_path, guard=_unit_guard(1e9, width=2), width=2)
     m = served.measure([gray_png(90), b"not a film", gray_png(200)])
     assert list(m["rows"]) == [0, 2] and m["errors"][0] == m["errors"][2] == "" and m["errors"][1]
     np.testing.assert_allclose(m["emb"], [[90 / 255, 1 - 90 / 255], [200 / 255, 1 - 200 / 255]], atol=1e-6)

@@ -77,12 +77,8 @@ def _imports() -> None:
 
 def _become(request: dict) -> None:
     """In the forked child: become `pneumo ARGV` in the request's environment, folder and files."""
-    import signal
     import tempfile
 
-    # Ctrl-C as a new interpreter started from a terminal has it: a test run started in the background
-    # (`make test &`, nohup) ignores SIGINT, and so did this zygote, from which the child inherits it.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     if request.get("session"):
         os.setsid()
     null = os.open(os.devnull, os.O_RDONLY)
