@@ -63,9 +63,9 @@ def main() -> int:
         rows: dict[str, list[tuple[float, float]]] = {"default": [], args.isa: []}
         for _ in range(args.repeats):
             for isa in (None, args.isa):
-                rows[isa or "default"].append(job(overrides, isa, scratch))
-                print(f"  {isa or 'default'}: wall {rows[isa or 'default'][-1][0]:.0f} s, "
-                      f"cpu {rows[isa or 'default'][-1][1]:.0f} s", flush=True)
+                wall, cpu = job(overrides, isa, scratch)
+                rows[isa or "default"].append((wall, cpu))
+                print(f"  {isa or 'default'}: wall {wall:.0f} s, cpu {cpu:.0f} s", flush=True)
     print("| oneDNN ISA | runs | wall s (median) | CPU s (median) | CPU vs default |\n|---|---:|---:|---:|---:|")
     base = statistics.median(c for _, c in rows["default"])
     for name, runs in rows.items():
