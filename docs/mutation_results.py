@@ -41,7 +41,7 @@ HEADER = ["| module | mutants | not run | killed | timeout | equivalent | surviv
           "|---|---|---|---|---|---|---|---|---|---|"]
 COLUMNS = ("mutants", "not_run", "killed", "timeout", "equivalent", "survived", "no_tests", "other")
 ROW = Row("| {module} | " + " | ".join(f"{{{k}}}" for k in COLUMNS) + " | {rate} |",
-          dict.fromkeys(COLUMNS, COUNT) | {"rate": SHARE})
+          dict.fromkeys(COLUMNS, COUNT) | {"rate": rf"{SHARE}|n/a"})
 
 
 def equivalent(path: Path = EQUIVALENT) -> set[str]:
@@ -76,7 +76,12 @@ def render(module: str, c: Counter) -> str:
     return ROW.render(module=module, mutants=total, not_run=c["not run"], killed=c["killed"], timeout=c["timeout"],
                       equivalent=c["equivalent"], survived=c["survived"], no_tests=c["no tests"],
                       other=run - detected - c["equivalent"] - c["survived"] - c["no tests"],
-                      rate=f"{100 * detected / (run - c['equivalent']):.1f}%")
+                      rate=rate(detected, run - c["equivalent"]))
+
+
+def rate(detected: int, judged: int) -> str:
+    """The kill rate; n/a where no mutant that ran can be told from the original (all are equivalent)."""
+    return f"{100 * detected / judged:.1f}%" if judged else "n/a"
 
 
 def table(modules: dict[str, Counter], timings: list[dict]) -> str:

@@ -270,11 +270,18 @@ def test_a_metric_promotion_cannot_recompute_is_refused_naming_the_ones_it_can(s
                                   + ", ".join(names.TEST_METRICS))
 
 
-def test_the_paired_bootstrap_gives_the_same_numbers_every_time(store):
-    """A decision can be checked by running it again: the champion gate's resamples are seeded."""
+def test_the_paired_bootstrap_gives_the_same_numbers_every_time(store, tmp_path, monkeypatch):
+    """A decision can be checked by running it again: the champion gate's resamples are seeded. The two
+    runs' predictions it downloads are removed after it: nothing is left in the temporary folder."""
+    import tempfile
+
     c, v = store
     crown(c, v["champ"])
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     first, again = (promote.promote(version=v["noisy"], dry_run=True).numbers for _ in range(2))
+    assert list(scratch.iterdir()) == []
     assert (first["ci_low"], first["ci_high"], first["p_value"]) == (again["ci_low"], again["ci_high"], again["p_value"])
     # the confidence asked for is the one the CI has, and the one recorded
     narrower = promote.promote(version=v["noisy"], dry_run=True, confidence=0.8).numbers

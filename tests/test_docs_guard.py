@@ -317,3 +317,14 @@ def test_the_mutation_table_counts_each_status_and_leaves_the_equivalents_out_of
 def test_the_mutation_table_is_in_the_form_its_script_writes():
     rows = mutation_results.parse(docblocks.quoted(mutation_results.BLOCK, mutation_results.PAGE))
     assert rows and all(r["rate"].endswith("%") for _, r in rows)
+
+
+def test_a_module_whose_every_run_mutant_is_equivalent_has_no_rate_and_does_not_stop_the_table(tmp_path):
+    import json
+
+    meta = tmp_path / "pneumo" / "release" / "gates.py.meta"
+    meta.parent.mkdir(parents=True)
+    meta.write_text(json.dumps({"exit_code_by_key": {"e": 0, "r": None}}))
+    rows = [r for _, r in mutation_results.parse(mutation_results.table(mutation_results.by_module(tmp_path, {"e"}), []))]
+    assert [(r["module"], r["equivalent"], r["rate"]) for r in rows] == [
+        ("**pneumo/release/gates.py**", "1", "n/a"), ("**the modules run**", "1", "n/a")]
