@@ -1,6 +1,7 @@
 """docs/fidelity.md's tables, from the store of `pneumo sweep kermany-fidelity` (not typed by hand).
 
-    .venv/bin/python docs/fidelity.py --store STORE [--experiment kermany-fidelity] [--full trainer.image_size=128] [--write]
+    .venv/bin/python docs/fidelity.py --store STORE [--experiment kermany-fidelity] [--full trainer.image_size=128 ...]
+                                      [--also STORE EXPERIMENT ...] [--write]
 
 Each job is one (lever, seed, fidelity) of the study: its lever and fidelity are read from its overrides
 (`lever=`, `seed=`, and every other override: `trainer.image_size=32`, `data.train_fraction=0.5`, ...).
@@ -9,7 +10,9 @@ with the full fidelity's: Spearman's rho between the levers' seed means, on vali
 shifted validation AUC (the external set is reported, never used to choose). The interval is a bootstrap
 over seeds: each (lever, fidelity) cell's seeds are resampled with replacement, so the interval is the
 seed noise of both rankings. "Full vs full" splits the full fidelity's own seeds in two: the agreement
-that seed noise alone allows, the ceiling a cheap fidelity is judged against.
+that seed noise alone allows, the ceiling a cheap fidelity is judged against. `--also` adds the jobs of
+another store's experiment (the 128 px confirmations of docs/screen.md are 128 px jobs of the same sweep):
+a lever is compared wherever both fidelities have it.
 """
 
 from __future__ import annotations
@@ -82,20 +85,22 @@ def ceiling(c: dict, full: str, rng) -> tuple[float, float, float]:
     return float(np.nanmedian(split)), float(low), float(high)
 
 
-def agreement_table(rows: list[study.Job], fidelities: list[str], full: str) -> str:
+def agreement_table(rows: list[study.Job], fidelities: list[str], fulls: list[str]) -> str:
+    """For each full fidelity: each cheaper fidelity's agreement with it, and its own seeds' (the ceiling)."""
     rng = np.random.default_rng(SEED)
-    out = ["| fidelity | jobs | median job (s) | rho, validation AUC [95% CI] | rho, shifted validation AUC [95% CI] |",
-           "|---|---:|---:|---|---|"]
-    for fid in fidelities:
-        n = sum(r.fidelity == fid for r in rows)
-        secs = np.median([r.seconds for r in rows if r.fidelity == fid])
-        shown = []
-        for metric in RANKED.values():
-            c = cells(rows, metric)
-            rho = ceiling(c, full, rng) if fid == full else agreement(c, fid, full, rng)
-            shown.append("n/a" if np.isnan(rho[0]) else f"{rho[0]:+.2f} [{rho[1]:+.2f}, {rho[2]:+.2f}]")
-        label = f"{fid} (one seed vs the rest)" if fid == full else fid
-        out.append(f"| {label} | {n} | {secs:.0f} | " + " | ".join(shown) + " |")
+    out = ["| fidelity | against | jobs | median job (s) | rho, validation AUC [95% CI] | "
+           "rho, shifted validation AUC [95% CI] |", "|---|---|---:|---:|---|---|"]
+    cost = {fid: np.median([r.seconds for r in rows if r.fidelity == fid]) for fid in fidelities}
+    for full in fulls:
+        for fid in [f for f in fidelities if f == full or cost[f] < cost.get(full, np.inf)]:
+            n, secs = sum(r.fidelity == fid for r in rows), cost[fid]
+            shown = []
+            for metric in RANKED.values():
+                c = cells(rows, metric)
+                rho = ceiling(c, full, rng) if fid == full else agreement(c, fid, full, rng)
+                shown.append("n/a" if np.isnan(rho[0]) else f"{rho[0]:+.2f} [{rho[1]:+.2f}, {rho[2]:+.2f}]")
+            against = "itself: one seed vs the rest" if fid == full else full
+            out.append(f"| {fid} | {against} | {n} | {secs:.0f} | " + " | ".join(shown) + " |")
     return "\n".join(out)
 
 
@@ -115,12 +120,17 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--store", required=True, help="the study's store folder (mlflow.db and artifacts)")
     p.add_argument("--experiment", default="kermany-fidelity")
-    p.add_argument("--full", default="trainer.image_size=128", help="the fidelity the others are judged against")
+    p.add_argument("--full", action="append", help="a fidelity the others are judged against (repeatable; "
+                   "default trainer.image_size=128)")
+    p.add_argument("--also", nargs=2, action="append", default=[], metavar=("STORE", "EXPERIMENT"),
+                   help="the jobs of another store's experiment too (repeatable)")
     p.add_argument("--write", action="store_true", help="write the tables into docs/fidelity.md's blocks")
     args = p.parse_args()
-    rows = study.jobs(args.store, args.experiment)
+    rows = [job for store, experiment in [(args.store, args.experiment), *args.also]
+            for job in study.jobs(store, experiment)]
     fidelities = sorted({r.fidelity for r in rows}, key=lambda f: np.median([r.seconds for r in rows if r.fidelity == f]))
-    agreement_text, levers_text = agreement_table(rows, fidelities, args.full), levers_table(rows, fidelities)
+    fulls = args.full or ["trainer.image_size=128"]
+    agreement_text, levers_text = agreement_table(rows, fidelities, fulls), levers_table(rows, fidelities)
     if args.write:
         import docblocks
 

@@ -328,3 +328,29 @@ def test_a_module_whose_every_run_mutant_is_equivalent_has_no_rate_and_does_not_
     rows = [r for _, r in mutation_results.parse(mutation_results.table(mutation_results.by_module(tmp_path, {"e"}), []))]
     assert [(r["module"], r["equivalent"], r["rate"]) for r in rows] == [
         ("pneumo/release/gates.py", "1", "n/a"), ("**pneumo/release/**", "1", "n/a"), ("**the modules run**", "1", "n/a")]
+
+
+def test_the_fidelity_study_measures_rank_agreement_against_each_full_fidelity():
+    """docs/fidelity.py on jobs whose answer is known: a cheap fidelity that ranks the levers as the full one
+    does agrees at +1, one that reverses them at -1, with no seed noise the interval is the point; a lever
+    only one fidelity has is left out, and a fidelity dearer than the reference is not judged against it."""
+    fidelity = _load("fidelity")
+    study = sys.modules["study"]
+    auc, shifted = fidelity.RANKED.values()
+
+    def jobs(fid, values, seconds, seeds=3):
+        return [study.Job(f"{fid}-{lever}-{s}", lever, str(s), fid, seconds, "c", {auc: v, shifted: -v}, {})
+                for lever, v in values.items() for s in range(seeds)]
+
+    rows = (jobs("full", {"a": 0.91, "b": 0.92, "c": 0.93, "only-full": 0.5}, 100)
+            + jobs("same", {"a": 0.81, "b": 0.82, "c": 0.83}, 10)
+            + jobs("reversed", {"a": 0.83, "b": 0.82, "c": 0.81, "only-cheap": 0.9}, 20)
+            + jobs("dearer", {"a": 0.1, "b": 0.2, "c": 0.3}, 1000)
+            + jobs("two", {"a": 0.1, "b": 0.2}, 5))
+    text = fidelity.agreement_table(rows, ["two", "same", "reversed", "full", "dearer"], ["full"])
+    got = {(c[0], c[1]): c[2:] for c in map(docblocks.cells, docblocks.table(text)[2:])}
+    assert got == {
+        ("two", "full"): ["6", "5", "n/a", "n/a"],  # two levers in common: no ranking to compare
+        ("same", "full"): ["9", "10", "+1.00 [+1.00, +1.00]", "+1.00 [+1.00, +1.00]"],
+        ("reversed", "full"): ["12", "20", "-1.00 [-1.00, -1.00]", "-1.00 [-1.00, -1.00]"],
+        ("full", "itself: one seed vs the rest"): ["12", "100", "+1.00 [+1.00, +1.00]", "+1.00 [+1.00, +1.00]"]}
