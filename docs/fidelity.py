@@ -9,7 +9,7 @@ For each fidelity: the cost of a job (median wall time), and how well its rankin
 with the full fidelity's: Spearman's rho between the levers' seed means, on validation AUC and on the
 shifted validation AUC (the external set is reported, never used to choose). The interval is a bootstrap
 over seeds: each (lever, fidelity) cell's seeds are resampled with replacement, so the interval is the
-seed noise of both rankings. "Full vs full" splits the full fidelity's own seeds in two: the agreement
+seed noise of both rankings. An "itself" row splits a full fidelity's own seeds in two: the agreement
 that seed noise alone allows, the ceiling a cheap fidelity is judged against. `--also` adds the jobs of
 another store's experiment (the 128 px confirmations of docs/screen.md are 128 px jobs of the same sweep):
 a lever is compared wherever both fidelities have it.
