@@ -12,11 +12,15 @@ Then ensembles made after the fact from the jobs' logged
 predictions: each lever's seeds averaged, and the resnet and the CNN averaged (a cross-architecture ensemble),
 each thresholded on its own validation output. --write puts them in docs/screen.md's blocks NAME-levers and
 NAME-ensembles (--prefix NAME, `screen` by default), and the levers table in docs/results.md's NAME-levers too.
+--against STORE [EXPERIMENT] compares this screen with another sitting of it (block NAME-sittings): Spearman's rho
+between the two sittings' lever means, with docs/fidelity.py's bootstrap over seeds, beside the ceiling seed
+noise allows within this sitting (one seed against the mean of the rest).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -97,12 +101,33 @@ def _ensemble_row(label: str, members: list[study.Job], bootstrap: int) -> str:
             f"{study.with_ci(e, names.TEST_SPECIFICITY)} |")
 
 
+def sittings_table(this: list[study.Job], other: list[study.Job]) -> str:
+    """How well two sittings of one screen rank the levers alike, and how well one seed ranks them against the
+    rest of its own sitting: the agreement that seed noise alone allows."""
+    import fidelity
+
+    rng = np.random.default_rng(fidelity.SEED)
+    rows = ([dataclasses.replace(j, fidelity="this") for j in this]
+            + [dataclasses.replace(j, fidelity="other") for j in other])
+    shared = {j.lever for j in this} & {j.lever for j in other}
+    out = ["| ranked on | levers in both | this sitting against the other, rho [95% CI] | "
+           "this sitting, one seed against the rest, rho [95% CI] |", "|---|---:|---|---|"]
+    for label, metric in fidelity.RANKED.items():
+        c = fidelity.cells(rows, metric)
+        shown = [fidelity.agreement(c, "this", "other", rng), fidelity.ceiling(c, "this", rng)]
+        out.append(f"| {label} | {len(shared)} | " + " | ".join(
+            "n/a" if np.isnan(r[0]) else f"{r[0]:+.2f} [{r[1]:+.2f}, {r[2]:+.2f}]" for r in shown) + " |")
+    return "\n".join(out)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--store", required=True, help="the screen's store folder (mlflow.db and artifacts)")
     p.add_argument("--experiment", default="kermany-screen")
     p.add_argument("--bootstrap", type=int, default=1000, help="patient resamples for the ensembles' CIs")
     p.add_argument("--prefix", default="screen", help="the blocks are PREFIX-levers and PREFIX-ensembles")
+    p.add_argument("--against", nargs="+", metavar=("STORE", "EXPERIMENT"),
+                   help="another sitting of the screen (its store, and its experiment if not --experiment's)")
     p.add_argument("--write", action="store_true", help="write the tables into docs/screen.md's and docs/results.md's blocks")
     args = p.parse_args()
     jobs = study.jobs(args.store, args.experiment)
@@ -111,6 +136,11 @@ def main() -> int:
         raise SystemExit(f"jobs at several fidelities ({sorted(fidelities)}): a screen compares levers at one")
     groups = by_lever(jobs)
     levers, ensembles = levers_table(groups), ensembles_table(groups, args.bootstrap)
+    sittings = ""
+    if args.against:
+        if len(args.against) > 2:
+            raise SystemExit("--against takes a store and, optionally, its experiment")
+        sittings = sittings_table(jobs, study.jobs(args.against[0], (args.against[1:] or [args.experiment])[0]))
     if args.write:
         import docblocks
 
@@ -118,7 +148,9 @@ def main() -> int:
         if len(ensembles.strip().splitlines()) > 2:  # a lever with seeds to average, or the CNN beside the baseline
             docblocks.write(f"{args.prefix}-ensembles", ensembles, PAGE)
         docblocks.write(f"{args.prefix}-levers", levers, RESULTS)
-    print(levers + "\n\n" + ensembles)
+        if sittings:
+            docblocks.write(f"{args.prefix}-sittings", sittings, PAGE)
+    print(levers + "\n\n" + ensembles + ("\n\n" + sittings if sittings else ""))
     return 0
 
 

@@ -354,3 +354,29 @@ def test_the_fidelity_study_measures_rank_agreement_against_each_full_fidelity()
         ("same", "full"): ["9", "10", "+1.00 [+1.00, +1.00]", "+1.00 [+1.00, +1.00]"],
         ("reversed", "full"): ["12", "20", "-1.00 [-1.00, -1.00]", "-1.00 [-1.00, -1.00]"],
         ("full", "itself: one seed vs the rest"): ["12", "100", "+1.00 [+1.00, +1.00]", "+1.00 [+1.00, +1.00]"]}
+
+
+def test_two_sittings_of_the_screen_are_compared_lever_by_lever_beside_their_own_seed_noise():
+    """docs/screen.py --against on sittings whose answer is known: the same order agrees at +1 and the reverse at
+    -1 over the levers both sittings ran, fewer than three such levers give no rho, and the ceiling (one seed
+    against the rest of this sitting) falls below +1 when this sitting's seeds disagree on the order."""
+    screen = _load("screen")
+    study, fidelity = sys.modules["study"], sys.modules.get("fidelity") or _load("fidelity")
+    auc, shifted = fidelity.RANKED.values()
+
+    def sitting(values: dict[str, list[float]]):
+        return [study.Job(f"{lever}-{s}", lever, str(s), "", 60.0, "c", {auc: v, shifted: v}, {})
+                for lever, per_seed in values.items() for s, v in enumerate(per_seed)]
+
+    def table(this, other):
+        return [docblocks.cells(row)[1:] for row in docblocks.table(screen.sittings_table(sitting(this), sitting(other)))[2:]]
+
+    ordered = {"a": [0.91] * 3, "b": [0.92] * 3, "c": [0.93] * 3}
+    exact = ["+1.00 [+1.00, +1.00]"]
+    assert table(ordered, {**ordered, "only-there": [0.5] * 3}) == [["3", *exact, *exact]] * 2
+    assert table(ordered, {"a": [0.93] * 3, "b": [0.92] * 3, "c": [0.91] * 3}) == [
+        ["3", "-1.00 [-1.00, -1.00]", *exact]] * 2
+    assert table(ordered, {"a": [0.91] * 3, "b": [0.92] * 3}) == [["2", "n/a", *exact]] * 2
+    quarrelling = {"a": [0.93, 0.91, 0.91], "b": [0.92] * 3, "c": [0.91, 0.93, 0.93]}  # seed 0 reverses the others
+    ceiling = table(quarrelling, ordered)[0][2]
+    assert float(ceiling.split()[0]) < 1 and ceiling.split()[1] == "[-1.00,", ceiling
