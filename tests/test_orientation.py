@@ -144,6 +144,14 @@ def test_a_collection_that_cannot_be_oriented_gets_no_check():
     assert not w.any() and not b.any()
 
 
+@pytest.mark.parametrize("right, kept", [(75, True), (74, False)])
+def test_a_check_is_kept_from_three_pairs_in_four_ordered_right(right, kept):
+    """The line between a check and rounding noise: upright scores above the turned ones in 75 pairs of 100
+    (AUC 0.75) keeps it, 74 switches it off."""
+    upright, turned = np.full(100, 2.0), np.r_[np.ones(right), np.full(100 - right, 3.0)]
+    assert orientation.tells_apart(upright, turned) is kept
+
+
 ROOT = Path(__file__).resolve().parent.parent
 # Beside the checkout on the dev machine and in CI (or beside the folder of its git worktrees); absent in a user's clone.
 REAL = next((p for p in (ROOT.parent / "shared" / "data", ROOT.parent.parent / "shared" / "data") if p.is_dir()),

@@ -15,9 +15,10 @@ Each score s is positive on the upright side. r = 1 - s / median(s over VALIDATI
 the typical film, 1 where s = 0 (as much turned as upright) and about 2 for a typical turned film.
 Each check's line is its 1 - (1 - quantile) / 2 quantile of r on the validation films (or a normal
 fitted to them when that is higher, as for the distances' threshold), so the two together flag
-about 1 - quantile of validation films. A check whose median s is not positive (films the data
-cannot orient) is switched off. Each check is kept as an affine map of the layout onto r / line:
-1.0 is its line, as for the guard's `ood` score.
+about 1 - quantile of validation films. A check that cannot tell the validation films from the same
+films turned (its AUC between the two below MIN_AUC, or its median s not positive: films the data cannot
+orient, where the weights are rounding noise and the sign of s a coin toss) is switched off. Each check is
+kept as an affine map of the layout onto r / line: 1.0 is its line, as for the guard's `ood` score.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import norm
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+from sklearn.metrics import roc_auc_score
 
 CHECKS = ("upside down", "mirrored")
+MIN_AUC = 0.75  # a check must order 3 in 4 (validation film, the same film turned) pairs right to be kept
 
 
 def turned(layouts: np.ndarray, vertical: bool, horizontal: bool) -> np.ndarray:
@@ -42,6 +45,13 @@ def _discriminant(upright: np.ndarray, turned_: np.ndarray) -> tuple[np.ndarray,
     y = np.r_[np.ones(len(upright), int), np.zeros(len(turned_), int)]
     lda = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(x, y)
     return lda.coef_.ravel(), float(lda.intercept_[0])
+
+
+def tells_apart(upright: np.ndarray, turned_: np.ndarray) -> bool:
+    """Whether a check's scores put validation films above the same films turned: their AUC (the share of
+    pairs ordered right, ties counting half) reaches MIN_AUC. Symmetric films leave it near 0.5."""
+    y = np.r_[np.ones(len(upright), int), np.zeros(len(turned_), int)]
+    return bool(roc_auc_score(y, np.r_[upright, turned_]) >= MIN_AUC)
 
 
 def line(r: np.ndarray, quantile: float) -> float:
@@ -60,10 +70,10 @@ def fit(train: np.ndarray, val: np.ndarray, quantile: float) -> tuple[np.ndarray
                                 np.vstack([turned(train, True, False), turned(train, True, True)]))
     mirrored = _discriminant(train, turned(train, False, True))
     rows, offsets = [], []
-    for w, b in (upside_down, mirrored):
+    for (w, b), val_turned in ((upside_down, turned(val, True, False)), (mirrored, turned(val, False, True))):
         s = val @ w + b
         median = float(np.median(s)) if len(s) else 0.0
-        if median <= 0:  # this collection's films cannot be told from themselves turned: no check
+        if median <= 0 or not tells_apart(s, val_turned @ w + b):  # films it cannot orient: no check
             rows.append(np.zeros_like(w))
             offsets.append(0.0)
             continue
