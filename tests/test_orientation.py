@@ -152,6 +152,19 @@ def test_a_check_is_kept_from_three_pairs_in_four_ordered_right(right, kept):
     assert orientation.tells_apart(upright, turned) is kept
 
 
+def test_fit_switches_off_each_check_that_does_not_tell_the_films_apart(monkeypatch):
+    """The AUC line is what fit obeys, whatever the sign of the rounding noise: films with a top and a side get
+    both checks, and the same films get none when no check is said to tell them apart."""
+    rng = np.random.default_rng(2)
+    tilt = np.linspace(-1, 1, 8)
+    films = (rng.normal(scale=0.3, size=(200, 8, 8)) + tilt[:, None] + 0.5 * tilt[None, :]).reshape(200, 64)
+    w, b = orientation.fit(films[:150], films[150:], QUANTILE)
+    assert w.any(axis=1).all()
+    monkeypatch.setattr(orientation, "tells_apart", lambda upright, turned: False)
+    w, b = orientation.fit(films[:150], films[150:], QUANTILE)
+    assert not w.any() and not b.any()
+
+
 ROOT = Path(__file__).resolve().parent.parent
 # Beside the checkout on the dev machine and in CI (or beside the folder of its git worktrees); absent in a user's clone.
 REAL = next((p for p in (ROOT.parent / "shared" / "data", ROOT.parent.parent / "shared" / "data") if p.is_dir()),
