@@ -380,3 +380,43 @@ def test_two_sittings_of_the_screen_are_compared_lever_by_lever_beside_their_own
     quarrelling = {"a": [0.93, 0.91, 0.91], "b": [0.92] * 3, "c": [0.91, 0.93, 0.93]}  # seed 0 reverses the others
     ceiling = table(quarrelling, ordered)[0][2]
     assert float(ceiling.split()[0]) < 1 and ceiling.split()[1] == "[-1.00,", ceiling
+
+
+def test_the_cross_architecture_average_is_tested_seed_by_seed_against_the_resnet_alone():
+    """docs/screen.py's paired test on differences whose answer is known: +0.001, +0.002, +0.003 (mean +0.002, Student's
+    half-width 0.0025 with 3 seeds) holds zero, so tied; the same shifted up by 0.001 excludes it, so better; shifted
+    down, worse. A single seed is shown but not tested."""
+    screen = _load("screen")
+    auc, test_auc = screen.names.MODEL_VAL_AUC, screen.names.TEST_AUC
+
+    def verdict(diffs):
+        pairs = [(str(s), {auc: 0.99, test_auc: 0.97}, {auc: 0.99 + d, test_auc: 0.96}) for s, d in enumerate(diffs)]
+        rows = [docblocks.cells(r) for r in docblocks.table(screen.paired_table(pairs))[2:]]
+        assert [r[0] for r in rows[:len(diffs)]] == [str(s) for s in range(len(diffs))]
+        assert rows[0][4:] == ["0.970", "0.960"]
+        return rows[-1][3] if len(rows) > len(diffs) else None
+
+    assert verdict([0.001, 0.002, 0.003]) == "+0.0020 [-0.0005, +0.0045] tied"
+    assert verdict([0.002, 0.003, 0.004]) == "+0.0030 [+0.0005, +0.0055] better"
+    assert verdict([-0.002, -0.003, -0.004]) == "-0.0030 [-0.0055, -0.0005] worse"
+    assert verdict([0.002]) is None
+
+
+def test_one_lever_at_several_image_sizes_is_a_row_per_size_tested_against_the_reference_size():
+    """docs/screen.py --by-fidelity: the jobs grouped by fidelity, the reference size has no test, another size whose
+    seeds all lie above the reference's is better, and the header names what the rows are."""
+    screen = _load("screen")
+    study = sys.modules["study"]
+    shifted = screen.RANKED
+
+    def jobs(fid, values):
+        return [study.Job(f"{fid}-{s}", "baseline", str(s), fid, 60.0, "c", {shifted: v, screen.names.TEST_AUC: 0.97}, {})
+                for s, v in enumerate(values)]
+
+    groups = screen.by_lever(jobs("size=128", [0.990, 0.991, 0.992]) + jobs("size=160", [0.995, 0.996, 0.997]), "fidelity")
+    assert sorted(groups) == ["size=128", "size=160"]
+    lines = docblocks.table(screen.levers_table(groups, "size=128", "fidelity"))
+    assert docblocks.cells(lines[0])[:5] == ["fidelity", "seeds", "val AUC", "shifted val AUC", "shifted vs size=128 [95% Welch]"]
+    rows = {c[0]: c for c in map(docblocks.cells, lines[2:])}
+    assert rows["size=128"][4] == "-"
+    assert rows["size=160"][4].endswith("better") and rows["size=160"][4].startswith("+0.0050")
