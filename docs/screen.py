@@ -2,6 +2,10 @@
 
     .venv/bin/python docs/screen.py --store STORE [--experiment kermany-screen] [--write]
     .venv/bin/python docs/screen.py --store STORE --experiment kermany-confirm --prefix confirm --write
+    .venv/bin/python docs/screen.py --store STORE --experiment kermany-confirm --lever baseline,cnn \\
+        --fidelity trainer.image_size=128 --prefix confirm --write paired
+    .venv/bin/python docs/screen.py --store STORE --experiment kermany-confirm --lever baseline \\
+        --by-fidelity trainer.image_size=128 --prefix size --write
 
 
 One row per lever: its seeds' mean and SD of the validation AUC and of the shifted validation AUC (the worst
@@ -167,7 +171,8 @@ def main() -> int:
     p.add_argument("--fidelity", help="only the jobs at this fidelity (their other overrides, e.g. trainer.image_size=128)")
     p.add_argument("--by-fidelity", metavar="REFERENCE",
                    help="a row per fidelity, not per lever (one lever at several image sizes), tested against REFERENCE")
-    p.add_argument("--write", action="store_true", help="write the tables into docs/screen.md's and docs/results.md's blocks")
+    p.add_argument("--write", nargs="*", choices=["levers", "ensembles", "paired", "sittings"],
+                   help="write the tables into docs/screen.md's and docs/results.md's blocks (all, or those named)")
     args = p.parse_args()
     jobs = [j for j in study.jobs(args.store, args.experiment)
             if (not args.lever or j.lever in args.lever.split(",")) and (args.fidelity is None or j.fidelity == args.fidelity)]
@@ -196,16 +201,18 @@ def main() -> int:
         if len(args.against) > 2:
             raise SystemExit("--against takes a store and, optionally, its experiment")
         sittings = sittings_table(jobs, study.jobs(args.against[0], (args.against[1:] or [args.experiment])[0]))
-    if args.write:
+    if args.write is not None:
         import docblocks
 
-        docblocks.write(f"{args.prefix}-levers", levers, PAGE)
-        if len(ensembles.strip().splitlines()) > 2:  # a lever with seeds to average, or the CNN beside the baseline
+        wanted = set(args.write) or {"levers", "ensembles", "paired", "sittings"}
+        if "levers" in wanted:
+            docblocks.write(f"{args.prefix}-levers", levers, PAGE)
+            docblocks.write(f"{args.prefix}-levers", levers, RESULTS)
+        if "ensembles" in wanted and len(ensembles.strip().splitlines()) > 2:  # seeds to average, or the CNN beside
             docblocks.write(f"{args.prefix}-ensembles", ensembles, PAGE)
-        docblocks.write(f"{args.prefix}-levers", levers, RESULTS)
-        if sittings:
+        if "sittings" in wanted and sittings:
             docblocks.write(f"{args.prefix}-sittings", sittings, PAGE)
-        if paired:
+        if "paired" in wanted and paired:
             docblocks.write(f"{args.prefix}-paired", paired, PAGE)
     print("\n\n".join(t for t in (levers, ensembles, paired, sittings) if t))
     return 0
