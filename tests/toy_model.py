@@ -66,9 +66,11 @@ def pyfunc(folder: Path, **kwargs):
     import mlflow
 
     from pneumo.config import paths
+    from pneumo.release import package
 
+    # the requirements a registered model names (inferring them instead runs the model in a subprocess: 6 s a call)
     mlflow.pyfunc.save_model(str(folder / "model"), python_model=str(paths.ROOT / "pneumo" / "release" / "serving.py"),
-                             artifacts=artifacts(folder / "artifacts", **kwargs))
+                             artifacts=artifacts(folder / "artifacts", **kwargs), pip_requirements=package.requirements())
     return mlflow.pyfunc.load_model(str(folder / "model"))
 
 
