@@ -17,8 +17,9 @@ predictions: each lever's seeds averaged, and the resnet and the CNN averaged (a
 each thresholded on its own validation output. --write puts them in docs/screen.md's blocks NAME-levers and
 NAME-ensembles (--prefix NAME, `screen` by default), and the levers table in docs/results.md's NAME-levers too.
 Where the resnet and the CNN share seeds, a seed-paired test of their average against the resnet alone (block
-NAME-paired). --by-fidelity REFERENCE makes a row per fidelity instead (one lever at several image sizes, e.g.
-`--lever baseline --by-fidelity trainer.image_size=128`), each tested against REFERENCE's seeds.
+NAME-paired, in docs/results.md too). --by-fidelity REFERENCE makes a row per fidelity instead (one lever at
+several image sizes, e.g. `--lever baseline --by-fidelity trainer.image_size=128`), each tested against
+REFERENCE's seeds.
 --against STORE [EXPERIMENT] compares this screen with another sitting of it (block NAME-sittings): Spearman's rho
 between the two sittings' lever means, with docs/fidelity.py's bootstrap over seeds, beside the ceiling seed
 noise allows within this sitting (one seed against the mean of the rest).
@@ -214,6 +215,7 @@ def main() -> int:
             docblocks.write(f"{args.prefix}-sittings", sittings, PAGE)
         if "paired" in wanted and paired:
             docblocks.write(f"{args.prefix}-paired", paired, PAGE)
+            docblocks.write(f"{args.prefix}-paired", paired, RESULTS)
     print("\n\n".join(t for t in (levers, ensembles, paired, sittings) if t))
     return 0
 
