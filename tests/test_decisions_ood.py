@@ -289,3 +289,28 @@ def test_a_job_whose_guard_cannot_be_fitted_says_why_and_ships_without_one(tmp_p
     assert fitted.missing.startswith(f"{ood.MIN_FILMS - 1} training films (evaluation.ood_sample={ood.MIN_FILMS - 1})")
     assert [r.getMessage() for r in caplog.records if r.name == "pneumo"] == [
         f"no out-of-distribution guard for this model: {fitted.missing}"]
+
+
+def test_films_are_measured_from_their_files_once_a_process_and_again_when_a_file_changes(tmp_path):
+    """The guard's image features as imagestats measures each raw file: a film whose file is gone from its decoded
+    square, a file that is no image left out. Measured again, a film's file is read from memory, unless it was
+    rewritten: then its new content is measured."""
+    from types import SimpleNamespace
+
+    from pneumo.evaluation import imagestats, ood_fit
+
+    films = {"a.png": toy_model.gray_png(60, side=64), "b.png": toy_model.gray_png(200, side=64), "junk.png": b"no png"}
+    for name, data in films.items():
+        (tmp_path / name).write_bytes(data)
+    squares = np.full((4, 8, 8, 1), 90, np.uint8)
+    subset = SimpleNamespace(paths=np.array(["a.png", "gone.png", "junk.png", "b.png"]), x=squares)
+    want, ok = imagestats.many([films["a.png"], imagestats.from_array(squares[1]), films["junk.png"], films["b.png"]])
+    ood_fit._file_features.cache_clear()
+    got, got_ok = ood_fit._features(tmp_path, subset, np.arange(4))
+    assert got_ok == ok == [0, 1, 3] and np.array_equal(got, want)
+    assert ood_fit._file_features.cache_info().misses == 3  # a, junk, b: the gone film has no file to remember
+    again, _ = ood_fit._features(tmp_path, subset, np.arange(4))
+    assert np.array_equal(again, want) and ood_fit._file_features.cache_info().hits == 3
+    (tmp_path / "a.png").write_bytes(toy_model.gray_png(200, side=64) + b"\0")  # a film replaced by another
+    changed, _ = ood_fit._features(tmp_path, subset, np.arange(1))
+    assert np.array_equal(changed[0], want[2]) and not np.array_equal(changed[0], want[0])

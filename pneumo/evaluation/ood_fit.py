@@ -7,6 +7,7 @@ test split except to report the share of its films the guard flags.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,21 +30,40 @@ class GuardFit:
     missing: str | None = None  # why the guard could not be fitted (the model still ships, and says so)
 
 
-def _raw(root: Path, subset, idx) -> list[bytes]:
-    out = []
-    for i in idx:
+@functools.lru_cache(maxsize=1 << 16)
+def _file_features(path: str, mtime_ns: int, size: int) -> np.ndarray | None:
+    """One film file's image features, or None if it cannot be read as an image. Remembered by (path, mtime, size):
+    the jobs of a sweep run in one process and measure the same films each (4 s a job of a 32 px screen)."""
+    del mtime_ns, size  # the key: a rewritten file is measured again
+    data = Path(path).read_bytes()  # OSError: the caller falls back to the decoded film
+    try:
+        return imagestats.features(data)
+    except imagestats.ImageError:
+        return None
+
+
+def _features(root: Path, subset, idx) -> tuple[np.ndarray, list[int]]:
+    """imagestats.many over the films `idx`: each from its raw file under `root`, as served films are measured,
+    or, when that file is gone, from its decoded gray square."""
+    rows, ok = [], []
+    for k, i in enumerate(idx):
         f = root / str(subset.paths[i])
         try:
-            out.append(f.read_bytes())
+            st = f.stat()
+            row = _file_features(str(f), st.st_mtime_ns, st.st_size)
         except OSError:
-            out.append(imagestats.from_array(subset.x[i]))
-    return out
+            found, _ = imagestats.many([imagestats.from_array(subset.x[i])])
+            row = found[0] if len(found) else None
+        if row is not None:
+            rows.append(row)
+            ok.append(k)
+    return (np.stack(rows) if rows else np.zeros((0, len(imagestats.FEATURES) + imagestats.LAYOUT**2))), ok
 
 
 def measure(embed, subset, root, idx=None, batch_size: int = 64):
     """(image features, probabilities, embeddings) of the films `idx` of a split (all by default)."""
     idx = np.arange(len(subset)) if idx is None else np.asarray(idx)
-    feats, ok = imagestats.many(_raw(Path(root), subset, idx))
+    feats, ok = _features(Path(root), subset, idx)
     prob, emb = embedding.predict(embed, subset.x[idx[ok]], batch_size)
     return feats, prob, emb
 
