@@ -5,7 +5,7 @@
     .venv/bin/python docs/screen.py --store STORE --experiment kermany-confirm --lever baseline,cnn \\
         --fidelity trainer.image_size=128 --prefix confirm --write paired
     .venv/bin/python docs/screen.py --store STORE --experiment kermany-confirm --lever baseline \\
-        --by-fidelity trainer.image_size=128 --prefix size --write
+        --by-fidelity trainer.image_size=128          # prints; no page has a block for it yet
 
 
 One row per lever: its seeds' mean and SD of the validation AUC and of the shifted validation AUC (the worst
