@@ -92,23 +92,23 @@ def _versus(base, other) -> str:
     return f"{d.difference:+.4f} [{d.low:+.4f}, {d.high:+.4f}] {verdict}"
 
 
-def ensembles_table(groups: dict[str, list[study.Job]], bootstrap: int) -> str:
+def ensembles_table(groups: dict[str, list[study.Job]], bootstrap: int,
+                    pairs: list[tuple[str, dict, dict]] | None = None) -> str:
+    """`pairs`: cross_architecture_pairs' averages, computed once for this table and paired_table."""
     rows = []
     for lever in sorted(groups):
         if len(groups[lever]) > 1:
-            rows.append(_ensemble_row(f"{lever}, its seeds", groups[lever], bootstrap))
-    if "baseline" in groups and "cnn" in groups:
-        pairs = [[a, b] for a in groups["baseline"] for b in groups["cnn"] if a.seed == b.seed]
-        for pair in pairs:
-            rows.append(_ensemble_row(f"resnet + cnn (cross-architecture), seed {pair[0].seed}", pair, bootstrap))
-        rows.append(_ensemble_row("resnet + cnn (cross-architecture), every seed", groups["baseline"] + groups["cnn"],
-                                  bootstrap))
+            rows.append(_ensemble_row(f"{lever}, its seeds", len(groups[lever]), study.ensemble(groups[lever], bootstrap)))
+    if pairs:
+        for seed, _, both in pairs:
+            rows.append(_ensemble_row(f"resnet + cnn (cross-architecture), seed {seed}", 2, both))
+        every = groups["baseline"] + groups["cnn"]
+        rows.append(_ensemble_row("resnet + cnn (cross-architecture), every seed", len(every), study.ensemble(every, bootstrap)))
     return ENSEMBLES_HEADER + "\n" + "\n".join(rows)
 
 
-def _ensemble_row(label: str, members: list[study.Job], bootstrap: int) -> str:
-    e = study.ensemble(members, bootstrap)
-    return (f"| {label} | {len(members)} | {e[names.MODEL_VAL_AUC]:.4f} | {study.with_ci(e, names.TEST_AUC)} | "
+def _ensemble_row(label: str, members: int, e: dict) -> str:
+    return (f"| {label} | {members} | {e[names.MODEL_VAL_AUC]:.4f} | {study.with_ci(e, names.TEST_AUC)} | "
             f"{study.with_ci(e, names.TEST_ACCURACY)} | {study.with_ci(e, names.TEST_SENSITIVITY)} | "
             f"{study.with_ci(e, names.TEST_SPECIFICITY)} |")
 
@@ -194,8 +194,8 @@ def main() -> int:
                              "(pick one with --fidelity, or compare them with --by-fidelity)")
         groups = by_lever(jobs)
         levers = levers_table(groups)
-    ensembles = ensembles_table(groups, args.bootstrap)
     pairs = cross_architecture_pairs(groups, args.bootstrap) if not args.by_fidelity else []
+    ensembles = ensembles_table(groups, args.bootstrap, pairs)
     paired = paired_table(pairs) if pairs else ""
     sittings = ""
     if args.against:

@@ -51,9 +51,11 @@ def _features(root: Path, subset, idx) -> tuple[np.ndarray, list[int]]:
         try:
             st = f.stat()
             row = _file_features(str(f), st.st_mtime_ns, st.st_size)
-        except OSError:
-            found, _ = imagestats.many([imagestats.from_array(subset.x[i])])
-            row = found[0] if len(found) else None
+        except OSError:  # the file is gone: its decoded square
+            try:
+                row = imagestats.features(imagestats.from_array(subset.x[i]))
+            except imagestats.ImageError:
+                row = None
         if row is not None:
             rows.append(row)
             ok.append(k)
